@@ -1,0 +1,606 @@
+//! The behaviour generator: sessions of views, clicks, favourites, shares, carts, orders,
+//! payments, check-ins, identifies, crashes and requests, as canonical JSON events.
+
+use crate::catalog::{sample, zipf, SKU_ZIPF_EXPONENT};
+use crate::config::DAY_MS;
+use crate::world::DemoWorld;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_distr::{Distribution, LogNormal, Zipf};
+use rand_pcg::Pcg64Mcg;
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Probability that a SKU view is followed by an add-to-cart.
+pub const P_VIEW_CART: f64 = 0.08;
+/// Probability that a cart is followed by an order.
+pub const P_CART_ORDER: f64 = 0.30;
+/// Probability that an order is paid.
+pub const P_ORDER_PAY: f64 = 0.90;
+const P_VIEW_FAVORITE: f64 = 0.03;
+const P_VIEW_SHARE: f64 = 0.01;
+const P_CLICK_BEFORE_VIEW: f64 = 0.45;
+const P_IN_FOCUS_CATEGORY: f64 = 0.7;
+const P_CHECKIN: f64 = 0.2;
+const P_JITTER: f64 = 0.03;
+/// Mean gap between two events of one session, which sets how many sessions run at once.
+const SESSION_EVENT_GAP_MS: f64 = 20_000.0;
+const USER_ZIPF_EXPONENT: f64 = 0.75;
+
+const SOURCES: [&str; 10] =
+    ["organic", "organic", "organic", "push", "wechat_ad", "douyin_ad", "baidu_search", "share_link", "sms", "email"];
+const CLICK_PAGES: [&str; 4] = ["home", "search", "list", "list"];
+const SHARE_TO: [&str; 4] = ["wechat", "moments", "weibo", "link"];
+const PAY_METHODS: [&str; 3] = ["wechat_pay", "alipay", "card"];
+const API_PATHS: [&str; 8] = [
+    "/api/feed",
+    "/api/search",
+    "/api/item/detail",
+    "/api/cart",
+    "/api/order/create",
+    "/api/pay",
+    "/api/user/profile",
+    "/api/recommend",
+];
+const STACK_HASHES: [&str; 12] = [
+    "9f2c41ab", "0d77e3c1", "c3a91f02", "51be7d90", "e8041c6a", "7a6fd233", "2b9e0f54", "f0c1d8e7", "4e55a1b9", "a7d3096c",
+    "6c18b2fd", "d2f7e415",
+];
+
+/// A way an event is deliberately broken; every one makes `Event::from_json` fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Malformation {
+    /// Neither `user` nor `device`.
+    MissingIdentity,
+    /// `action` has spaces and capitals (`"View Item"`).
+    ActionWithSpaces,
+    /// `time` is the word `"yesterday"`.
+    TimeAsWord,
+    /// `context.city` is a city name instead of an id.
+    CityAsString,
+    /// `props` is an array.
+    PropsAsArray,
+    /// `time` is a year after the event window.
+    FarFutureTime,
+    /// An unknown top-level field.
+    UnknownField,
+    /// `context.version` is not semver-like.
+    BadVersion,
+}
+
+impl Malformation {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Malformation; 8] = [
+        Malformation::MissingIdentity,
+        Malformation::ActionWithSpaces,
+        Malformation::TimeAsWord,
+        Malformation::CityAsString,
+        Malformation::PropsAsArray,
+        Malformation::FarFutureTime,
+        Malformation::UnknownField,
+        Malformation::BadVersion,
+    ];
+
+    fn apply(self, event: &mut Map<String, Value>) {
+        match self {
+            Malformation::MissingIdentity => {
+                event.remove("user");
+                event.remove("device");
+            }
+            Malformation::ActionWithSpaces => {
+                event.insert("action".into(), Value::from("View Item"));
+            }
+            Malformation::TimeAsWord => {
+                event.insert("time".into(), Value::from("yesterday"));
+            }
+            Malformation::CityAsString => {
+                if let Some(Value::Object(context)) = event.get_mut("context") {
+                    context.insert("city".into(), Value::from("Shanghai"));
+                }
+            }
+            Malformation::PropsAsArray => {
+                event.insert("props".into(), Value::Array(vec![Value::from("oops")]));
+            }
+            Malformation::FarFutureTime => {
+                let time = event.get("time").and_then(Value::as_i64).unwrap_or(0);
+                event.insert("time".into(), Value::from(time + 400 * DAY_MS));
+            }
+            Malformation::UnknownField => {
+                event.insert("colour".into(), Value::from("red"));
+            }
+            Malformation::BadVersion => {
+                if let Some(Value::Object(context)) = event.get_mut("context") {
+                    context.insert("version".into(), Value::from("latest"));
+                }
+            }
+        }
+    }
+}
+
+/// Maps the fraction of events emitted so far to a time offset, following a daily cycle
+/// (quiet nights, evening peak, in UTC+8).
+#[derive(Debug, Clone)]
+struct Clock {
+    /// Cumulative share of events at the start of each hour; `hours + 1` entries.
+    cumulative: Vec<f64>,
+    hour: usize,
+}
+
+impl Clock {
+    fn new(days: u32) -> Clock {
+        const LOCAL_HOUR_WEIGHT: [f64; 24] = [
+            0.5, 0.3, 0.2, 0.15, 0.15, 0.2, 0.4, 0.7, 0.9, 1.0, 1.0, 1.1, 1.2, 1.0, 0.9, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.7,
+            1.4, 0.9,
+        ];
+        let hours = days.max(1) as usize * 24;
+        let mut cumulative = Vec::with_capacity(hours + 1);
+        let mut sum = 0.0;
+        cumulative.push(0.0);
+        for h in 0..hours {
+            sum += LOCAL_HOUR_WEIGHT[(h + 8) % 24];
+            cumulative.push(sum);
+        }
+        for c in &mut cumulative {
+            *c /= sum;
+        }
+        Clock { cumulative, hour: 0 }
+    }
+
+    /// Offset in ms for `fraction` in [0, 1); fractions must not decrease between calls.
+    fn offset_ms(&mut self, fraction: f64) -> i64 {
+        let last = self.cumulative.len() - 2;
+        while self.hour < last && self.cumulative[self.hour + 1] <= fraction {
+            self.hour += 1;
+        }
+        let (lo, hi) = (self.cumulative[self.hour], self.cumulative[self.hour + 1]);
+        let within = if hi > lo { ((fraction - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
+        (self.hour as f64 * 3_600_000.0 + within * 3_600_000.0) as i64
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    HomeView,
+    Checkin,
+    Identify,
+    View(u32),
+    Favorite(u32),
+    Share(u32),
+    Cart(u32),
+    Order(u32),
+    Pay(u32, u64, u64),
+}
+
+#[derive(Debug)]
+struct Session {
+    id: String,
+    user: Option<String>,
+    device: String,
+    platform: &'static str,
+    version: String,
+    channel: String,
+    city: u32,
+    source: &'static str,
+    ip: String,
+    user_agent: String,
+    old_version: bool,
+    focus_leaf: usize,
+    page: &'static str,
+    steps_left: u32,
+    /// (step at which to log in, user id) for anonymous devices.
+    identify: Option<(u32, String)>,
+    pending: VecDeque<Step>,
+    checkins: u32,
+}
+
+enum TargetRef {
+    Sku(u32),
+    Shop(u32),
+    Text(&'static str, &'static str),
+}
+
+struct Planned {
+    action: &'static str,
+    target: Option<TargetRef>,
+    props: Map<String, Value>,
+}
+
+/// An iterator of canonical JSON events (`serde_json::Value`), deterministic in the
+/// world's seed and `total_events`. Each item is accepted by `meridian_event::Event::from_json`
+/// unless it is one of the deliberately malformed ones; use [`BehaviourGenerator::next_tagged`]
+/// to learn which.
+#[derive(Debug)]
+pub struct BehaviourGenerator {
+    world: Arc<DemoWorld>,
+    rng: Pcg64Mcg,
+    total: u64,
+    emitted: u64,
+    malformed: u64,
+    sessions_started: u64,
+    orders: u64,
+    id_prefix: String,
+    session_prefix: String,
+    order_prefix: String,
+    clock: Clock,
+    slots: Vec<Option<Session>>,
+    user_order: Vec<u32>,
+    user_zipf: Zipf<f64>,
+    anon_zipf: Zipf<f64>,
+    sku_zipf: Zipf<f64>,
+    shop_zipf: Zipf<f64>,
+    stack_zipf: Zipf<f64>,
+    /// Per leaf slot: SKU indices most popular first, and a Zipf over them.
+    leaf_skus: Vec<(Vec<u32>, Zipf<f64>)>,
+    /// Leaf slot of each SKU index.
+    sku_leaf: Vec<u32>,
+    latency: LogNormal<f64>,
+}
+
+impl BehaviourGenerator {
+    /// A generator of exactly `total_events` events over the world's event window.
+    pub fn new(world: Arc<DemoWorld>, total_events: u64) -> BehaviourGenerator {
+        let seed = world.config.seed;
+        let mut rng = Pcg64Mcg::new(u128::from(seed) << 64 | 0xbe4a_710e);
+        let catalog = &world.catalog;
+        let mut user_order: Vec<u32> = (0..world.users.users.len() as u32).collect();
+        user_order.shuffle(&mut rng);
+
+        let mut leaf_slot = vec![u32::MAX; catalog.categories.len() + 1];
+        let mut n_leaves = 0;
+        for c in catalog.leaves() {
+            leaf_slot[c.id as usize] = n_leaves;
+            n_leaves += 1;
+        }
+        let mut sku_leaf = vec![0u32; catalog.skus.len()];
+        for (i, sku) in catalog.skus.iter().enumerate() {
+            let category = catalog.spu(sku.spu).map_or(0, |s| s.category);
+            sku_leaf[i] = leaf_slot.get(category as usize).copied().unwrap_or(0);
+        }
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n_leaves as usize];
+        for &sku in &catalog.sku_popularity {
+            lists[sku_leaf[sku as usize] as usize].push(sku);
+        }
+        let leaf_skus = lists
+            .into_iter()
+            .map(|list| {
+                let z = zipf(list.len(), SKU_ZIPF_EXPONENT);
+                (list, z)
+            })
+            .collect();
+
+        let span = world.config.span_ms() as f64;
+        let gap = if total_events == 0 { span } else { span / total_events as f64 };
+        let concurrency = (SESSION_EVENT_GAP_MS / gap).round().clamp(1.0, 4096.0) as usize;
+
+        BehaviourGenerator {
+            rng,
+            total: total_events,
+            emitted: 0,
+            malformed: 0,
+            sessions_started: 0,
+            orders: 0,
+            id_prefix: format!("ev-{seed}-"),
+            session_prefix: format!("s-{seed}-"),
+            order_prefix: format!("o-{seed}-"),
+            clock: Clock::new(world.config.days),
+            slots: (0..concurrency).map(|_| None).collect(),
+            user_zipf: zipf(world.users.users.len(), USER_ZIPF_EXPONENT),
+            anon_zipf: zipf(world.users.anonymous.len(), 0.6),
+            sku_zipf: zipf(catalog.skus.len(), SKU_ZIPF_EXPONENT),
+            shop_zipf: zipf(catalog.shops.len(), 1.0),
+            stack_zipf: zipf(STACK_HASHES.len(), 1.2),
+            leaf_skus,
+            sku_leaf,
+            user_order,
+            latency: LogNormal::new(120f64.ln(), 0.9).expect("valid log-normal"),
+            world,
+        }
+    }
+
+    /// Events emitted so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Malformed events emitted so far.
+    pub fn malformed_emitted(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Sessions started so far.
+    pub fn sessions_started(&self) -> u64 {
+        self.sessions_started
+    }
+
+    /// The next event and, when it is deliberately broken, how.
+    pub fn next_tagged(&mut self) -> Option<(Value, Option<Malformation>)> {
+        if self.emitted >= self.total {
+            return None;
+        }
+        let n = self.emitted;
+        let slot = self.rng.gen_range(0..self.slots.len());
+        let mut session = match self.slots[slot].take() {
+            Some(s) => s,
+            None => self.new_session(),
+        };
+        let planned = loop {
+            match self.step(&mut session) {
+                Some(p) => break p,
+                None => session = self.new_session(),
+            }
+        };
+        let fraction = (n as f64 + 0.5) / self.total as f64;
+        let mut time = self.world.start_ms() + self.clock.offset_ms(fraction);
+        if self.rng.gen_bool(P_JITTER) {
+            time = (time - self.rng.gen_range(1..5_000)).max(self.world.start_ms());
+        }
+        let value = self.build(n, time, &session, planned);
+        self.slots[slot] = Some(session);
+        self.emitted += 1;
+        let share = self.world.config.malformed_share;
+        if share > 0.0 && self.rng.gen_bool(share) {
+            let kind = Malformation::ALL[self.rng.gen_range(0..Malformation::ALL.len())];
+            let Value::Object(mut map) = value else { unreachable!("events are objects") };
+            kind.apply(&mut map);
+            self.malformed += 1;
+            return Some((Value::Object(map), Some(kind)));
+        }
+        Some((value, None))
+    }
+
+    /// This generator as an iterator of `(event, malformation)`.
+    pub fn tagged(mut self) -> impl Iterator<Item = (Value, Option<Malformation>)> {
+        std::iter::from_fn(move || self.next_tagged())
+    }
+
+    fn new_session(&mut self) -> Session {
+        let world = Arc::clone(&self.world);
+        let rng = &mut self.rng;
+        let users = &world.users;
+        let anonymous = !users.anonymous.is_empty() && rng.gen_bool(world.config.anonymous_share);
+        let steps = 1 + (-(rng.gen::<f64>().max(1e-12)).ln() * 10.0) as u32;
+        let (user, device, platform, version, channel, city, identify) = if anonymous {
+            let a = &users.anonymous[sample(&self.anon_zipf, rng)];
+            let identify = match &a.identifies_as {
+                Some(u) if rng.gen_bool(0.5) => Some((rng.gen_range(0..steps), u.clone())),
+                _ => None,
+            };
+            (None, a.id.clone(), &a.platform, &a.version, &a.channel, a.city, identify)
+        } else {
+            let u = &users.users[self.user_order[sample(&self.user_zipf, rng)] as usize];
+            let device = if u.devices.len() == 1 || rng.gen_bool(0.7) { &u.devices[0] } else { &u.devices[rng.gen_range(0..u.devices.len())] };
+            (Some(u.id.clone()), device.clone(), &u.platform, &u.version, &u.channel, u.city, None)
+        };
+        let city = if rng.gen_bool(0.05) { rng.gen_range(1..=crate::users::CITIES) } else { city };
+        let platform = crate::users::PLATFORMS.iter().copied().find(|p| p == platform).unwrap_or("web");
+        let hash = device.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let ip = format!("100.{}.{}.{}", 64 + (hash >> 16) % 64, (hash >> 8) & 255, (hash & 255) | 1);
+        let user_agent = match platform {
+            "ios" => format!("DemoShop/{version} (iPhone; iOS {}.{})", 16 + hash % 3, hash % 6),
+            "android" => format!("DemoShop/{version} (Linux; Android {}; {})", 11 + hash % 4, ["HUAWEI", "Xiaomi", "OPPO", "vivo"][(hash % 4) as usize]),
+            "miniprogram" => format!("Mozilla/5.0 MicroMessenger/8.0.{} MiniProgram/{version}", 40 + hash % 12),
+            _ => "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36".to_owned(),
+        };
+        let focus_sku = world.catalog.sku_popularity[sample(&self.sku_zipf, rng)];
+        let mut pending = VecDeque::new();
+        if rng.gen_bool(0.5) {
+            pending.push_back(Step::HomeView);
+        }
+        if user.is_some() && rng.gen_bool(P_CHECKIN) {
+            pending.push_back(Step::Checkin);
+        }
+        self.sessions_started += 1;
+        Session {
+            id: format!("{}{}", self.session_prefix, self.sessions_started),
+            user,
+            device,
+            platform,
+            old_version: !version.starts_with("10.") && !version.starts_with("3."),
+            version: version.clone(),
+            channel: channel.clone(),
+            city,
+            source: SOURCES[rng.gen_range(0..SOURCES.len())],
+            ip,
+            user_agent,
+            focus_leaf: self.sku_leaf[focus_sku as usize] as usize,
+            page: "home",
+            steps_left: steps,
+            identify,
+            pending,
+            checkins: 0,
+        }
+    }
+
+    fn pick_sku(&mut self, session: &mut Session) -> u32 {
+        let (list, z) = &self.leaf_skus[session.focus_leaf];
+        if !list.is_empty() && self.rng.gen_bool(P_IN_FOCUS_CATEGORY) {
+            return list[sample(z, &mut self.rng).min(list.len() - 1)];
+        }
+        let sku = self.world.catalog.sku_popularity[sample(&self.sku_zipf, &mut self.rng)];
+        session.focus_leaf = self.sku_leaf[sku as usize] as usize;
+        sku
+    }
+
+    /// The next thing the session does, or `None` when it is over.
+    fn step(&mut self, s: &mut Session) -> Option<Planned> {
+        if let Some(step) = s.pending.pop_front() {
+            return Some(self.follow(s, step));
+        }
+        if matches!(&s.identify, Some((at, _)) if *at == s.steps_left) {
+            return Some(self.follow(s, Step::Identify));
+        }
+        if s.steps_left == 0 {
+            return None;
+        }
+        s.steps_left -= 1;
+        let r: f64 = self.rng.gen();
+        let crash_p = if s.old_version { 0.003 } else { 0.0008 };
+        if r < crash_p {
+            s.steps_left = 0;
+            s.pending.clear();
+            s.identify = None;
+            let os = match s.platform {
+                "ios" => "ios",
+                "android" => "android",
+                "miniprogram" => "wechat",
+                _ => "windows",
+            };
+            let mut props = Map::new();
+            props.insert("stack_hash".into(), Value::from(STACK_HASHES[sample(&self.stack_zipf, &mut self.rng)]));
+            props.insert("os".into(), Value::from(os));
+            return Some(Planned { action: "crash", target: Some(TargetRef::Text("page", s.page)), props });
+        }
+        if r < 0.08 {
+            let path = API_PATHS[self.rng.gen_range(0..API_PATHS.len())];
+            let latency = self.latency.sample(&mut self.rng).round().max(1.0) as u64;
+            let status = match self.rng.gen::<f64>() {
+                x if x < 0.006 => [500, 502, 503, 504][self.rng.gen_range(0..4)],
+                x if x < 0.016 => [400, 404, 429][self.rng.gen_range(0..3)],
+                _ => 200,
+            };
+            let mut props = Map::new();
+            props.insert("latency_ms".into(), Value::from(latency));
+            props.insert("status".into(), Value::from(status));
+            props.insert("method".into(), Value::from(if path.contains("create") || path == "/api/pay" { "POST" } else { "GET" }));
+            return Some(Planned { action: "request", target: Some(TargetRef::Text("api", path)), props });
+        }
+        if r < 0.13 {
+            s.page = "shop";
+            let shop = self.world.catalog.shop_popularity[sample(&self.shop_zipf, &mut self.rng)];
+            return Some(Planned { action: "view", target: Some(TargetRef::Shop(shop)), props: Map::new() });
+        }
+        let sku = self.pick_sku(s);
+        if self.rng.gen_bool(P_CLICK_BEFORE_VIEW) {
+            s.page = CLICK_PAGES[self.rng.gen_range(0..CLICK_PAGES.len())];
+            s.pending.push_front(Step::View(sku));
+            let mut props = Map::new();
+            props.insert("position".into(), Value::from(self.rng.gen_range(1..=40)));
+            return Some(Planned { action: "click", target: Some(TargetRef::Sku(sku)), props });
+        }
+        Some(self.follow(s, Step::View(sku)))
+    }
+
+    fn follow(&mut self, s: &mut Session, step: Step) -> Planned {
+        let mut props = Map::new();
+        let rng = &mut self.rng;
+        match step {
+            Step::HomeView => {
+                s.page = "home";
+                Planned { action: "view", target: Some(TargetRef::Text("page", "home")), props }
+            }
+            Step::Checkin => {
+                s.page = "checkin";
+                s.checkins += 1;
+                props.insert("streak".into(), Value::from(rng.gen_range(1..=30)));
+                Planned { action: "checkin", target: Some(TargetRef::Text("page", "checkin")), props }
+            }
+            Step::Identify => {
+                let user = s.identify.take().map(|(_, u)| u);
+                s.user = user;
+                props.insert("method".into(), Value::from(if rng.gen_bool(0.7) { "sms" } else { "password" }));
+                Planned { action: "identify", target: None, props }
+            }
+            Step::View(sku) => {
+                s.page = "item";
+                if rng.gen_bool(P_VIEW_CART) {
+                    s.pending.push_back(Step::Cart(sku));
+                }
+                if rng.gen_bool(P_VIEW_FAVORITE) {
+                    s.pending.push_back(Step::Favorite(sku));
+                }
+                if rng.gen_bool(P_VIEW_SHARE) {
+                    s.pending.push_back(Step::Share(sku));
+                }
+                props.insert("price".into(), Value::from(self.world.catalog.skus[sku as usize].price));
+                Planned { action: "view", target: Some(TargetRef::Sku(sku)), props }
+            }
+            Step::Favorite(sku) => Planned { action: "favorite", target: Some(TargetRef::Sku(sku)), props },
+            Step::Share(sku) => {
+                props.insert("to".into(), Value::from(SHARE_TO[rng.gen_range(0..SHARE_TO.len())]));
+                Planned { action: "share", target: Some(TargetRef::Sku(sku)), props }
+            }
+            Step::Cart(sku) => {
+                if rng.gen_bool(P_CART_ORDER) {
+                    s.pending.push_back(Step::Order(sku));
+                }
+                props.insert("quantity".into(), Value::from(1));
+                props.insert("price".into(), Value::from(self.world.catalog.skus[sku as usize].price));
+                Planned { action: "cart", target: Some(TargetRef::Sku(sku)), props }
+            }
+            Step::Order(sku) => {
+                s.page = "checkout";
+                self.orders += 1;
+                let quantity = if rng.gen_bool(0.85) { 1 } else { rng.gen_range(2..=5) };
+                let amount = quantity * self.world.catalog.skus[sku as usize].price;
+                if rng.gen_bool(P_ORDER_PAY) {
+                    s.pending.push_back(Step::Pay(sku, self.orders, amount));
+                }
+                props.insert("order_id".into(), Value::from(format!("{}{}", self.order_prefix, self.orders)));
+                props.insert("quantity".into(), Value::from(quantity));
+                props.insert("amount".into(), Value::from(amount));
+                Planned { action: "order", target: Some(TargetRef::Sku(sku)), props }
+            }
+            Step::Pay(sku, order, amount) => {
+                s.page = "pay";
+                props.insert("order_id".into(), Value::from(format!("{}{}", self.order_prefix, order)));
+                props.insert("amount".into(), Value::from(amount));
+                props.insert("method".into(), Value::from(PAY_METHODS[rng.gen_range(0..PAY_METHODS.len())]));
+                Planned { action: "pay", target: Some(TargetRef::Sku(sku)), props }
+            }
+        }
+    }
+
+    fn build(&self, n: u64, time: i64, s: &Session, planned: Planned) -> Value {
+        let mut event = Map::new();
+        let mut id = String::with_capacity(self.id_prefix.len() + 12);
+        id.push_str(&self.id_prefix);
+        id.push_str(&n.to_string());
+        event.insert("id".into(), Value::String(id));
+        if let Some(user) = &s.user {
+            event.insert("user".into(), Value::String(user.clone()));
+        }
+        event.insert("device".into(), Value::String(s.device.clone()));
+        event.insert("time".into(), Value::from(time));
+        event.insert("action".into(), Value::from(planned.action));
+        if let Some(target) = planned.target {
+            let (kind, id) = match target {
+                TargetRef::Sku(i) => ("sku", self.world.catalog.skus[i as usize].id.clone()),
+                TargetRef::Shop(i) => ("shop", self.world.catalog.shops[i as usize].id.to_string()),
+                TargetRef::Text(kind, id) => (kind, id.to_owned()),
+            };
+            let mut t = Map::new();
+            t.insert("type".into(), Value::from(kind));
+            t.insert("id".into(), Value::String(id));
+            event.insert("target".into(), Value::Object(t));
+        }
+        let mut c = Map::new();
+        c.insert("city".into(), Value::from(s.city));
+        c.insert("platform".into(), Value::from(s.platform));
+        c.insert("version".into(), Value::String(s.version.clone()));
+        c.insert("channel".into(), Value::String(s.channel.clone()));
+        c.insert("page".into(), Value::from(s.page));
+        c.insert("source".into(), Value::from(s.source));
+        c.insert("session".into(), Value::String(s.id.clone()));
+        c.insert("ip".into(), Value::String(s.ip.clone()));
+        c.insert("user_agent".into(), Value::String(s.user_agent.clone()));
+        event.insert("context".into(), Value::Object(c));
+        event.insert("props".into(), Value::Object(planned.props));
+        Value::Object(event)
+    }
+}
+
+impl Iterator for BehaviourGenerator {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        self.next_tagged().map(|(value, _)| value)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.total - self.emitted) as usize;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for BehaviourGenerator {}

@@ -1,0 +1,228 @@
+//! Compact, versioned binary encoding of an event for the log.
+//!
+//! Layout: one version byte, then the postcard encoding of [`WireEvent`] (varints,
+//! length-prefixed strings). `props` travel as their JSON text so the encoding stays
+//! schema-free for them.
+
+use crate::event::{Context, Event, Target};
+use crate::ids::{Action, AppId, DeviceId, EventId, TargetType, UserId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Version byte written in front of every encoded event.
+pub const CODEC_VERSION: u8 = 1;
+
+/// Why bytes could not be decoded into an event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Empty input.
+    #[error("empty event record")]
+    Empty,
+    /// Version byte not understood by this build.
+    #[error("unknown event encoding version {0}; this build reads version {CODEC_VERSION}")]
+    UnknownVersion(u8),
+    /// Bytes are not a valid encoding.
+    #[error("corrupt event record: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireContext<'a> {
+    city: Option<u32>,
+    #[serde(borrow)]
+    platform: Option<&'a str>,
+    version: Option<&'a str>,
+    channel: Option<&'a str>,
+    page: Option<&'a str>,
+    source: Option<&'a str>,
+    session: Option<&'a str>,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    id: &'a str,
+    app: &'a str,
+    user: Option<&'a str>,
+    device: Option<&'a str>,
+    time: i64,
+    received: i64,
+    action: &'a str,
+    target: Option<(&'a str, &'a str)>,
+    context: WireContext<'a>,
+    props: &'a str,
+}
+
+impl Event {
+    /// Appends the encoding of this event to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let props = if self.props.is_empty() { String::new() } else { serde_json::to_string(&self.props).unwrap_or_default() };
+        let c = &self.context;
+        let wire = WireEvent {
+            id: self.id.as_str(),
+            app: self.app.as_str(),
+            user: self.user.as_ref().map(|u| u.as_str()),
+            device: self.device.as_ref().map(|d| d.as_str()),
+            time: self.time.0,
+            received: self.received.0,
+            action: self.action.as_str(),
+            target: self.target.as_ref().map(|t| (t.kind.as_str(), t.id.as_str())),
+            context: WireContext {
+                city: c.city,
+                platform: c.platform.as_deref(),
+                version: c.version.as_deref(),
+                channel: c.channel.as_deref(),
+                page: c.page.as_deref(),
+                source: c.source.as_deref(),
+                session: c.session.as_deref(),
+                ip: c.ip.as_deref(),
+                user_agent: c.user_agent.as_deref(),
+            },
+            props: &props,
+        };
+        out.push(CODEC_VERSION);
+        // Serialising borrowed strings and integers into a Vec cannot fail.
+        let encoded = postcard::to_extend(&wire, std::mem::take(out)).unwrap_or_default();
+        *out = encoded;
+    }
+
+    /// The encoding of this event.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Decodes a log payload that is either the binary encoding or the JSON form of an
+    /// event (routes may choose either; JSON starts with `{`, binary with the version byte).
+    pub fn decode_any(bytes: &[u8]) -> Result<Event, DecodeError> {
+        match bytes.first() {
+            Some(b'{') => serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(format!("json event: {e}"))),
+            _ => Event::decode(bytes),
+        }
+    }
+
+    /// Decodes an event written by [`Event::encode`]. Every id is validated again, so a
+    /// record that decodes is a valid event.
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        if version != CODEC_VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let (wire, tail): (WireEvent<'_>, &[u8]) = postcard::take_from_bytes(rest).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        if !tail.is_empty() {
+            return Err(DecodeError::Corrupt(format!("{} trailing bytes", tail.len())));
+        }
+        let corrupt = |e: crate::ids::IdError| DecodeError::Corrupt(e.to_string());
+        let text = |s: Option<&str>| s.map(str::to_owned);
+        let c = wire.context;
+        let props = if wire.props.is_empty() {
+            serde_json::Map::new()
+        } else {
+            serde_json::from_str(wire.props).map_err(|e| DecodeError::Corrupt(format!("props: {e}")))?
+        };
+        Ok(Event {
+            id: EventId::new(wire.id).map_err(corrupt)?,
+            app: AppId::new(wire.app).map_err(corrupt)?,
+            user: wire.user.map(UserId::new).transpose().map_err(corrupt)?,
+            device: wire.device.map(DeviceId::new).transpose().map_err(corrupt)?,
+            time: Timestamp(wire.time),
+            received: Timestamp(wire.received),
+            action: Action::new(wire.action).map_err(corrupt)?,
+            target: match wire.target {
+                Some((kind, id)) => Some(Target { kind: TargetType::new(kind).map_err(corrupt)?, id: id.to_owned() }),
+                None => None,
+            },
+            context: Context {
+                city: c.city,
+                platform: text(c.platform),
+                version: text(c.version),
+                channel: text(c.channel),
+                page: text(c.page),
+                source: text(c.source),
+                session: text(c.session),
+                ip: text(c.ip),
+                user_agent: text(c.user_agent),
+            },
+            props,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Event {
+        Event {
+            id: EventId::new("e-1").unwrap(),
+            app: AppId::new("shop").unwrap(),
+            user: Some(UserId::new("u-42").unwrap()),
+            device: None,
+            time: Timestamp(1_763_700_000_123),
+            received: Timestamp(1_763_700_000_456),
+            action: Action::new("view").unwrap(),
+            target: Some(Target { kind: TargetType::new("sku").unwrap(), id: "100234".into() }),
+            context: Context { city: Some(1), platform: Some("ios".into()), version: Some("10.2.1".into()), ..Context::default() },
+            props: serde_json::json!({"price": 12.5, "tags": ["a", "b"]}).as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_compact() {
+        let event = sample();
+        let bytes = event.encode();
+        assert_eq!(Event::decode(&bytes).unwrap(), event);
+        let json_len = serde_json::to_vec(&event).unwrap().len();
+        assert!(bytes.len() * 2 < json_len, "binary {} vs json {json_len}", bytes.len());
+    }
+
+    #[test]
+    fn decode_any_reads_both_forms() {
+        let event = sample();
+        assert_eq!(Event::decode_any(&event.encode()).unwrap(), event);
+        assert_eq!(Event::decode_any(&serde_json::to_vec(&event).unwrap()).unwrap(), event);
+        assert!(Event::decode_any(b"{not json").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_version_and_trailing_bytes() {
+        let mut bytes = sample().encode();
+        bytes.push(0);
+        assert!(matches!(Event::decode(&bytes), Err(DecodeError::Corrupt(_))));
+        bytes[0] = 9;
+        assert!(matches!(Event::decode(&bytes), Err(DecodeError::UnknownVersion(9))));
+        assert!(matches!(Event::decode(&[]), Err(DecodeError::Empty)));
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Event::decode(&bytes);
+        }
+
+        #[test]
+        fn decoder_never_panics_on_mutated_records(idx in 0usize..200, byte in any::<u8>(), cut in 0usize..200) {
+            let mut bytes = sample().encode();
+            let i = idx % bytes.len();
+            bytes[i] = byte;
+            let _ = Event::decode(&bytes);
+            bytes.truncate(cut % (bytes.len() + 1));
+            let _ = Event::decode(&bytes);
+        }
+
+        #[test]
+        fn round_trip_arbitrary_events(user in "[a-zA-Z0-9_-]{1,40}", action in "[a-z]{1,12}", time in 0i64..4_000_000_000_000, city in proptest::option::of(any::<u32>()), page in proptest::option::of(".{0,40}")) {
+            let mut event = sample();
+            event.user = Some(UserId::new(user).unwrap());
+            event.action = Action::new(action).unwrap();
+            event.time = Timestamp(time);
+            event.context.city = city;
+            event.context.page = page;
+            prop_assert_eq!(Event::decode(&event.encode()).unwrap(), event);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Processors that ship with the runtime.
+
+pub mod counters;

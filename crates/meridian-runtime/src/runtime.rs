@@ -1,0 +1,385 @@
+//! The runtime: one named thread per processor, reading from committed positions and
+//! committing state and positions in one batch.
+
+use crate::processor::{timer_prefix, ProcessContext, Processor, Timer, TIMERS_TABLE};
+use crate::{Result, RuntimeError};
+use meridian_log::{Log, TopicName};
+use meridian_state::{prefix_end, KvStore, WriteBatch};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Table of committed positions: key = processor, 0, topic, 0, partition (u32 BE);
+/// value = next offset (u64 BE).
+const POSITIONS_TABLE: &str = "runtime_positions";
+
+/// Tuning of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Most records read from one partition per round.
+    pub max_batch_records: usize,
+    /// Most payload bytes read from one partition per round.
+    pub max_batch_bytes: usize,
+    /// Longest wait for new records before timers are checked again.
+    pub idle_wait: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { max_batch_records: 4096, max_batch_bytes: 4 << 20, idle_wait: Duration::from_millis(250) }
+    }
+}
+
+/// Position and lag of a processor on one partition.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionStatus {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Next offset the processor will read (committed).
+    pub position: u64,
+    /// Next offset the log will write.
+    pub end: u64,
+    /// Records not yet processed.
+    pub lag: u64,
+}
+
+/// What a processor is doing.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ProcessorStatus {
+    /// Name.
+    pub name: String,
+    /// Per-partition positions.
+    pub partitions: Vec<PartitionStatus>,
+    /// Records processed since start.
+    pub records_processed: u64,
+    /// Records per second over the last round that had records.
+    pub records_per_second: f64,
+    /// Total lag.
+    pub lag: u64,
+    /// Last error, if the latest round failed.
+    pub last_error: Option<String>,
+}
+
+enum Command {
+    Rebuild(std::sync::mpsc::Sender<Result<()>>),
+}
+
+struct Worker {
+    name: String,
+    commands: std::sync::mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Runs processors (see the crate docs).
+pub struct Runtime {
+    log: Arc<dyn Log>,
+    store: Arc<dyn KvStore>,
+    config: RuntimeConfig,
+    workers: Mutex<Vec<Worker>>,
+    statuses: Arc<RwLock<HashMap<String, ProcessorStatus>>>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("processors", &self.statuses.read().keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+fn position_key(processor: &str, topic: &TopicName, partition: u32) -> Vec<u8> {
+    let mut k = position_prefix(processor);
+    k.extend_from_slice(topic.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+fn position_prefix(processor: &str) -> Vec<u8> {
+    let mut k = processor.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+impl Runtime {
+    /// A runtime over `log` keeping processor state in `store`.
+    pub fn new(log: Arc<dyn Log>, store: Arc<dyn KvStore>, config: RuntimeConfig) -> Runtime {
+        Runtime {
+            log,
+            store,
+            config,
+            workers: Mutex::new(Vec::new()),
+            statuses: Arc::new(RwLock::new(HashMap::new())),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts `processor` on a thread of its own.
+    pub fn spawn(&self, processor: Box<dyn Processor>) -> Result<()> {
+        let name = processor.name().to_owned();
+        let mut workers = self.workers.lock();
+        if workers.iter().any(|w| w.name == name) {
+            return Err(RuntimeError::DuplicateProcessor(name));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.statuses.write().insert(name.clone(), ProcessorStatus { name: name.clone(), ..ProcessorStatus::default() });
+        let mut run = WorkerLoop {
+            name: name.clone(),
+            processor,
+            log: self.log.clone(),
+            store: self.store.clone(),
+            config: self.config.clone(),
+            statuses: self.statuses.clone(),
+            shutdown: self.shutdown.clone(),
+            commands: rx,
+            positions: HashMap::new(),
+            records_processed: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("proc-{name}"))
+            .spawn(move || run.run())
+            .map_err(|e| RuntimeError::Processor { processor: name.clone(), message: format!("cannot start thread: {e}") })?;
+        workers.push(Worker { name, commands: tx, thread: Some(thread) });
+        Ok(())
+    }
+
+    /// Status of every processor, sorted by name.
+    pub fn status(&self) -> Vec<ProcessorStatus> {
+        let mut all: Vec<ProcessorStatus> = self.statuses.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Clears the processor's state and positions so it rebuilds from the start of the
+    /// log. Returns once the reset is committed.
+    pub fn rebuild(&self, name: &str) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let workers = self.workers.lock();
+            let worker = workers.iter().find(|w| w.name == name).ok_or_else(|| RuntimeError::UnknownProcessor(name.to_owned()))?;
+            worker.commands.send(Command::Rebuild(tx)).map_err(|_| RuntimeError::Processor { processor: name.to_owned(), message: "processor has stopped".into() })?;
+        }
+        rx.recv().map_err(|_| RuntimeError::Processor { processor: name.to_owned(), message: "processor has stopped".into() })?
+    }
+
+    /// Total lag over all processors, computed against the log's current end offsets.
+    pub fn total_lag(&self) -> u64 {
+        self.status().iter().map(|s| s.lag).sum()
+    }
+
+    /// Waits until every processor has processed everything durable at the time of the
+    /// call, or `timeout` passes. Returns whether they caught up.
+    pub fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let statuses = self.status();
+            let caught_up = statuses.iter().all(|s| {
+                !s.partitions.is_empty()
+                    && s.partitions.iter().all(|p| {
+                        let topic = TopicName::new(p.topic.clone()).ok();
+                        let end = topic.and_then(|t| self.log.offsets(&t, p.partition).ok()).map(|o| o.end).unwrap_or(p.end);
+                        p.position >= end
+                    })
+            });
+            if caught_up {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops every processor after its current round and joins the threads.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let mut workers = self.workers.lock();
+        for worker in workers.iter_mut() {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct WorkerLoop {
+    name: String,
+    processor: Box<dyn Processor>,
+    log: Arc<dyn Log>,
+    store: Arc<dyn KvStore>,
+    config: RuntimeConfig,
+    statuses: Arc<RwLock<HashMap<String, ProcessorStatus>>>,
+    shutdown: Arc<AtomicBool>,
+    commands: std::sync::mpsc::Receiver<Command>,
+    positions: HashMap<(TopicName, u32), u64>,
+    records_processed: u64,
+}
+
+impl WorkerLoop {
+    fn run(&mut self) {
+        let waiter = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(processor = %self.name, error = %e, "cannot build the waiting runtime");
+                return;
+            }
+        };
+        let mut appended = self.log.subscribe();
+        let mut backoff = Duration::from_millis(50);
+        while !self.shutdown.load(Ordering::SeqCst) {
+            while let Ok(command) = self.commands.try_recv() {
+                match command {
+                    Command::Rebuild(reply) => {
+                        let _ = reply.send(self.rebuild());
+                    }
+                }
+            }
+            appended.borrow_and_update();
+            match self.round() {
+                Ok(0) => {
+                    backoff = Duration::from_millis(50);
+                    let wait = self.config.idle_wait;
+                    waiter.block_on(async {
+                        let _ = tokio::time::timeout(wait, appended.changed()).await;
+                    });
+                }
+                Ok(_) => backoff = Duration::from_millis(50),
+                Err(e) => {
+                    tracing::warn!(processor = %self.name, error = %e, "processor round failed; resuming from the committed position");
+                    metrics::counter!("meridian_processor_errors_total", "processor" => self.name.clone()).increment(1);
+                    if let Some(status) = self.statuses.write().get_mut(&self.name) {
+                        status.last_error = Some(e.to_string());
+                    }
+                    self.processor.reset_cache();
+                    self.positions.clear();
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn load_position(&mut self, topic: &TopicName, partition: u32) -> Result<u64> {
+        if let Some(p) = self.positions.get(&(topic.clone(), partition)) {
+            return Ok(*p);
+        }
+        let stored = self.store.get(POSITIONS_TABLE, &position_key(&self.name, topic, partition))?;
+        let position = match stored {
+            Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8])),
+            _ => 0,
+        };
+        self.positions.insert((topic.clone(), partition), position);
+        Ok(position)
+    }
+
+    /// One pass over every partition and the due timers. Returns the number of records
+    /// and timers handled.
+    fn round(&mut self) -> Result<usize> {
+        let started = Instant::now();
+        let mut batch = WriteBatch::new();
+        let mut new_positions = Vec::new();
+        let mut n_records = 0usize;
+        let mut partitions_status = Vec::new();
+        for topic in self.processor.topics() {
+            let n_partitions = match self.log.partition_count(&topic) {
+                Ok(n) => n,
+                Err(meridian_log::LogError::UnknownTopic(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for partition in 0..n_partitions {
+                let position = self.load_position(&topic, partition)?;
+                let offsets = self.log.offsets(&topic, partition)?;
+                let from = position.max(offsets.start);
+                let records = if from < offsets.end {
+                    self.log.read(&topic, partition, from, self.config.max_batch_records, self.config.max_batch_bytes)?
+                } else {
+                    Vec::new()
+                };
+                let next = records.last().map(|r| r.offset + 1).unwrap_or(from);
+                if !records.is_empty() {
+                    let mut ctx = ProcessContext { processor: &self.name, store: &*self.store, batch: &mut batch };
+                    self.processor.process(&mut ctx, &topic, &records)?;
+                    batch.put(POSITIONS_TABLE, position_key(&self.name, &topic, partition), next.to_be_bytes().to_vec());
+                    new_positions.push(((topic.clone(), partition), next));
+                    n_records += records.len();
+                }
+                partitions_status.push(PartitionStatus {
+                    topic: topic.as_str().to_owned(),
+                    partition,
+                    position: next,
+                    end: offsets.end,
+                    lag: offsets.end.saturating_sub(next),
+                });
+            }
+        }
+        let n_timers = self.due_timers(&mut batch)?;
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        for (key, next) in new_positions {
+            self.positions.insert(key, next);
+        }
+        self.records_processed += n_records as u64;
+        let elapsed = started.elapsed().as_secs_f64();
+        let lag: u64 = partitions_status.iter().map(|p| p.lag).sum();
+        metrics::counter!("meridian_processor_records_total", "processor" => self.name.clone()).increment(n_records as u64);
+        metrics::gauge!("meridian_processor_lag_records", "processor" => self.name.clone()).set(lag as f64);
+        if let Some(status) = self.statuses.write().get_mut(&self.name) {
+            status.partitions = partitions_status;
+            status.lag = lag;
+            status.records_processed = self.records_processed;
+            if n_records > 0 && elapsed > 0.0 {
+                status.records_per_second = n_records as f64 / elapsed;
+            }
+            status.last_error = None;
+        }
+        Ok(n_records + n_timers)
+    }
+
+    fn due_timers(&mut self, batch: &mut WriteBatch) -> Result<usize> {
+        let prefix = timer_prefix(&self.name);
+        let now = meridian_event::Timestamp::now().millis().max(0) as u64;
+        let mut end = prefix.clone();
+        end.extend_from_slice(&(now + 1).to_be_bytes());
+        let due = self.store.range(TIMERS_TABLE, Bound::Included(&prefix), Bound::Excluded(&end), 1000)?;
+        for (key, _) in &due {
+            let rest = &key[prefix.len()..];
+            if rest.len() < 9 {
+                continue;
+            }
+            let due_ms = u64::from_be_bytes(rest[..8].try_into().unwrap_or([0; 8])) as i64;
+            let timer = Timer { due_ms, key: rest[9..].to_vec() };
+            let mut ctx = ProcessContext { processor: &self.name, store: &*self.store, batch };
+            self.processor.on_timer(&mut ctx, &timer)?;
+            batch.delete(TIMERS_TABLE, key.clone());
+        }
+        Ok(due.len())
+    }
+
+    fn rebuild(&mut self) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        self.processor.clear_state(&mut batch);
+        batch.delete_prefix(POSITIONS_TABLE, position_prefix(&self.name));
+        batch.delete_prefix(TIMERS_TABLE, timer_prefix(&self.name));
+        debug_assert!(prefix_end(&position_prefix(&self.name)).is_some());
+        self.store.commit(batch)?;
+        self.processor.reset_cache();
+        self.positions.clear();
+        self.records_processed = 0;
+        tracing::info!(processor = %self.name, "state cleared; rebuilding from the start of the log");
+        Ok(())
+    }
+}
