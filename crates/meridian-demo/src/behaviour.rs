@@ -1,14 +1,16 @@
 //! The behaviour generator: sessions of views, clicks, favourites, shares, carts, orders,
 //! payments, check-ins, identifies, crashes and requests, as canonical JSON events.
 
-use crate::catalog::{sample, zipf, SKU_ZIPF_EXPONENT};
+use crate::catalog::{sample, zipf, Catalog, SKU_ZIPF_EXPONENT};
 use crate::config::DAY_MS;
 use crate::world::DemoWorld;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_distr::{Distribution, LogNormal, Zipf};
 use rand_pcg::Pcg64Mcg;
-use serde_json::{Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -27,6 +29,9 @@ const P_JITTER: f64 = 0.03;
 /// Mean gap between two events of one session, which sets how many sessions run at once.
 const SESSION_EVENT_GAP_MS: f64 = 20_000.0;
 const USER_ZIPF_EXPONENT: f64 = 0.75;
+/// User activity follows Zipf–Mandelbrot, `(rank + offset)^-s`, so the heaviest user is
+/// heavy but not a tenth of all traffic.
+const USER_RANK_OFFSET: usize = 100;
 
 const SOURCES: [&str; 10] =
     ["organic", "organic", "organic", "push", "wechat_ad", "douyin_ad", "baidu_search", "share_link", "sms", "email"];
@@ -81,41 +86,6 @@ impl Malformation {
         Malformation::UnknownField,
         Malformation::BadVersion,
     ];
-
-    fn apply(self, event: &mut Map<String, Value>) {
-        match self {
-            Malformation::MissingIdentity => {
-                event.remove("user");
-                event.remove("device");
-            }
-            Malformation::ActionWithSpaces => {
-                event.insert("action".into(), Value::from("View Item"));
-            }
-            Malformation::TimeAsWord => {
-                event.insert("time".into(), Value::from("yesterday"));
-            }
-            Malformation::CityAsString => {
-                if let Some(Value::Object(context)) = event.get_mut("context") {
-                    context.insert("city".into(), Value::from("Shanghai"));
-                }
-            }
-            Malformation::PropsAsArray => {
-                event.insert("props".into(), Value::Array(vec![Value::from("oops")]));
-            }
-            Malformation::FarFutureTime => {
-                let time = event.get("time").and_then(Value::as_i64).unwrap_or(0);
-                event.insert("time".into(), Value::from(time + 400 * DAY_MS));
-            }
-            Malformation::UnknownField => {
-                event.insert("colour".into(), Value::from("red"));
-            }
-            Malformation::BadVersion => {
-                if let Some(Value::Object(context)) = event.get_mut("context") {
-                    context.insert("version".into(), Value::from("latest"));
-                }
-            }
-        }
-    }
 }
 
 /// Maps the fraction of events emitted so far to a time offset, following a daily cycle
@@ -200,10 +170,25 @@ enum TargetRef {
     Text(&'static str, &'static str),
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Props {
+    Empty,
+    Price(u64),
+    Position(u32),
+    Streak(u32),
+    Method(&'static str),
+    ShareTo(&'static str),
+    Cart { price: u64 },
+    Order { order: u64, quantity: u64, amount: u64 },
+    Pay { order: u64, amount: u64, method: &'static str },
+    Crash { stack_hash: &'static str, os: &'static str },
+    Request { latency_ms: u64, status: u16, method: &'static str },
+}
+
 struct Planned {
     action: &'static str,
     target: Option<TargetRef>,
-    props: Map<String, Value>,
+    props: Props,
 }
 
 /// An iterator of canonical JSON events (`serde_json::Value`), deterministic in the
@@ -285,7 +270,7 @@ impl BehaviourGenerator {
             order_prefix: format!("o-{seed}-"),
             clock: Clock::new(world.config.days),
             slots: (0..concurrency).map(|_| None).collect(),
-            user_zipf: zipf(world.users.users.len(), USER_ZIPF_EXPONENT),
+            user_zipf: zipf(world.users.users.len() + USER_RANK_OFFSET, USER_ZIPF_EXPONENT),
             anon_zipf: zipf(world.users.anonymous.len(), 0.6),
             sku_zipf: zipf(catalog.skus.len(), SKU_ZIPF_EXPONENT),
             shop_zipf: zipf(catalog.shops.len(), 1.0),
@@ -315,6 +300,19 @@ impl BehaviourGenerator {
 
     /// The next event and, when it is deliberately broken, how.
     pub fn next_tagged(&mut self) -> Option<(Value, Option<Malformation>)> {
+        self.next_with(|event| serde_json::to_value(event).expect("events serialise to json"))
+    }
+
+    /// Writes the next event as one line of JSON (no newline) to `out`, without building a
+    /// [`Value`]; the fast path for files. Returns `None` when the generator is exhausted,
+    /// else the event's malformation, if any.
+    pub fn write_next<W: std::io::Write>(&mut self, out: W) -> Option<std::io::Result<Option<Malformation>>> {
+        let (result, kind) = self.next_with(|event| serde_json::to_writer(out, event).map_err(std::io::Error::from))?;
+        Some(result.map(|()| kind))
+    }
+
+    /// Plans the next event and hands its serialisable form to `f`.
+    fn next_with<R>(&mut self, f: impl FnOnce(&RawEvent<'_>) -> R) -> Option<(R, Option<Malformation>)> {
         if self.emitted >= self.total {
             return None;
         }
@@ -335,18 +333,26 @@ impl BehaviourGenerator {
         if self.rng.gen_bool(P_JITTER) {
             time = (time - self.rng.gen_range(1..5_000)).max(self.world.start_ms());
         }
-        let value = self.build(n, time, &session, planned);
+        let share = self.world.config.malformed_share;
+        let malformation =
+            (share > 0.0 && self.rng.gen_bool(share)).then(|| Malformation::ALL[self.rng.gen_range(0..Malformation::ALL.len())]);
+        let event = RawEvent {
+            id_prefix: &self.id_prefix,
+            order_prefix: &self.order_prefix,
+            n,
+            time,
+            session: &session,
+            planned: &planned,
+            catalog: &self.world.catalog,
+            malformation,
+        };
+        let result = f(&event);
         self.slots[slot] = Some(session);
         self.emitted += 1;
-        let share = self.world.config.malformed_share;
-        if share > 0.0 && self.rng.gen_bool(share) {
-            let kind = Malformation::ALL[self.rng.gen_range(0..Malformation::ALL.len())];
-            let Value::Object(mut map) = value else { unreachable!("events are objects") };
-            kind.apply(&mut map);
+        if malformation.is_some() {
             self.malformed += 1;
-            return Some((Value::Object(map), Some(kind)));
         }
-        Some((value, None))
+        Some((result, malformation))
     }
 
     /// This generator as an iterator of `(event, malformation)`.
@@ -368,7 +374,13 @@ impl BehaviourGenerator {
             };
             (None, a.id.clone(), &a.platform, &a.version, &a.channel, a.city, identify)
         } else {
-            let u = &users.users[self.user_order[sample(&self.user_zipf, rng)] as usize];
+            let rank = loop {
+                let r = sample(&self.user_zipf, rng);
+                if r >= USER_RANK_OFFSET {
+                    break r - USER_RANK_OFFSET;
+                }
+            };
+            let u = &users.users[self.user_order[rank] as usize];
             let device = if u.devices.len() == 1 || rng.gen_bool(0.7) { &u.devices[0] } else { &u.devices[rng.gen_range(0..u.devices.len())] };
             (Some(u.id.clone()), device.clone(), &u.platform, &u.version, &u.channel, u.city, None)
         };
@@ -446,9 +458,7 @@ impl BehaviourGenerator {
                 "miniprogram" => "wechat",
                 _ => "windows",
             };
-            let mut props = Map::new();
-            props.insert("stack_hash".into(), Value::from(STACK_HASHES[sample(&self.stack_zipf, &mut self.rng)]));
-            props.insert("os".into(), Value::from(os));
+            let props = Props::Crash { stack_hash: STACK_HASHES[sample(&self.stack_zipf, &mut self.rng)], os };
             return Some(Planned { action: "crash", target: Some(TargetRef::Text("page", s.page)), props });
         }
         if r < 0.08 {
@@ -459,46 +469,42 @@ impl BehaviourGenerator {
                 x if x < 0.016 => [400, 404, 429][self.rng.gen_range(0..3)],
                 _ => 200,
             };
-            let mut props = Map::new();
-            props.insert("latency_ms".into(), Value::from(latency));
-            props.insert("status".into(), Value::from(status));
-            props.insert("method".into(), Value::from(if path.contains("create") || path == "/api/pay" { "POST" } else { "GET" }));
+            let method = if path.contains("create") || path == "/api/pay" { "POST" } else { "GET" };
+            let props = Props::Request { latency_ms: latency, status, method };
             return Some(Planned { action: "request", target: Some(TargetRef::Text("api", path)), props });
         }
         if r < 0.13 {
             s.page = "shop";
             let shop = self.world.catalog.shop_popularity[sample(&self.shop_zipf, &mut self.rng)];
-            return Some(Planned { action: "view", target: Some(TargetRef::Shop(shop)), props: Map::new() });
+            return Some(Planned { action: "view", target: Some(TargetRef::Shop(shop)), props: Props::Empty });
         }
         let sku = self.pick_sku(s);
         if self.rng.gen_bool(P_CLICK_BEFORE_VIEW) {
             s.page = CLICK_PAGES[self.rng.gen_range(0..CLICK_PAGES.len())];
             s.pending.push_front(Step::View(sku));
-            let mut props = Map::new();
-            props.insert("position".into(), Value::from(self.rng.gen_range(1..=40)));
+            let props = Props::Position(self.rng.gen_range(1..=40));
             return Some(Planned { action: "click", target: Some(TargetRef::Sku(sku)), props });
         }
         Some(self.follow(s, Step::View(sku)))
     }
 
     fn follow(&mut self, s: &mut Session, step: Step) -> Planned {
-        let mut props = Map::new();
         let rng = &mut self.rng;
         match step {
             Step::HomeView => {
                 s.page = "home";
-                Planned { action: "view", target: Some(TargetRef::Text("page", "home")), props }
+                Planned { action: "view", target: Some(TargetRef::Text("page", "home")), props: Props::Empty }
             }
             Step::Checkin => {
                 s.page = "checkin";
                 s.checkins += 1;
-                props.insert("streak".into(), Value::from(rng.gen_range(1..=30)));
+                let props = Props::Streak(rng.gen_range(1..=30));
                 Planned { action: "checkin", target: Some(TargetRef::Text("page", "checkin")), props }
             }
             Step::Identify => {
                 let user = s.identify.take().map(|(_, u)| u);
                 s.user = user;
-                props.insert("method".into(), Value::from(if rng.gen_bool(0.7) { "sms" } else { "password" }));
+                let props = Props::Method(if rng.gen_bool(0.7) { "sms" } else { "password" });
                 Planned { action: "identify", target: None, props }
             }
             Step::View(sku) => {
@@ -512,20 +518,19 @@ impl BehaviourGenerator {
                 if rng.gen_bool(P_VIEW_SHARE) {
                     s.pending.push_back(Step::Share(sku));
                 }
-                props.insert("price".into(), Value::from(self.world.catalog.skus[sku as usize].price));
+                let props = Props::Price(self.world.catalog.skus[sku as usize].price);
                 Planned { action: "view", target: Some(TargetRef::Sku(sku)), props }
             }
-            Step::Favorite(sku) => Planned { action: "favorite", target: Some(TargetRef::Sku(sku)), props },
+            Step::Favorite(sku) => Planned { action: "favorite", target: Some(TargetRef::Sku(sku)), props: Props::Empty },
             Step::Share(sku) => {
-                props.insert("to".into(), Value::from(SHARE_TO[rng.gen_range(0..SHARE_TO.len())]));
+                let props = Props::ShareTo(SHARE_TO[rng.gen_range(0..SHARE_TO.len())]);
                 Planned { action: "share", target: Some(TargetRef::Sku(sku)), props }
             }
             Step::Cart(sku) => {
                 if rng.gen_bool(P_CART_ORDER) {
                     s.pending.push_back(Step::Order(sku));
                 }
-                props.insert("quantity".into(), Value::from(1));
-                props.insert("price".into(), Value::from(self.world.catalog.skus[sku as usize].price));
+                let props = Props::Cart { price: self.world.catalog.skus[sku as usize].price };
                 Planned { action: "cart", target: Some(TargetRef::Sku(sku)), props }
             }
             Step::Order(sku) => {
@@ -536,57 +541,162 @@ impl BehaviourGenerator {
                 if rng.gen_bool(P_ORDER_PAY) {
                     s.pending.push_back(Step::Pay(sku, self.orders, amount));
                 }
-                props.insert("order_id".into(), Value::from(format!("{}{}", self.order_prefix, self.orders)));
-                props.insert("quantity".into(), Value::from(quantity));
-                props.insert("amount".into(), Value::from(amount));
+                let props = Props::Order { order: self.orders, quantity, amount };
                 Planned { action: "order", target: Some(TargetRef::Sku(sku)), props }
             }
             Step::Pay(sku, order, amount) => {
                 s.page = "pay";
-                props.insert("order_id".into(), Value::from(format!("{}{}", self.order_prefix, order)));
-                props.insert("amount".into(), Value::from(amount));
-                props.insert("method".into(), Value::from(PAY_METHODS[rng.gen_range(0..PAY_METHODS.len())]));
+                let props = Props::Pay { order, amount, method: PAY_METHODS[rng.gen_range(0..PAY_METHODS.len())] };
                 Planned { action: "pay", target: Some(TargetRef::Sku(sku)), props }
             }
         }
     }
+}
 
-    fn build(&self, n: u64, time: i64, s: &Session, planned: Planned) -> Value {
-        let mut event = Map::new();
-        let mut id = String::with_capacity(self.id_prefix.len() + 12);
-        id.push_str(&self.id_prefix);
-        id.push_str(&n.to_string());
-        event.insert("id".into(), Value::String(id));
-        if let Some(user) = &s.user {
-            event.insert("user".into(), Value::String(user.clone()));
+/// One planned event, borrowed from the generator, serialised straight to JSON with its
+/// malformation (if any) applied on the way.
+struct RawEvent<'a> {
+    id_prefix: &'a str,
+    order_prefix: &'a str,
+    n: u64,
+    time: i64,
+    session: &'a Session,
+    planned: &'a Planned,
+    catalog: &'a Catalog,
+    malformation: Option<Malformation>,
+}
+
+impl Serialize for RawEvent<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let m = self.malformation;
+        let s = self.session;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", &format_args!("{}{}", self.id_prefix, self.n))?;
+        if m != Some(Malformation::MissingIdentity) {
+            if let Some(user) = &s.user {
+                map.serialize_entry("user", user)?;
+            }
+            map.serialize_entry("device", &s.device)?;
         }
-        event.insert("device".into(), Value::String(s.device.clone()));
-        event.insert("time".into(), Value::from(time));
-        event.insert("action".into(), Value::from(planned.action));
-        if let Some(target) = planned.target {
-            let (kind, id) = match target {
-                TargetRef::Sku(i) => ("sku", self.world.catalog.skus[i as usize].id.clone()),
-                TargetRef::Shop(i) => ("shop", self.world.catalog.shops[i as usize].id.to_string()),
-                TargetRef::Text(kind, id) => (kind, id.to_owned()),
-            };
-            let mut t = Map::new();
-            t.insert("type".into(), Value::from(kind));
-            t.insert("id".into(), Value::String(id));
-            event.insert("target".into(), Value::Object(t));
+        match m {
+            Some(Malformation::TimeAsWord) => map.serialize_entry("time", "yesterday")?,
+            Some(Malformation::FarFutureTime) => map.serialize_entry("time", &(self.time + 400 * DAY_MS))?,
+            _ => map.serialize_entry("time", &self.time)?,
         }
-        let mut c = Map::new();
-        c.insert("city".into(), Value::from(s.city));
-        c.insert("platform".into(), Value::from(s.platform));
-        c.insert("version".into(), Value::String(s.version.clone()));
-        c.insert("channel".into(), Value::String(s.channel.clone()));
-        c.insert("page".into(), Value::from(s.page));
-        c.insert("source".into(), Value::from(s.source));
-        c.insert("session".into(), Value::String(s.id.clone()));
-        c.insert("ip".into(), Value::String(s.ip.clone()));
-        c.insert("user_agent".into(), Value::String(s.user_agent.clone()));
-        event.insert("context".into(), Value::Object(c));
-        event.insert("props".into(), Value::Object(planned.props));
-        Value::Object(event)
+        let action = if m == Some(Malformation::ActionWithSpaces) { "View Item" } else { self.planned.action };
+        map.serialize_entry("action", action)?;
+        if let Some(target) = &self.planned.target {
+            map.serialize_entry("target", &TargetOut { target, catalog: self.catalog })?;
+        }
+        map.serialize_entry("context", &ContextOut { session: s, malformation: m })?;
+        if m == Some(Malformation::PropsAsArray) {
+            map.serialize_entry("props", &["oops"])?;
+        } else {
+            map.serialize_entry("props", &PropsOut { props: &self.planned.props, order_prefix: self.order_prefix })?;
+        }
+        if m == Some(Malformation::UnknownField) {
+            map.serialize_entry("colour", "red")?;
+        }
+        map.end()
+    }
+}
+
+struct TargetOut<'a> {
+    target: &'a TargetRef,
+    catalog: &'a Catalog,
+}
+
+impl Serialize for TargetOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        match *self.target {
+            TargetRef::Sku(i) => {
+                map.serialize_entry("type", "sku")?;
+                map.serialize_entry("id", &self.catalog.skus[i as usize].id)?;
+            }
+            TargetRef::Shop(i) => {
+                map.serialize_entry("type", "shop")?;
+                map.serialize_entry("id", &format_args!("{}", self.catalog.shops[i as usize].id))?;
+            }
+            TargetRef::Text(kind, id) => {
+                map.serialize_entry("type", kind)?;
+                map.serialize_entry("id", id)?;
+            }
+        }
+        map.end()
+    }
+}
+
+struct ContextOut<'a> {
+    session: &'a Session,
+    malformation: Option<Malformation>,
+}
+
+impl Serialize for ContextOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let s = self.session;
+        let mut map = serializer.serialize_map(Some(9))?;
+        if self.malformation == Some(Malformation::CityAsString) {
+            map.serialize_entry("city", "Shanghai")?;
+        } else {
+            map.serialize_entry("city", &s.city)?;
+        }
+        map.serialize_entry("platform", s.platform)?;
+        if self.malformation == Some(Malformation::BadVersion) {
+            map.serialize_entry("version", "latest")?;
+        } else {
+            map.serialize_entry("version", &s.version)?;
+        }
+        map.serialize_entry("channel", &s.channel)?;
+        map.serialize_entry("page", s.page)?;
+        map.serialize_entry("source", s.source)?;
+        map.serialize_entry("session", &s.id)?;
+        map.serialize_entry("ip", &s.ip)?;
+        map.serialize_entry("user_agent", &s.user_agent)?;
+        map.end()
+    }
+}
+
+struct PropsOut<'a> {
+    props: &'a Props,
+    order_prefix: &'a str,
+}
+
+impl Serialize for PropsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match *self.props {
+            Props::Empty => {}
+            Props::Price(price) => map.serialize_entry("price", &price)?,
+            Props::Position(position) => map.serialize_entry("position", &position)?,
+            Props::Streak(streak) => map.serialize_entry("streak", &streak)?,
+            Props::Method(method) => map.serialize_entry("method", method)?,
+            Props::ShareTo(to) => map.serialize_entry("to", to)?,
+            Props::Cart { price } => {
+                map.serialize_entry("quantity", &1)?;
+                map.serialize_entry("price", &price)?;
+            }
+            Props::Order { order, quantity, amount } => {
+                map.serialize_entry("order_id", &format_args!("{}{}", self.order_prefix, order))?;
+                map.serialize_entry("quantity", &quantity)?;
+                map.serialize_entry("amount", &amount)?;
+            }
+            Props::Pay { order, amount, method } => {
+                map.serialize_entry("order_id", &format_args!("{}{}", self.order_prefix, order))?;
+                map.serialize_entry("amount", &amount)?;
+                map.serialize_entry("method", method)?;
+            }
+            Props::Crash { stack_hash, os } => {
+                map.serialize_entry("stack_hash", stack_hash)?;
+                map.serialize_entry("os", os)?;
+            }
+            Props::Request { latency_ms, status, method } => {
+                map.serialize_entry("latency_ms", &latency_ms)?;
+                map.serialize_entry("status", &status)?;
+                map.serialize_entry("method", method)?;
+            }
+        }
+        map.end()
     }
 }
 

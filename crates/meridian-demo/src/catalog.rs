@@ -133,7 +133,6 @@ impl Catalog {
 
         let categories = category_tree(config.categories);
         let leaves: Vec<u32> = categories.iter().filter(|c| c.level == 3).map(|c| c.id).collect();
-        let tops: Vec<u32> = categories.iter().filter(|c| c.level == 1).map(|c| c.id).collect();
         let top_of = |leaf: u32| -> u32 {
             let mut id = leaf;
             while let Some(parent) = categories[(id - 1) as usize].parent {

@@ -120,8 +120,8 @@ pub fn write_world(dir: &Path, world: &Arc<DemoWorld>, n_events: u64, options: W
 fn write_events<W: Write>(inner: W, generator: &mut BehaviourGenerator, bar: &ProgressBar) -> std::io::Result<W> {
     let mut out = BufWriter::with_capacity(1 << 20, inner);
     let mut since_tick = 0u64;
-    while let Some((event, _)) = generator.next_tagged() {
-        serde_json::to_writer(&mut out, &event)?;
+    while let Some(result) = generator.write_next(&mut out) {
+        result?;
         out.write_all(b"\n")?;
         since_tick += 1;
         if since_tick == 8192 {

@@ -2,6 +2,7 @@
 //! of 100 records with ~200-byte values, every batch fsync'd before it is acknowledged.
 //!
 //! Usage: `cargo run --release -p meridian-log --example append_throughput [seconds] [partitions] [dir]`
+//! (`BENCH_FSYNC=0` turns fsync off, to see the CPU-bound ceiling).
 
 use bytes::Bytes;
 use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
@@ -21,7 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
     let dir = args.get(3).map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let log: Arc<dyn Log> = EmbeddedLog::open(&dir, EmbeddedLogConfig::default())?;
+    let fsync = std::env::var("BENCH_FSYNC").map(|v| v != "0").unwrap_or(true);
+    let log: Arc<dyn Log> = EmbeddedLog::open(&dir, EmbeddedLogConfig { fsync, ..EmbeddedLogConfig::default() })?;
     let topic = TopicName::new("bench")?;
     log.ensure_topic(&topic, partitions)?;
     let appended = Arc::new(AtomicU64::new(0));
@@ -64,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = appended.load(Ordering::Relaxed);
     let b = batches.load(Ordering::Relaxed);
     println!(
-        "{n} records in {b} batches over {elapsed:.2} s: {:.0} records/s, {:.1} MB/s of values ({TASKS} tasks, {BATCH}-record batches, {partitions} partitions)",
+        "{n} records in {b} batches over {elapsed:.2} s: {:.0} records/s, {:.1} MB/s of values ({TASKS} tasks, {BATCH}-record batches, {partitions} partitions, fsync {fsync})",
         n as f64 / elapsed,
         (n as f64 * VALUE_BYTES as f64) / elapsed / 1e6
     );

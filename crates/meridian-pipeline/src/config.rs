@@ -87,7 +87,8 @@ pub struct ParserConfig {
     /// Path → type the value is converted to (`"context.city" = "int"`).
     #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
     pub coerce: OrderedMap<ValueType>,
-    /// Path → value set when the path is absent or null.
+    /// Path → value set when the path is absent or null (creating parent objects, except
+    /// `target`: a `target.type` default only completes a target the client sent).
     #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
     pub set_defaults: OrderedMap<serde_json::Value>,
     /// Where the event time is (default `time`); normalised to epoch milliseconds in

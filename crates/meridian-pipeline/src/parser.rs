@@ -128,6 +128,10 @@ impl Parser {
             }
         }
         for (path, value) in &self.defaults {
+            if path.is_target_field() && !object.get("target").is_some_and(Value::is_object) {
+                // A target needs an id: a default only completes a target the client sent.
+                continue;
+            }
             if path.get(object).is_none_or(Value::is_null) {
                 path.set(object, value.clone()).map_err(|(prefix, _)| {
                     EventError::field(ErrorCode::InvalidType, prefix.clone(), format!("cannot set the default of \"{path}\": \"{prefix}\" is not an object"))

@@ -417,6 +417,11 @@ impl JsonPath {
         &self.text
     }
 
+    /// Whether this is `target.<field>`.
+    pub(crate) fn is_target_field(&self) -> bool {
+        self.keys.len() == 2 && self.keys[0] == "target"
+    }
+
     /// The value at this path.
     pub(crate) fn get<'a>(&self, root: &'a Map<String, Value>) -> Option<&'a Value> {
         let (last, parents) = self.keys.split_last()?;

@@ -48,7 +48,7 @@ impl Route {
     /// Compiles one `[[routes]]` entry.
     pub(crate) fn compile(config: &RouteConfig) -> Result<Route, CompileError> {
         let topic = TopicName::new(config.topic.as_str())
-            .map_err(|e| ("topic".to_owned(), format!("{e}; topic names use lowercase ascii letters, digits, '_', '-' and '.' (1 to 128)")))?;
+            .map_err(|e| ("topic".to_owned(), e.to_string()))?;
         let apps = compile_apps(config.apps.as_deref()).map_err(|m| ("apps".to_owned(), m))?;
         let actions = match &config.actions {
             None => None,

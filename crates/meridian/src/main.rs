@@ -1,1 +1,48 @@
-fn main() {}
+//! The `meridian` command line: serve, apps and keys, demo world, benchmarks.
+
+mod bench;
+mod demo;
+mod offline;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Meridian: a self-hosted, real-time user-behaviour data platform.
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<serve::ServeArgs>),
+    /// Manage apps offline (the server must not be running on the data dir).
+    Apps(offline::AppsArgs),
+    /// Manage API keys offline (the server must not be running on the data dir).
+    Keys(offline::KeysArgs),
+    /// Generate the demo world or send its events to a server.
+    Demo(demo::DemoArgs),
+    /// Benchmarks that drive the real server.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
+        Command::Apps(args) => offline::apps(args),
+        Command::Keys(args) => offline::keys(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -14,14 +14,14 @@ use super::format;
 use super::metrics;
 use super::segment::{Segment, INDEX_INTERVAL};
 use super::{Inner, Topic};
-use crate::{AppendRecord, LogError, Position, Result};
+use crate::{AppendRecord, Position, Result};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// One `append` call waiting for the writer.
@@ -145,11 +145,15 @@ pub(crate) fn run(inner: Arc<Inner>, rx: mpsc::Receiver<AppendRequest>) {
     let mut group: Vec<AppendRequest> = Vec::new();
     let mut touched: Vec<PartitionKey> = Vec::new();
     let mut topic_counts: Vec<(Arc<Topic>, u64, u64)> = Vec::new();
+    // Requests in the previous group and how long its commit took: used to wait briefly
+    // for callers that were just answered to come back (see `collect_group`).
+    let mut last_requests = 0usize;
+    let mut last_commit = Duration::ZERO;
     while let Ok(first) = rx.recv() {
         group.push(first);
-        while let Ok(more) = rx.try_recv() {
-            group.push(more);
-        }
+        collect_group(&inner, &rx, &mut group, last_requests, last_commit);
+        last_requests = group.len();
+        let commit_started = Instant::now();
         let gate = inner.group_gate.lock();
         let bytes: u64 = group.iter().map(|r| r.bytes).sum();
         let result = match inner.failure() {
@@ -157,6 +161,7 @@ pub(crate) fn run(inner: Arc<Inner>, rx: mpsc::Receiver<AppendRequest>) {
             None => commit_group(&inner, &mut parts, &group, &mut touched),
         };
         drop(gate);
+        last_commit = commit_started.elapsed();
         match result {
             Ok(positions) => {
                 inner.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -191,6 +196,40 @@ pub(crate) fn run(inner: Arc<Inner>, rx: mpsc::Receiver<AppendRequest>) {
                     let _ = req.reply.send(Err(super::failure_error(&message)));
                 }
             }
+        }
+    }
+}
+
+/// Longest the writer waits for more requests before committing a group.
+const MAX_COALESCE_WAIT: Duration = Duration::from_micros(500);
+
+/// Adds everything queued to `group`. When the previous group had more requests than are
+/// queued now, the callers answered last time are probably about to append again: wait
+/// for them up to a quarter of the last commit's duration (at most
+/// [`MAX_COALESCE_WAIT`]), so one fsync covers them all instead of a small group taking a
+/// whole fsync on its own. The target adapts: after a wait that timed out, the next
+/// target is what actually arrived.
+fn collect_group(inner: &Inner, rx: &mpsc::Receiver<AppendRequest>, group: &mut Vec<AppendRequest>, target: usize, last_commit: Duration) {
+    while let Ok(more) = rx.try_recv() {
+        group.push(more);
+    }
+    if !inner.config.fsync || group.len() >= target {
+        return;
+    }
+    let deadline = Instant::now() + (last_commit / 4).min(MAX_COALESCE_WAIT);
+    while group.len() < target {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(more) => {
+                group.push(more);
+                while let Ok(more) = rx.try_recv() {
+                    group.push(more);
+                }
+            }
+            Err(_) => break,
         }
     }
 }
@@ -233,6 +272,9 @@ fn commit_group(
     Ok(all_positions)
 }
 
+/// Most threads one group's fsyncs are spread over.
+const MAX_SYNC_THREADS: usize = 8;
+
 /// Fdatasyncs every touched file once; in parallel when there are several, so the
 /// filesystem can merge them into fewer journal commits.
 fn sync_all(inner: &Inner, parts: &HashMap<PartitionKey, ActivePartition>, touched: &[PartitionKey]) -> Result<()> {
@@ -243,15 +285,25 @@ fn sync_all(inner: &Inner, parts: &HashMap<PartitionKey, ActivePartition>, touch
         }
         return Ok(());
     }
-    let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files[1..].iter().map(|ap| s.spawn(|| ap.sync(inner))).collect();
-        let first = files[0].sync(inner);
-        std::iter::once(first)
-            .chain(handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")))))
-            .collect()
-    });
-    for r in results {
-        r.map_err(LogError::from)?;
-    }
+    let threads = files.len().min(MAX_SYNC_THREADS);
+    let sync_share = |t: usize| -> std::io::Result<()> {
+        files.iter().skip(t).step_by(threads).try_for_each(|ap| ap.sync(inner))
+    };
+    std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(threads - 1);
+        let mut result = Ok(());
+        for t in 1..threads {
+            match std::thread::Builder::new().name("meridian-log-fsync".into()).spawn_scoped(s, move || sync_share(t)) {
+                Ok(h) => handles.push(h),
+                // No thread: sync that share here.
+                Err(_) => result = result.and(sync_share(t)),
+            }
+        }
+        result = result.and(sync_share(0));
+        for h in handles {
+            result = result.and(h.join().unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked"))));
+        }
+        result
+    })?;
     Ok(())
 }

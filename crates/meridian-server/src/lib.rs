@@ -1,0 +1,15 @@
+//! The HTTP edge of Meridian and the wiring of its parts.
+
+mod auth;
+mod config;
+mod console;
+mod error;
+mod ingest;
+mod manage;
+mod observe;
+mod server;
+mod stream;
+
+pub use config::ServerConfig;
+pub use error::ApiError;
+pub use server::{serve, Server};

@@ -1,0 +1,225 @@
+//! Wiring: opens the log, state, keys, collector and processors; builds the router;
+//! serves with graceful shutdown; runs the background tasks (pipeline reload, retention).
+
+use crate::config::ServerConfig;
+use crate::{console, ingest, manage, observe, stream};
+use anyhow::Context as _;
+use axum::routing::{get, post};
+use axum::Router;
+use meridian_collector::{Collector, KeyRegistry};
+use meridian_log::embedded::EmbeddedLog;
+use meridian_log::{Log, TopicName};
+use meridian_pipeline::Pipeline;
+use meridian_runtime::builtin::counters::CountersProcessor;
+use meridian_runtime::{Runtime, RuntimeConfig};
+use meridian_state::{KvStore, RedbStore, StateError};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The topic the counters processor consumes (the default route's topic).
+pub(crate) const EVENTS_TOPIC: &str = "events";
+
+/// Shared state of the handlers.
+pub(crate) struct AppState {
+    pub(crate) config: ServerConfig,
+    pub(crate) log: Arc<dyn Log>,
+    pub(crate) store: Arc<dyn KvStore>,
+    pub(crate) registry: Arc<KeyRegistry>,
+    pub(crate) collector: Arc<Collector>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) pipeline_status: Mutex<Value>,
+    pipeline_mtime: Mutex<Option<SystemTime>>,
+}
+
+impl AppState {
+    /// Reloads the pipeline file; on error the old pipeline stays and the error is kept
+    /// in the status.
+    pub(crate) fn reload_pipeline(&self) -> Result<Value, String> {
+        let Some(path) = &self.config.pipeline_file else {
+            return Err("no pipeline file is configured (--pipeline)".into());
+        };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let result = Pipeline::from_file(path).map_err(|e| e.to_string()).and_then(|p| {
+            let revision = p.revision();
+            let topics = p.topics();
+            self.collector.set_pipeline(p).map_err(|e| e.to_string())?;
+            Ok((revision, topics))
+        });
+        *self.pipeline_mtime.lock() = mtime;
+        let mut status = self.pipeline_status.lock();
+        match result {
+            Ok((revision, topics)) => {
+                tracing::info!(revision, file = %path.display(), "pipeline loaded");
+                metrics::counter!("meridian_pipeline_reloads_total", "result" => "ok").increment(1);
+                *status = json!({"file": path, "revision": revision, "topics": topics, "loaded_ms": meridian_event::Timestamp::now().millis(), "last_error": null});
+                Ok(status.clone())
+            }
+            Err(message) => {
+                tracing::warn!(error = %message, file = %path.display(), "pipeline reload refused; the previous pipeline stays in force");
+                metrics::counter!("meridian_pipeline_reloads_total", "result" => "error").increment(1);
+                status["last_error"] = json!(message);
+                Err(message)
+            }
+        }
+    }
+
+    fn pipeline_file_changed(&self) -> bool {
+        let Some(path) = &self.config.pipeline_file else { return false };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        mtime.is_some() && mtime != *self.pipeline_mtime.lock()
+    }
+}
+
+/// A server ready to serve.
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("data_dir", &self.state.config.data_dir).finish()
+    }
+}
+
+impl Server {
+    /// Opens everything in `config.data_dir` and starts the processors.
+    pub fn open(config: ServerConfig) -> anyhow::Result<Server> {
+        observe::prometheus();
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        let store: Arc<dyn KvStore> = match RedbStore::open(config.data_dir.join("state.redb")) {
+            Ok(store) => Arc::new(store),
+            Err(StateError::Locked { .. }) => anyhow::bail!(
+                "data directory {} is in use by another meridian process; stop it or choose another --data-dir",
+                config.data_dir.display()
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        let log: Arc<dyn Log> = EmbeddedLog::open(config.data_dir.join("log"), config.log.clone()).context("cannot open the event log")?;
+        let registry = Arc::new(KeyRegistry::open(store.clone(), config.master_key.as_deref())?);
+        let pipeline = match &config.pipeline_file {
+            Some(path) => Pipeline::from_file(path).with_context(|| format!("invalid pipeline file {}", path.display()))?,
+            None => Pipeline::default(),
+        };
+        let pipeline_status = json!({"file": config.pipeline_file, "revision": pipeline.revision(), "topics": pipeline.topics(), "last_error": null});
+        let events_topic = TopicName::new(EVENTS_TOPIC)?;
+        log.ensure_topic(&events_topic, config.collector.partitions)?;
+        let collector = Arc::new(Collector::new(log.clone(), store.clone(), pipeline, config.collector.clone())?);
+        let runtime = Arc::new(Runtime::new(log.clone(), store.clone(), RuntimeConfig::default()));
+        runtime.spawn(Box::new(CountersProcessor::new(events_topic)))?;
+        let pipeline_mtime = config.pipeline_file.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        let state = Arc::new(AppState {
+            config,
+            log,
+            store,
+            registry,
+            collector,
+            runtime,
+            pipeline_status: Mutex::new(pipeline_status),
+            pipeline_mtime: Mutex::new(pipeline_mtime),
+        });
+        Ok(Server { state })
+    }
+
+    /// The key registry (the CLI uses it to bootstrap demo apps).
+    pub fn registry(&self) -> &Arc<KeyRegistry> {
+        &self.state.registry
+    }
+
+    /// The processor runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.state.runtime
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<dyn Log> {
+        &self.state.log
+    }
+
+    /// The router of every route (DESIGN.md §6).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/events", post(ingest::post_events))
+            .route("/v1/batch", post(ingest::segment_batch))
+            .route("/v1/track", post(ingest::segment_track))
+            .route("/v1/page", post(ingest::segment_page))
+            .route("/v1/screen", post(ingest::segment_screen))
+            .route("/v1/identify", post(ingest::segment_identify))
+            .route("/v1/group", post(ingest::segment_group))
+            .route("/v1/alias", post(ingest::segment_alias))
+            .route("/v1/apps", post(manage::create_app).get(manage::list_apps))
+            .route("/v1/apps/{app}/keys", post(manage::create_key))
+            .route("/v1/apps/{app}/dead-letters", get(manage::dead_letters))
+            .route("/v1/apps/{app}/dead-letters/replay", post(manage::replay_dead_letters))
+            .route("/v1/apps/{app}/counters", get(manage::counters))
+            .route("/v1/streams/{topic}", get(stream::stream_topic))
+            .route("/v1/whoami", get(manage::whoami))
+            .route("/v1/admin/processors", get(manage::processors))
+            .route("/v1/admin/processors/{name}/rebuild", post(manage::rebuild_processor))
+            .route("/v1/admin/pipeline", get(manage::pipeline_status))
+            .route("/v1/admin/pipeline/reload", post(manage::reload_pipeline))
+            .route("/v1/admin/topics", get(manage::topics))
+            .route("/metrics", get(observe::metrics_text))
+            .route("/healthz", get(observe::healthz))
+            .route("/readyz", get(observe::readyz))
+            .route("/openapi.json", get(console::openapi))
+            .route("/console", get(console::page))
+            .route("/console/", get(console::page))
+            .route("/", get(console::redirect_to_console))
+            .fallback(console::not_found)
+            .layer(axum::middleware::from_fn(observe::track_requests))
+            .with_state(self.state.clone())
+    }
+
+    /// Starts the background tasks (pipeline file watch, retention) on the current runtime.
+    pub fn spawn_background_tasks(&self) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.config.pipeline_poll);
+            loop {
+                tick.tick().await;
+                if state.pipeline_file_changed() {
+                    let s = state.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.reload_pipeline()).await;
+                }
+            }
+        });
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.config.retention_interval);
+            loop {
+                tick.tick().await;
+                let log = state.log.clone();
+                match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+                    Ok(Ok(report)) if report.segments_deleted > 0 => {
+                        tracing::info!(segments = report.segments_deleted, bytes = report.bytes_freed, "retention removed old segments")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// Stops processors (after their current batch commits) and closes the log (queued
+    /// appends become durable first).
+    pub fn shutdown(&self) {
+        self.state.runtime.shutdown();
+        if let Err(e) = self.state.log.close() {
+            tracing::warn!(error = %e, "closing the log failed");
+        }
+    }
+}
+
+/// Serves `server` on `listener` until `shutdown` resolves, then shuts down gracefully:
+/// in-flight requests finish, queued appends become durable, processors commit.
+pub async fn serve(server: Server, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    server.spawn_background_tasks();
+    let router = server.router();
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("shutting down: flushing the log and committing processors");
+    tokio::task::spawn_blocking(move || server.shutdown()).await?;
+    Ok(())
+}

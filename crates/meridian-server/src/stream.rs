@@ -1,0 +1,137 @@
+//! `GET /v1/streams/{topic}`: a topic's events as server-sent events, filtered to the
+//! key's app, resumable with `Last-Event-ID`.
+//!
+//! Every SSE event's id is the position *after* it in every partition, written
+//! `p0:o0,p1:o1,…`; a client that reconnects with that id as `Last-Event-ID` continues
+//! exactly after the last event it saw. Without one the stream starts at the end (live),
+//! or at the start with `?from=beginning`.
+
+use crate::auth::{app_id, authenticate_secret, check_scope, presented_key};
+use crate::error::ApiError;
+use crate::server::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::stream::{self, Stream};
+use meridian_collector::Scope;
+use meridian_event::{AppId, Event};
+use meridian_log::{Log, TopicName};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamQuery {
+    /// `beginning` or `end` (default) when there is no `Last-Event-ID`.
+    from: Option<String>,
+    /// App, for the master key (which otherwise sees every app).
+    app: Option<String>,
+    /// The key, for clients that cannot set headers (browsers' EventSource).
+    access_token: Option<String>,
+}
+
+fn parse_positions(text: &str, partitions: u32) -> Result<Vec<u64>, ApiError> {
+    let bad = || ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an id this stream sent (p0:o0,p1:o1,…)");
+    let mut positions = vec![0; partitions as usize];
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (p, o) = part.split_once(':').ok_or_else(bad)?;
+        let p: usize = p.trim().parse().map_err(|_| bad())?;
+        let o: u64 = o.trim().parse().map_err(|_| bad())?;
+        *positions.get_mut(p).ok_or_else(bad)? = o;
+    }
+    Ok(positions)
+}
+
+fn format_positions(positions: &[u64]) -> String {
+    positions.iter().enumerate().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(",")
+}
+
+struct Cursor {
+    log: Arc<dyn Log>,
+    topic: TopicName,
+    app: Option<AppId>,
+    positions: Vec<u64>,
+    pending: VecDeque<SseEvent>,
+    appended: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Cursor {
+    /// Reads the next records of every partition into `pending`.
+    fn fill(&mut self) -> Result<(), meridian_log::LogError> {
+        for partition in 0..self.positions.len() {
+            let records = self.log.read(&self.topic, partition as u32, self.positions[partition], 256, 1 << 20)?;
+            for record in records {
+                self.positions[partition] = record.offset + 1;
+                let Ok(event) = Event::decode_any(&record.value) else { continue };
+                if self.app.as_ref().is_some_and(|app| app != &event.app) {
+                    continue;
+                }
+                let data = serde_json::to_string(&event).unwrap_or_default();
+                self.pending.push_back(SseEvent::default().id(format_positions(&self.positions)).event(event.action.as_str()).data(data));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `GET /v1/streams/{topic}` (read).
+pub(crate) async fn stream_topic(
+    State(state): State<Arc<AppState>>,
+    Path(topic): Path<String>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let secret = presented_key(&headers)?.or(query.access_token.clone());
+    let key = authenticate_secret(&state, secret)?;
+    let app = match (&key.app, query.app.as_deref()) {
+        (Some(own), _) => Some(own.clone()),
+        (None, Some(asked)) => Some(app_id(asked)?),
+        (None, None) => None,
+    };
+    if let Some(app) = &app {
+        check_scope(&key, Scope::Read, app)?;
+    }
+    let topic = TopicName::new(topic).map_err(|e| ApiError::bad_request("invalid_topic", e.to_string()))?;
+    let partitions = state.log.partition_count(&topic).map_err(|_| ApiError::not_found("unknown_topic", format!("no topic {:?}; see the pipeline's routes", topic.as_str())))?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let positions = match (last_event_id, query.from.as_deref()) {
+        (Some(id), _) => parse_positions(id, partitions)?,
+        (None, Some("beginning")) => (0..partitions).map(|p| state.log.offsets(&topic, p).map(|o| o.start)).collect::<Result<_, _>>().map_err(ApiError::internal)?,
+        (None, None | Some("end")) => (0..partitions).map(|p| state.log.offsets(&topic, p).map(|o| o.end)).collect::<Result<_, _>>().map_err(ApiError::internal)?,
+        (None, Some(other)) => return Err(ApiError::bad_request("invalid_from", format!("from must be beginning or end, not {other:?}"))),
+    };
+    metrics::gauge!("meridian_streams_open").increment(1.0);
+    let cursor = Cursor { log: state.log.clone(), topic, app, positions, pending: VecDeque::new(), appended: state.log.subscribe() };
+    let events = stream::unfold(cursor, |mut cursor| async move {
+        loop {
+            if let Some(event) = cursor.pending.pop_front() {
+                return Some((Ok(event), cursor));
+            }
+            cursor.appended.borrow_and_update();
+            if let Err(e) = cursor.fill() {
+                tracing::warn!(error = %e, "stream read failed; closing the stream");
+                metrics::gauge!("meridian_streams_open").decrement(1.0);
+                return None;
+            }
+            if cursor.pending.is_empty() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), cursor.appended.changed()).await;
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip() {
+        let positions = vec![3, 0, 17];
+        assert_eq!(parse_positions(&format_positions(&positions), 3).unwrap(), positions);
+        assert!(parse_positions("9:1", 3).is_err());
+        assert!(parse_positions("x", 3).is_err());
+    }
+}

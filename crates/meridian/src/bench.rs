@@ -1,0 +1,304 @@
+//! `meridian bench ingest`: sustained ingest over HTTP on loopback into the durable log,
+//! against a baseline measured in the same run (raw appends to the embedded log alone).
+//!
+//! The server is this binary started as a child process (`serve` on a temporary data
+//! directory), so its peak RSS is its own. Each request carries `--batch` events with
+//! unique ids; latency is from sending a request to its acknowledgement (after fsync).
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use meridian_event::{AppId, Event, EventId, Timestamp, ValidationPolicy};
+use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
+use meridian_log::{AppendRecord, Log, TopicName};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// HTTP ingest into the durable log vs raw log appends.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 20)]
+    duration_secs: u64,
+    /// Warm-up seconds, not measured.
+    #[arg(long, default_value_t = 3)]
+    warmup_secs: u64,
+    /// Directory for the temporary data (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+/// Results of one load phase.
+#[derive(Debug)]
+struct Phase {
+    events: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+    errors: u64,
+}
+
+impl Phase {
+    fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn quantile_ms(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn event_templates(n: usize) -> anyhow::Result<Vec<Event>> {
+    let config = meridian_demo::DemoConfig { users: 50_000, spus: 5_000, malformed_share: 0.0, ..meridian_demo::DemoConfig::default() };
+    let world = Arc::new(meridian_demo::DemoWorld::generate(&config)?);
+    let app = AppId::new("bench")?;
+    let now = Timestamp::now();
+    let mut out = Vec::with_capacity(n);
+    for (mut value, malformed) in world.events(n as u64 * 2).tagged() {
+        if malformed.is_some() {
+            continue;
+        }
+        value["time"] = serde_json::json!(now.millis());
+        if let Ok(event) = Event::from_json(value, &app, now, &ValidationPolicy::default(), || EventId::new("x").expect("valid")) {
+            out.push(event);
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// JSON of the event without its id (`"user":…}`), so a unique id can be put in front.
+fn json_tail(event: &Event) -> String {
+    let mut value = event.to_json();
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("id");
+        obj.remove("app");
+        obj.remove("received");
+    }
+    let text = value.to_string();
+    text[1..].to_owned()
+}
+
+async fn baseline(templates: &[Event], args: &IngestArgs, dir: &std::path::Path) -> anyhow::Result<Phase> {
+    let log = EmbeddedLog::open(dir.join("baseline-log"), EmbeddedLogConfig::default())?;
+    let topic = TopicName::new("events")?;
+    log.ensure_topic(&topic, 4)?;
+    let encoded: Arc<Vec<(Bytes, Bytes)>> = Arc::new(templates.iter().map(|e| (Bytes::from(e.partition_key().to_owned()), Bytes::from(e.encode()))).collect());
+    let log: Arc<dyn Log> = log;
+    let result = drive(args, {
+        let log = log.clone();
+        let topic = topic.clone();
+        let encoded = encoded.clone();
+        let batch = args.batch;
+        move |n: u64| {
+            let records: Vec<AppendRecord> = (0..batch)
+                .map(|i| {
+                    let (key, value) = &encoded[(n as usize * batch + i) % encoded.len()];
+                    AppendRecord { key: key.clone(), value: value.clone(), timestamp: 0 }
+                })
+                .collect();
+            let fut = log.append(&topic, records);
+            async move { fut.await.map(|_| ()).map_err(anyhow::Error::from) }
+        }
+    })
+    .await;
+    log.close()?;
+    result
+}
+
+/// Runs `args.concurrency` loops of `request(n)` for warm-up + duration.
+async fn drive<F, Fut>(args: &IngestArgs, request: F) -> anyhow::Result<Phase>
+where
+    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let measured = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let warm_end = start + Duration::from_secs(args.warmup_secs);
+    let end = warm_end + Duration::from_secs(args.duration_secs);
+    let batch = args.batch as u64;
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let request = request.clone();
+        let (counter, measured, errors) = (counter.clone(), measured.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                match request(n).await {
+                    Ok(()) => {
+                        if sent >= warm_end {
+                            let _ = hist.record(sent.elapsed().as_micros() as u64);
+                            measured.fetch_add(batch, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("request failed: {e:#}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            hist
+        }));
+    }
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for task in tasks {
+        latency_us.add(task.await?)?;
+    }
+    let elapsed = Instant::now().saturating_duration_since(warm_end);
+    Ok(Phase { events: measured.load(Ordering::Relaxed), elapsed, latency_us, errors: errors.load(Ordering::Relaxed) })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct ChildServer(Child);
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Path) -> anyhow::Result<(Phase, Option<u64>)> {
+    let port = free_port()?;
+    let master = "bench-master-key";
+    let child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--data-dir"])
+        .arg(dir.join("server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
+        .env("MERIDIAN_MASTER_KEY", master)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start the server")?;
+    let server = ChildServer(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "server did not start within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    http.post(format!("{base}/v1/apps")).bearer_auth(master).json(&serde_json::json!({"id": "bench"})).send().await?.error_for_status()?;
+    let key: serde_json::Value =
+        http.post(format!("{base}/v1/apps/bench/keys")).bearer_auth(master).json(&serde_json::json!({"scopes": ["write"]})).send().await?.error_for_status()?.json().await?;
+    let auth = format!("Bearer {}", key["key"].as_str().unwrap_or_default());
+    let tails: Arc<Vec<String>> = Arc::new(templates.iter().map(json_tail).collect());
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build_http();
+    let uri: hyper::Uri = format!("{base}/v1/events").parse()?;
+    let batch = args.batch;
+    let phase = drive(args, move |n: u64| {
+        let mut body = String::with_capacity(batch * 360);
+        body.push('[');
+        for i in 0..batch {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str("{\"id\":\"b");
+            body.push_str(&(n * batch as u64 + i as u64).to_string());
+            body.push_str("\",");
+            body.push_str(&tails[(n as usize * batch + i) % tails.len()]);
+        }
+        body.push(']');
+        let request = hyper::Request::post(uri.clone())
+            .header("authorization", auth.clone())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)));
+        let client = client.clone();
+        async move {
+            let response = client.request(request?).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(status.is_success(), "status {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+            anyhow::ensure!(body.windows(12).any(|w| w == b"\"rejected\":0"), "events rejected: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+            Ok(())
+        }
+    })
+    .await?;
+    let rss = peak_rss_kib(server.0.id());
+    drop(server);
+    Ok((phase, rss))
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let BenchCommand::Ingest(args) = args.command;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let tmp = match &args.dir {
+            Some(d) => tempfile::tempdir_in(d)?,
+            None => tempfile::tempdir()?,
+        };
+        eprintln!("preparing events…");
+        let templates = tokio::task::spawn_blocking(|| event_templates(20_000)).await??;
+        let avg_json = templates.iter().map(|e| json_tail(e).len() + 12).sum::<usize>() / templates.len();
+        let avg_bin = templates.iter().map(|e| e.encode().len()).sum::<usize>() / templates.len();
+        eprintln!("baseline: raw appends to the embedded log ({}-record batches, {} in flight)…", args.batch, args.concurrency);
+        let base = baseline(&templates, &args, tmp.path()).await?;
+        eprintln!("http: POST /v1/events on loopback ({} events/request, {} in flight)…", args.batch, args.concurrency);
+        let (http, rss_kib) = http_phase(&templates, &args, tmp.path()).await?;
+        let ratio = http.events_per_sec() / base.events_per_sec();
+        println!("## meridian bench ingest ({} s measured, {} s warm-up, {} events/request, {} in flight)", args.duration_secs, args.warmup_secs, args.batch, args.concurrency);
+        println!("average event: {avg_json} bytes JSON, {avg_bin} bytes encoded in the log");
+        println!("| phase | events/s | p50 ms | p99 ms | p999 ms | errors |");
+        println!("|---|---|---|---|---|---|");
+        for (name, p) in [("baseline: raw log append", &base), ("HTTP ingest (server)", &http)] {
+            println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} |", p.events_per_sec(), p.quantile_ms(0.5), p.quantile_ms(0.99), p.quantile_ms(0.999), p.errors);
+        }
+        println!("ratio HTTP / baseline: {ratio:.3}");
+        match rss_kib {
+            Some(kib) => println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0),
+            None => println!("server peak RSS: unavailable"),
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "ingest", "batch": args.batch, "concurrency": args.concurrency, "duration_secs": args.duration_secs,
+                "baseline_events_per_sec": base.events_per_sec().round(), "http_events_per_sec": http.events_per_sec().round(),
+                "http_p50_ms": http.quantile_ms(0.5), "http_p99_ms": http.quantile_ms(0.99), "http_p999_ms": http.quantile_ms(0.999),
+                "baseline_p50_ms": base.quantile_ms(0.5), "baseline_p99_ms": base.quantile_ms(0.99),
+                "ratio": ratio, "server_peak_rss_mib": rss_kib.map(|k| k as f64 / 1024.0), "http_errors": http.errors
+            })
+        );
+        Ok(())
+    })
+}
