@@ -162,6 +162,8 @@ struct Session {
     identify: Option<(u32, String)>,
     pending: VecDeque<Step>,
     checkins: u32,
+    /// The context after `city` and `page`, as escaped JSON: `,"platform":…}`.
+    context_tail: String,
 }
 
 enum TargetRef {
@@ -220,6 +222,8 @@ pub struct BehaviourGenerator {
     /// Leaf slot of each SKU index.
     sku_leaf: Vec<u32>,
     latency: LogNormal<f64>,
+    /// Scratch buffer of [`BehaviourGenerator::write_next`].
+    line: Vec<u8>,
 }
 
 impl BehaviourGenerator {
@@ -279,6 +283,7 @@ impl BehaviourGenerator {
             sku_leaf,
             user_order,
             latency: LogNormal::new(120f64.ln(), 0.9).expect("valid log-normal"),
+            line: Vec::with_capacity(1024),
             world,
         }
     }
@@ -306,8 +311,18 @@ impl BehaviourGenerator {
     /// Writes the next event as one line of JSON (no newline) to `out`, without building a
     /// [`Value`]; the fast path for files. Returns `None` when the generator is exhausted,
     /// else the event's malformation, if any.
-    pub fn write_next<W: std::io::Write>(&mut self, out: W) -> Option<std::io::Result<Option<Malformation>>> {
-        let (result, kind) = self.next_with(|event| serde_json::to_writer(out, event).map_err(std::io::Error::from))?;
+    pub fn write_next<W: std::io::Write>(&mut self, mut out: W) -> Option<std::io::Result<Option<Malformation>>> {
+        let mut line = std::mem::take(&mut self.line);
+        let (result, kind) = self.next_with(|event| {
+            if event.malformation.is_some() {
+                serde_json::to_writer(&mut out, event).map_err(std::io::Error::from)
+            } else {
+                line.clear();
+                event.write_clean(&mut line);
+                out.write_all(&line)
+            }
+        })?;
+        self.line = line;
         Some(result.map(|()| kind))
     }
 
@@ -403,7 +418,7 @@ impl BehaviourGenerator {
             pending.push_back(Step::Checkin);
         }
         self.sessions_started += 1;
-        Session {
+        let mut session = Session {
             id: format!("{}{}", self.session_prefix, self.sessions_started),
             user,
             device,
@@ -421,7 +436,10 @@ impl BehaviourGenerator {
             identify,
             pending,
             checkins: 0,
-        }
+            context_tail: String::new(),
+        };
+        session.context_tail = context_tail(&session);
+        session
     }
 
     fn pick_sku(&mut self, session: &mut Session) -> u32 {
@@ -599,6 +617,156 @@ impl Serialize for RawEvent<'_> {
         }
         map.end()
     }
+}
+
+impl RawEvent<'_> {
+    /// Writes a well-formed event as JSON by hand: the fast path of
+    /// [`BehaviourGenerator::write_next`]; it must produce the same object as `Serialize`.
+    fn write_clean(&self, out: &mut Vec<u8>) {
+        let s = self.session;
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(self.id_prefix.as_bytes());
+        out.extend_from_slice(num.format(self.n).as_bytes());
+        out.push(b'"');
+        if let Some(user) = &s.user {
+            out.extend_from_slice(b",\"user\":");
+            json_str(out, user);
+        }
+        out.extend_from_slice(b",\"device\":");
+        json_str(out, &s.device);
+        out.extend_from_slice(b",\"time\":");
+        out.extend_from_slice(num.format(self.time).as_bytes());
+        out.extend_from_slice(b",\"action\":");
+        json_str(out, self.planned.action);
+        if let Some(target) = &self.planned.target {
+            out.extend_from_slice(b",\"target\":{\"type\":");
+            match *target {
+                TargetRef::Sku(i) => {
+                    out.extend_from_slice(b"\"sku\",\"id\":");
+                    json_str(out, &self.catalog.skus[i as usize].id);
+                }
+                TargetRef::Shop(i) => {
+                    out.extend_from_slice(b"\"shop\",\"id\":\"");
+                    out.extend_from_slice(num.format(self.catalog.shops[i as usize].id).as_bytes());
+                    out.push(b'"');
+                }
+                TargetRef::Text(kind, id) => {
+                    json_str(out, kind);
+                    out.extend_from_slice(b",\"id\":");
+                    json_str(out, id);
+                }
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\"context\":{\"city\":");
+        out.extend_from_slice(num.format(s.city).as_bytes());
+        out.extend_from_slice(b",\"page\":");
+        json_str(out, s.page);
+        out.extend_from_slice(s.context_tail.as_bytes());
+        out.extend_from_slice(b",\"props\":{");
+        let mut fields = Fields { out, first: true };
+        match self.planned.props {
+            Props::Empty => {}
+            Props::Price(v) => fields.num("price", v),
+            Props::Cart { price } => {
+                fields.num("quantity", 1);
+                fields.num("price", price);
+            }
+            Props::Position(v) => fields.num("position", u64::from(v)),
+            Props::Streak(v) => fields.num("streak", u64::from(v)),
+            Props::Method(v) => fields.text("method", v),
+            Props::ShareTo(v) => fields.text("to", v),
+            Props::Order { order, quantity, amount } => {
+                fields.order_id(self.order_prefix, order);
+                fields.num("quantity", quantity);
+                fields.num("amount", amount);
+            }
+            Props::Pay { order, amount, method } => {
+                fields.order_id(self.order_prefix, order);
+                fields.num("amount", amount);
+                fields.text("method", method);
+            }
+            Props::Crash { stack_hash, os } => {
+                fields.text("stack_hash", stack_hash);
+                fields.text("os", os);
+            }
+            Props::Request { latency_ms, status, method } => {
+                fields.num("latency_ms", latency_ms);
+                fields.num("status", u64::from(status));
+                fields.text("method", method);
+            }
+        }
+        out.extend_from_slice(b"}}");
+    }
+}
+
+/// Writes the members of one JSON object.
+struct Fields<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl Fields<'_> {
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        json_str(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn num(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        json_str(self.out, value);
+    }
+
+    fn order_id(&mut self, prefix: &str, order: u64) {
+        self.key("order_id");
+        self.out.push(b'"');
+        self.out.extend_from_slice(prefix.as_bytes());
+        self.out.extend_from_slice(itoa::Buffer::new().format(order).as_bytes());
+        self.out.push(b'"');
+    }
+}
+
+/// Appends `text` as a JSON string, escaping only when it has to.
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// The session's constant context fields as a JSON fragment (see `Session::context_tail`).
+fn context_tail(s: &Session) -> String {
+    let mut out = Vec::with_capacity(256);
+    for (name, value) in [
+        ("platform", s.platform),
+        ("version", s.version.as_str()),
+        ("channel", s.channel.as_str()),
+        ("source", s.source),
+        ("session", s.id.as_str()),
+        ("ip", s.ip.as_str()),
+        ("user_agent", s.user_agent.as_str()),
+    ] {
+        out.push(b',');
+        json_str(&mut out, name);
+        out.push(b':');
+        json_str(&mut out, value);
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 struct TargetOut<'a> {

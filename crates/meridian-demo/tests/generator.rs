@@ -235,3 +235,25 @@ fn the_generator_is_exact_sized_and_send() {
     assert_eq!(generator.count(), 9);
     assert_eq!(w.events(0).count(), 0);
 }
+
+#[test]
+fn json_text_path_matches_value_path() {
+    let config = DemoConfig { malformed_share: 0.05, ..DemoConfig::small() };
+    let w = world(&config);
+    let mut values = w.events(30_000);
+    let mut text = w.events(30_000);
+    let mut line = Vec::new();
+    let mut actions = HashSet::new();
+    while let Some((value, tag)) = values.next_tagged() {
+        line.clear();
+        let text_tag = text.write_next(&mut line).unwrap().unwrap();
+        assert_eq!(tag, text_tag);
+        let parsed: Value = serde_json::from_slice(&line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&line)));
+        assert_eq!(parsed, value);
+        actions.insert(value["action"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(text.write_next(&mut line).is_none());
+    for action in ["view", "click", "favorite", "share", "cart", "order", "pay", "checkin", "identify", "crash", "request"] {
+        assert!(actions.contains(action), "no {action} compared");
+    }
+}

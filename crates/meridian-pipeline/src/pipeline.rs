@@ -92,6 +92,9 @@ impl Locator<'_> {
     }
 
     fn syntax(&self, error: &toml::de::Error) -> Error {
+        if let Some(refined) = self.refine(error) {
+            return refined;
+        }
         let mut location = self.file.map(|f| f.display().to_string()).unwrap_or_else(|| "pipeline config".to_owned());
         if let (Some(span), Some(text)) = (error.span(), self.text) {
             let start = span.start.min(text.len());
@@ -101,6 +104,34 @@ impl Locator<'_> {
             location.push_str(&format!(" line {line} column {column}"));
         }
         Error::Syntax { location, message: error.message().trim_end_matches('.').replace('\n', " ") }
+    }
+}
+
+impl Locator<'_> {
+    /// A schema error inside an `[[section]]` entry is reported by the TOML parser at the
+    /// section's first header (the entry is buffered before it is checked). Find the entry
+    /// that fails by checking the entries one by one.
+    fn refine(&self, error: &toml::de::Error) -> Option<Error> {
+        let text = self.text?;
+        let start = error.span()?.start;
+        let line = text.get(start..)?.lines().next()?.trim_start();
+        if !line.starts_with("[[") {
+            return None;
+        }
+        let document: toml::Table = toml::from_str(text).ok()?;
+        let entries = |name: &str| document.get(name).and_then(toml::Value::as_array).cloned().unwrap_or_default();
+        fn first_failure<T: serde::de::DeserializeOwned>(entries: Vec<toml::Value>) -> Option<(usize, String)> {
+            entries.into_iter().enumerate().find_map(|(i, v)| T::deserialize(v).err().map(|e| (i, e.message().trim_end_matches('.').replace('\n', " "))))
+        }
+        let (section, (index, message)) = [
+            ("tables", first_failure::<crate::config::TableConfig>(entries("tables"))),
+            ("parsers", first_failure::<crate::config::ParserConfig>(entries("parsers"))),
+            ("transformers", first_failure::<crate::config::TransformerConfig>(entries("transformers"))),
+            ("routes", first_failure::<crate::config::RouteConfig>(entries("routes"))),
+        ]
+        .into_iter()
+        .find_map(|(section, failure)| failure.map(|f| (section, f)))?;
+        Some(Error::Syntax { location: self.locate(section, index, ""), message })
     }
 }
 

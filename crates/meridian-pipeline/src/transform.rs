@@ -176,12 +176,11 @@ impl Transformer {
                         }
                     }
                     None if *reject_missing => {
-                        let shown = key.read(event).as_text().map_or_else(|| "absent".to_owned(), |k| format!("{k:?}"));
-                        return Err(EventError::field(
-                            ErrorCode::Filtered,
-                            key.to_string(),
-                            format!("{}: \"{key}\" {shown} is not in table {:?}; add it to {} or set on_missing = \"keep\"", self.label, table.name, table.path.display()),
-                        ));
+                        let message = match key.read(event).as_text() {
+                            Some(k) => format!("{}: \"{key}\" {k:?} is not in table {:?}; add it to {} or set on_missing = \"keep\"", self.label, table.name, table.path.display()),
+                            None => format!("{}: the event has no \"{key}\" to look up in table {:?}; send it or set on_missing = \"keep\"", self.label, table.name),
+                        };
+                        return Err(EventError::field(ErrorCode::Filtered, key.to_string(), message));
                     }
                     None => {}
                 }

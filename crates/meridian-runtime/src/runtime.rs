@@ -379,6 +379,11 @@ impl WorkerLoop {
         self.processor.reset_cache();
         self.positions.clear();
         self.records_processed = 0;
+        if let Some(status) = self.statuses.write().get_mut(&self.name) {
+            // Positions are unknown until the next round; waiters must not see the old ones.
+            status.partitions.clear();
+            status.records_processed = 0;
+        }
         tracing::info!(processor = %self.name, "state cleared; rebuilding from the start of the log");
         Ok(())
     }

@@ -16,7 +16,8 @@
 //! the last is synced before the next is created, so recovery ([`EmbeddedLog::open`])
 //! truncates a torn tail only in the last segment of a partition (that tail can only hold
 //! unacknowledged records) and reports anything invalid elsewhere as
-//! [`LogError::Corrupt`].
+//! [`LogError::Corrupt`]. `close` (or drop) leaves a `clean-shutdown` marker; when it is
+//! present at open, nothing may be torn, so even the last segment's tail must be intact.
 
 mod format;
 mod groups;
@@ -46,6 +47,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use writer::AppendRequest;
+
+/// File whose presence says the log was closed cleanly (every write synced), so recovery
+/// may not truncate anything.
+const CLEAN_SHUTDOWN_MARKER: &str = "clean-shutdown";
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 65536;
@@ -122,6 +127,7 @@ pub(crate) struct Inner {
     next_topic_id: AtomicU64,
     sender: RwLock<Option<mpsc::Sender<AppendRequest>>>,
     closed: AtomicBool,
+    clean_shutdown_written: AtomicBool,
     pub(crate) pending_bytes: AtomicU64,
     failed: Mutex<Option<String>>,
     pub(crate) notify: tokio::sync::watch::Sender<u64>,
@@ -172,6 +178,16 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> LogError {
 }
 
 /// The log on local files (see the module docs).
+///
+/// Notes on the [`Log`] methods:
+/// * `append` validates and queues its records when it is called; the returned future
+///   only waits for the group commit, so dropping it does not cancel the append.
+///   Record size is the encoded size (key + value + 28 bytes of framing).
+/// * `read`'s `max_bytes` counts key and value bytes of the returned records; the first
+///   record is returned even if it alone is larger.
+/// * Reads keep working after `close`; appends and `ensure_topic` fail with
+///   [`LogError::Closed`]. Dropping the last handle closes the log.
+/// * One process at a time may open a directory (this is not checked).
 pub struct EmbeddedLog {
     inner: Arc<Inner>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -194,7 +210,14 @@ impl EmbeddedLog {
         config.segment_bytes = config.segment_bytes.max(1);
         config.max_record_bytes = config.max_record_bytes.min(format::MAX_BODY);
         let next_topic_id = AtomicU64::new(0);
-        let topics = recover_topics(&dir, &next_topic_id)?;
+        // After a clean shutdown nothing can be torn: any damage is corruption.
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let after_clean_shutdown = marker.exists();
+        let topics = recover_topics(&dir, &next_topic_id, after_clean_shutdown)?;
+        if after_clean_shutdown {
+            std::fs::remove_file(&marker)?;
+            segment::sync_dir(&dir)?;
+        }
         let (tx, rx) = mpsc::channel();
         let (notify, _) = tokio::sync::watch::channel(0u64);
         let inner = Arc::new(Inner {
@@ -206,6 +229,7 @@ impl EmbeddedLog {
             next_topic_id,
             sender: RwLock::new(Some(tx)),
             closed: AtomicBool::new(false),
+            clean_shutdown_written: AtomicBool::new(false),
             pending_bytes: AtomicU64::new(0),
             failed: Mutex::new(None),
             notify,
@@ -281,10 +305,13 @@ impl EmbeddedLog {
                 return Err(LogError::Io(std::io::Error::other("the log writer thread panicked")));
             }
         }
-        match self.inner.failure() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = self.inner.failure() {
+            return Err(e);
         }
+        if !self.inner.clean_shutdown_written.swap(true, Ordering::AcqRel) {
+            groups::write_durably(&self.inner.dir, &self.inner.dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
+        }
+        Ok(())
     }
 
     fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<Arc<Topic>> {
@@ -322,7 +349,7 @@ impl Drop for EmbeddedLog {
     }
 }
 
-fn recover_topics(dir: &Path, next_id: &AtomicU64) -> Result<HashMap<TopicName, Arc<Topic>>> {
+fn recover_topics(dir: &Path, next_id: &AtomicU64, strict: bool) -> Result<HashMap<TopicName, Arc<Topic>>> {
     let mut topics = HashMap::new();
     for entry in std::fs::read_dir(dir.join("topics"))? {
         let entry = entry?;
@@ -345,7 +372,7 @@ fn recover_topics(dir: &Path, next_id: &AtomicU64) -> Result<HashMap<TopicName, 
             return Err(corrupt(&meta_path, format!("invalid partition count {}", meta.partitions)));
         }
         let partitions = (0..meta.partitions)
-            .map(|p| recover_partition(&path.join(p.to_string())))
+            .map(|p| recover_partition(&path.join(p.to_string()), strict))
             .collect::<Result<Vec<_>>>()?;
         let topic = Topic { id: next_id.fetch_add(1, Ordering::Relaxed), name: name.clone(), partitions };
         topics.insert(name, Arc::new(topic));
@@ -353,7 +380,9 @@ fn recover_topics(dir: &Path, next_id: &AtomicU64) -> Result<HashMap<TopicName, 
     Ok(topics)
 }
 
-fn recover_partition(dir: &Path) -> Result<Partition> {
+/// Recovers one partition. A torn tail of the last segment is truncated, unless `strict`
+/// (the log was shut down cleanly, so there cannot be one).
+fn recover_partition(dir: &Path, strict: bool) -> Result<Partition> {
     let mut files = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| corrupt(dir, format!("partition directory unreadable: {e}")))?;
     for entry in entries {
@@ -380,7 +409,7 @@ fn recover_partition(dir: &Path) -> Result<Partition> {
         let last = i + 1 == count;
         match &scan.end {
             ScanEnd::Clean => {}
-            ScanEnd::Torn(reason) if last => {
+            ScanEnd::Torn(reason) if last && !strict => {
                 let dropped = scan.file_len - scan.valid_len;
                 let f = OpenOptions::new().write(true).open(&path)?;
                 f.set_len(scan.valid_len)?;
@@ -392,6 +421,9 @@ fn recover_partition(dir: &Path) -> Result<Partition> {
                     reason = *reason,
                     "truncated a torn tail of the last segment (unacknowledged writes)"
                 );
+            }
+            ScanEnd::Torn(reason) if last => {
+                return Err(corrupt(&path, format!("{reason} at byte {} after a clean shutdown", scan.valid_len)));
             }
             ScanEnd::Torn(reason) => {
                 return Err(corrupt(&path, format!("{reason} at byte {} of a segment that is not the last", scan.valid_len)));

@@ -213,7 +213,33 @@ async fn write_ten(dir: &Path, t: &TopicName) -> u64 {
     log.close().unwrap();
     let files = segment_files(dir, t.as_str(), 0);
     assert_eq!(files.len(), 1);
+    simulate_crash(dir);
     std::fs::metadata(&files[0]).unwrap().len()
+}
+
+/// Removes the clean-shutdown marker, so the next open recovers as after a crash.
+fn simulate_crash(dir: &Path) {
+    std::fs::remove_file(dir.join(CLEAN_SHUTDOWN_MARKER)).unwrap();
+}
+
+#[tokio::test]
+async fn torn_tail_after_clean_shutdown_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic("clean");
+    write_ten(dir.path(), &t).await;
+    // Reopening and closing again (no crash) leaves the marker.
+    open(dir.path(), EmbeddedLogConfig::default()).close().unwrap();
+    assert!(dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
+    let seg = segment_files(dir.path(), "clean", 0).remove(0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    match EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()) {
+        Err(LogError::Corrupt { reason, .. }) => assert!(reason.contains("clean shutdown"), "{reason}"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing truncated");
 }
 
 #[tokio::test]
@@ -356,6 +382,29 @@ async fn segments_roll_and_reads_cross_them() {
     let log = open(dir.path(), small_segments());
     assert_eq!(log.read(&t, 0, 0, 1000, usize::MAX).unwrap().len(), 40);
     assert_eq!(log.append(&t, vec![rec("k", "x", 0)]).await.unwrap()[0].offset, 40);
+}
+
+#[tokio::test]
+async fn torn_tail_of_last_segment_among_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic("many");
+    let n = {
+        let log = open(dir.path(), small_segments());
+        log.ensure_topic(&t, 1).unwrap();
+        let n = fill_segments(&log, &t, 4, 0).await;
+        log.append(&t, vec![rec("k", vec![b'v'; 200], 0)]).await.unwrap();
+        n + 1
+    };
+    simulate_crash(dir.path());
+    let files = segment_files(dir.path(), "many", 0);
+    let last = files.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    OpenOptions::new().write(true).open(last).unwrap().set_len(len - 100).unwrap();
+    let log = open(dir.path(), small_segments());
+    assert_eq!(log.offsets(&t, 0).unwrap().end, n - 1);
+    assert_eq!(log.read(&t, 0, 0, 10_000, usize::MAX).unwrap().len() as u64, n - 1);
+    assert_eq!(log.append(&t, vec![rec("k", "x", 0)]).await.unwrap()[0].offset, n - 1);
+    assert_eq!(segment_files(dir.path(), "many", 0).len(), files.len());
 }
 
 #[tokio::test]

@@ -19,7 +19,9 @@ fn unknown_transformer_type_is_named() {
 #[test]
 fn unknown_field_is_named() {
     let err = config_error("[[transformers]]\ntype = \"drop\"\npaths = [\"device\"]\n\n[[transformers]]\ntype = \"rename\"\nfrom = \"props.a\"\nto = \"props.b\"\ntoo = 1\n");
-    assert!(err.starts_with("pipeline config line 5 column 1: unknown field `too`, expected one of"), "{err}");
+    assert!(err.starts_with("line 5, transformers[1]: unknown field `too`, expected one of"), "{err}");
+    let err = config_error("[[routes]]\ntopic = \"a\"\n[[routes]]\nfields = []\n");
+    assert!(err.starts_with("line 3, routes[1]: missing field `topic`"), "{err}");
     let err = config_error("[[routes]]\ntopic = \"a\"\nformt = \"json\"\n");
     assert!(err.contains("line 3") && err.contains("unknown field `formt`"), "{err}");
 }

@@ -57,13 +57,13 @@ fn lookup_missing_keep_and_reject() {
     // Missing in sku (keep), and then the shop lookup has no key: rejected.
     let err = process(&p, json!({"user": "u", "action": "view", "target": {"type": "sku", "id": "9999"}})).unwrap_err();
     assert_eq!((err.code, err.field.as_deref()), (ErrorCode::Filtered, Some("props.shop")));
-    assert!(err.message.contains("transformer \"shop-star\"") && err.message.contains("not in table \"shop\""), "{err}");
+    assert!(err.message.starts_with("transformer \"shop-star\": the event has no \"props.shop\" to look up in table \"shop\""), "{err}");
     // A page view skips the shop lookup (its `when`) and the sku miss keeps the event.
     let e = process(&p, json!({"user": "u", "action": "view", "target": {"type": "page", "id": "home"}})).unwrap().event;
     assert!(e.props.is_empty());
     // A shop the table does not know is rejected with the key in the message.
     let err = process(&p, json!({"user": "u", "action": "view", "target": {"type": "sku", "id": "9"}, "props": {"shop": "s404"}})).unwrap_err();
-    assert!(err.message.contains("\"s404\""), "{err}");
+    assert!(err.message.contains("\"props.shop\" \"s404\" is not in table \"shop\"") && err.message.contains("shop.jsonl"), "{err}");
 }
 
 #[test]

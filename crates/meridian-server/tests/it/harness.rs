@@ -1,0 +1,103 @@
+//! A server on a temporary data directory and helpers to call its router.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use meridian_event::Event;
+use meridian_log::TopicName;
+use meridian_server::{Server, ServerConfig};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub(crate) const MASTER: &str = "test-master-key";
+
+pub(crate) struct TestServer {
+    _dir: tempfile::TempDir,
+    pub(crate) server: Server,
+    pub(crate) router: Router,
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) json: Value,
+}
+
+impl Reply {
+    pub(crate) fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    pub(crate) fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    pub(crate) fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path().join("data"));
+        config.master_key = Some(MASTER.into());
+        adjust(&mut config);
+        let server = Server::open(config).unwrap();
+        let router = server.router();
+        TestServer { _dir: dir, server, router }
+    }
+
+    pub(crate) async fn request(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let response = self.router.clone().oneshot(builder.body(body.into()).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, json }
+    }
+
+    pub(crate) async fn post(&self, uri: &str, key: &str, body: impl Into<Body>) -> Reply {
+        let auth = format!("Bearer {key}");
+        self.request(Method::POST, uri, &[("authorization", &auth), ("content-type", "application/json")], body).await
+    }
+
+    pub(crate) async fn get(&self, uri: &str, key: &str) -> Reply {
+        let auth = format!("Bearer {key}");
+        self.request(Method::GET, uri, &[("authorization", &auth)], Body::empty()).await
+    }
+
+    /// Creates `app` and returns a key with `scopes`.
+    pub(crate) async fn app_with_key(&self, app: &str, scopes: &[&str]) -> String {
+        let created = self.post("/v1/apps", MASTER, serde_json::json!({"id": app}).to_string()).await;
+        assert!(created.status == StatusCode::CREATED || created.code() == "app_exists", "{:?}", created.json);
+        let key = self.post(&format!("/v1/apps/{app}/keys"), MASTER, serde_json::json!({"scopes": scopes}).to_string()).await;
+        assert_eq!(key.status, StatusCode::CREATED, "{:?}", key.json);
+        key.json["key"].as_str().unwrap().to_owned()
+    }
+
+    /// Every event stored in a topic.
+    pub(crate) fn stored(&self, topic: &str) -> Vec<Event> {
+        let log = self.server.log();
+        let topic = TopicName::new(topic).unwrap();
+        let mut out = Vec::new();
+        for p in 0..log.partition_count(&topic).unwrap() {
+            for record in log.read(&topic, p, 0, usize::MAX, usize::MAX).unwrap() {
+                out.push(Event::decode_any(&record.value).unwrap());
+            }
+        }
+        out
+    }
+
+    pub(crate) fn stored_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.stored("events").into_iter().map(|e| e.id.to_string()).collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Current time in ms.
+pub(crate) fn now_ms() -> i64 {
+    meridian_event::Timestamp::now().millis()
+}

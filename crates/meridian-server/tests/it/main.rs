@@ -1,0 +1,6 @@
+//! Handler tests without a socket (`Router::oneshot`), on a real embedded log and state
+//! store in a temporary directory: bad input, auth, dead letters, streams, Segment routes.
+
+mod bad_input;
+mod harness;
+mod routes;
