@@ -10,8 +10,10 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// Attempts per batch before giving up.
+/// Attempts per batch before giving up on connection errors and 502/503/504.
 pub const MAX_ATTEMPTS: u32 = 6;
+/// 429 answers tolerated per batch (each honoured with its `Retry-After`).
+pub const MAX_THROTTLED: u32 = 30;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Totals of one [`send`] run, summed from the server's per-batch answers.
@@ -109,8 +111,8 @@ fn add(report: &mut SendReport, bar: &indicatif::ProgressBar, done: Result<Resul
 async fn post_batch(client: &reqwest::Client, url: &str, auth: &str, body: Bytes, events: u64) -> Result<BatchOutcome> {
     let mut retries = 0u64;
     let mut attempt = 0u32;
+    let mut throttled = 0u32;
     loop {
-        attempt += 1;
         let result = client
             .post(url)
             .header(AUTHORIZATION, auth)
@@ -132,9 +134,15 @@ async fn post_batch(client: &reqwest::Client, url: &str, auth: &str, body: Bytes
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map_or_else(|| backoff(attempt), Duration::from_secs)
+                    .map_or_else(|| backoff(throttled + 1), Duration::from_secs)
                     .min(MAX_RETRY_AFTER);
-                (wait, "429 too many requests".to_owned())
+                throttled += 1;
+                if throttled >= MAX_THROTTLED {
+                    return Err(DemoError::RetriesExhausted { attempts: attempt + throttled, last: "429 too many requests".to_owned() });
+                }
+                retries += 1;
+                tokio::time::sleep(wait).await;
+                continue;
             }
             Ok(response) if matches!(response.status().as_u16(), 502..=504) => (backoff(attempt), format!("status {}", response.status())),
             Ok(response) => {
@@ -145,6 +153,7 @@ async fn post_batch(client: &reqwest::Client, url: &str, auth: &str, body: Bytes
             Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => (backoff(attempt), e.to_string()),
             Err(e) => return Err(e.into()),
         };
+        attempt += 1;
         if attempt >= MAX_ATTEMPTS {
             return Err(DemoError::RetriesExhausted { attempts: attempt, last });
         }

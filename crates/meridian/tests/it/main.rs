@@ -1,0 +1,7 @@
+//! End-to-end tests that start the real `meridian` binary: crash safety under SIGKILL,
+//! a real Segment client library, and the command line.
+
+mod cli;
+mod crash;
+mod process;
+mod segment;
