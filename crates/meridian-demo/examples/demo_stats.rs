@@ -11,7 +11,13 @@ fn main() {
     let config = DemoConfig { start_time_ms: Some(1_763_683_200_000), ..DemoConfig::default() };
     let t = Instant::now();
     let world = Arc::new(DemoWorld::generate(&config).expect("valid config"));
-    println!("world: {} skus, {} users, {} anonymous devices in {:?}", world.catalog.skus.len(), world.users.users.len(), world.users.anonymous.len(), t.elapsed());
+    println!(
+        "world: {} skus, {} users, {} anonymous devices in {:?}",
+        world.catalog.skus.len(),
+        world.users.users.len(),
+        world.users.anonymous.len(),
+        t.elapsed()
+    );
 
     let t = Instant::now();
     let mut objects = 0usize;
@@ -32,7 +38,11 @@ fn main() {
         out.clear();
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("written as json text (write_next) in {secs:.2} s: {:.0} events/s, {:.0} bytes/event", n as f64 / secs, json_bytes as f64 / n as f64);
+    println!(
+        "written as json text (write_next) in {secs:.2} s: {:.0} events/s, {:.0} bytes/event",
+        n as f64 / secs,
+        json_bytes as f64 / n as f64
+    );
 
     if std::env::args().nth(2).as_deref() == Some("speed") {
         return;

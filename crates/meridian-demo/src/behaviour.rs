@@ -38,19 +38,11 @@ const SOURCES: [&str; 10] =
 const CLICK_PAGES: [&str; 4] = ["home", "search", "list", "list"];
 const SHARE_TO: [&str; 4] = ["wechat", "moments", "weibo", "link"];
 const PAY_METHODS: [&str; 3] = ["wechat_pay", "alipay", "card"];
-const API_PATHS: [&str; 8] = [
-    "/api/feed",
-    "/api/search",
-    "/api/item/detail",
-    "/api/cart",
-    "/api/order/create",
-    "/api/pay",
-    "/api/user/profile",
-    "/api/recommend",
-];
+const API_PATHS: [&str; 8] =
+    ["/api/feed", "/api/search", "/api/item/detail", "/api/cart", "/api/order/create", "/api/pay", "/api/user/profile", "/api/recommend"];
 const STACK_HASHES: [&str; 12] = [
-    "9f2c41ab", "0d77e3c1", "c3a91f02", "51be7d90", "e8041c6a", "7a6fd233", "2b9e0f54", "f0c1d8e7", "4e55a1b9", "a7d3096c",
-    "6c18b2fd", "d2f7e415",
+    "9f2c41ab", "0d77e3c1", "c3a91f02", "51be7d90", "e8041c6a", "7a6fd233", "2b9e0f54", "f0c1d8e7", "4e55a1b9", "a7d3096c", "6c18b2fd",
+    "d2f7e415",
 ];
 
 /// A way an event is deliberately broken; every one makes `Event::from_json` fail.
@@ -99,10 +91,8 @@ struct Clock {
 
 impl Clock {
     fn new(days: u32) -> Clock {
-        const LOCAL_HOUR_WEIGHT: [f64; 24] = [
-            0.5, 0.3, 0.2, 0.15, 0.15, 0.2, 0.4, 0.7, 0.9, 1.0, 1.0, 1.1, 1.2, 1.0, 0.9, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.7,
-            1.4, 0.9,
-        ];
+        const LOCAL_HOUR_WEIGHT: [f64; 24] =
+            [0.5, 0.3, 0.2, 0.15, 0.15, 0.2, 0.4, 0.7, 0.9, 1.0, 1.0, 1.1, 1.2, 1.0, 0.9, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.7, 1.4, 0.9];
         let hours = days.max(1) as usize * 24;
         let mut cumulative = Vec::with_capacity(hours + 1);
         let mut sum = 0.0;
@@ -396,7 +386,8 @@ impl BehaviourGenerator {
                 }
             };
             let u = &users.users[self.user_order[rank] as usize];
-            let device = if u.devices.len() == 1 || rng.gen_bool(0.7) { &u.devices[0] } else { &u.devices[rng.gen_range(0..u.devices.len())] };
+            let device =
+                if u.devices.len() == 1 || rng.gen_bool(0.7) { &u.devices[0] } else { &u.devices[rng.gen_range(0..u.devices.len())] };
             (Some(u.id.clone()), device.clone(), &u.platform, &u.version, &u.channel, u.city, None)
         };
         let city = if rng.gen_bool(0.05) { rng.gen_range(1..=crate::users::CITIES) } else { city };
@@ -405,7 +396,11 @@ impl BehaviourGenerator {
         let ip = format!("100.{}.{}.{}", 64 + (hash >> 16) % 64, (hash >> 8) & 255, (hash & 255) | 1);
         let user_agent = match platform {
             "ios" => format!("DemoShop/{version} (iPhone; iOS {}.{})", 16 + hash % 3, hash % 6),
-            "android" => format!("DemoShop/{version} (Linux; Android {}; {})", 11 + hash % 4, ["HUAWEI", "Xiaomi", "OPPO", "vivo"][(hash % 4) as usize]),
+            "android" => format!(
+                "DemoShop/{version} (Linux; Android {}; {})",
+                11 + hash % 4,
+                ["HUAWEI", "Xiaomi", "OPPO", "vivo"][(hash % 4) as usize]
+            ),
             "miniprogram" => format!("Mozilla/5.0 MicroMessenger/8.0.{} MiniProgram/{version}", 40 + hash % 12),
             _ => "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36".to_owned(),
         };

@@ -141,9 +141,7 @@ impl Catalog {
             id
         };
 
-        let brands: Vec<Brand> = (0..config.brands)
-            .map(|i| Brand { id: i as u32 + 1, name: names::brand_name(&mut rng, i) })
-            .collect();
+        let brands: Vec<Brand> = (0..config.brands).map(|i| Brand { id: i as u32 + 1, name: names::brand_name(&mut rng, i) }).collect();
 
         let shops: Vec<Shop> = (0..config.shops)
             .map(|i| {

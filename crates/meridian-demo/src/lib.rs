@@ -26,7 +26,7 @@ pub use behaviour::{BehaviourGenerator, Malformation, P_CART_ORDER, P_ORDER_PAY,
 pub use catalog::{Brand, Catalog, Category, Shop, Sku, Spu, FIRST_SKU_ID, SHOP_ZIPF_EXPONENT, SKU_ZIPF_EXPONENT};
 pub use config::{DemoConfig, DAY_MS};
 pub use error::{DemoError, Result};
-pub use send::{send, SendReport, MAX_ATTEMPTS};
+pub use send::{send, SendReport, MAX_ATTEMPTS, MAX_THROTTLED};
 pub use users::{AnonymousDevice, User, Users, CITIES, PLATFORMS};
 pub use world::DemoWorld;
 pub use writer::{write_files, write_files_with, write_world, WriteOptions, WriteReport};

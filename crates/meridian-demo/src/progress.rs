@@ -8,7 +8,9 @@ pub(crate) fn bar(show: bool, len: Option<u64>, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let (bar, template) = match len {
-        Some(len) => (ProgressBar::new(len), "{spinner} {msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})"),
+        Some(len) => {
+            (ProgressBar::new(len), "{spinner} {msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})")
+        }
         None => (ProgressBar::new_spinner(), "{spinner} {msg} [{elapsed_precise}] {human_pos} ({per_sec})"),
     };
     if let Ok(style) = ProgressStyle::with_template(template) {

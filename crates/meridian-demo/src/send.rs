@@ -45,7 +45,7 @@ struct BatchOutcome {
 /// POSTs `events` in batches of `batch_size` as JSON arrays to `{url_base}/v1/events`
 /// with `Authorization: Bearer {api_key}`, at most `rate_per_sec` events per second
 /// (unlimited when `None`) and `concurrency` requests in flight. A batch answered 429 is
-/// resent after `Retry-After` seconds; connection errors and 502/503/504 are retried with
+/// resent after `Retry-After` seconds (at most [`MAX_THROTTLED`] times); connection errors and 502/503/504 are retried with
 /// backoff, [`MAX_ATTEMPTS`] attempts in all. Retries resend the same events (same ids),
 /// so the server's de-duplication makes them safe. Other error statuses stop the run.
 pub async fn send(
@@ -113,13 +113,7 @@ async fn post_batch(client: &reqwest::Client, url: &str, auth: &str, body: Bytes
     let mut attempt = 0u32;
     let mut throttled = 0u32;
     loop {
-        let result = client
-            .post(url)
-            .header(AUTHORIZATION, auth)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await;
+        let result = client.post(url).header(AUTHORIZATION, auth).header(CONTENT_TYPE, "application/json").body(body.clone()).send().await;
         let (wait, last) = match result {
             Ok(response) if response.status().is_success() => {
                 let text = response.bytes().await?;

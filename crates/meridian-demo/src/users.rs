@@ -27,15 +27,8 @@ const APP_VERSIONS: &[(&str, f64)] = &[
 ];
 const WEB_VERSIONS: &[(&str, f64)] = &[("10.4.0", 0.9), ("10.3.2", 0.1)];
 const MINI_VERSIONS: &[(&str, f64)] = &[("3.2.0", 0.5), ("3.1.4", 0.3), ("3.0.0", 0.15), ("2.9.9", 0.05)];
-const ANDROID_CHANNELS: &[(&str, f64)] = &[
-    ("huawei", 0.25),
-    ("xiaomi", 0.20),
-    ("oppo", 0.15),
-    ("vivo", 0.12),
-    ("official", 0.10),
-    ("tencent", 0.10),
-    ("googleplay", 0.08),
-];
+const ANDROID_CHANNELS: &[(&str, f64)] =
+    &[("huawei", 0.25), ("xiaomi", 0.20), ("oppo", 0.15), ("vivo", 0.12), ("official", 0.10), ("tencent", 0.10), ("googleplay", 0.08)];
 const IOS_CHANNELS: &[(&str, f64)] = &[("appstore", 0.95), ("testflight", 0.05)];
 const WEB_CHANNELS: &[(&str, f64)] = &[("official", 0.7), ("seo", 0.3)];
 const MINI_CHANNELS: &[(&str, f64)] = &[("wechat", 0.8), ("alipay", 0.2)];

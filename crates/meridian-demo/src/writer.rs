@@ -4,9 +4,9 @@ use crate::config::DemoConfig;
 use crate::error::{DemoError, Result};
 use crate::world::DemoWorld;
 use crate::BehaviourGenerator;
-use indicatif::ProgressBar;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use indicatif::ProgressBar;
 use serde::Serialize;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -79,8 +79,15 @@ pub fn write_world(dir: &Path, world: &Arc<DemoWorld>, n_events: u64, options: W
     w.write_record(["sku_id", "spu_id", "category", "brand", "shop", "price"]).map_err(csv_err(&sku_path))?;
     for sku in &catalog.skus {
         let spu = catalog.spu(sku.spu).ok_or_else(|| DemoError::InvalidConfig(format!("sku {} has no spu {}", sku.id, sku.spu)))?;
-        w.write_record([sku.id.clone(), spu.id.to_string(), spu.category.to_string(), spu.brand.to_string(), spu.shop.to_string(), sku.price.to_string()])
-            .map_err(csv_err(&sku_path))?;
+        w.write_record([
+            sku.id.clone(),
+            spu.id.to_string(),
+            spu.category.to_string(),
+            spu.brand.to_string(),
+            spu.shop.to_string(),
+            sku.price.to_string(),
+        ])
+        .map_err(csv_err(&sku_path))?;
     }
     w.flush().map_err(|e| DemoError::io(&sku_path, e))?;
     let shop_path = dims_dir.join("shop.csv");

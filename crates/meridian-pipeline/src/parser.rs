@@ -99,23 +99,26 @@ impl Parser {
             })?;
         }
         if let Some(rule) = &self.time {
-            let value = if rule.in_place { rule.field.get(object).cloned() } else { rule.field.take(object) };
-            match value {
-                None | Some(Value::Null) => {}
-                Some(value) => {
-                    let zone = rule.zone.unwrap_or(default_zone);
-                    let time = Timestamp::parse_json(&value, zone).ok_or_else(|| {
-                        EventError::field(
-                            ErrorCode::InvalidTimestamp,
-                            rule.field.as_str(),
-                            format!(
-                                "\"{}\" is {}; send epoch seconds or milliseconds, RFC 3339, or \"YYYY-MM-DD HH:MM:SS\"",
-                                rule.field,
-                                json_kind(&value)
-                            ),
-                        )
-                    })?;
-                    object.insert("time".to_owned(), Value::from(time.0));
+            let zone = rule.zone.unwrap_or(default_zone);
+            let parse = |value: &Value| {
+                Timestamp::parse_json(value, zone).ok_or_else(|| {
+                    EventError::field(
+                        ErrorCode::InvalidTimestamp,
+                        rule.field.as_str(),
+                        format!("\"{}\" is {}; send epoch seconds or milliseconds, RFC 3339, or \"YYYY-MM-DD HH:MM:SS\"", rule.field, json_kind(value)),
+                    )
+                })
+            };
+            if rule.in_place {
+                // Rewrite the slot: no key or value allocation.
+                if let Some(slot) = rule.field.get_mut(object) {
+                    if !slot.is_null() {
+                        *slot = Value::from(parse(slot)?.0);
+                    }
+                }
+            } else if let Some(value) = rule.field.take(object) {
+                if !value.is_null() {
+                    object.insert("time".to_owned(), Value::from(parse(&value)?.0));
                 }
             }
         }
