@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command, and what .ci/run calls.
+# Needs: the Rust toolchain, python3 (for the Segment client test), Redis on 127.0.0.1:6379
+# for the Redis backend tests. Tests whose backend is absent skip loudly; with
+# MERIDIAN_REQUIRE_BACKENDS=1 (set by CI) every such skip is a failure instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c "import segment.analytics" 2>/dev/null; then
+  echo "installing Segment's Python client (segment-analytics-python) for the compatibility test"
+  python3 -m pip install --quiet --disable-pip-version-check segment-analytics-python \
+    || echo "WARNING: could not install segment-analytics-python; its test will skip (or fail in CI)"
+fi
+
+bash scripts/check-architecture.sh
+cargo test --workspace --locked
