@@ -20,7 +20,7 @@ fn event(app: &str, n: usize) -> Event {
         device: None,
         time: Timestamp::now(),
         received: Timestamp::now(),
-        action: Action::new(if n % 3 == 0 { "order" } else { "view" }).unwrap(),
+        action: Action::new(if n.is_multiple_of(3) { "order" } else { "view" }).unwrap(),
         target: None,
         context: Default::default(),
         props: Default::default(),
@@ -73,7 +73,7 @@ async fn counters_survive_a_restart_without_double_counting() {
     assert!(rt.wait_caught_up(Duration::from_secs(10)));
     let counts = app_counters(&*f.store, &AppId::new("shop").unwrap()).unwrap();
     assert_eq!(counts.total, 800, "each event counted once across the restart");
-    assert_eq!(counts.by_action["order"], (0..800).filter(|n| n % 3 == 0).count() as u64);
+    assert_eq!(counts.by_action["order"], (0..800usize).filter(|n| n.is_multiple_of(3)).count() as u64);
     let status = rt.status();
     assert_eq!(status[0].lag, 0);
     assert_eq!(status[0].partitions.iter().map(|p| p.position).sum::<u64>(), 800);
