@@ -7,6 +7,7 @@ mod error;
 mod ingest;
 mod manage;
 mod observe;
+pub mod ratelimit;
 mod server;
 mod stream;
 

@@ -63,3 +63,32 @@ fn demo_generate_writes_catalog_dimensions_and_events() {
     assert!(dir.path().join("dims/sku.csv").exists());
     assert!(dir.path().join("catalog/skus.jsonl").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_pipeline_file_applies_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, "# nothing yet\n").unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"), free_port(), &["--pipeline", pipeline.to_str().unwrap()]).await;
+    let key = crate::process::app_key(&server.base, "legacy", &["write"]).await;
+    let client = reqwest::Client::new();
+    let send = |n: usize| {
+        let request = client.post(format!("{}/v1/events", server.base)).bearer_auth(&key).json(&json!([{"id": format!("l{n}"), "uid": "u1", "evt": "view"}]));
+        async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    assert_eq!(send(0).await["rejected"], 1, "legacy field names are unknown at first");
+    // Written to a temporary file and renamed, as editors and deploy tools do.
+    let staged = dir.path().join("pipeline.toml.new");
+    std::fs::write(&staged, "[[parsers]]\n[parsers.aliases]\nuid = \"user\"\nevt = \"action\"\n").unwrap();
+    std::fs::rename(&staged, &pipeline).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut n = 1;
+    loop {
+        if send(n).await["accepted"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the edited pipeline was not applied within 10 s");
+        n += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
