@@ -123,10 +123,7 @@ pub fn to_canonical(mut message: Value, message_type: Option<&str>) -> Value {
         ctx.insert("platform".into(), Value::String(library.chars().take(64).collect()));
     }
     if let Some(version) = get_str(&context, &["app", "version"]) {
-        let semver_like = version.len() <= 32
-            && version.starts_with(|c: char| c.is_ascii_digit())
-            && version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+');
-        if semver_like {
+        if meridian_event::is_semver_like(version) {
             ctx.insert("version".into(), Value::String(version.to_owned()));
         } else {
             props.insert("app_version".into(), Value::String(version.to_owned()));

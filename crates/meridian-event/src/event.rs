@@ -269,14 +269,19 @@ fn context_from(mut c: Map<String, Value>) -> Result<Context, EventError> {
         user_agent: text("user_agent")?,
     };
     if let Some(version) = &context.version {
-        let ok = version.len() <= 32
-            && version.starts_with(|c: char| c.is_ascii_digit())
-            && version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+');
-        if !ok {
+        if !is_semver_like(version) {
             return Err(EventError::field(ErrorCode::InvalidField, "context.version", format!("version {version:?} is not semver-like (e.g. 10.2.1)")));
         }
     }
     Ok(context)
+}
+
+/// Whether `version` looks like a client version: starts with a digit, at most 32 of
+/// `[0-9A-Za-z.+-]` (`10.2.1`, `7.0.0-beta+42`).
+pub fn is_semver_like(version: &str) -> bool {
+    version.len() <= 32
+        && version.starts_with(|c: char| c.is_ascii_digit())
+        && version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+')
 }
 
 fn json_type(value: &Value) -> &'static str {
