@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's test command, and what .ci/run calls.
-# Needs: the Rust toolchain, python3 (for the Segment client test), Redis on 127.0.0.1:6379
-# for the Redis backend tests. Tests whose backend is absent skip loudly; with
+# Needs: the Rust toolchain, python3 (for the Segment client test), node and Chromium (for
+# the browser test of the console), Redis on 127.0.0.1:6379 (for the Redis backend tests). Tests whose backend is absent skip loudly; with
 # MERIDIAN_REQUIRE_BACKENDS=1 (set by CI) every such skip is a failure instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,13 @@ if ! python3 -c "import segment.analytics" 2>/dev/null; then
   echo "installing Segment's Python client (segment-analytics-python) for the compatibility test"
   python3 -m pip install --quiet --disable-pip-version-check segment-analytics-python \
     || echo "WARNING: could not install segment-analytics-python; its test will skip (or fail in CI)"
+fi
+
+console_tests=crates/meridian/tests/console
+if [ ! -d "$console_tests/node_modules/playwright-core" ] && command -v npm >/dev/null; then
+  echo "installing playwright-core for the browser test of the console"
+  (cd "$console_tests" && npm ci --silent --no-audit --no-fund) \
+    || echo "WARNING: could not install playwright-core; the console test will skip (or fail in CI)"
 fi
 
 bash scripts/check-architecture.sh

@@ -168,6 +168,7 @@ impl Server {
             .route("/console", get(console::page))
             .route("/console/", get(console::page))
             .route("/", get(console::redirect_to_console))
+            .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
             .fallback(console::not_found)
             .layer(axum::middleware::from_fn(observe::track_requests))
             .with_state(self.state.clone())

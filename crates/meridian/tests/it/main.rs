@@ -2,6 +2,7 @@
 //! a real Segment client library, and the command line.
 
 mod cli;
+mod console;
 mod crash;
 mod process;
 mod segment;
