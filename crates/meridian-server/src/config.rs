@@ -1,6 +1,10 @@
 //! Server configuration: built by the CLI from file, environment and flags.
 
+use crate::ratelimit::RateLimitConfig;
 use meridian_collector::CollectorConfig;
+use meridian_history::catalog::CatalogLookup;
+use meridian_history::service::HistoryConfig;
+use std::sync::Arc;
 use meridian_log::embedded::EmbeddedLogConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +33,44 @@ pub struct ServerConfig {
     pub log: EmbeddedLogConfig,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Browsing history; `None` disables it.
+    pub history: Option<HistorySettings>,
+    /// Rate limits of the query routes.
+    pub rate_limits: RateLimitConfig,
+}
+
+/// Where the history hot tier lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HotBackend {
+    /// In this process, within a memory budget (bytes).
+    Embedded {
+        /// Most bytes the hot tier may hold before evicting the least recently active owners.
+        budget_bytes: usize,
+    },
+    /// Redis sorted sets.
+    Redis {
+        /// `redis://host:port/db`.
+        url: String,
+        /// Key prefix.
+        prefix: String,
+    },
+}
+
+/// Browsing-history settings.
+#[derive(Debug, Clone)]
+pub struct HistorySettings {
+    /// N, TTLs, catalog batch size, count cache.
+    pub config: HistoryConfig,
+    /// Hot tier backend.
+    pub hot: HotBackend,
+    /// SKU names, images and SPUs; without one, SKUs are listed as their own SPU.
+    pub catalog: Option<Arc<dyn CatalogLookup>>,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings { config: HistoryConfig::default(), hot: HotBackend::Embedded { budget_bytes: 1 << 30 }, catalog: None }
+    }
 }
 
 impl ServerConfig {
@@ -45,6 +87,8 @@ impl ServerConfig {
             collector: CollectorConfig::default(),
             log: EmbeddedLogConfig::default(),
             retention_interval: Duration::from_secs(60),
+            history: Some(HistorySettings::default()),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }

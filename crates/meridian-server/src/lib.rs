@@ -4,6 +4,7 @@ mod auth;
 mod config;
 mod console;
 mod error;
+mod history;
 mod ingest;
 mod manage;
 mod observe;
@@ -11,6 +12,7 @@ pub mod ratelimit;
 mod server;
 mod stream;
 
-pub use config::ServerConfig;
+pub use config::{HistorySettings, HotBackend, ServerConfig};
+pub use history::PassThroughCatalog;
 pub use error::ApiError;
 pub use server::{serve, Server};

@@ -1,8 +1,10 @@
 //! Wiring: opens the log, state, keys, collector and processors; builds the router;
 //! serves with graceful shutdown; runs the background tasks (pipeline reload, retention).
 
-use crate::config::ServerConfig;
-use crate::{console, ingest, manage, observe, stream};
+use crate::config::{HotBackend, ServerConfig};
+use crate::history::{HistoryState, PassThroughCatalog};
+use crate::ratelimit::RateLimits;
+use crate::{console, history, ingest, manage, observe, stream};
 use anyhow::Context as _;
 use axum::routing::{get, post};
 use axum::Router;
@@ -31,6 +33,8 @@ pub(crate) struct AppState {
     pub(crate) collector: Arc<Collector>,
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) pipeline_status: Mutex<Value>,
+    pub(crate) history: Option<Arc<HistoryState>>,
+    pub(crate) rate_limits: RateLimits,
     pipeline_mtime: Mutex<Option<SystemTime>>,
 }
 
@@ -108,7 +112,34 @@ impl Server {
         log.ensure_topic(&events_topic, config.collector.partitions)?;
         let collector = Arc::new(Collector::new(log.clone(), store.clone(), pipeline, config.collector.clone())?);
         let runtime = Arc::new(Runtime::new(log.clone(), store.clone(), RuntimeConfig::default()));
-        runtime.spawn(Box::new(CountersProcessor::new(events_topic)))?;
+        runtime.spawn(Box::new(CountersProcessor::new(events_topic.clone())))?;
+        let history = match &config.history {
+            None => None,
+            Some(settings) => {
+                let hot_config = meridian_history::hot::HotConfig { max_items: settings.config.max_items, ttl_ms: settings.config.hot_ttl_ms };
+                let (hot, inline): (Arc<dyn meridian_history::hot::HotTier>, bool) = match &settings.hot {
+                    HotBackend::Embedded { budget_bytes } => (Arc::new(meridian_history::hot::embedded::EmbeddedHotTier::new(hot_config, *budget_bytes)), true),
+                    HotBackend::Redis { url, prefix } => (
+                        Arc::new(
+                            meridian_history_redis::RedisHotTier::connect(url, prefix, hot_config)
+                                .with_context(|| format!("cannot connect to the history hot tier at {url}"))?,
+                        ),
+                        false,
+                    ),
+                };
+                let catalog = settings.catalog.clone().unwrap_or_else(|| Arc::new(PassThroughCatalog));
+                let service = Arc::new(meridian_history::HistoryService::new(
+                    settings.config,
+                    hot,
+                    store.clone(),
+                    catalog,
+                    Arc::new(meridian_history::model::SystemClock),
+                ));
+                runtime.spawn(Box::new(service.processor(events_topic)))?;
+                Some(Arc::new(HistoryState { service, inline, rebuild: Default::default() }))
+            }
+        };
+        let rate_limits = RateLimits::new(&config.rate_limits);
         let pipeline_mtime = config.pipeline_file.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
         let state = Arc::new(AppState {
             config,
@@ -118,6 +149,8 @@ impl Server {
             collector,
             runtime,
             pipeline_status: Mutex::new(pipeline_status),
+            history,
+            rate_limits,
             pipeline_mtime: Mutex::new(pipeline_mtime),
         });
         Ok(Server { state })
@@ -155,6 +188,10 @@ impl Server {
             .route("/v1/apps/{app}/dead-letters/replay", post(manage::replay_dead_letters))
             .route("/v1/apps/{app}/counters", get(manage::counters))
             .route("/v1/streams/{topic}", get(stream::stream_topic))
+            .route("/v1/apps/{app}/users/{user}/history", get(history::list).delete(history::clear))
+            .route("/v1/apps/{app}/users/{user}/history/count", get(history::count))
+            .route("/v1/apps/{app}/users/{user}/history/{sku}", axum::routing::delete(history::delete_one))
+            .route("/v1/admin/history/rebuild", post(history::start_rebuild).get(history::rebuild_status))
             .route("/v1/whoami", get(manage::whoami))
             .route("/v1/admin/processors", get(manage::processors))
             .route("/v1/admin/processors/{name}/rebuild", post(manage::rebuild_processor))

@@ -180,6 +180,50 @@ where
     Ok(Phase { events: measured.load(Ordering::Relaxed), elapsed, latency_us, errors: errors.load(Ordering::Relaxed) })
 }
 
+/// Sends requests at a fixed `rate` per second for `duration` (open loop): request k is
+/// due at start + k / rate and its latency is measured from that due time, so a slow
+/// server cannot hide its queueing by slowing the load down (no coordinated omission).
+pub(crate) async fn open_loop<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, request: F) -> anyhow::Result<Phase>
+where
+    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let start = tokio::time::Instant::now();
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let errors = Arc::new(AtomicU64::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    for k in 0..total {
+        let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        let permit = permits.clone().acquire_owned().await?;
+        let (request, errors, tx) = (request.clone(), errors.clone(), tx.clone());
+        tokio::spawn(async move {
+            let result = request(k).await;
+            let latency_us = tokio::time::Instant::now().saturating_duration_since(due).as_micros() as u64;
+            drop(permit);
+            match result {
+                Ok(()) => {
+                    let _ = tx.send(latency_us);
+                }
+                Err(e) => {
+                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("request failed: {e:#}");
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut ok = 0u64;
+    while let Some(us) = rx.recv().await {
+        latency_us.record(us.max(1))?;
+        ok += 1;
+    }
+    Ok(Phase { events: ok, elapsed: start.elapsed(), latency_us, errors: errors.load(Ordering::Relaxed) })
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -1,0 +1,158 @@
+//! The cold tier: every owner's history on the embedded KV store, the durable source of
+//! truth (written in the processor's batch, committed with its log positions).
+//!
+//! Key: the owner's 16-byte hash, big-endian ([`OwnerKey::to_bytes`]); its first two
+//! bytes are the spreading prefix (like the MD5-derived prefix of the source design), so
+//! owners with similar ids do not crowd one key range. Value: [`crate::codec`]'s
+//! delta-coded entry list, newest first (4–6 bytes per entry).
+//!
+//! TTL: an owner's cold history expires `ttl` after its newest view (checked at read;
+//! [`ColdTier::purge_expired`] deletes expired keys). Using the newest view time rather
+//! than a wall-clock write time makes the value a pure function of the events, so replays
+//! and rebuilds produce the same bytes.
+
+use crate::codec::{decode_entries, encode_entries};
+use crate::model::{Entry, OwnerKey};
+use crate::Result;
+use meridian_state::{KvStore, WriteBatch};
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// Table of cold histories.
+pub const COLD_TABLE: &str = "history_cold";
+
+/// The cold tier (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ColdTier {
+    store: Arc<dyn KvStore>,
+    ttl_ms: i64,
+}
+
+impl ColdTier {
+    /// A cold tier in `store` whose histories expire `ttl_ms` after their newest view.
+    pub fn new(store: Arc<dyn KvStore>, ttl_ms: i64) -> ColdTier {
+        ColdTier { store, ttl_ms }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn KvStore> {
+        &self.store
+    }
+
+    /// The TTL in milliseconds.
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
+    }
+
+    /// The key of an owner.
+    pub fn key(owner: OwnerKey) -> [u8; 16] {
+        owner.to_bytes()
+    }
+
+    /// The encoded value of a list (newest first).
+    pub fn encode(entries: &[Entry]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + entries.len() * 5);
+        encode_entries(entries, &mut out);
+        out
+    }
+
+    /// Decodes a stored value and applies the TTL; corrupt values read as absent (and
+    /// are counted).
+    pub fn decode(&self, bytes: &[u8], now_ms: i64) -> Option<Vec<Entry>> {
+        let Some(entries) = decode_entries(bytes) else {
+            metrics::counter!("meridian_history_cold_corrupt_total").increment(1);
+            tracing::warn!("undecodable cold history value; treating as absent");
+            return None;
+        };
+        if self.expired(&entries, now_ms) {
+            return None;
+        }
+        Some(entries)
+    }
+
+    /// True if a list's newest view is older than the TTL.
+    pub fn expired(&self, entries: &[Entry], now_ms: i64) -> bool {
+        entries.first().is_none_or(|e| now_ms - e.time_ms > self.ttl_ms)
+    }
+
+    /// The owner's committed cold history, `None` if absent or expired.
+    pub fn get(&self, owner: OwnerKey, now_ms: i64) -> Result<Option<Vec<Entry>>> {
+        Ok(self.store.get(COLD_TABLE, &Self::key(owner))?.and_then(|b| self.decode(&b, now_ms)))
+    }
+
+    /// Adds the write of an owner's list to `batch` (an empty list deletes the key).
+    pub fn put(batch: &mut WriteBatch, owner: OwnerKey, entries: &[Entry]) {
+        if entries.is_empty() {
+            batch.delete(COLD_TABLE, Self::key(owner).to_vec());
+        } else {
+            batch.put(COLD_TABLE, Self::key(owner).to_vec(), Self::encode(entries));
+        }
+    }
+
+    /// Deletes expired histories, `chunk` keys per scan and commit (so live reads and the
+    /// processor are not held up). Returns how many were deleted.
+    pub fn purge_expired(&self, now_ms: i64, chunk: usize) -> Result<u64> {
+        let chunk = chunk.max(1);
+        let mut removed = 0;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let start = match &after {
+                Some(k) => Bound::Excluded(&k[..]),
+                None => Bound::Unbounded,
+            };
+            let rows = self.store.range(COLD_TABLE, start, Bound::Unbounded, chunk)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = Some(last.clone());
+            let mut batch = WriteBatch::new();
+            for (k, v) in &rows {
+                if self.decode(v, now_ms).is_none() {
+                    batch.delete(COLD_TABLE, k.clone());
+                    removed += 1;
+                }
+            }
+            self.store.commit(batch)?;
+            if rows.len() < chunk {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::BASE_MS;
+    use meridian_state::MemoryStore;
+
+    #[test]
+    fn put_get_ttl_and_purge() {
+        let cold = ColdTier::new(Arc::new(MemoryStore::new()), 62 * 86_400_000);
+        let t = BASE_MS + 100_000_000_000;
+        let (a, b) = (OwnerKey(1), OwnerKey(2));
+        let mut batch = WriteBatch::new();
+        ColdTier::put(&mut batch, a, &[Entry::new(5, t), Entry::new(4, t - 5000)]);
+        ColdTier::put(&mut batch, b, &[Entry::new(5, t - 30 * 86_400_000)]);
+        cold.store().commit(batch).unwrap();
+        assert_eq!(cold.get(a, t).unwrap(), Some(vec![Entry::new(5, t), Entry::new(4, t - 5000)]));
+        let later = t + 40 * 86_400_000;
+        assert!(cold.get(a, later).unwrap().is_some());
+        assert_eq!(cold.get(b, later).unwrap(), None, "62 days after the newest view it is gone");
+        assert_eq!(cold.purge_expired(later, 1).unwrap(), 1);
+        assert_eq!(cold.store().get(COLD_TABLE, &ColdTier::key(b)).unwrap(), None, "purged from disk");
+        assert!(cold.store().get(COLD_TABLE, &ColdTier::key(a)).unwrap().is_some());
+        let mut batch = WriteBatch::new();
+        ColdTier::put(&mut batch, a, &[]);
+        cold.store().commit(batch).unwrap();
+        assert_eq!(cold.get(a, t).unwrap(), None, "empty list deletes");
+    }
+
+    #[test]
+    fn corrupt_values_read_as_absent() {
+        let cold = ColdTier::new(Arc::new(MemoryStore::new()), 1000);
+        let mut batch = WriteBatch::new();
+        batch.put(COLD_TABLE, ColdTier::key(OwnerKey(9)).to_vec(), vec![1, 5, 0]);
+        cold.store().commit(batch).unwrap();
+        assert_eq!(cold.get(OwnerKey(9), BASE_MS).unwrap(), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! The history processor: `view` events of SKUs update the owner's history; `identify`
+//! events (with both a user and a device) merge the device's history into the user's.
+//!
+//! Crash safety: the cold tier is the durable source of truth and is written into the
+//! runtime's batch, committed atomically with the log positions. After a crash the
+//! records after the last commit are processed again; since every update is a
+//! max-time-per-SKU merge (idempotent), re-applying them to the cold value rebuilt from
+//! the committed state gives exactly the same result, and re-applying them to the hot
+//! tier (which may already hold them, e.g. Redis) changes nothing. Nothing is lost
+//! (uncommitted records are replayed) and nothing is double-applied (merges are
+//! idempotent).
+//!
+//! Efficiency: within one `process` call the views are coalesced per owner: one cold read
+//! and one cold write per owner, one `HotTier::record` call (pipelined by Redis) for all
+//! owners. Because the runtime may run several `process` calls into one batch before it
+//! commits, the processor remembers the values it wrote recently (two generations of
+//! [`RECENT_OWNERS`] owners, encoded) and merges them with the committed value.
+//!
+//! SKU ids must be decimal integers (as in the demo catalog); views of other SKU ids are
+//! skipped and counted in `meridian_history_non_numeric_sku_total`.
+
+use crate::cold::ColdTier;
+use crate::codec::decode_entries;
+use crate::hot::{HotTier, OwnerUpdate};
+use crate::marks::Marks;
+use crate::model::{merge_entries, parse_sku, Clock, Entry, Owner, OwnerKey};
+use meridian_event::Event;
+use meridian_log::{Record, TopicName};
+use meridian_runtime::{ProcessContext, Processor};
+use meridian_state::WriteBatch;
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The processor's name (and the key of its positions).
+pub const PROCESSOR_NAME: &str = "history";
+/// Owners whose last written cold value is remembered per generation.
+pub const RECENT_OWNERS: usize = 131_072;
+
+/// The shared count cache: the processor invalidates the owners it writes, the service
+/// the owners it deletes from; the service fills it.
+#[derive(Debug, Clone)]
+pub struct CountInvalidator {
+    pub(crate) cache: Cache<u128, usize>,
+}
+
+impl CountInvalidator {
+    /// A cache of at most `capacity` counts, each kept at most `ttl`.
+    pub fn new(capacity: u64, ttl: std::time::Duration) -> CountInvalidator {
+        CountInvalidator { cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build() }
+    }
+
+    /// Forgets an owner's cached count.
+    pub fn invalidate(&self, owner: OwnerKey) {
+        self.cache.invalidate(&owner.0);
+    }
+}
+
+/// Configuration of the processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Topic of behaviour events.
+    pub topic: TopicName,
+    /// N: entries kept per owner.
+    pub max_items: usize,
+    /// Action of a view.
+    pub view_action: String,
+    /// Target type of a view that counts.
+    pub target_type: String,
+    /// Action that links a device to a user.
+    pub identify_action: String,
+}
+
+impl ProcessorConfig {
+    /// Defaults (`view` of `sku`, `identify`, N = 200) for `topic`.
+    pub fn new(topic: TopicName) -> ProcessorConfig {
+        ProcessorConfig { topic, max_items: 200, view_action: "view".into(), target_type: "sku".into(), identify_action: "identify".into() }
+    }
+}
+
+/// Counters of what the processor saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessorStats {
+    /// Views applied.
+    pub views: u64,
+    /// Identify merges applied.
+    pub merges: u64,
+    /// Views skipped because the SKU id is not numeric.
+    pub non_numeric_skus: u64,
+    /// Records that did not decode.
+    pub undecodable: u64,
+    /// Views without user or device.
+    pub ownerless: u64,
+}
+
+/// The history processor (see the module docs).
+#[derive(Debug)]
+pub struct HistoryProcessor {
+    config: ProcessorConfig,
+    hot: Arc<dyn HotTier>,
+    cold: ColdTier,
+    marks: Marks,
+    counts: CountInvalidator,
+    clock: Arc<dyn Clock>,
+    recent: HashMap<OwnerKey, Vec<u8>>,
+    recent_old: HashMap<OwnerKey, Vec<u8>>,
+    stats: ProcessorStats,
+}
+
+impl HistoryProcessor {
+    /// A processor writing to these tiers.
+    pub fn new(config: ProcessorConfig, hot: Arc<dyn HotTier>, cold: ColdTier, marks: Marks, counts: CountInvalidator, clock: Arc<dyn Clock>) -> HistoryProcessor {
+        HistoryProcessor { config, hot, cold, marks, counts, clock, recent: HashMap::new(), recent_old: HashMap::new(), stats: ProcessorStats::default() }
+    }
+
+    /// What it saw so far.
+    pub fn stats(&self) -> ProcessorStats {
+        self.stats
+    }
+
+    /// The cold value as this processor last saw or wrote it (pending writes included),
+    /// TTL applied.
+    fn cold_current(&self, ctx: &ProcessContext<'_>, owner: OwnerKey, now: i64) -> crate::Result<Vec<Entry>> {
+        let committed = ctx.store().get(crate::cold::COLD_TABLE, &ColdTier::key(owner))?.and_then(|b| self.cold.decode(&b, now)).unwrap_or_default();
+        let recent = self.recent.get(&owner).or_else(|| self.recent_old.get(&owner)).and_then(|b| decode_entries(b)).filter(|e| !self.cold.expired(e, now));
+        Ok(match recent {
+            Some(r) if !committed.is_empty() => merge_entries([&committed[..], &r[..]], self.config.max_items),
+            Some(r) => r,
+            None => committed,
+        })
+    }
+
+    fn remember(&mut self, owner: OwnerKey, value: Vec<u8>) {
+        if self.recent.len() >= RECENT_OWNERS {
+            self.recent_old = std::mem::take(&mut self.recent);
+        }
+        self.recent.insert(owner, value);
+    }
+
+    fn owner_of(event: &Event) -> Option<Owner> {
+        let app = event.app.as_str();
+        match (&event.user, &event.device) {
+            (Some(u), _) => Some(Owner::user(app, u.as_str())),
+            (None, Some(d)) => Some(Owner::device(app, d.as_str())),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Processor for HistoryProcessor {
+    fn name(&self) -> &str {
+        PROCESSOR_NAME
+    }
+
+    fn topics(&self) -> Vec<TopicName> {
+        vec![self.config.topic.clone()]
+    }
+
+    fn process(&mut self, ctx: &mut ProcessContext<'_>, _topic: &TopicName, records: &[Record]) -> meridian_runtime::Result<()> {
+        let now = self.clock.now_ms();
+        let n = self.config.max_items;
+        // Views per owner in this call, in first-seen order.
+        let mut order: Vec<OwnerKey> = Vec::new();
+        let mut pending: HashMap<OwnerKey, Vec<Entry>> = HashMap::new();
+        for record in records {
+            let event = match Event::decode_any(&record.value) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.stats.undecodable += 1;
+                    metrics::counter!("meridian_history_undecodable_total").increment(1);
+                    tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "history: skipping undecodable record");
+                    continue;
+                }
+            };
+            let action = event.action.as_str();
+            if action == self.config.view_action {
+                let Some(target) = event.target.as_ref().filter(|t| t.kind.as_str() == self.config.target_type) else { continue };
+                let Some(sku) = parse_sku(&target.id) else {
+                    self.stats.non_numeric_skus += 1;
+                    metrics::counter!("meridian_history_non_numeric_sku_total").increment(1);
+                    continue;
+                };
+                let Some(owner) = Self::owner_of(&event) else {
+                    self.stats.ownerless += 1;
+                    continue;
+                };
+                let key = owner.key();
+                pending
+                    .entry(key)
+                    .or_insert_with(|| {
+                        order.push(key);
+                        Vec::new()
+                    })
+                    .push(Entry::new(sku, event.time.0));
+                self.stats.views += 1;
+            } else if action == self.config.identify_action {
+                let (Some(user), Some(device)) = (&event.user, &event.device) else { continue };
+                let app = event.app.as_str();
+                let device_key = Owner::device(app, device.as_str()).key();
+                let user_key = Owner::user(app, user.as_str()).key();
+                // The device's whole visible history right now: hot, cold (incl. this
+                // processor's pending writes) and this call's views.
+                let hot = self.hot.get(device_key, now)?.unwrap_or_default();
+                let cold = self.cold_current(ctx, device_key, now)?;
+                let in_call = pending.get(&device_key).cloned().unwrap_or_default();
+                let mut device_entries = merge_entries([&hot[..], &cold[..], &in_call[..]], n);
+                self.marks.get(device_key)?.filter(&mut device_entries);
+                if device_entries.is_empty() {
+                    continue;
+                }
+                pending
+                    .entry(user_key)
+                    .or_insert_with(|| {
+                        order.push(user_key);
+                        Vec::new()
+                    })
+                    .extend(device_entries);
+                self.stats.merges += 1;
+            }
+        }
+        if order.is_empty() {
+            return Ok(());
+        }
+        let mut updates = Vec::with_capacity(order.len());
+        for owner in order {
+            let views = pending.remove(&owner).unwrap_or_default();
+            let base = self.cold_current(ctx, owner, now)?;
+            let merged = merge_entries([&base[..], &views[..]], n);
+            let value = ColdTier::encode(&merged);
+            ctx.batch().put(crate::cold::COLD_TABLE, ColdTier::key(owner).to_vec(), value.clone());
+            self.remember(owner, value);
+            self.counts.invalidate(owner);
+            updates.push(OwnerUpdate { owner, entries: views });
+        }
+        // Hot after cold: a failed hot write fails the round (it is retried with the
+        // same records); the cold write is still only in the uncommitted batch.
+        self.hot.record(&updates, now)?;
+        metrics::counter!("meridian_history_owner_updates_total").increment(updates.len() as u64);
+        Ok(())
+    }
+
+    fn reset_cache(&mut self) {
+        self.recent.clear();
+        self.recent_old.clear();
+    }
+
+    fn clear_state(&mut self, batch: &mut WriteBatch) {
+        batch.delete_prefix(crate::cold::COLD_TABLE, Vec::new());
+        self.reset_cache();
+    }
+}

@@ -1,0 +1,321 @@
+//! End-to-end tests of the history subsystem: events appended to the real embedded log,
+//! the history processor run by the real runtime over a redb store, read through the
+//! service, with an injected clock.
+
+use bytes::Bytes;
+use meridian_event::{Action, AppId, DeviceId, Event, EventId, Target, TargetType, Timestamp, UserId};
+use meridian_history::hot::embedded::EmbeddedHotTier;
+use meridian_history::hot::{HotConfig, HotTier};
+use meridian_history::model::normalize_ms;
+use meridian_history::{
+    rebuild_cold, Error, HistoryConfig, HistoryService, InMemoryCatalog, ManualClock, Owner, RebuildConfig, SkuInfo,
+};
+use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
+use meridian_log::{AppendRecord, Log, TopicName};
+use meridian_runtime::{Runtime, RuntimeConfig};
+use meridian_state::{KvStore, RedbStore};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DAY: i64 = 86_400_000;
+const APP: &str = "shop";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    log: Arc<EmbeddedLog>,
+    store: Arc<dyn KvStore>,
+    topic: TopicName,
+    clock: Arc<ManualClock>,
+    hot: Arc<EmbeddedHotTier>,
+    service: Arc<HistoryService>,
+    runtime: Option<Runtime>,
+    config: HistoryConfig,
+    seq: AtomicU64,
+    t0: i64,
+}
+
+/// SKU s belongs to SPU s / 10 (so 11 and 12 share an SPU); SKUs ≥ 900 are unknown.
+fn catalog() -> Arc<InMemoryCatalog> {
+    Arc::new(InMemoryCatalog::new((1..900u64).map(|s| (s, SkuInfo { spu: s / 10, name: format!("sku {s}"), image: format!("/img/{s}.jpg") }))))
+}
+
+fn fixture(max_items: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let log = rt.block_on(async { EmbeddedLog::open(dir.path().join("log"), EmbeddedLogConfig::default()) }).unwrap();
+    let store: Arc<dyn KvStore> = Arc::new(RedbStore::open(dir.path().join("state.redb")).unwrap());
+    let topic = TopicName::new("events").unwrap();
+    log.ensure_topic(&topic, 3).unwrap();
+    let t0 = normalize_ms(Timestamp::now().0);
+    let clock = Arc::new(ManualClock::new(t0));
+    let config = HistoryConfig { max_items, catalog_batch_size: 3, ..HistoryConfig::default() };
+    let hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items, ttl_ms: config.hot_ttl_ms }, 64 << 20));
+    let service = Arc::new(HistoryService::new(config, hot.clone(), store.clone(), catalog(), clock.clone()));
+    let mut f = Fixture { _dir: dir, rt, log, store, topic, clock, hot, service, runtime: None, config, seq: AtomicU64::new(0), t0 };
+    f.start();
+    f
+}
+
+impl Fixture {
+    fn start(&mut self) {
+        let runtime = Runtime::new(self.log.clone(), self.store.clone(), RuntimeConfig { max_batch_records: 16, idle_wait: Duration::from_millis(10), ..RuntimeConfig::default() });
+        runtime.spawn(Box::new(self.service.processor(self.topic.clone()))).unwrap();
+        self.runtime = Some(runtime);
+    }
+
+    /// Simulates a restart: the runtime and the in-process hot tier are gone.
+    fn restart_with_empty_hot_tier(&mut self) {
+        if let Some(r) = self.runtime.take() {
+            r.shutdown();
+        }
+        self.hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items: self.config.max_items, ttl_ms: self.config.hot_ttl_ms }, 64 << 20));
+        self.service = Arc::new(HistoryService::new(self.config, self.hot.clone(), self.store.clone(), catalog(), self.clock.clone()));
+        self.start();
+    }
+
+    fn event(&self, user: Option<&str>, device: Option<&str>, action: &str, sku: Option<&str>, time: i64) -> Event {
+        Event {
+            id: EventId::new(format!("e{}", self.seq.fetch_add(1, Ordering::SeqCst))).unwrap(),
+            app: AppId::new(APP).unwrap(),
+            user: user.map(|u| UserId::new(u).unwrap()),
+            device: device.map(|d| DeviceId::new(d).unwrap()),
+            time: Timestamp(time),
+            received: Timestamp(time),
+            action: Action::new(action).unwrap(),
+            target: sku.map(|s| Target { kind: TargetType::new("sku").unwrap(), id: s.to_owned() }),
+            context: Default::default(),
+            props: Default::default(),
+        }
+    }
+
+    fn ingest(&self, events: Vec<Event>) {
+        let records = events
+            .iter()
+            .map(|e| AppendRecord { key: Bytes::from(e.partition_key().to_owned()), value: Bytes::from(e.encode()), timestamp: e.time.0 })
+            .collect();
+        self.rt.block_on(self.log.append(&self.topic, records)).unwrap();
+        assert!(self.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)), "processor caught up");
+    }
+
+    /// User `u` views these SKUs at these offsets (ms) from t0.
+    fn views(&self, user: &str, views: &[(u64, i64)]) {
+        self.ingest(views.iter().map(|(s, dt)| self.event(Some(user), None, "view", Some(&s.to_string()), self.t0 + dt)).collect());
+    }
+
+    fn skus(&self, owner: &Owner) -> Vec<u64> {
+        self.service.list(owner, self.config.max_items, None).unwrap().items.iter().map(|i| i.sku).collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(r) = self.runtime.take() {
+            r.shutdown();
+        }
+    }
+}
+
+fn user(id: &str) -> Owner {
+    Owner::user(APP, id)
+}
+
+#[test]
+fn views_are_deduplicated_trimmed_at_n_and_ordered_by_event_time() {
+    let f = fixture(5);
+    f.views("u1", &[(10, -20_000), (20, -18_000), (10, -16_000), (30, -14_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![30, 10, 20], "distinct, newest view first");
+    // Out of order: an older view of 30 arrives late; it must not move 30.
+    f.views("u1", &[(30, -60_000), (40, -17_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![30, 10, 40, 20]);
+    f.views("u1", &[(50, -6_000), (60, -5_000), (70, -4_000), (20, -3_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![20, 70, 60, 50, 30], "trimmed to N = 5");
+    assert_eq!(f.service.count(&user("u1")).unwrap(), 5);
+    let items = f.service.list(&user("u1"), 1, None).unwrap().items;
+    assert_eq!(items[0].viewed_ms, f.t0 - 3_000);
+    assert_eq!((items[0].name.as_str(), items[0].image.as_str(), items[0].spu), ("sku 20", "/img/20.jpg", 2));
+}
+
+#[test]
+fn spu_duplicates_are_collapsed_at_read_newest_wins_and_unknown_skus_hidden() {
+    let f = fixture(200);
+    f.views("u1", &[(11, -5_000), (12, -4_000), (21, -3_000), (13, -6_000), (950, -1_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![21, 12], "SPU 1 shown once as its newest SKU; unknown SKU 950 hidden");
+    assert_eq!(f.service.count(&user("u1")).unwrap(), 2);
+}
+
+#[test]
+fn pages_follow_the_cursor_and_inputs_are_validated() {
+    let f = fixture(200);
+    let views: Vec<(u64, i64)> = (1..=25u64).map(|i| (i * 10, -100_000 + i as i64 * 1000)).collect();
+    f.views("u1", &views);
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = f.service.list(&user("u1"), 7, cursor.as_deref()).unwrap();
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.iter().map(|i| i.sku));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25u64).rev().map(|i| i * 10).collect::<Vec<_>>(), "every item once, newest first");
+    assert!(matches!(f.service.list(&user("u1"), 0, None), Err(Error::InvalidLimit { limit: 0, max: 200 })));
+    assert!(matches!(f.service.list(&user("u1"), 201, None), Err(Error::InvalidLimit { .. })));
+    assert!(matches!(f.service.list(&user("u1"), 5, Some("nope")), Err(Error::InvalidCursor(_))));
+    assert!(matches!(f.service.delete(&user("u1"), "abc"), Err(Error::InvalidSku(_))));
+    assert!(matches!(f.service.list(&user(""), 5, None), Err(Error::InvalidOwner(_))));
+}
+
+#[test]
+fn unknown_owner_has_an_empty_list_and_zero_count() {
+    let f = fixture(200);
+    let page = f.service.list(&user("nobody"), 10, None).unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(page.next_cursor, None);
+    assert_eq!(f.service.count(&user("nobody")).unwrap(), 0);
+    f.service.delete(&user("nobody"), "5").unwrap();
+    f.service.clear(&user("nobody")).unwrap();
+}
+
+#[test]
+fn delete_hides_a_sku_until_viewed_again_and_count_cache_follows() {
+    let f = fixture(200);
+    f.views("u1", &[(10, -5_000), (20, -4_000), (30, -3_000)]);
+    assert_eq!(f.service.count(&user("u1")).unwrap(), 3);
+    f.service.delete(&user("u1"), "20").unwrap();
+    assert_eq!(f.skus(&user("u1")), vec![30, 10]);
+    assert_eq!(f.service.count(&user("u1")).unwrap(), 2, "delete invalidates the cached count");
+    // Deleted in both tiers: a fresh hot tier reads the cold copy, still hidden.
+    let mut f = f;
+    f.restart_with_empty_hot_tier();
+    assert_eq!(f.skus(&user("u1")), vec![30, 10]);
+    f.clock.advance(1000);
+    f.views("u1", &[(20, 1_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![20, 30, 10], "a later view shows it again");
+    assert_eq!(f.service.count(&user("u1")).unwrap(), 3, "processor writes invalidate the cached count");
+}
+
+#[test]
+fn clear_hides_everything_before_it_in_both_tiers_and_after_a_rebuild() {
+    let mut f = fixture(200);
+    f.views("u1", &[(10, -5_000), (20, -4_000)]);
+    f.views("u2", &[(10, -5_000)]);
+    f.service.clear(&user("u1")).unwrap();
+    assert!(f.skus(&user("u1")).is_empty());
+    assert_eq!(f.service.count(&user("u1")).unwrap(), 0);
+    assert_eq!(f.skus(&user("u2")), vec![10], "other owners untouched");
+    f.clock.advance(2000);
+    f.views("u1", &[(30, 2_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![30]);
+    // A rebuild from the log writes the old views into the cold tier again, but minus
+    // the clear mark; even a stale copy stays hidden.
+    let mut progress = Vec::new();
+    let report = rebuild_cold(&*f.log, &f.store, &RebuildConfig::new(f.topic.clone()), f.clock_now(), &mut |d, t| progress.push((d, t))).unwrap();
+    assert_eq!(report.records, 4);
+    assert_eq!(report.hidden, 2, "the cleared views are left out");
+    assert_eq!(progress.first(), Some(&(0, 4)));
+    assert!(progress.contains(&(4, 4)));
+    f.restart_with_empty_hot_tier();
+    assert_eq!(f.skus(&user("u1")), vec![30]);
+    assert_eq!(f.skus(&user("u2")), vec![10]);
+}
+
+impl Fixture {
+    fn clock_now(&self) -> i64 {
+        use meridian_history::Clock;
+        self.clock.now_ms()
+    }
+}
+
+#[test]
+fn rebuild_restores_a_lost_cold_tier_within_the_window_minus_deletions() {
+    let mut f = fixture(3);
+    f.ingest(vec![
+        f.event(Some("u1"), None, "view", Some("10"), f.t0 - 70 * DAY),
+        f.event(Some("u1"), None, "view", Some("20"), f.t0 - 5_000),
+        f.event(Some("u1"), None, "view", Some("30"), f.t0 - 4_000),
+        f.event(Some("u1"), None, "view", Some("40"), f.t0 - 3_000),
+        f.event(Some("u1"), None, "view", Some("50"), f.t0 - 2_000),
+    ]);
+    f.service.delete(&user("u1"), "40").unwrap();
+    // Lose the cold tier (and the hot one).
+    let mut batch = meridian_state::WriteBatch::new();
+    batch.delete_prefix(meridian_history::cold::COLD_TABLE, Vec::new());
+    f.store.commit(batch).unwrap();
+    f.restart_with_empty_hot_tier();
+    assert!(f.skus(&user("u1")).is_empty());
+    let report = rebuild_cold(&*f.log, &f.store, &RebuildConfig { max_items: 3, ..RebuildConfig::new(f.topic.clone()) }, f.clock_now(), &mut |_, _| {}).unwrap();
+    assert_eq!(report.owners, 1);
+    assert_eq!(f.skus(&user("u1")), vec![50, 30], "N newest in the window, minus the deleted SKU");
+}
+
+#[test]
+fn hot_expiry_falls_back_to_cold_and_promotes_then_cold_expires() {
+    let f = fixture(200);
+    f.views("u1", &[(10, -5_000), (20, -4_000)]);
+    let key = user("u1").key();
+    assert!(f.hot.get(key, f.t0).unwrap().is_some());
+    f.clock.advance(5 * DAY);
+    assert_eq!(f.hot.get(key, f.t0 + 5 * DAY).unwrap(), None, "hot tier expired after 4 days");
+    assert_eq!(f.skus(&user("u1")), vec![20, 10], "served from the cold tier");
+    assert_eq!(f.hot.get(key, f.t0 + 5 * DAY).unwrap().map(|e| e.len()), Some(2), "and promoted to the hot tier");
+    f.clock.advance(60 * DAY);
+    f.hot.remove_owner(key).unwrap();
+    assert!(f.skus(&user("u1")).is_empty(), "cold tier expired 62 days after the newest view");
+    assert_eq!(f.service.cold().purge_expired(f.clock_now(), 10).unwrap(), 1);
+}
+
+#[test]
+fn reads_merge_partial_hot_with_cold() {
+    let mut f = fixture(200);
+    f.views("u1", &[(10, -5_000), (20, -4_000)]);
+    f.restart_with_empty_hot_tier();
+    // A new view creates a hot entry holding only itself; the read merges the cold rest.
+    f.views("u1", &[(30, -2_000), (10, -1_000)]);
+    assert_eq!(f.hot.get(user("u1").key(), f.t0).unwrap().unwrap().len(), 2);
+    assert_eq!(f.skus(&user("u1")), vec![10, 30, 20], "merged, no duplicates, latest time wins");
+    assert_eq!(f.hot.get(user("u1").key(), f.t0).unwrap().unwrap().len(), 3, "promotion completed the hot copy");
+}
+
+#[test]
+fn identify_merges_the_device_history_into_the_user() {
+    let f = fixture(200);
+    f.ingest(vec![
+        f.event(None, Some("d1"), "view", Some("10"), f.t0 - 9_000),
+        f.event(None, Some("d1"), "view", Some("20"), f.t0 - 8_000),
+        f.event(Some("u1"), None, "view", Some("30"), f.t0 - 7_000),
+        f.event(None, Some("d1"), "view", Some("10"), f.t0 - 6_000),
+    ]);
+    f.service.delete(&Owner::device(APP, "d1"), "20").unwrap();
+    f.ingest(vec![f.event(Some("u1"), Some("d1"), "identify", None, f.t0 - 1_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![10, 30], "device views merged (minus the device's deletions)");
+    assert_eq!(f.skus(&Owner::device(APP, "d1")), vec![10]);
+}
+
+#[test]
+fn restart_loses_nothing_and_applies_nothing_twice() {
+    let mut f = fixture(200);
+    let views: Vec<(u64, i64)> = (1..=40u64).map(|i| (i * 10 % 800 + 1, -200_000 + i as i64 * 1000)).collect();
+    f.views("u1", &views);
+    let before = f.skus(&user("u1"));
+    f.restart_with_empty_hot_tier();
+    assert_eq!(f.skus(&user("u1")), before, "the cold tier, committed with the positions, has everything");
+    // Replaying the whole log (rebuild of the processor's state) gives the same result.
+    f.runtime.as_ref().unwrap().rebuild("history").unwrap();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    assert_eq!(f.skus(&user("u1")), before);
+}
+
+#[test]
+fn non_numeric_skus_and_other_events_are_skipped() {
+    let f = fixture(200);
+    f.ingest(vec![
+        f.event(Some("u1"), None, "view", Some("abc-1"), f.t0 - 3_000),
+        f.event(Some("u1"), None, "click", Some("10"), f.t0 - 2_000),
+        f.event(Some("u1"), None, "view", Some("20"), f.t0 - 1_000),
+    ]);
+    assert_eq!(f.skus(&user("u1")), vec![20]);
+}
