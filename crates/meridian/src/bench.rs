@@ -28,6 +28,33 @@ pub(crate) struct BenchArgs {
 enum BenchCommand {
     /// HTTP ingest into the durable log vs raw log appends.
     Ingest(IngestArgs),
+    /// History list/count latency over HTTP at a fixed request rate, with the demo world.
+    History(HistoryBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct HistoryBenchArgs {
+    /// Users in the demo world.
+    #[arg(long, default_value_t = 1_000_000)]
+    users: usize,
+    /// Behaviour events fed before measuring (about 60% are views).
+    #[arg(long, default_value_t = 3_000_000)]
+    events: u64,
+    /// Requests per second of each measured phase (open loop).
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Seconds of each measured phase.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Hot tier of the server: embedded or redis.
+    #[arg(long, default_value = "embedded")]
+    hot: String,
+    /// Items per list page.
+    #[arg(long, default_value_t = 20)]
+    page: usize,
+    /// Directory for the temporary data (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -183,7 +210,7 @@ where
 /// Sends requests at a fixed `rate` per second for `duration` (open loop): request k is
 /// due at start + k / rate and its latency is measured from that due time, so a slow
 /// server cannot hide its queueing by slowing the load down (no coordinated omission).
-pub(crate) async fn open_loop<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, request: F) -> anyhow::Result<Phase>
+async fn open_loop<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, request: F) -> anyhow::Result<Phase>
 where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -242,14 +269,16 @@ impl Drop for ChildServer {
     }
 }
 
-async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Path) -> anyhow::Result<(Phase, Option<u64>)> {
+/// Starts `meridian serve` as a child process on `data_dir` with `extra` flags; returns
+/// it (stopped with SIGTERM on drop) and its base URL once it answers.
+async fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<(ChildServer, String)> {
     let port = free_port()?;
-    let master = "bench-master-key";
     let child = Command::new(std::env::current_exe()?)
         .args(["serve", "--data-dir"])
-        .arg(dir.join("server"))
+        .arg(data_dir)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
-        .env("MERIDIAN_MASTER_KEY", master)
+        .args(extra)
+        .env("MERIDIAN_MASTER_KEY", BENCH_MASTER_KEY)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .spawn()
@@ -257,15 +286,29 @@ async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Pat
     let server = ChildServer(child);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "server did not start within 30 s");
+        anyhow::ensure!(Instant::now() < deadline, "server did not start within 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    http.post(format!("{base}/v1/apps")).bearer_auth(master).json(&serde_json::json!({"id": "bench"})).send().await?.error_for_status()?;
+    Ok((server, base))
+}
+
+const BENCH_MASTER_KEY: &str = "bench-master-key";
+
+/// Creates the app `bench` and returns a key with `scopes`.
+async fn bench_key(base: &str, scopes: &[&str]) -> anyhow::Result<String> {
+    let http = reqwest::Client::new();
+    let created = http.post(format!("{base}/v1/apps")).bearer_auth(BENCH_MASTER_KEY).json(&serde_json::json!({"id": "bench"})).send().await?;
+    anyhow::ensure!(created.status().is_success() || created.status() == 409, "cannot create the app: {}", created.status());
     let key: serde_json::Value =
-        http.post(format!("{base}/v1/apps/bench/keys")).bearer_auth(master).json(&serde_json::json!({"scopes": ["write"]})).send().await?.error_for_status()?.json().await?;
-    let auth = format!("Bearer {}", key["key"].as_str().unwrap_or_default());
+        http.post(format!("{base}/v1/apps/bench/keys")).bearer_auth(BENCH_MASTER_KEY).json(&serde_json::json!({"scopes": scopes})).send().await?.error_for_status()?.json().await?;
+    Ok(key["key"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Path) -> anyhow::Result<(Phase, Option<u64>)> {
+    let (server, base) = start_server(&dir.join("server"), &[]).await?;
+    let auth = format!("Bearer {}", bench_key(&base, &["write"]).await?);
     let tails: Arc<Vec<String>> = Arc::new(templates.iter().map(json_tail).collect());
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build_http();
@@ -305,7 +348,10 @@ async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Pat
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchCommand::Ingest(args) = args.command;
+    let args = match args.command {
+        BenchCommand::Ingest(args) => args,
+        BenchCommand::History(args) => return history_bench(args),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let tmp = match &args.dir {
@@ -341,6 +387,135 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "http_p50_ms": http.quantile_ms(0.5), "http_p99_ms": http.quantile_ms(0.99), "http_p999_ms": http.quantile_ms(0.999),
                 "baseline_p50_ms": base.quantile_ms(0.5), "baseline_p99_ms": base.quantile_ms(0.99),
                 "ratio": ratio, "server_peak_rss_mib": rss_kib.map(|k| k as f64 / 1024.0), "http_errors": http.errors
+            })
+        );
+        Ok(())
+    })
+}
+
+async fn processors_caught_up(base: &str) -> anyhow::Result<bool> {
+    let status: serde_json::Value = reqwest::Client::new().get(format!("{base}/v1/admin/processors")).bearer_auth(BENCH_MASTER_KEY).send().await?.json().await?;
+    Ok(status["processors"].as_array().is_some_and(|all| all.iter().all(|p| p["lag"] == 0 && p["partitions"].as_array().is_some_and(|x| !x.is_empty()))))
+}
+
+fn print_phase_table(rows: &[(&str, &Phase)]) {
+    println!("| phase | requests/s | p50 ms | p99 ms | p999 ms | errors |");
+    println!("|---|---|---|---|---|---|");
+    for (name, p) in rows {
+        println!("| {name} | {:.0} | {:.3} | {:.3} | {:.3} | {} |", p.events_per_sec(), p.quantile_ms(0.5), p.quantile_ms(0.99), p.quantile_ms(0.999), p.errors);
+    }
+}
+
+fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let tmp = match &args.dir {
+            Some(d) => tempfile::tempdir_in(d)?,
+            None => tempfile::tempdir()?,
+        };
+        eprintln!("generating a demo world with {} users…", args.users);
+        let config = meridian_demo::DemoConfig { users: args.users, malformed_share: 0.0, days: 3, ..meridian_demo::DemoConfig::default() };
+        let world = Arc::new(tokio::task::spawn_blocking(move || meridian_demo::DemoWorld::generate(&config)).await??);
+        let catalog_dir = tmp.path().join("catalog");
+        std::fs::create_dir_all(&catalog_dir)?;
+        let mut skus = String::new();
+        for sku in &world.catalog.skus {
+            skus.push_str(&serde_json::to_string(sku)?);
+            skus.push('\n');
+        }
+        std::fs::write(catalog_dir.join("skus.jsonl"), skus)?;
+        let extra = [
+            "--catalog",
+            catalog_dir.to_str().unwrap_or_default(),
+            "--history-hot",
+            &args.hot,
+            "--rate-limit-global",
+            "10000000",
+            "--rate-limit-caller",
+            "10000000",
+            "--rate-limit-user",
+            "1000000",
+        ];
+        let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
+        let key = bench_key(&base, &["write", "read"]).await?;
+        // Feed the events; remember who viewed what, to query users that have history.
+        let mut viewers: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let events: Vec<serde_json::Value> = world
+            .events(args.events)
+            .tagged()
+            .map(|(v, _)| {
+                if v["action"] == "view" {
+                    if let Some(user) = v["user"].as_str() {
+                        if seen.insert(user.to_owned()) {
+                            viewers.push(user.to_owned());
+                        }
+                    }
+                }
+                v
+            })
+            .collect();
+        let fed = Instant::now();
+        let report = meridian_demo::send(&base, &key, events.into_iter(), None, 500, 8, true).await?;
+        let ingest_secs = fed.elapsed().as_secs_f64();
+        while !processors_caught_up(&base).await? {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let processed_secs = fed.elapsed().as_secs_f64();
+        eprintln!("fed {} events ({} users with views) in {ingest_secs:.1} s; processed by {processed_secs:.1} s", report.accepted, viewers.len());
+        anyhow::ensure!(!viewers.is_empty(), "no user viewed anything; feed more events");
+
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
+        let viewers = Arc::new(viewers);
+        let auth = format!("Bearer {key}");
+        let make = |path: Arc<dyn Fn(u64) -> String + Send + Sync>| {
+            let (client, auth, base) = (client.clone(), auth.clone(), base.clone());
+            move |k: u64| {
+                let uri = format!("{base}{}", path(k));
+                let request = hyper::Request::get(uri).header("authorization", auth.clone()).body(Full::new(Bytes::new()));
+                let client = client.clone();
+                async move {
+                    let response = client.request(request?).await?;
+                    let status = response.status();
+                    let body = response.into_body().collect().await?.to_bytes();
+                    anyhow::ensure!(status.is_success(), "status {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+                    Ok(())
+                }
+            }
+        };
+        let duration = Duration::from_secs(args.duration_secs);
+        let page = args.page;
+        // A user drawn with a multiplicative hash of k: spread over every viewer.
+        let user_of = {
+            let viewers = viewers.clone();
+            move |k: u64| viewers[(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % viewers.len()].clone()
+        };
+        eprintln!("baseline: GET /healthz at {} req/s…", args.rate);
+        let health = open_loop(args.rate, duration, 512, make(Arc::new(|_| "/healthz".to_owned()))).await?;
+        eprintln!("list: GET …/history?limit={page} at {} req/s…", args.rate);
+        let list_user = user_of.clone();
+        let list = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k))))).await?;
+        eprintln!("count: GET …/history/count at {} req/s…", args.rate);
+        let count_user = user_of.clone();
+        let count = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k))))).await?;
+        let rss = peak_rss_kib(server.0.id());
+        drop(server);
+        println!("## meridian bench history ({} hot tier, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s per phase)", args.hot, args.users, viewers.len(), report.accepted, args.rate, args.duration_secs);
+        print_phase_table(&[("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)]);
+        println!("p99 ratio list / healthz: {:.2}; count / healthz: {:.2}", list.quantile_ms(0.99) / health.quantile_ms(0.99), count.quantile_ms(0.99) / health.quantile_ms(0.99));
+        println!("feed: {:.0} events/s accepted over HTTP; history and counters caught up {:.1} s after the feed started", report.accepted as f64 / ingest_secs, processed_secs);
+        if let Some(kib) = rss {
+            println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "history", "hot": args.hot, "users": args.users, "users_with_history": viewers.len(), "events": report.accepted, "rate": args.rate,
+                "health_p50_ms": health.quantile_ms(0.5), "health_p99_ms": health.quantile_ms(0.99),
+                "list_rps": list.events_per_sec(), "list_p50_ms": list.quantile_ms(0.5), "list_p99_ms": list.quantile_ms(0.99), "list_p999_ms": list.quantile_ms(0.999), "list_errors": list.errors,
+                "count_rps": count.events_per_sec(), "count_p50_ms": count.quantile_ms(0.5), "count_p99_ms": count.quantile_ms(0.99), "count_errors": count.errors,
+                "server_peak_rss_mib": rss.map(|k| k as f64 / 1024.0)
             })
         );
         Ok(())

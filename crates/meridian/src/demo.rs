@@ -1,9 +1,11 @@
 //! `meridian demo`: write the demo world to files, or send its events to a server; and
 //! the feeder behind `serve --demo`.
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use meridian_demo::{DemoConfig, DemoWorld};
-use std::path::PathBuf;
+use meridian_history::{InMemoryCatalog, SkuInfo};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Args)]
@@ -77,17 +79,45 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The demo world `serve --demo` feeds.
+pub(crate) fn feed_config() -> DemoConfig {
+    DemoConfig { users: 20_000, spus: 5_000, ..DemoConfig::default() }
+}
+
+/// The history catalog of a demo catalog.
+pub(crate) fn catalog_of(catalog: &meridian_demo::Catalog) -> InMemoryCatalog {
+    InMemoryCatalog::new(catalog.skus.iter().filter_map(sku_info))
+}
+
+fn sku_info(sku: &meridian_demo::Sku) -> Option<(u64, SkuInfo)> {
+    Some((sku.id.parse().ok()?, SkuInfo { spu: u64::from(sku.spu), name: sku.name.clone(), image: sku.image.clone() }))
+}
+
+/// Loads a catalog written by `meridian demo generate` (`skus.jsonl`, directly in `dir` or
+/// in `dir/catalog`).
+pub(crate) fn load_catalog(dir: &Path) -> anyhow::Result<InMemoryCatalog> {
+    let path = [dir.join("skus.jsonl"), dir.join("catalog/skus.jsonl")]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow::anyhow!("no skus.jsonl in {} or its catalog/ folder; write one with `meridian demo generate --out DIR`", dir.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut items = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let sku: meridian_demo::Sku = serde_json::from_str(line).with_context(|| format!("{} line {}: not a SKU record", path.display(), n + 1))?;
+        items.extend(sku_info(&sku));
+    }
+    Ok(InMemoryCatalog::new(items))
+}
+
 /// Feeds a running server: a backfill of `n_events` over the last days with a progress
 /// bar, then `rate` live events per second (times set to now) until the process ends.
-pub(crate) async fn feed(base: &str, write_key: &str, n_events: u64, rate: u64) -> anyhow::Result<()> {
-    let config = DemoConfig { users: 20_000, spus: 5_000, ..DemoConfig::default() };
-    let world = Arc::new(tokio::task::spawn_blocking(move || DemoWorld::generate(&config)).await??);
+pub(crate) async fn feed(base: &str, write_key: &str, world: Arc<DemoWorld>, n_events: u64, rate: u64) -> anyhow::Result<()> {
     let report = meridian_demo::send(base, write_key, world.events(n_events).tagged().map(|(v, _)| v), None, 200, 4, true).await?;
     tracing::info!(accepted = report.accepted, rejected = report.rejected, "demo backfill sent");
     if rate == 0 {
         return Ok(());
     }
-    let live_config = DemoConfig { seed: 4242, users: 20_000, spus: 5_000, malformed_share: 0.0, ..DemoConfig::default() };
+    let live_config = DemoConfig { seed: 4242, malformed_share: 0.0, ..feed_config() };
     let live = Arc::new(tokio::task::spawn_blocking(move || DemoWorld::generate(&live_config)).await??);
     let events = live.events(u64::MAX).tagged().map(|(mut v, _)| {
         v["time"] = serde_json::json!(meridian_event::Timestamp::now().millis());

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod history;
 mod offline;
 mod serve;
 
@@ -30,6 +31,8 @@ enum Command {
     Keys(offline::KeysArgs),
     /// Generate the demo world or send its events to a server.
     Demo(demo::DemoArgs),
+    /// Browsing history maintenance on a running server.
+    History(history::HistoryArgs),
     /// Benchmarks that drive the real server.
     Bench(bench::BenchArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Apps(args) => offline::apps(args),
         Command::Keys(args) => offline::keys(args),
         Command::Demo(args) => demo::run(args),
+        Command::History(args) => history::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

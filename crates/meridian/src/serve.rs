@@ -5,10 +5,11 @@ use anyhow::Context as _;
 use clap::Args;
 use meridian_collector::Scope;
 use meridian_event::AppId;
-use meridian_server::{Server, ServerConfig};
+use meridian_server::{HotBackend, Server, ServerConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -61,6 +62,34 @@ pub(crate) struct ServeArgs {
     /// Log retention by size per partition, bytes. Default: keep everything.
     #[arg(long)]
     retention_bytes: Option<u64>,
+    /// Turn browsing history off.
+    #[arg(long)]
+    no_history: bool,
+    /// History hot tier: embedded (default) or redis.
+    #[arg(long, env = "MERIDIAN_HISTORY_HOT")]
+    history_hot: Option<String>,
+    /// Redis URL for the redis hot tier. Default redis://127.0.0.1:6379.
+    #[arg(long, env = "MERIDIAN_REDIS_URL")]
+    redis_url: Option<String>,
+    /// N: items of history kept per user. Default 200.
+    #[arg(long)]
+    history_items: Option<usize>,
+    /// Memory budget of the embedded hot tier, MiB. Default 1024.
+    #[arg(long)]
+    history_memory_mb: Option<usize>,
+    /// Catalog directory (skus.jsonl as written by `meridian demo generate`, or its
+    /// catalog/ folder) for names, images and SPUs in history lists.
+    #[arg(long, env = "MERIDIAN_CATALOG")]
+    catalog: Option<PathBuf>,
+    /// Query rate limit for all callers together, requests/s. Default 100000.
+    #[arg(long)]
+    rate_limit_global: Option<u32>,
+    /// Query rate limit per API key, requests/s. Default 50000.
+    #[arg(long)]
+    rate_limit_caller: Option<u32>,
+    /// Query rate limit per user, requests/s. Default 100.
+    #[arg(long)]
+    rate_limit_user: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +108,15 @@ struct FileConfig {
     retention_bytes: Option<u64>,
     max_future_secs: Option<i64>,
     max_past_days: Option<i64>,
+    no_history: Option<bool>,
+    history_hot: Option<String>,
+    redis_url: Option<String>,
+    history_items: Option<usize>,
+    history_memory_mb: Option<usize>,
+    catalog: Option<PathBuf>,
+    rate_limit_global: Option<u32>,
+    rate_limit_caller: Option<u32>,
+    rate_limit_user: Option<u32>,
 }
 
 fn init_logging(format: &str) -> anyhow::Result<()> {
@@ -141,6 +179,33 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, String, bool)
     if let Some(d) = file.max_past_days {
         config.collector.policy.max_past_ms = d * 86_400_000;
     }
+    if args.no_history || file.no_history == Some(true) {
+        config.history = None;
+    } else if let Some(history) = config.history.as_mut() {
+        let url = args.redis_url.clone().or(file.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let budget_mb = args.history_memory_mb.or(file.history_memory_mb).unwrap_or(1024);
+        history.hot = match args.history_hot.clone().or(file.history_hot).as_deref() {
+            None | Some("embedded") => HotBackend::Embedded { budget_bytes: budget_mb << 20 },
+            Some("redis") => HotBackend::Redis { url, prefix: "meridian:history:".into() },
+            Some(other) => anyhow::bail!("unknown history hot tier {other:?}; use embedded or redis"),
+        };
+        if let Some(n) = args.history_items.or(file.history_items) {
+            anyhow::ensure!((1..=10_000).contains(&n), "history items must be between 1 and 10000");
+            history.config.max_items = n;
+        }
+        if let Some(dir) = args.catalog.clone().or(file.catalog) {
+            history.catalog = Some(Arc::new(crate::demo::load_catalog(&dir)?));
+        }
+    }
+    if let Some(n) = args.rate_limit_global.or(file.rate_limit_global) {
+        config.rate_limits.global_per_sec = n;
+    }
+    if let Some(n) = args.rate_limit_caller.or(file.rate_limit_caller) {
+        config.rate_limits.caller_per_sec = n;
+    }
+    if let Some(n) = args.rate_limit_user.or(file.rate_limit_user) {
+        config.rate_limits.user_per_sec = n;
+    }
     let log_format = args.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
     Ok((config, log_format, generated))
 }
@@ -165,8 +230,18 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, log_format, generated_key) = build_config(&args)?;
+    let (mut config, log_format, generated_key) = build_config(&args)?;
     init_logging(&log_format)?;
+    // The demo's catalog names the SKUs its events view, so history lists show them.
+    let demo_world = if args.demo {
+        let world = Arc::new(meridian_demo::DemoWorld::generate(&crate::demo::feed_config())?);
+        if let Some(history) = config.history.as_mut().filter(|h| h.catalog.is_none()) {
+            history.catalog = Some(Arc::new(crate::demo::catalog_of(&world.catalog)));
+        }
+        Some(world)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("meridian").build()?;
     runtime.block_on(async move {
         let listen = config.listen;
@@ -179,7 +254,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!(address = %local, "listening");
         eprintln!("meridian is listening on http://{local}  (console: http://{local}/console#key={master_key})");
-        if args.demo {
+        if let Some(world) = demo_world {
             let registry = server.registry().clone();
             let app = AppId::new("demo")?;
             if !registry.app_exists(&app) {
@@ -189,7 +264,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             let base = format!("http://{local}");
             let (n, rate) = (args.demo_events, args.demo_rate);
             tokio::spawn(async move {
-                if let Err(e) = crate::demo::feed(&base, &write_key, n, rate).await {
+                if let Err(e) = crate::demo::feed(&base, &write_key, world, n, rate).await {
                     tracing::warn!(error = %e, "demo feeder stopped");
                 }
             });
