@@ -207,39 +207,50 @@ where
     Ok(Phase { events: measured.load(Ordering::Relaxed), elapsed, latency_us, errors: errors.load(Ordering::Relaxed) })
 }
 
-/// Sends requests at a fixed `rate` per second for `duration` (open loop): request k is
-/// due at start + k / rate and its latency is measured from that due time, so a slow
-/// server cannot hide its queueing by slowing the load down (no coordinated omission).
-async fn open_loop<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, request: F) -> anyhow::Result<Phase>
+/// Sends requests at a fixed `rate` per second for `duration` (open loop: the schedule
+/// does not wait for answers). Every ~millisecond the generator dispatches all requests
+/// due by then. Latency is measured from dispatch; how late dispatch was against the
+/// schedule (tokio's timer has millisecond resolution, and a saturated client falls
+/// behind) is kept separately in `schedule_lag_us`, so neither hides in the other.
+async fn open_loop<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, request: F) -> anyhow::Result<(Phase, Histogram<u64>)>
 where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let start = tokio::time::Instant::now();
+    let start = Instant::now();
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
     let errors = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    for k in 0..total {
-        let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
-        tokio::time::sleep_until(due).await;
-        let permit = permits.clone().acquire_owned().await?;
-        let (request, errors, tx) = (request.clone(), errors.clone(), tx.clone());
-        tokio::spawn(async move {
-            let result = request(k).await;
-            let latency_us = tokio::time::Instant::now().saturating_duration_since(due).as_micros() as u64;
-            drop(permit);
-            match result {
-                Ok(()) => {
-                    let _ = tx.send(latency_us);
-                }
-                Err(e) => {
-                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                        eprintln!("request failed: {e:#}");
+    let mut schedule_lag_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut k = 0u64;
+    while k < total {
+        let due_by_now = ((start.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
+        while k < due_by_now {
+            let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+            let permit = permits.clone().acquire_owned().await?;
+            let dispatched = Instant::now();
+            schedule_lag_us.record(dispatched.saturating_duration_since(due).as_micros().max(1) as u64)?;
+            let (request, errors, tx) = (request.clone(), errors.clone(), tx.clone());
+            let n = k;
+            tokio::spawn(async move {
+                let result = request(n).await;
+                let latency_us = dispatched.elapsed().as_micros() as u64;
+                drop(permit);
+                match result {
+                    Ok(()) => {
+                        let _ = tx.send(latency_us);
+                    }
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("request failed: {e:#}");
+                        }
                     }
                 }
-            }
-        });
+            });
+            k += 1;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
     }
     drop(tx);
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -248,7 +259,7 @@ where
         latency_us.record(us.max(1))?;
         ok += 1;
     }
-    Ok(Phase { events: ok, elapsed: start.elapsed(), latency_us, errors: errors.load(Ordering::Relaxed) })
+    Ok((Phase { events: ok, elapsed: start.elapsed(), latency_us, errors: errors.load(Ordering::Relaxed) }, schedule_lag_us))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -492,17 +503,19 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             move |k: u64| viewers[(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % viewers.len()].clone()
         };
         eprintln!("baseline: GET /healthz at {} req/s…", args.rate);
-        let health = open_loop(args.rate, duration, 512, make(Arc::new(|_| "/healthz".to_owned()))).await?;
+        let (health, health_lag) = open_loop(args.rate, duration, 512, make(Arc::new(|_| "/healthz".to_owned()))).await?;
         eprintln!("list: GET …/history?limit={page} at {} req/s…", args.rate);
         let list_user = user_of.clone();
-        let list = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k))))).await?;
+        let (list, list_lag) = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k))))).await?;
         eprintln!("count: GET …/history/count at {} req/s…", args.rate);
         let count_user = user_of.clone();
-        let count = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k))))).await?;
+        let (count, count_lag) = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k))))).await?;
         let rss = peak_rss_kib(server.0.id());
         drop(server);
         println!("## meridian bench history ({} hot tier, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s per phase)", args.hot, args.users, viewers.len(), report.accepted, args.rate, args.duration_secs);
         print_phase_table(&[("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)]);
+        let lag_ms = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
+        println!("generator schedule lag p99 (dispatch vs schedule, not in the latencies): healthz {:.3} ms, list {:.3} ms, count {:.3} ms", lag_ms(&health_lag), lag_ms(&list_lag), lag_ms(&count_lag));
         println!("p99 ratio list / healthz: {:.2}; count / healthz: {:.2}", list.quantile_ms(0.99) / health.quantile_ms(0.99), count.quantile_ms(0.99) / health.quantile_ms(0.99));
         println!("feed: {:.0} events/s accepted over HTTP; history and counters caught up {:.1} s after the feed started", report.accepted as f64 / ingest_secs, processed_secs);
         if let Some(kib) = rss {
