@@ -54,6 +54,9 @@ impl Limit {
 
 /// The three levels of buckets.
 pub struct RateLimits {
+    /// One clock for every bucket: creating a clock calibrates it (CPUID and a timing
+    /// loop), far too slow to do per request or per new user.
+    clock: DefaultClock,
     global: DefaultDirectRateLimiter,
     callers: Cache<String, Arc<DefaultDirectRateLimiter>>,
     users: Cache<String, Arc<DefaultDirectRateLimiter>>,
@@ -75,8 +78,10 @@ impl RateLimits {
     /// Buckets for `config`.
     pub fn new(config: &RateLimitConfig) -> RateLimits {
         let cache = || Cache::builder().max_capacity(config.max_tracked).time_to_idle(config.idle_expiry).build();
+        let clock = DefaultClock::default();
         RateLimits {
-            global: RateLimiter::direct(quota(config.global_per_sec)),
+            global: RateLimiter::direct_with_clock(quota(config.global_per_sec), &clock),
+            clock,
             callers: cache(),
             users: cache(),
             caller_quota: quota(config.caller_per_sec),
@@ -87,11 +92,10 @@ impl RateLimits {
     /// Takes one token from the user's, the caller's and the global bucket; on refusal
     /// returns the limit hit and how long to wait.
     pub fn check(&self, caller: &str, user: &str) -> Result<(), (Limit, Duration)> {
-        let clock = DefaultClock::default();
-        let wait = |e: governor::NotUntil<_>| e.wait_time_from(clock.now());
-        let user_bucket = self.users.get_with_by_ref(user, || Arc::new(RateLimiter::direct(self.user_quota)));
+        let wait = |e: governor::NotUntil<_>| e.wait_time_from(self.clock.now());
+        let user_bucket = self.users.get_with_by_ref(user, || Arc::new(RateLimiter::direct_with_clock(self.user_quota, &self.clock)));
         user_bucket.check().map_err(|e| (Limit::User, wait(e)))?;
-        let caller_bucket = self.callers.get_with_by_ref(caller, || Arc::new(RateLimiter::direct(self.caller_quota)));
+        let caller_bucket = self.callers.get_with_by_ref(caller, || Arc::new(RateLimiter::direct_with_clock(self.caller_quota, &self.clock)));
         caller_bucket.check().map_err(|e| (Limit::Caller, wait(e)))?;
         self.global.check().map_err(|e| (Limit::Global, wait(e)))
     }
