@@ -11,6 +11,7 @@ use meridian_event::{Action, AppId, Event, EventId, Target, TargetType, Timestam
 use meridian_history::hot::embedded::EmbeddedHotTier;
 use meridian_history::hot::{HotConfig, HotTier, OwnerUpdate};
 use meridian_history::model::{normalize_ms, Clock, Entry, Owner, OwnerKey, SystemClock};
+use meridian_history::cold::COLD_TABLE;
 use meridian_history::{ColdTier, HistoryConfig, HistoryService, InMemoryCatalog};
 use meridian_history_redis::RedisHotTier;
 use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
@@ -35,6 +36,14 @@ fn arg(name: &str) -> Option<u64> {
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok())).map_or(0, |pages| pages * 4096)
+}
+
+/// A file's length and the bytes the file system allocated for it (redb grows its file
+/// by doubling with `set_len`, so the length runs ahead of what was written).
+fn file_bytes(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.len(), m.blocks() * 512)
 }
 
 fn owner_key(n: u32) -> OwnerKey {
@@ -106,8 +115,9 @@ fn main() {
     drop(batches);
     println!("embedded hot tier: {events} updates in {secs:.2}s = {embedded_rate:.0} updates/s");
     println!(
-        "embedded hot tier: {} owners, {} entries ({:.1}/owner); heap {:.1} MB = {:.2} bytes/entry (accounted {:.2}); RSS delta {:.1} MB = {:.2} bytes/entry (incl. allocator slack)",
+        "embedded hot tier: {} owners ({} with wide SKUs), {} entries ({:.1}/owner); heap {:.1} MB = {:.2} bytes/entry (accounted {:.2}); RSS delta {:.1} MB = {:.2} bytes/entry (incl. allocator slack)",
         stats.owners,
+        stats.wide_owners,
         stats.entries,
         stats.entries as f64 / stats.owners as f64,
         stats.heap_bytes as f64 / 1e6,
@@ -142,24 +152,35 @@ fn main() {
             value_bytes += v.len() as u64;
             rows.push((o, v));
         });
-        // One commit per 4M owners, in hash order (inserting sorted by key leaves redb
-        // pages half full: measured 2x worse).
-        for chunk in rows.chunks(4_000_000) {
-            let mut batch = WriteBatch::new();
-            for (o, v) in chunk {
-                batch.put(meridian_history::cold::COLD_TABLE, ColdTier::key(*o).to_vec(), v.clone());
-            }
-            store.commit(batch).unwrap();
+        let load_secs = t.elapsed().as_secs_f64();
+        // One key per owner (the 2-byte spreading prefix leads the 16-byte owner key),
+        // written in one commit in hash order, as the processor's rounds spread them.
+        let t = Instant::now();
+        let mut batch = WriteBatch::new();
+        for (o, v) in rows {
+            batch.put(COLD_TABLE, ColdTier::key(o).to_vec(), v);
         }
-        drop(rows);
-        drop(store);
-        let file = std::fs::metadata(&cold_path).unwrap().len();
+        store.commit(batch).unwrap();
+        let (file, allocated) = file_bytes(&cold_path);
         println!(
-            "cold tier (redb): {entries} entries loaded in {:.1}s; file {:.1} MB = {:.2} bytes/entry on disk (encoded values alone {:.2} bytes/entry)",
+            "cold tier (redb, one key per owner): {entries} entries loaded in {:.1}s; file {:.1} MB = {:.2} bytes/entry, allocated on disk {:.1} MB = {:.2} bytes/entry (encoded lists alone {:.2} bytes/entry)",
+            load_secs + t.elapsed().as_secs_f64(),
+            file as f64 / 1e6,
+            file as f64 / entries as f64,
+            allocated as f64 / 1e6,
+            allocated as f64 / entries as f64,
+            value_bytes as f64 / entries as f64
+        );
+        let t = Instant::now();
+        store.compact().unwrap();
+        let (file, allocated) = file_bytes(&cold_path);
+        println!(
+            "cold tier (redb) after compact() in {:.1}s: file {:.1} MB = {:.2} bytes/entry, allocated {:.1} MB = {:.2} bytes/entry",
             t.elapsed().as_secs_f64(),
             file as f64 / 1e6,
             file as f64 / entries as f64,
-            value_bytes as f64 / entries as f64
+            allocated as f64 / 1e6,
+            allocated as f64 / entries as f64
         );
     }
     let (p50_list, p99_list) = {
@@ -260,15 +281,44 @@ fn main() {
             .collect();
         rt.block_on(log.append(&topic, records)).unwrap();
     }
-    let store: Arc<dyn KvStore> = Arc::new(RedbStore::open(dir.path().join("state.redb")).unwrap());
+    let state = Arc::new(RedbStore::open(dir.path().join("state.redb")).unwrap());
+    let store: Arc<dyn KvStore> = state.clone();
     let hot = Arc::new(EmbeddedHotTier::new(config, 1 << 30));
     let service = HistoryService::new(HistoryConfig::default(), hot, store.clone(), Arc::new(InMemoryCatalog::default()), Arc::new(SystemClock));
-    let runtime = Runtime::new(log.clone(), store, RuntimeConfig::default());
+    let runtime = Runtime::new(log.clone(), store.clone(), RuntimeConfig::default());
     let t = Instant::now();
     runtime.spawn(Box::new(service.processor(topic))).unwrap();
     assert!(runtime.wait_caught_up(Duration::from_secs(120)), "processor caught up");
     let secs = t.elapsed().as_secs_f64();
     runtime.shutdown();
     println!("history processor (embedded log → process → redb commit, 4 partitions): {processor_events} events in {secs:.2}s = {:.0} events/s", processor_events as f64 / secs);
+    // The processor's file: written by live rounds (copy-on-write), before and after
+    // compaction (it also holds the positions; negligible).
+    let cold = ColdTier::new(store.clone(), HistoryConfig::default().cold_ttl_ms);
+    let (mut owners_n, mut entries_n) = (0u64, 0u64);
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let start = after.as_deref().map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let rows = store.range(COLD_TABLE, start, std::ops::Bound::Unbounded, 4096).unwrap();
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        for (_, v) in &rows {
+            owners_n += 1;
+            entries_n += cold.decode(v, now).map_or(0, |e| e.len() as u64);
+        }
+    }
+    let state_path = dir.path().join("state.redb");
+    let (live, live_alloc) = file_bytes(&state_path);
+    state.compact().unwrap();
+    let (compacted, compacted_alloc) = file_bytes(&state_path);
+    println!(
+        "processor's redb file: {owners_n} owners, {entries_n} entries: {:.1} MB = {:.2} bytes/entry (allocated {:.2}); after compact() {:.1} MB = {:.2} bytes/entry (allocated {:.2})",
+        live as f64 / 1e6,
+        live as f64 / entries_n as f64,
+        live_alloc as f64 / entries_n as f64,
+        compacted as f64 / 1e6,
+        compacted as f64 / entries_n as f64,
+        compacted_alloc as f64 / entries_n as f64
+    );
     println!("total {:.1}s", started.elapsed().as_secs_f64());
 }

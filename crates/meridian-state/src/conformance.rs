@@ -14,6 +14,7 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn KvStore>) {
     range_and_prefix_scans_are_ordered_and_bounded(&*make());
     delete_prefix_removes_only_matching(&*make());
     tables_are_independent(&*make());
+    compaction_keeps_contents(&*make());
 }
 
 fn get_of_missing_table_and_key_is_none(store: &dyn KvStore) {
@@ -96,4 +97,24 @@ fn tables_are_independent(store: &dyn KvStore) {
     store.commit(batch).unwrap();
     assert_eq!(store.get("one", b"k").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(store.get("two", b"k").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+fn compaction_keeps_contents(store: &dyn KvStore) {
+    store.compact().unwrap();
+    let mut batch = WriteBatch::new();
+    for i in 0..200u32 {
+        batch.put("t", i.to_be_bytes().to_vec(), vec![i as u8; 100]);
+    }
+    store.commit(batch).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.delete_prefix("t", vec![0, 0, 0]);
+    batch.put("t", b"kept".to_vec(), b"v".to_vec());
+    store.commit(batch).unwrap();
+    store.compact().unwrap();
+    assert_eq!(store.get("t", b"kept").unwrap().as_deref(), Some(&b"v"[..]), "compaction keeps data");
+    assert_eq!(store.scan_prefix("t", b"", 1000).unwrap().len(), 1);
+    let mut batch = WriteBatch::new();
+    batch.put("t", b"after".to_vec(), b"w".to_vec());
+    store.commit(batch).unwrap();
+    assert_eq!(store.get("t", b"after").unwrap().as_deref(), Some(&b"w"[..]), "writable after compaction");
 }

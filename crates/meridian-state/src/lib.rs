@@ -116,6 +116,14 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
     /// Applies a batch atomically and durably.
     fn commit(&self, batch: WriteBatch) -> Result<()>;
 
+    /// Gives unused space back to the file system, if the backend keeps any (redb keeps
+    /// freed copy-on-write pages in its file for reuse). Blocks the store's other
+    /// operations while it runs, so call it at a quiet time. Returns whether anything was
+    /// done; the default does nothing.
+    fn compact(&self) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Pairs whose key starts with `prefix`, in key order, at most `limit`.
     fn scan_prefix(&self, table: &'static str, prefix: &[u8], limit: usize) -> Result<Vec<KeyValue>> {
         match prefix_end(prefix) {

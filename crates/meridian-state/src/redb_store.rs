@@ -1,7 +1,10 @@
 //! Embedded on-disk backend on redb: one database file, one redb table per table name,
-//! every batch one write transaction committed with fsync.
+//! every batch one write transaction committed with fsync. The database sits behind a
+//! read-write lock only so [`KvStore::compact`] can get the exclusive access redb's
+//! compaction needs; every other operation shares it.
 
 use crate::{check_table, KeyValue, KvStore, Result, StateError, WriteBatch, WriteOp};
+use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ fn backend(e: impl std::fmt::Display) -> StateError {
 /// State in a redb database file.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Database,
+    db: RwLock<Database>,
     path: PathBuf,
 }
 
@@ -32,18 +35,24 @@ impl RedbStore {
             redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked { path: path.display().to_string() },
             other => backend(other),
         })?;
-        Ok(RedbStore { db, path })
+        Ok(RedbStore { db: RwLock::new(db), path })
     }
 
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Size of the database file in bytes.
+    pub fn file_size(&self) -> Result<u64> {
+        Ok(std::fs::metadata(&self.path).map_err(backend)?.len())
+    }
 }
 
 impl KvStore for RedbStore {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read().map_err(backend)?;
+        let db = self.db.read();
+        let txn = db.begin_read().map_err(backend)?;
         let t = match txn.open_table(table_def(table)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -58,7 +67,8 @@ impl KvStore for RedbStore {
                 return Ok(Vec::new());
             }
         }
-        let txn = self.db.begin_read().map_err(backend)?;
+        let db = self.db.read();
+        let txn = db.begin_read().map_err(backend)?;
         let t = match txn.open_table(table_def(table)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -79,7 +89,8 @@ impl KvStore for RedbStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(backend)?;
+        let db = self.db.read();
+        let txn = db.begin_write().map_err(backend)?;
         {
             for op in batch.ops() {
                 match op {
@@ -116,5 +127,12 @@ impl KvStore for RedbStore {
             }
         }
         txn.commit().map_err(backend)
+    }
+
+    /// Runs redb's compaction (moves pages down and truncates the file), waiting for the
+    /// operations in flight and blocking new ones meanwhile.
+    fn compact(&self) -> Result<bool> {
+        let mut db = self.db.write();
+        db.compact().map_err(backend)
     }
 }

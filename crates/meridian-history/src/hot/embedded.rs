@@ -1,11 +1,18 @@
 //! The embedded hot tier: in-process, compact, with a memory budget.
 //!
-//! Layout: 64 shards, each a `Mutex<HashMap<key, Slot>>` keyed by the owner's 128-bit
-//! hash (identity-hashed: the key already is a hash). A slot holds the entries packed as
-//! 12 bytes each (`u64` SKU + `u32` seconds since 2020, little-endian) in a boxed slice
-//! sorted newest first, plus the `u32` second of the last write (TTL and eviction).
-//! Per owner that is 40 bytes in the table (+1 control byte, at most 87.5% load) and
-//! 12 bytes per entry.
+//! Layout: 64 shards, each a `Mutex` over a `hashbrown::HashTable` of owner slots. A slot
+//! is one boxed `u32` slice (a 16-byte fat pointer in the table, nothing else): a 6-word
+//! header (the owner's 128-bit key, the `u32` second of the last write for TTL and
+//! eviction, the layout) followed by the entries, newest first, seconds since 2020:
+//!
+//! * narrow layout, when every SKU of the owner fits in a `u32` (the demo catalog's ids
+//!   do): `(sku as u32, secs)`, 8 bytes per entry;
+//! * wide layout otherwise (chosen per owner, on every write): `(sku low, sku high,
+//!   secs)`, 12 bytes per entry.
+//!
+//! Per owner that is 24 bytes of header plus 17 bytes in the table (slot + control
+//! byte, at most 87.5% load) and 8 (or 12) bytes per entry. The table holds nothing but
+//! the pointer, so its empty buckets (power-of-two growth) cost 17 bytes each, not 41.
 //!
 //! When the accounted bytes exceed the budget, the shard over its share evicts its least
 //! recently written owners (10% of its bytes at a time). Eviction loses nothing: the
@@ -16,85 +23,144 @@
 use crate::hot::{HotConfig, HotTier, OwnerUpdate};
 use crate::model::{ms_to_secs, secs_to_ms, Entry, OwnerKey};
 use crate::Result;
+use hashbrown::HashTable;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const SHARDS: usize = 64;
-/// Bytes of one packed entry.
-pub const ENTRY_BYTES: usize = 12;
-/// Accounted bytes of one owner besides its entries: the table slot (16-byte key +
-/// 24-byte slot), its control byte, and the load-factor slack.
-pub const OWNER_OVERHEAD_BYTES: usize = 48;
+/// Bytes of one entry in the narrow layout (every SKU of the owner fits in a `u32`).
+pub const NARROW_ENTRY_BYTES: usize = 8;
+/// Bytes of one entry in the wide layout (some SKU of the owner exceeds `u32::MAX`).
+pub const WIDE_ENTRY_BYTES: usize = 12;
+/// Words of a slot's header: key (4), last write (1), layout (1).
+const HEADER_WORDS: usize = 6;
+/// Accounted bytes of one owner's table slot: the 16-byte pointer and its control byte,
+/// rounded up for the load-factor slack.
+const TABLE_SLOT_BYTES: usize = 24;
+/// Accounted bytes of one owner besides its entries: the slot header and the table slot.
+pub const OWNER_OVERHEAD_BYTES: usize = HEADER_WORDS * 4 + TABLE_SLOT_BYTES;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Key(u64, u64);
+const NARROW: u32 = 0;
+const WIDE: u32 = 1;
 
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0 ^ self.1.rotate_left(17));
-    }
+fn hash_key(key: u128) -> u64 {
+    ((key >> 64) as u64) ^ (key as u64).rotate_left(17)
 }
 
-#[derive(Default)]
-struct IdentityHasher(u64);
+/// One owner: header and packed entries in one allocation (see the module docs).
+struct Slot(Box<[u32]>);
 
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl Slot {
+    /// A slot of `list` (`(secs, sku)`, newest first), narrow when every SKU fits.
+    fn build(key: u128, last_write: u32, list: &[(u32, u64)]) -> Slot {
+        let wide = list.iter().any(|(_, sku)| *sku > u64::from(u32::MAX));
+        let width = if wide { 3 } else { 2 };
+        let mut words = Vec::with_capacity(HEADER_WORDS + width * list.len());
+        words.extend_from_slice(&[(key >> 96) as u32, (key >> 64) as u32, (key >> 32) as u32, key as u32, last_write, if wide { WIDE } else { NARROW }]);
+        for (secs, sku) in list {
+            if wide {
+                words.extend_from_slice(&[*sku as u32, (*sku >> 32) as u32, *secs]);
+            } else {
+                words.extend_from_slice(&[*sku as u32, *secs]);
+            }
+        }
+        Slot(words.into_boxed_slice())
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+
+    fn key(&self) -> u128 {
+        let w = &self.0;
+        (u128::from(w[0]) << 96) | (u128::from(w[1]) << 64) | (u128::from(w[2]) << 32) | u128::from(w[3])
+    }
+
+    fn last_write(&self) -> u32 {
+        self.0[4]
+    }
+
+    fn set_last_write(&mut self, secs: u32) {
+        self.0[4] = secs;
+    }
+
+    fn wide(&self) -> bool {
+        self.0[5] == WIDE
+    }
+
+    fn width(&self) -> usize {
+        if self.wide() {
+            3
+        } else {
+            2
         }
     }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+
+    fn len(&self) -> usize {
+        (self.0.len() - HEADER_WORDS) / self.width()
     }
-}
 
-type Table = HashMap<Key, Slot, BuildHasherDefault<IdentityHasher>>;
+    /// `(secs, sku)` pairs, newest first.
+    fn pairs(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let wide = self.wide();
+        self.0[HEADER_WORDS..].chunks_exact(self.width()).map(move |c| if wide { (c[2], u64::from(c[0]) | (u64::from(c[1]) << 32)) } else { (c[1], u64::from(c[0])) })
+    }
 
-struct Slot {
-    entries: Box<[[u8; ENTRY_BYTES]]>,
-    last_write: u32,
-}
+    fn entries(&self) -> Vec<Entry> {
+        self.pairs().map(|(secs, sku)| Entry { sku, time_ms: secs_to_ms(secs) }).collect()
+    }
 
-fn pack(sku: u64, secs: u32) -> [u8; ENTRY_BYTES] {
-    let mut b = [0u8; ENTRY_BYTES];
-    b[..8].copy_from_slice(&sku.to_le_bytes());
-    b[8..].copy_from_slice(&secs.to_le_bytes());
-    b
-}
+    /// Overwrites the entries in place if `list` has the same length and layout.
+    fn overwrite(&mut self, last_write: u32, list: &[(u32, u64)]) -> bool {
+        let wide = list.iter().any(|(_, sku)| *sku > u64::from(u32::MAX));
+        if wide != self.wide() || list.len() != self.len() {
+            return false;
+        }
+        self.0[4] = last_write;
+        let width = self.width();
+        for (c, (secs, sku)) in self.0[HEADER_WORDS..].chunks_exact_mut(width).zip(list) {
+            if wide {
+                c.copy_from_slice(&[*sku as u32, (*sku >> 32) as u32, *secs]);
+            } else {
+                c.copy_from_slice(&[*sku as u32, *secs]);
+            }
+        }
+        true
+    }
 
-fn unpack(b: &[u8; ENTRY_BYTES]) -> (u64, u32) {
-    let mut sku = [0u8; 8];
-    sku.copy_from_slice(&b[..8]);
-    let mut secs = [0u8; 4];
-    secs.copy_from_slice(&b[8..]);
-    (u64::from_le_bytes(sku), u32::from_le_bytes(secs))
-}
+    /// Heap bytes of the allocation.
+    fn heap_bytes(&self) -> usize {
+        self.0.len() * 4
+    }
 
-fn split(owner: OwnerKey) -> Key {
-    Key((owner.0 >> 64) as u64, owner.0 as u64)
-}
-
-fn join(key: Key) -> OwnerKey {
-    OwnerKey((u128::from(key.0) << 64) | u128::from(key.1))
-}
-
-fn slot_bytes(slot: &Slot) -> usize {
-    slot.entries.len() * ENTRY_BYTES + OWNER_OVERHEAD_BYTES
+    /// Accounted bytes (allocation + table slot).
+    fn accounted(&self) -> usize {
+        self.heap_bytes() + TABLE_SLOT_BYTES
+    }
 }
 
 /// Called with each evicted owner and its entries.
 pub type EvictionListener = Box<dyn Fn(OwnerKey, Vec<Entry>) + Send + Sync>;
 
 struct Shard {
-    table: Table,
+    table: HashTable<Slot>,
     bytes: usize,
+}
+
+impl Shard {
+    fn get(&self, key: u128) -> Option<&Slot> {
+        self.table.find(hash_key(key), |s| s.key() == key)
+    }
+
+    fn get_mut(&mut self, key: u128) -> Option<&mut Slot> {
+        self.table.find_mut(hash_key(key), |s| s.key() == key)
+    }
+}
+
+/// Buckets of a `HashTable` of this capacity (hashbrown: power of two, 7/8 load).
+fn buckets_of(capacity: usize) -> usize {
+    match capacity {
+        0 => 0,
+        c if c < 8 => (c + 1).next_power_of_two(),
+        c => (c * 8 / 7).next_power_of_two(),
+    }
 }
 
 /// The embedded hot tier (see the module docs).
@@ -126,7 +192,10 @@ pub struct EmbeddedStats {
     pub owners: usize,
     /// Entries held.
     pub entries: usize,
-    /// Heap bytes: table capacity × (slot + control byte) + packed entries.
+    /// Owners in the wide layout (some SKU above `u32::MAX`).
+    pub wide_owners: usize,
+    /// Heap bytes: table buckets × (16-byte slot + control byte) + every slot's
+    /// allocation (header and packed entries), allocator overhead not included.
     pub heap_bytes: usize,
     /// Owners evicted so far.
     pub evicted: u64,
@@ -135,7 +204,7 @@ pub struct EmbeddedStats {
 impl EmbeddedHotTier {
     /// A tier holding at most about `budget_bytes` (accounted as in the module docs).
     pub fn new(config: HotConfig, budget_bytes: usize) -> EmbeddedHotTier {
-        let shards = (0..SHARDS).map(|_| Mutex::new(Shard { table: Table::default(), bytes: 0 })).collect();
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard { table: HashTable::new(), bytes: 0 })).collect();
         EmbeddedHotTier {
             config,
             shards,
@@ -153,26 +222,31 @@ impl EmbeddedHotTier {
         self
     }
 
-    fn shard(&self, key: Key) -> &Mutex<Shard> {
-        &self.shards[(key.0 >> 58) as usize % SHARDS]
+    fn shard_index(key: u128) -> usize {
+        (key >> 122) as usize % SHARDS
     }
 
     fn expired(&self, slot: &Slot, now_ms: i64) -> bool {
-        now_ms - secs_to_ms(slot.last_write) > self.config.ttl_ms
+        now_ms - secs_to_ms(slot.last_write()) > self.config.ttl_ms
     }
 
     /// Counts and heap bytes.
     pub fn stats(&self) -> EmbeddedStats {
         let mut owners = 0;
+        let mut wide_owners = 0;
         let mut heap_bytes = 0;
         for shard in &self.shards {
             let s = shard.lock();
             owners += s.table.len();
-            heap_bytes += s.table.capacity() * (std::mem::size_of::<(Key, Slot)>() + 1);
+            let buckets = buckets_of(s.table.capacity());
+            heap_bytes += buckets * (std::mem::size_of::<Slot>() + 1);
+            for slot in s.table.iter() {
+                heap_bytes += slot.heap_bytes();
+                wide_owners += usize::from(slot.wide());
+            }
         }
         let entries = self.entries.load(Ordering::Relaxed);
-        heap_bytes += entries * ENTRY_BYTES;
-        EmbeddedStats { owners, entries, heap_bytes, evicted: self.evicted.load(Ordering::Relaxed) }
+        EmbeddedStats { owners, entries, wide_owners, heap_bytes, evicted: self.evicted.load(Ordering::Relaxed) }
     }
 
     /// Calls `f` with every live owner and its entries (newest first), shard by shard
@@ -180,19 +254,11 @@ impl EmbeddedHotTier {
     pub fn for_each(&self, now_ms: i64, mut f: impl FnMut(OwnerKey, Vec<Entry>)) {
         for shard in &self.shards {
             let s = shard.lock();
-            for (key, slot) in &s.table {
+            for slot in s.table.iter() {
                 if self.expired(slot, now_ms) {
                     continue;
                 }
-                let entries = slot
-                    .entries
-                    .iter()
-                    .map(|b| {
-                        let (sku, secs) = unpack(b);
-                        Entry { sku, time_ms: secs_to_ms(secs) }
-                    })
-                    .collect();
-                f(join(*key), entries);
+                f(OwnerKey(slot.key()), slot.entries());
             }
         }
     }
@@ -211,11 +277,11 @@ impl EmbeddedHotTier {
             let mut freed = 0;
             let mut freed_entries = 0;
             let ttl = self.config.ttl_ms;
-            s.table.retain(|_, slot| {
-                let keep = now_ms - secs_to_ms(slot.last_write) <= ttl;
+            s.table.retain(|slot| {
+                let keep = now_ms - secs_to_ms(slot.last_write()) <= ttl;
                 if !keep {
-                    freed += slot_bytes(slot);
-                    freed_entries += slot.entries.len();
+                    freed += slot.accounted();
+                    freed_entries += slot.len();
                 }
                 keep
             });
@@ -227,45 +293,50 @@ impl EmbeddedHotTier {
         removed
     }
 
-    fn remove_slot(&self, shard: &mut Shard, key: Key) -> Option<Slot> {
-        let slot = shard.table.remove(&key)?;
-        let b = slot_bytes(&slot);
+    fn remove_slot(&self, shard: &mut Shard, key: u128) -> Option<Slot> {
+        let Ok(entry) = shard.table.find_entry(hash_key(key), |s| s.key() == key) else { return None };
+        let (slot, _) = entry.remove();
+        let b = slot.accounted();
         shard.bytes -= b;
         self.bytes.fetch_sub(b, Ordering::Relaxed);
-        self.entries.fetch_sub(slot.entries.len(), Ordering::Relaxed);
+        self.entries.fetch_sub(slot.len(), Ordering::Relaxed);
         Some(slot)
     }
 
-    fn set_slot(&self, shard: &mut Shard, key: Key, slot: Slot) {
-        let b = slot_bytes(&slot);
-        let n = slot.entries.len();
-        if let Some(old) = shard.table.insert(key, slot) {
-            let ob = slot_bytes(&old);
-            shard.bytes -= ob;
-            self.bytes.fetch_sub(ob, Ordering::Relaxed);
-            self.entries.fetch_sub(old.entries.len(), Ordering::Relaxed);
+    fn set_slot(&self, shard: &mut Shard, slot: Slot) {
+        let b = slot.accounted();
+        let n = slot.len();
+        let key = slot.key();
+        match shard.table.find_entry(hash_key(key), |s| s.key() == key) {
+            Ok(mut entry) => {
+                let old = std::mem::replace(entry.get_mut(), slot);
+                let ob = old.accounted();
+                shard.bytes -= ob;
+                self.bytes.fetch_sub(ob, Ordering::Relaxed);
+                self.entries.fetch_sub(old.len(), Ordering::Relaxed);
+            }
+            Err(_) => {
+                shard.table.insert_unique(hash_key(key), slot, |s| hash_key(s.key()));
+            }
         }
         shard.bytes += b;
         self.bytes.fetch_add(b, Ordering::Relaxed);
         self.entries.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn merge_into(&self, shard: &mut Shard, key: Key, entries: &[Entry], now_ms: i64) {
+    fn merge_into(&self, shard: &mut Shard, key: u128, entries: &[Entry], now_ms: i64) {
         let now_secs = ms_to_secs(now_ms);
         let n = self.config.max_items;
         if entries.is_empty() {
             return;
         }
-        let existing = match shard.table.get(&key) {
+        let existing = match shard.get(key) {
             Some(slot) if !self.expired(slot, now_ms) => Some(slot),
             _ => None,
         };
-        let mut list: Vec<(u32, u64)> = Vec::with_capacity(existing.map_or(0, |s| s.entries.len()) + entries.len());
+        let mut list: Vec<(u32, u64)> = Vec::with_capacity(existing.map_or(0, Slot::len) + entries.len());
         if let Some(slot) = existing {
-            list.extend(slot.entries.iter().map(|b| {
-                let (sku, secs) = unpack(b);
-                (secs, sku)
-            }));
+            list.extend(slot.pairs());
         }
         let mut changed = existing.is_none();
         for e in entries {
@@ -284,15 +355,23 @@ impl EmbeddedHotTier {
             }
         }
         if !changed {
-            if let Some(slot) = shard.table.get_mut(&key) {
-                slot.last_write = slot.last_write.max(now_secs);
+            if let Some(slot) = shard.get_mut(key) {
+                let last = slot.last_write().max(now_secs);
+                slot.set_last_write(last);
             }
             return;
         }
         list.sort_unstable_by(|a, b| b.cmp(a));
         list.truncate(n);
-        let packed: Box<[[u8; ENTRY_BYTES]]> = list.iter().map(|(secs, sku)| pack(*sku, *secs)).collect();
-        self.set_slot(shard, key, Slot { entries: packed, last_write: now_secs });
+        if existing.is_some() {
+            // Same length and layout (a re-view, or a full list): no new allocation.
+            if let Some(slot) = shard.get_mut(key) {
+                if slot.overwrite(now_secs, &list) {
+                    return;
+                }
+            }
+        }
+        self.set_slot(shard, Slot::build(key, now_secs, &list));
     }
 
     fn enforce_budget(&self, shard_index: usize, shard: &mut Shard) {
@@ -302,7 +381,7 @@ impl EmbeddedHotTier {
         }
         // Evict the least recently written owners until 10% under the share.
         let target = share - share / 10;
-        let mut ages: Vec<(u32, Key)> = shard.table.iter().map(|(k, s)| (s.last_write, *k)).collect();
+        let mut ages: Vec<(u32, u128)> = shard.table.iter().map(|s| (s.last_write(), s.key())).collect();
         ages.sort_unstable_by_key(|(t, _)| *t);
         let mut evicted = 0u64;
         for (_, key) in ages {
@@ -312,15 +391,7 @@ impl EmbeddedHotTier {
             if let Some(slot) = self.remove_slot(shard, key) {
                 evicted += 1;
                 if let Some(listener) = &self.listener {
-                    let entries = slot
-                        .entries
-                        .iter()
-                        .map(|b| {
-                            let (sku, secs) = unpack(b);
-                            Entry { sku, time_ms: secs_to_ms(secs) }
-                        })
-                        .collect();
-                    listener(join(key), entries);
+                    listener(OwnerKey(key), slot.entries());
                 }
             }
         }
@@ -337,8 +408,8 @@ impl HotTier for EmbeddedHotTier {
 
     fn record(&self, updates: &[OwnerUpdate], now_ms: i64) -> Result<()> {
         for u in updates {
-            let key = split(u.owner);
-            let index = (key.0 >> 58) as usize % SHARDS;
+            let key = u.owner.0;
+            let index = Self::shard_index(key);
             let mut shard = self.shards[index].lock();
             self.merge_into(&mut shard, key, &u.entries, now_ms);
             self.enforce_budget(index, &mut shard);
@@ -347,43 +418,34 @@ impl HotTier for EmbeddedHotTier {
     }
 
     fn get(&self, owner: OwnerKey, now_ms: i64) -> Result<Option<Vec<Entry>>> {
-        let key = split(owner);
-        let mut shard = self.shard(key).lock();
-        let expired = match shard.table.get(&key) {
+        let key = owner.0;
+        let mut shard = self.shards[Self::shard_index(key)].lock();
+        let expired = match shard.get(key) {
             None => return Ok(None),
-            Some(slot) => self.expired(slot, now_ms),
+            Some(slot) if !self.expired(slot, now_ms) => return Ok(Some(slot.entries())),
+            Some(_) => true,
         };
         if expired {
             self.remove_slot(&mut shard, key);
-            return Ok(None);
         }
-        let slot = &shard.table[&key];
-        Ok(Some(
-            slot.entries
-                .iter()
-                .map(|b| {
-                    let (sku, secs) = unpack(b);
-                    Entry { sku, time_ms: secs_to_ms(secs) }
-                })
-                .collect(),
-        ))
+        Ok(None)
     }
 
     fn remove_skus(&self, owner: OwnerKey, skus: &[u64]) -> Result<()> {
-        let key = split(owner);
-        let mut shard = self.shard(key).lock();
-        let Some(slot) = shard.table.get(&key) else { return Ok(()) };
-        let kept: Box<[[u8; ENTRY_BYTES]]> = slot.entries.iter().filter(|b| !skus.contains(&unpack(b).0)).copied().collect();
-        if kept.len() != slot.entries.len() {
-            let last_write = slot.last_write;
-            self.set_slot(&mut shard, key, Slot { entries: kept, last_write });
+        let key = owner.0;
+        let mut shard = self.shards[Self::shard_index(key)].lock();
+        let Some(slot) = shard.get(key) else { return Ok(()) };
+        let kept: Vec<(u32, u64)> = slot.pairs().filter(|(_, sku)| !skus.contains(sku)).collect();
+        if kept.len() != slot.len() {
+            let rebuilt = Slot::build(key, slot.last_write(), &kept);
+            self.set_slot(&mut shard, rebuilt);
         }
         Ok(())
     }
 
     fn remove_owner(&self, owner: OwnerKey) -> Result<()> {
-        let key = split(owner);
-        let mut shard = self.shard(key).lock();
+        let key = owner.0;
+        let mut shard = self.shards[Self::shard_index(key)].lock();
         self.remove_slot(&mut shard, key);
         Ok(())
     }
@@ -413,11 +475,11 @@ mod tests {
         tier.for_each(BASE_MS, |o, e| seen.push((o, e.len())));
         seen.sort_unstable();
         assert_eq!(seen, vec![(OwnerKey(1), 3), (OwnerKey(2), 5)]);
-        assert_eq!(tier.accounted_bytes(), 8 * ENTRY_BYTES + 2 * OWNER_OVERHEAD_BYTES);
+        assert_eq!(tier.accounted_bytes(), 8 * NARROW_ENTRY_BYTES + 2 * OWNER_OVERHEAD_BYTES);
         tier.remove_skus(OwnerKey(2), &[9]).unwrap();
         assert_eq!(tier.stats().entries, 7);
         tier.remove_owner(OwnerKey(1)).unwrap();
-        assert_eq!(tier.accounted_bytes(), 4 * ENTRY_BYTES + OWNER_OVERHEAD_BYTES);
+        assert_eq!(tier.accounted_bytes(), 4 * NARROW_ENTRY_BYTES + OWNER_OVERHEAD_BYTES);
         assert_eq!(tier.purge_expired(BASE_MS + 2 * 86_400_000), 1);
         assert_eq!(tier.accounted_bytes(), 0);
     }
@@ -426,7 +488,7 @@ mod tests {
     fn over_budget_evicts_least_recently_written_owners_to_the_listener() {
         let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let sink = seen.clone();
-        // Budget for about 64 owners of 10 entries (168 bytes each).
+        // Budget for about 168 owners of 10 entries (128 bytes each).
         let tier = EmbeddedHotTier::new(HotConfig { max_items: 10, ttl_ms: 86_400_000 }, 64 * 168 * 2)
             .with_eviction_listener(Box::new(move |owner, entries| sink.lock().push((owner, entries.len()))));
         for i in 0..2000u128 {
@@ -441,5 +503,64 @@ mod tests {
         // The most recently written owner survived.
         let last = 1999u128.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
         assert!(tier.get(OwnerKey(last), BASE_MS + 2000 * 1000).unwrap().is_some());
+    }
+
+    #[test]
+    fn owners_switch_between_narrow_and_wide_layouts_per_owner() {
+        let tier = EmbeddedHotTier::new(HotConfig { max_items: 4, ttl_ms: 86_400_000 }, 1 << 30);
+        let big = u64::from(u32::MAX) + 7;
+        let t = BASE_MS + 10_000_000;
+        let (narrow, mixed) = (OwnerKey(u128::MAX - 3), OwnerKey(5));
+        tier.record(&[OwnerUpdate { owner: narrow, entries: vec![Entry::new(u64::from(u32::MAX), t), Entry::new(100_000_001, t - 1000)] }], t).unwrap();
+        tier.record(&[OwnerUpdate { owner: mixed, entries: vec![Entry::new(100_000_001, t - 3000), Entry::new(2, t - 2000)] }], t).unwrap();
+        assert_eq!(tier.stats().wide_owners, 0, "u32::MAX itself still fits");
+        assert_eq!(tier.accounted_bytes(), 4 * NARROW_ENTRY_BYTES + 2 * OWNER_OVERHEAD_BYTES);
+        // One SKU above u32::MAX turns only that owner wide; its older entries keep their ids.
+        tier.record(&[OwnerUpdate { owner: mixed, entries: vec![Entry::new(big, t), Entry::new(u64::MAX, t - 500)] }], t).unwrap();
+        let stats = tier.stats();
+        assert_eq!((stats.owners, stats.entries, stats.wide_owners), (2, 6, 1));
+        assert_eq!(tier.accounted_bytes(), 2 * NARROW_ENTRY_BYTES + 4 * WIDE_ENTRY_BYTES + 2 * OWNER_OVERHEAD_BYTES);
+        assert_eq!(
+            tier.get(mixed, t).unwrap().unwrap(),
+            vec![Entry::new(big, t), Entry::new(u64::MAX, t - 500), Entry::new(2, t - 2000), Entry::new(100_000_001, t - 3000)]
+        );
+        assert_eq!(tier.get(narrow, t).unwrap().unwrap(), vec![Entry::new(u64::from(u32::MAX), t), Entry::new(100_000_001, t - 1000)]);
+        // In-place updates keep the layout; a re-view of a wide SKU moves it.
+        tier.record(&[OwnerUpdate { owner: mixed, entries: vec![Entry::new(2, t + 1000)] }], t + 1000).unwrap();
+        assert_eq!(tier.get(mixed, t + 1000).unwrap().unwrap()[0], Entry::new(2, t + 1000));
+        // Trimming pushes the big SKUs out: the owner goes back to the narrow layout.
+        let newer: Vec<Entry> = (0..4u64).map(|i| Entry::new(10 + i, t + 5000 + i as i64 * 1000)).collect();
+        tier.record(&[OwnerUpdate { owner: mixed, entries: newer }], t + 9000).unwrap();
+        assert_eq!(tier.stats().wide_owners, 0);
+        assert_eq!(tier.get(mixed, t + 9000).unwrap().unwrap().iter().map(|e| e.sku).collect::<Vec<_>>(), vec![13, 12, 11, 10]);
+        // Removing the only big SKU also narrows.
+        tier.record(&[OwnerUpdate { owner: narrow, entries: vec![Entry::new(big, t + 1000)] }], t + 9000).unwrap();
+        assert_eq!(tier.stats().wide_owners, 1);
+        tier.remove_skus(narrow, &[big]).unwrap();
+        assert_eq!(tier.stats().wide_owners, 0);
+        assert_eq!(tier.get(narrow, t + 9000).unwrap().unwrap().len(), 2);
+        let mut all = Vec::new();
+        tier.for_each(t + 9000, |o, e| all.push((o, e.len())));
+        all.sort_unstable();
+        assert_eq!(all, vec![(mixed, 4), (narrow, 2)]);
+        assert_eq!(tier.accounted_bytes(), 6 * NARROW_ENTRY_BYTES + 2 * OWNER_OVERHEAD_BYTES);
+    }
+
+    #[test]
+    fn many_owners_in_one_shard_survive_table_growth() {
+        let tier = EmbeddedHotTier::new(HotConfig { max_items: 3, ttl_ms: 86_400_000 }, 1 << 30);
+        // Same top bits: all in one shard, forcing many rehashes of that table.
+        let owners: Vec<OwnerKey> = (0..5000u128).map(|i| OwnerKey((7u128 << 122) | i.wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect();
+        for (i, o) in owners.iter().enumerate() {
+            let sku = if i % 7 == 0 { u64::MAX - i as u64 } else { i as u64 };
+            tier.record(&[OwnerUpdate { owner: *o, entries: vec![Entry::new(sku, BASE_MS + 1000)] }], BASE_MS).unwrap();
+        }
+        for (i, o) in owners.iter().enumerate() {
+            let sku = if i % 7 == 0 { u64::MAX - i as u64 } else { i as u64 };
+            assert_eq!(tier.get(*o, BASE_MS).unwrap(), Some(vec![Entry::new(sku, BASE_MS + 1000)]));
+        }
+        let stats = tier.stats();
+        assert_eq!((stats.owners, stats.entries), (5000, 5000));
+        assert_eq!(stats.wide_owners, 5000usize.div_ceil(7));
     }
 }
