@@ -104,19 +104,32 @@ async fn call<T: Send + 'static>(history: &Arc<HistoryState>, f: impl FnOnce(&Hi
 }
 
 /// `GET /v1/apps/{app}/users/{user}/history?limit=&cursor=&kind=` (read).
-pub(crate) async fn list(State(state): State<Arc<AppState>>, Path((app, user)): Path<(String, String)>, Query(q): Query<OwnerQuery>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(State(state): State<Arc<AppState>>, Path((app, user)): Path<(String, String)>, Query(q): Query<OwnerQuery>, headers: HeaderMap) -> Result<Json<ListResponse>, ApiError> {
     let (history, owner) = admit(&state, &headers, Scope::Read, &app, &user, q.kind.as_deref())?;
     let limit = q.limit.unwrap_or(20);
     let cursor = q.cursor.filter(|c| !c.is_empty());
     let page = call(&history, move |s| s.list(&owner, limit, cursor.as_deref())).await?;
-    Ok(Json(json!({"items": page.items, "next_cursor": page.next_cursor})))
+    Ok(Json(ListResponse { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// The list route's body, serialised straight from the service's items.
+#[derive(Debug, Serialize)]
+pub(crate) struct ListResponse {
+    items: Vec<meridian_history::Item>,
+    next_cursor: Option<String>,
+}
+
+/// The count route's body.
+#[derive(Debug, Serialize)]
+pub(crate) struct CountResponse {
+    count: usize,
 }
 
 /// `GET /v1/apps/{app}/users/{user}/history/count` (read).
-pub(crate) async fn count(State(state): State<Arc<AppState>>, Path((app, user)): Path<(String, String)>, Query(q): Query<OwnerQuery>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn count(State(state): State<Arc<AppState>>, Path((app, user)): Path<(String, String)>, Query(q): Query<OwnerQuery>, headers: HeaderMap) -> Result<Json<CountResponse>, ApiError> {
     let (history, owner) = admit(&state, &headers, Scope::Read, &app, &user, q.kind.as_deref())?;
     let count = call(&history, move |s| s.count(&owner)).await?;
-    Ok(Json(json!({"count": count})))
+    Ok(Json(CountResponse { count }))
 }
 
 /// `DELETE /v1/apps/{app}/users/{user}/history/{sku}` (write).
