@@ -404,6 +404,25 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Handler-time quantiles the server itself measured (its Prometheus summary of
+/// `meridian_http_request_duration_seconds`) for the benchmarked routes, in ms.
+async fn server_quantiles(base: &str) -> anyhow::Result<Vec<(String, f64, f64, f64)>> {
+    let text = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let mut out = Vec::new();
+    for route in ["/healthz", "/v1/apps/{app}/users/{user}/history", "/v1/apps/{app}/users/{user}/history/count"] {
+        let q = |quantile: &str| {
+            let needle = format!("route=\"{route}\",status=\"200\",quantile=\"{quantile}\"}}");
+            text.lines()
+                .find(|l| l.starts_with("meridian_http_request_duration_seconds{") && l.contains("method=\"GET\"") && l.contains(&needle))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .map(|secs| secs * 1000.0)
+                .unwrap_or(f64::NAN)
+        };
+        out.push((route.to_owned(), q("0.5"), q("0.99"), q("0.999")));
+    }
+    Ok(out)
+}
+
 async fn processors_caught_up(base: &str) -> anyhow::Result<bool> {
     let status: serde_json::Value = reqwest::Client::new().get(format!("{base}/v1/admin/processors")).bearer_auth(BENCH_MASTER_KEY).send().await?.json().await?;
     Ok(status["processors"].as_array().is_some_and(|all| all.iter().all(|p| p["lag"] == 0 && p["partitions"].as_array().is_some_and(|x| !x.is_empty()))))
@@ -418,7 +437,8 @@ fn print_phase_table(rows: &[(&str, &Phase)]) {
 }
 
 fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // One thread for the load generator: on 2 cores it must not take both from the server.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let tmp = match &args.dir {
             Some(d) => tempfile::tempdir_in(d)?,
@@ -510,10 +530,14 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         eprintln!("count: GET …/history/count at {} req/s…", args.rate);
         let count_user = user_of.clone();
         let (count, count_lag) = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k))))).await?;
+        let server_side = server_quantiles(&base).await.unwrap_or_default();
         let rss = peak_rss_kib(server.0.id());
         drop(server);
         println!("## meridian bench history ({} hot tier, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s per phase)", args.hot, args.users, viewers.len(), report.accepted, args.rate, args.duration_secs);
         print_phase_table(&[("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)]);
+        for (route, q50, q99, q999) in &server_side {
+            println!("server-side handler time {route}: p50 {q50:.3} ms, p99 {q99:.3} ms, p999 {q999:.3} ms");
+        }
         let lag_ms = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         println!("generator schedule lag p99 (dispatch vs schedule, not in the latencies): healthz {:.3} ms, list {:.3} ms, count {:.3} ms", lag_ms(&health_lag), lag_ms(&list_lag), lag_ms(&count_lag));
         println!("p99 ratio list / healthz: {:.2}; count / healthz: {:.2}", list.quantile_ms(0.99) / health.quantile_ms(0.99), count.quantile_ms(0.99) / health.quantile_ms(0.99));
