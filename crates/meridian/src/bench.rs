@@ -455,7 +455,11 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             skus.push('\n');
         }
         std::fs::write(catalog_dir.join("skus.jsonl"), skus)?;
+        // The shared Redis: a prefix of our own, deleted at the end.
+        let redis_prefix = format!("meridian:bench:{}:", std::process::id());
         let extra = [
+            "--redis-prefix",
+            &redis_prefix,
             "--catalog",
             catalog_dir.to_str().unwrap_or_default(),
             "--history-hot",
@@ -533,6 +537,15 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         let server_side = server_quantiles(&base).await.unwrap_or_default();
         let rss = peak_rss_kib(server.0.id());
         drop(server);
+        if args.hot == "redis" {
+            let url = std::env::var("MERIDIAN_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let prefix = redis_prefix.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                meridian_history_redis::RedisHotTier::connect(&url, &prefix, meridian_history::HotConfig::default()).and_then(|r| r.delete_all())
+            })
+            .await?;
+            eprintln!("removed {} redis keys under {redis_prefix}", removed.unwrap_or(0));
+        }
         println!("## meridian bench history ({} hot tier, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s per phase)", args.hot, args.users, viewers.len(), report.accepted, args.rate, args.duration_secs);
         print_phase_table(&[("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)]);
         for (route, q50, q99, q999) in &server_side {

@@ -71,6 +71,9 @@ pub(crate) struct ServeArgs {
     /// Redis URL for the redis hot tier. Default redis://127.0.0.1:6379.
     #[arg(long, env = "MERIDIAN_REDIS_URL")]
     redis_url: Option<String>,
+    /// Key prefix of the redis hot tier. Default meridian:history:
+    #[arg(long, env = "MERIDIAN_REDIS_PREFIX")]
+    redis_prefix: Option<String>,
     /// N: items of history kept per user. Default 200.
     #[arg(long)]
     history_items: Option<usize>,
@@ -111,6 +114,7 @@ struct FileConfig {
     no_history: Option<bool>,
     history_hot: Option<String>,
     redis_url: Option<String>,
+    redis_prefix: Option<String>,
     history_items: Option<usize>,
     history_memory_mb: Option<usize>,
     catalog: Option<PathBuf>,
@@ -186,7 +190,7 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, String, bool)
         let budget_mb = args.history_memory_mb.or(file.history_memory_mb).unwrap_or(1024);
         history.hot = match args.history_hot.clone().or(file.history_hot).as_deref() {
             None | Some("embedded") => HotBackend::Embedded { budget_bytes: budget_mb << 20 },
-            Some("redis") => HotBackend::Redis { url, prefix: "meridian:history:".into() },
+            Some("redis") => HotBackend::Redis { url, prefix: args.redis_prefix.clone().or(file.redis_prefix).unwrap_or_else(|| "meridian:history:".into()) },
             Some(other) => anyhow::bail!("unknown history hot tier {other:?}; use embedded or redis"),
         };
         if let Some(n) = args.history_items.or(file.history_items) {
