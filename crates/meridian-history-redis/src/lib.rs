@@ -29,7 +29,7 @@ return 1
 /// Score/member pairs per script call (Lua's `unpack` limit is about 8000 values).
 const MAX_PAIRS_PER_CALL: usize = 2000;
 /// Connections kept idle in the pool.
-const POOL_IDLE: usize = 8;
+pub const POOL_IDLE: usize = 8;
 
 fn backend(e: RedisError) -> Error {
     Error::Backend(format!("redis: {e}"))

@@ -45,6 +45,9 @@ pub(crate) struct HistoryState {
     /// Whether calls stay on the async thread (embedded hot tier: microseconds) or move
     /// to the blocking pool (Redis: network round trips).
     pub(crate) inline: bool,
+    /// Bounds concurrent blocking calls to the pool size of a networked hot tier, so load
+    /// queues here (asynchronously) instead of growing threads and connections.
+    pub(crate) blocking: Arc<tokio::sync::Semaphore>,
     pub(crate) rebuild: Arc<Mutex<RebuildStatus>>,
 }
 
@@ -98,8 +101,11 @@ async fn call<T: Send + 'static>(history: &Arc<HistoryState>, f: impl FnOnce(&Hi
     if history.inline {
         f(&history.service).map_err(history_error)
     } else {
+        let permit = history.blocking.clone().acquire_owned().await.map_err(ApiError::internal)?;
         let service = history.service.clone();
-        tokio::task::spawn_blocking(move || f(&service)).await.map_err(ApiError::internal)?.map_err(history_error)
+        let result = tokio::task::spawn_blocking(move || f(&service)).await.map_err(ApiError::internal)?;
+        drop(permit);
+        result.map_err(history_error)
     }
 }
 

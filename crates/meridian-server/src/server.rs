@@ -136,7 +136,8 @@ impl Server {
                     Arc::new(meridian_history::model::SystemClock),
                 ));
                 runtime.spawn(Box::new(service.processor(events_topic)))?;
-                Some(Arc::new(HistoryState { service, inline, rebuild: Default::default() }))
+                let blocking = Arc::new(tokio::sync::Semaphore::new(meridian_history_redis::POOL_IDLE));
+                Some(Arc::new(HistoryState { service, inline, blocking, rebuild: Default::default() }))
             }
         };
         let rate_limits = RateLimits::new(&config.rate_limits);

@@ -130,3 +130,29 @@ async fn futures_statuses(t: &TestServer, key: &str) -> Vec<StatusCode> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_runs_in_the_background_and_reports() {
+    let t = TestServer::start();
+    let key = t.app_with_key("shop", &["write", "read"]).await;
+    let base = now_ms() - 60_000;
+    ingest_and_wait(&t, &key, (0..30).map(|i| view(&format!("r{i}"), &format!("user-{}", i % 3), 100 + i as u64, base + i * 1000)).collect()).await;
+    let reply = t.post("/v1/admin/history/rebuild", &key, Body::empty()).await;
+    assert_eq!((reply.status, reply.code()), (StatusCode::FORBIDDEN, "forbidden"), "only the master key rebuilds");
+    let reply = t.post("/v1/admin/history/rebuild", crate::harness::MASTER, Body::empty()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.json);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = t.get("/v1/admin/history/rebuild", crate::harness::MASTER).await;
+        if status.json["running"] == false {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "rebuild did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.json["error"].is_null(), "{:?}", status.json);
+    assert_eq!(status.json["report"]["owners"], 3, "{:?}", status.json);
+    assert_eq!(status.json["report"]["entries"], 30);
+    // Reads are unchanged by the rebuild.
+    assert_eq!(t.get("/v1/apps/shop/users/user-0/history/count", &key).await.json["count"], 10);
+}

@@ -92,3 +92,31 @@ async fn an_edited_pipeline_file_applies_without_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_rebuild_command_follows_the_server_job_to_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"), free_port(), &[]).await;
+    let key = crate::process::app_key(&server.base, "shop", &["write"]).await;
+    let now = chrono_like_now_ms();
+    let views: Vec<_> = (0..20).map(|i| json!({"id": format!("v{i}"), "user": format!("u{}", i % 4), "action": "view", "target": {"type": "sku", "id": format!("{}", 500 + i)}, "time": now - 1000})).collect();
+    let reply: serde_json::Value = reqwest::Client::new().post(format!("{}/v1/events", server.base)).bearer_auth(&key).json(&views).send().await.unwrap().json().await.unwrap();
+    assert_eq!(reply["accepted"], 20);
+    crate::process::wait_processed(&server.base).await;
+    let base = server.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary()).args(["history", "rebuild", "--url", &base]).env("MERIDIAN_MASTER_KEY", crate::process::MASTER).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report["owners"].as_u64(), report["entries"].as_u64()), (Some(4), Some(20)), "{report}");
+    let wrong_key = Command::new(binary()).args(["history", "rebuild", "--url", &server.base]).env("MERIDIAN_MASTER_KEY", "nope").output().unwrap();
+    assert!(!wrong_key.status.success());
+    assert!(String::from_utf8_lossy(&wrong_key.stderr).contains("401"), "{}", String::from_utf8_lossy(&wrong_key.stderr));
+}
+
+fn chrono_like_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
