@@ -77,6 +77,9 @@ pub(crate) struct ServeArgs {
     /// N: items of history kept per user. Default 200.
     #[arg(long)]
     history_items: Option<usize>,
+    /// SKUs per catalog lookup when filling history lists. Default 50.
+    #[arg(long)]
+    history_catalog_batch: Option<usize>,
     /// Memory budget of the embedded hot tier, MiB. Default 1024.
     #[arg(long)]
     history_memory_mb: Option<usize>,
@@ -116,6 +119,7 @@ struct FileConfig {
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     history_items: Option<usize>,
+    history_catalog_batch: Option<usize>,
     history_memory_mb: Option<usize>,
     catalog: Option<PathBuf>,
     rate_limit_global: Option<u32>,
@@ -196,6 +200,10 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, String, bool)
         if let Some(n) = args.history_items.or(file.history_items) {
             anyhow::ensure!((1..=10_000).contains(&n), "history items must be between 1 and 10000");
             history.config.max_items = n;
+        }
+        if let Some(n) = args.history_catalog_batch.or(file.history_catalog_batch) {
+            anyhow::ensure!((1..=10_000).contains(&n), "history catalog batch must be between 1 and 10000");
+            history.config.catalog_batch_size = n;
         }
         if let Some(dir) = args.catalog.clone().or(file.catalog) {
             history.catalog = Some(Arc::new(crate::demo::load_catalog(&dir)?));
@@ -308,6 +316,14 @@ mod tests {
             let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
             assert!(build_config(&args).unwrap().2);
         }
+
+        std::fs::write(&file, "history_catalog_batch = 7\nhistory_items = 50\nhistory_hot = \"embedded\"\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
+        let history = build_config(&args).unwrap().0.history.unwrap();
+        assert_eq!((history.config.catalog_batch_size, history.config.max_items), (7, 50));
+        std::fs::write(&file, "history_hot = \"memcached\"\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
+        assert!(build_config(&args).unwrap_err().to_string().contains("embedded or redis"));
 
         std::fs::write(&file, "lisen = \"127.0.0.1:9999\"\n").unwrap();
         let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
