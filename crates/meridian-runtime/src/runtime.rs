@@ -85,6 +85,8 @@ pub struct Runtime {
     workers: Mutex<Vec<Worker>>,
     statuses: Arc<RwLock<HashMap<String, ProcessorStatus>>>,
     shutdown: Arc<AtomicBool>,
+    /// Wakes idle workers at shutdown (a watch keeps the value, so none can miss it).
+    shutdown_signal: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -117,6 +119,7 @@ impl Runtime {
             workers: Mutex::new(Vec::new()),
             statuses: Arc::new(RwLock::new(HashMap::new())),
             shutdown: Arc::new(AtomicBool::new(false)),
+            shutdown_signal: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -137,6 +140,7 @@ impl Runtime {
             config: self.config.clone(),
             statuses: self.statuses.clone(),
             shutdown: self.shutdown.clone(),
+            shutdown_signal: self.shutdown_signal.subscribe(),
             commands: rx,
             positions: HashMap::new(),
             records_processed: 0,
@@ -149,9 +153,20 @@ impl Runtime {
         Ok(())
     }
 
-    /// Status of every processor, sorted by name.
+    /// Status of every processor, sorted by name. `end` and `lag` are computed against
+    /// the log's current end offsets, not the ones seen at the processor's last round, so
+    /// an append that a processor has not looked at yet shows as lag at once.
     pub fn status(&self) -> Vec<ProcessorStatus> {
         let mut all: Vec<ProcessorStatus> = self.statuses.read().values().cloned().collect();
+        for status in &mut all {
+            for p in &mut status.partitions {
+                if let Some(end) = TopicName::new(p.topic.clone()).ok().and_then(|t| self.log.offsets(&t, p.partition).ok()).map(|o| o.end) {
+                    p.end = p.end.max(end);
+                    p.lag = p.end.saturating_sub(p.position);
+                }
+            }
+            status.lag = status.partitions.iter().map(|p| p.lag).sum();
+        }
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -179,14 +194,7 @@ impl Runtime {
         let deadline = Instant::now() + timeout;
         loop {
             let statuses = self.status();
-            let caught_up = statuses.iter().all(|s| {
-                !s.partitions.is_empty()
-                    && s.partitions.iter().all(|p| {
-                        let topic = TopicName::new(p.topic.clone()).ok();
-                        let end = topic.and_then(|t| self.log.offsets(&t, p.partition).ok()).map(|o| o.end).unwrap_or(p.end);
-                        p.position >= end
-                    })
-            });
+            let caught_up = statuses.iter().all(|s| !s.partitions.is_empty() && s.lag == 0);
             if caught_up {
                 return true;
             }
@@ -200,6 +208,7 @@ impl Runtime {
     /// Stops every processor after its current round and joins the threads.
     pub fn shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
+        self.shutdown_signal.send_replace(true);
         let mut workers = self.workers.lock();
         for worker in workers.iter_mut() {
             if let Some(thread) = worker.thread.take() {
@@ -223,6 +232,7 @@ struct WorkerLoop {
     config: RuntimeConfig,
     statuses: Arc<RwLock<HashMap<String, ProcessorStatus>>>,
     shutdown: Arc<AtomicBool>,
+    shutdown_signal: tokio::sync::watch::Receiver<bool>,
     commands: std::sync::mpsc::Receiver<Command>,
     positions: HashMap<(TopicName, u32), u64>,
     records_processed: u64,
@@ -252,8 +262,15 @@ impl WorkerLoop {
                 Ok(0) => {
                     backoff = Duration::from_millis(50);
                     let wait = self.config.idle_wait;
+                    let stop = &mut self.shutdown_signal;
                     waiter.block_on(async {
-                        let _ = tokio::time::timeout(wait, appended.changed()).await;
+                        if *stop.borrow_and_update() {
+                            return;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::timeout(wait, appended.changed()) => {}
+                            _ = stop.changed() => {}
+                        }
                     });
                 }
                 Ok(_) => backoff = Duration::from_millis(50),

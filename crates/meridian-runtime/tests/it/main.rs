@@ -191,3 +191,42 @@ async fn rebuild_replays_from_the_start_and_duplicate_names_are_refused() {
     assert_eq!(app_counters(&*f.store, &AppId::new("shop").unwrap()).unwrap().total, 300);
     assert!(matches!(rt.rebuild("nope"), Err(RuntimeError::UnknownProcessor(_))));
 }
+
+/// Processes freely while its gate is open; blocks in `process` while it is closed.
+struct Gated {
+    topic: TopicName,
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Processor for Gated {
+    fn name(&self) -> &str {
+        "gated"
+    }
+    fn topics(&self) -> Vec<TopicName> {
+        vec![self.topic.clone()]
+    }
+    fn process(&mut self, _ctx: &mut ProcessContext<'_>, _topic: &TopicName, _records: &[Record]) -> meridian_runtime::Result<()> {
+        let (lock, cvar) = &*self.open;
+        let _open = cvar.wait_while(lock.lock().unwrap(), |open| !*open).unwrap();
+        Ok(())
+    }
+    fn clear_state(&mut self, _batch: &mut WriteBatch) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_lag_of_appends_the_processor_has_not_processed() {
+    let f = fixture();
+    append_events(&f.log, &f.topic, 0, 50).await;
+    let open = Arc::new((std::sync::Mutex::new(true), std::sync::Condvar::new()));
+    let rt = runtime(&f);
+    rt.spawn(Box::new(Gated { topic: f.topic.clone(), open: open.clone() })).unwrap();
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    *open.0.lock().unwrap() = false;
+    append_events(&f.log, &f.topic, 50, 60).await;
+    assert_eq!(rt.status()[0].lag, 10, "the 10 new records show as lag while the processor is held");
+    assert!(!rt.wait_caught_up(Duration::from_millis(200)));
+    *open.0.lock().unwrap() = true;
+    open.1.notify_all();
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(rt.status()[0].lag, 0);
+}
