@@ -1,6 +1,6 @@
 //! History benchmark: hot-tier update throughput (embedded vs Redis Lua vs Redis naive),
-//! hot-tier get latency, full processor throughput, and bytes per stored entry in each
-//! tier, over a Zipf-skewed stream (owners Zipf 0.75 like the demo world's users, SKUs
+//! hot-tier get latency, full processor throughput, bytes per stored entry in each tier
+//! (cold tier on redb and on fjall), and small-batch commit throughput (redb vs fjall), over a Zipf-skewed stream (owners Zipf 0.75 like the demo world's users, SKUs
 //! Zipf 1.0 over 50k SKUs).
 //!
 //! `cargo run --release -p meridian-history-redis --example history_bench [-- --small]`
@@ -17,7 +17,7 @@ use meridian_history_redis::RedisHotTier;
 use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
 use meridian_log::{AppendRecord, Log, TopicName};
 use meridian_runtime::{Runtime, RuntimeConfig};
-use meridian_state::{KvStore, RedbStore, WriteBatch};
+use meridian_state::{FjallStore, KvStore, RedbStore, WriteBatch};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use std::collections::HashMap;
@@ -44,6 +44,45 @@ fn file_bytes(path: &std::path::Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).unwrap();
     (m.len(), m.blocks() * 512)
+}
+
+/// A folder's bytes: (sum of file lengths, bytes allocated for them, bytes allocated for
+/// journal files `*.jnl`).
+fn dir_bytes(path: &std::path::Path) -> (u64, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut len, mut allocated, mut journal) = (0, 0, 0);
+    for entry in std::fs::read_dir(path).unwrap() {
+        let entry = entry.unwrap();
+        let m = entry.metadata().unwrap();
+        if m.is_dir() {
+            let (l, a, j) = dir_bytes(&entry.path());
+            (len, allocated, journal) = (len + l, allocated + a, journal + j);
+        } else {
+            len += m.len();
+            allocated += m.blocks() * 512;
+            if entry.path().extension().is_some_and(|e| e == "jnl") {
+                journal += m.blocks() * 512;
+            }
+        }
+    }
+    (len, allocated, journal)
+}
+
+/// Commits `batches` batches of `puts` puts of 70-byte values (keys: random owners'
+/// cold keys), each batch one durable commit; returns batches per second.
+fn commit_rate(store: &dyn KvStore, keys: &[OwnerKey], batches: usize, puts: usize, seed: u64) -> f64 {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let t = Instant::now();
+    for _ in 0..batches {
+        let mut batch = WriteBatch::new();
+        for _ in 0..puts {
+            let owner = keys[rng.gen_range(0..keys.len())];
+            let value: Vec<u8> = (0..70).map(|_| rng.gen()).collect();
+            batch.put(COLD_TABLE, ColdTier::key(owner).to_vec(), value);
+        }
+        store.commit(batch).unwrap();
+    }
+    batches as f64 / t.elapsed().as_secs_f64()
 }
 
 fn owner_key(n: u32) -> OwnerKey {
@@ -140,25 +179,25 @@ fn main() {
     // 2. Cold tier bytes/entry: bulk load of the embedded contents into redb.
     let dir = tempfile::tempdir().unwrap();
     let cold_path = dir.path().join("cold.redb");
+    let mut entries = 0u64;
+    let mut value_bytes = 0u64;
+    let t = Instant::now();
+    let mut rows: Vec<(OwnerKey, Vec<u8>)> = Vec::new();
+    embedded.for_each(now, |o, list| {
+        entries += list.len() as u64;
+        let v = ColdTier::encode(&list);
+        value_bytes += v.len() as u64;
+        rows.push((o, v));
+    });
+    let load_secs = t.elapsed().as_secs_f64();
     {
         let store = RedbStore::open(&cold_path).unwrap();
-        let mut entries = 0u64;
-        let mut value_bytes = 0u64;
-        let t = Instant::now();
-        let mut rows: Vec<(OwnerKey, Vec<u8>)> = Vec::new();
-        embedded.for_each(now, |o, list| {
-            entries += list.len() as u64;
-            let v = ColdTier::encode(&list);
-            value_bytes += v.len() as u64;
-            rows.push((o, v));
-        });
-        let load_secs = t.elapsed().as_secs_f64();
         // One key per owner (the 2-byte spreading prefix leads the 16-byte owner key),
         // written in one commit in hash order, as the processor's rounds spread them.
         let t = Instant::now();
         let mut batch = WriteBatch::new();
-        for (o, v) in rows {
-            batch.put(COLD_TABLE, ColdTier::key(o).to_vec(), v);
+        for (o, v) in &rows {
+            batch.put(COLD_TABLE, ColdTier::key(*o).to_vec(), v.clone());
         }
         store.commit(batch).unwrap();
         let (file, allocated) = file_bytes(&cold_path);
@@ -183,6 +222,63 @@ fn main() {
             allocated as f64 / entries as f64
         );
     }
+    {
+        // The same rows in one fjall commit (fsync'd journal; the memtable is written out
+        // as table files by fjall's background flush, or by flush()).
+        let fjall_path = dir.path().join("cold.fjall");
+        let store = FjallStore::open(&fjall_path).unwrap();
+        let report = |label: &str, secs: f64| {
+            let (len, allocated, journal) = dir_bytes(&fjall_path);
+            println!(
+                "cold tier (fjall, one key per owner) {label} in {secs:.1}s: files {:.1} MB = {:.2} bytes/entry, allocated {:.1} MB = {:.2} bytes/entry (journal {:.1} MB allocated, rest {:.2} bytes/entry)",
+                len as f64 / 1e6,
+                len as f64 / entries as f64,
+                allocated as f64 / 1e6,
+                allocated as f64 / entries as f64,
+                journal as f64 / 1e6,
+                (allocated - journal) as f64 / entries as f64,
+            );
+        };
+        let t = Instant::now();
+        let mut batch = WriteBatch::new();
+        for (o, v) in &rows {
+            batch.put(COLD_TABLE, ColdTier::key(*o).to_vec(), v.clone());
+        }
+        store.commit(batch).unwrap();
+        report("right after the commit", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        store.flush().unwrap();
+        report("after flush() (memtables written out)", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        store.compact().unwrap();
+        report("after compact() (major compaction)", t.elapsed().as_secs_f64());
+        drop(store);
+        let t = Instant::now();
+        let store = FjallStore::open(&fjall_path).unwrap();
+        report("after reopen", t.elapsed().as_secs_f64());
+        let (o, v) = &rows[rows.len() / 2];
+        assert_eq!(store.get(COLD_TABLE, &ColdTier::key(*o)).unwrap().as_ref(), Some(v), "fjall reads back");
+    }
+    drop(rows);
+
+    // Small durable commits, as the processor makes one per round.
+    {
+        let (batches, puts) = (if small { 1_000 } else { 10_000 }, 50);
+        // Two alternating rounds each (the disk is shared and its fsync latency varies).
+        let redb = RedbStore::open(dir.path().join("commits.redb")).unwrap();
+        let fjall = FjallStore::open(dir.path().join("commits.fjall")).unwrap();
+        let mut redb_rates = Vec::new();
+        let mut fjall_rates = Vec::new();
+        for round in 0..2 {
+            redb_rates.push(commit_rate(&redb, &keys, batches, puts, 7 + round));
+            fjall_rates.push(commit_rate(&fjall, &keys, batches, puts, 7 + round));
+        }
+        drop((redb, fjall));
+        let (redb_rate, fjall_rate) = (redb_rates.iter().sum::<f64>() / 2.0, fjall_rates.iter().sum::<f64>() / 2.0);
+        println!("durable commits per round: redb {redb_rates:.0?}, fjall {fjall_rates:.0?} batches/s");
+        println!("durable commits of {puts} puts × 70-byte values, {batches} batches: redb {redb_rate:.0} batches/s, fjall {fjall_rate:.0} batches/s (fjall / redb = {:.2}x)", fjall_rate / redb_rate);
+    }
+
     let (p50_list, p99_list) = {
         // Service list latency over the embedded tier (catalog lookups included).
         let catalog = Arc::new(InMemoryCatalog::new((0..SKUS).map(|i| (FIRST_SKU + i, meridian_history::SkuInfo { spu: (FIRST_SKU + i) / 3, name: format!("sku {i}"), image: format!("/i/{i}.jpg") }))));

@@ -37,6 +37,50 @@ pub struct ServerConfig {
     pub history: Option<HistorySettings>,
     /// Rate limits of the query routes.
     pub rate_limits: RateLimitConfig,
+    /// Where processor state (and apps, keys, history's cold tier) is kept.
+    pub state_backend: StateBackend,
+}
+
+/// The embedded state store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateBackend {
+    /// redb, a B-tree in one file (`state.redb`): the default.
+    #[default]
+    Redb,
+    /// fjall, an LSM tree in a folder (`state-fjall/`): smaller on disk, faster commits.
+    Fjall,
+}
+
+impl StateBackend {
+    /// Parses `redb` or `fjall`.
+    pub fn parse(text: &str) -> Option<StateBackend> {
+        match text {
+            "redb" => Some(StateBackend::Redb),
+            "fjall" => Some(StateBackend::Fjall),
+            _ => None,
+        }
+    }
+
+    /// Where this backend keeps its data inside a data directory.
+    pub fn path(self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        match self {
+            StateBackend::Redb => data_dir.join("state.redb"),
+            StateBackend::Fjall => data_dir.join("state-fjall"),
+        }
+    }
+
+    /// The backend whose data is in `data_dir`, if any.
+    pub fn detect(data_dir: &std::path::Path) -> Option<StateBackend> {
+        [StateBackend::Redb, StateBackend::Fjall].into_iter().find(|b| b.path(data_dir).exists())
+    }
+
+    /// Opens the store in `data_dir`.
+    pub fn open(self, data_dir: &std::path::Path) -> meridian_state::Result<Arc<dyn meridian_state::KvStore>> {
+        Ok(match self {
+            StateBackend::Redb => Arc::new(meridian_state::RedbStore::open(self.path(data_dir))?),
+            StateBackend::Fjall => Arc::new(meridian_state::FjallStore::open(self.path(data_dir))?),
+        })
+    }
 }
 
 /// Where the history hot tier lives.
@@ -89,6 +133,7 @@ impl ServerConfig {
             retention_interval: Duration::from_secs(60),
             history: Some(HistorySettings::default()),
             rate_limits: RateLimitConfig::default(),
+            state_backend: StateBackend::default(),
         }
     }
 }

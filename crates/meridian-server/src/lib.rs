@@ -12,7 +12,7 @@ pub mod ratelimit;
 mod server;
 mod stream;
 
-pub use config::{HistorySettings, HotBackend, ServerConfig};
+pub use config::{HistorySettings, HotBackend, ServerConfig, StateBackend};
 pub use history::PassThroughCatalog;
 pub use error::ApiError;
 pub use server::{serve, Server};

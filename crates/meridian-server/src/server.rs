@@ -1,7 +1,7 @@
 //! Wiring: opens the log, state, keys, collector and processors; builds the router;
 //! serves with graceful shutdown; runs the background tasks (pipeline reload, retention).
 
-use crate::config::{HotBackend, ServerConfig};
+use crate::config::{HotBackend, ServerConfig, StateBackend};
 use crate::history::{HistoryState, PassThroughCatalog};
 use crate::ratelimit::RateLimits;
 use crate::{console, history, ingest, manage, observe, stream};
@@ -14,7 +14,7 @@ use meridian_log::{Log, TopicName};
 use meridian_pipeline::Pipeline;
 use meridian_runtime::builtin::counters::CountersProcessor;
 use meridian_runtime::{Runtime, RuntimeConfig};
-use meridian_state::{KvStore, RedbStore, StateError};
+use meridian_state::{KvStore, StateError};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -93,8 +93,15 @@ impl Server {
     pub fn open(config: ServerConfig) -> anyhow::Result<Server> {
         observe::prometheus();
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-        let store: Arc<dyn KvStore> = match RedbStore::open(config.data_dir.join("state.redb")) {
-            Ok(store) => Arc::new(store),
+        if let Some(existing) = StateBackend::detect(&config.data_dir).filter(|b| *b != config.state_backend) {
+            anyhow::bail!(
+                "data directory {} holds {existing:?} state, not {:?}; start with the backend it was created with",
+                config.data_dir.display(),
+                config.state_backend
+            );
+        }
+        let store: Arc<dyn KvStore> = match config.state_backend.open(&config.data_dir) {
+            Ok(store) => store,
             Err(StateError::Locked { .. }) => anyhow::bail!(
                 "data directory {} is in use by another meridian process; stop it or choose another --data-dir",
                 config.data_dir.display()

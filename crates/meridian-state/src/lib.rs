@@ -4,9 +4,11 @@ use std::fmt;
 use std::ops::Bound;
 
 pub mod conformance;
+mod fjall_store;
 mod memory;
 mod redb_store;
 
+pub use fjall_store::FjallStore;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 

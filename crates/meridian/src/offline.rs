@@ -4,7 +4,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use meridian_collector::{KeyRegistry, Scope};
 use meridian_event::AppId;
-use meridian_state::{KvStore, RedbStore};
+use meridian_server::StateBackend;
+use meridian_state::KvStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,8 +51,10 @@ enum KeysCommand {
     },
 }
 
+/// Opens the data directory's state with the backend it was created with (redb for a new one).
 fn open_registry(data_dir: &Path) -> anyhow::Result<KeyRegistry> {
-    let store: Arc<dyn KvStore> = Arc::new(RedbStore::open(data_dir.join("state.redb")).with_context(|| format!("cannot open the state in {}", data_dir.display()))?);
+    let backend = StateBackend::detect(data_dir).unwrap_or_default();
+    let store: Arc<dyn KvStore> = backend.open(data_dir).with_context(|| format!("cannot open the state in {}", data_dir.display()))?;
     Ok(KeyRegistry::open(store, None)?)
 }
 

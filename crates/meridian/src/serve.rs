@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Args;
 use meridian_collector::Scope;
 use meridian_event::AppId;
-use meridian_server::{HotBackend, Server, ServerConfig};
+use meridian_server::{HotBackend, Server, ServerConfig, StateBackend};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +62,9 @@ pub(crate) struct ServeArgs {
     /// Log retention by size per partition, bytes. Default: keep everything.
     #[arg(long)]
     retention_bytes: Option<u64>,
+    /// State store: redb (default) or fjall.
+    #[arg(long, env = "MERIDIAN_STATE_BACKEND")]
+    state_backend: Option<String>,
     /// Turn browsing history off.
     #[arg(long)]
     no_history: bool,
@@ -114,6 +117,7 @@ struct FileConfig {
     retention_bytes: Option<u64>,
     max_future_secs: Option<i64>,
     max_past_days: Option<i64>,
+    state_backend: Option<String>,
     no_history: Option<bool>,
     history_hot: Option<String>,
     redis_url: Option<String>,
@@ -186,6 +190,9 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, String, bool)
     }
     if let Some(d) = file.max_past_days {
         config.collector.policy.max_past_ms = d * 86_400_000;
+    }
+    if let Some(name) = args.state_backend.clone().or(file.state_backend) {
+        config.state_backend = StateBackend::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown state backend {name:?}; use redb or fjall"))?;
     }
     if args.no_history || file.no_history == Some(true) {
         config.history = None;

@@ -120,3 +120,25 @@ async fn history_rebuild_command_follows_the_server_job_to_its_report() {
 fn chrono_like_now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_keeps_the_state_backend_it_was_created_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data, free_port(), &["--state-backend", "fjall"]).await;
+    assert!(server.terminate());
+    let output = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("MERIDIAN_MASTER_KEY", crate::process::MASTER)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("holds Fjall state"), "{stderr}");
+    // Offline commands find the backend by themselves.
+    let apps = Command::new(binary()).args(["apps", "create", "later", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(apps.status.success(), "{}", String::from_utf8_lossy(&apps.stderr));
+    let bad = Command::new(binary()).args(["serve", "--dev", "--state-backend", "sqlite", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use redb or fjall"));
+}
