@@ -52,6 +52,9 @@ struct HistoryBenchArgs {
     /// Items per list page.
     #[arg(long, default_value_t = 20)]
     page: usize,
+    /// HTTP worker threads of the server under test (default: one per core).
+    #[arg(long)]
+    server_threads: Option<usize>,
     /// Directory for the temporary data (default: the system temp dir).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -457,7 +460,8 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         std::fs::write(catalog_dir.join("skus.jsonl"), skus)?;
         // The shared Redis: a prefix of our own, deleted at the end.
         let redis_prefix = format!("meridian:bench:{}:", std::process::id());
-        let extra = [
+        let threads = args.server_threads.map(|n| n.to_string());
+        let mut extra = vec![
             "--redis-prefix",
             &redis_prefix,
             "--catalog",
@@ -471,6 +475,9 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             "--rate-limit-user",
             "1000000",
         ];
+        if let Some(n) = &threads {
+            extra.extend(["--worker-threads", n.as_str()]);
+        }
         let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
         let key = bench_key(&base, &["write", "read"]).await?;
         // Feed the events; remember who viewed what, to query users that have history.

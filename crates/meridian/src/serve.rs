@@ -62,6 +62,9 @@ pub(crate) struct ServeArgs {
     /// Log retention by size per partition, bytes. Default: keep everything.
     #[arg(long)]
     retention_bytes: Option<u64>,
+    /// Threads serving HTTP (default: one per core).
+    #[arg(long, env = "MERIDIAN_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     /// State store: redb (default) or fjall.
     #[arg(long, env = "MERIDIAN_STATE_BACKEND")]
     state_backend: Option<String>,
@@ -261,7 +264,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("meridian").build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.worker_threads {
+        anyhow::ensure!(n >= 1, "worker threads must be at least 1");
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().thread_name("meridian").build()?;
     runtime.block_on(async move {
         let listen = config.listen;
         let master_key = config.master_key.clone().unwrap_or_default();
