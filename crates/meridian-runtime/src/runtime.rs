@@ -69,6 +69,7 @@ pub struct ProcessorStatus {
 
 enum Command {
     Rebuild(std::sync::mpsc::Sender<Result<()>>),
+    Seek(TopicName, Vec<(u32, u64)>, std::sync::mpsc::Sender<Result<()>>),
 }
 
 struct Worker {
@@ -183,6 +184,24 @@ impl Runtime {
         rx.recv().map_err(|_| RuntimeError::Processor { processor: name.to_owned(), message: "processor has stopped".into() })?
     }
 
+    /// Moves the processor's committed positions on `topic` to the given
+    /// `(partition, next offset)` pairs *without* clearing its state: replay (or skip) from
+    /// any position. Only idempotent processors (history) give the same result after
+    /// replaying; for counting ones use [`Runtime::rebuild`]. Returns once committed.
+    pub fn seek(&self, name: &str, topic: &TopicName, positions: Vec<(u32, u64)>) -> Result<()> {
+        let partitions = self.log.partition_count(topic)?;
+        if let Some((p, _)) = positions.iter().find(|(p, _)| *p >= partitions) {
+            return Err(RuntimeError::Processor { processor: name.to_owned(), message: format!("topic {topic} has {partitions} partitions, there is no partition {p}") });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let workers = self.workers.lock();
+            let worker = workers.iter().find(|w| w.name == name).ok_or_else(|| RuntimeError::UnknownProcessor(name.to_owned()))?;
+            worker.commands.send(Command::Seek(topic.clone(), positions, tx)).map_err(|_| RuntimeError::Processor { processor: name.to_owned(), message: "processor has stopped".into() })?;
+        }
+        rx.recv().map_err(|_| RuntimeError::Processor { processor: name.to_owned(), message: "processor has stopped".into() })?
+    }
+
     /// Total lag over all processors, computed against the log's current end offsets.
     pub fn total_lag(&self) -> u64 {
         self.status().iter().map(|s| s.lag).sum()
@@ -254,6 +273,9 @@ impl WorkerLoop {
                 match command {
                     Command::Rebuild(reply) => {
                         let _ = reply.send(self.rebuild());
+                    }
+                    Command::Seek(topic, positions, reply) => {
+                        let _ = reply.send(self.seek(&topic, &positions));
                     }
                 }
             }
@@ -384,6 +406,26 @@ impl WorkerLoop {
             batch.delete(TIMERS_TABLE, key.clone());
         }
         Ok(due.len())
+    }
+
+    fn seek(&mut self, topic: &TopicName, positions: &[(u32, u64)]) -> Result<()> {
+        if !self.processor.topics().contains(topic) {
+            return Err(RuntimeError::Processor { processor: self.name.clone(), message: format!("it does not consume topic {topic}") });
+        }
+        let mut batch = WriteBatch::new();
+        for (partition, offset) in positions {
+            batch.put(POSITIONS_TABLE, position_key(&self.name, topic, *partition), offset.to_be_bytes().to_vec());
+        }
+        self.store.commit(batch)?;
+        for (partition, offset) in positions {
+            self.positions.insert((topic.clone(), *partition), *offset);
+        }
+        if let Some(status) = self.statuses.write().get_mut(&self.name) {
+            // Positions are known again after the next round; waiters must not see the old ones.
+            status.partitions.clear();
+        }
+        tracing::info!(processor = %self.name, topic = %topic, ?positions, "positions moved");
+        Ok(())
     }
 
     fn rebuild(&mut self) -> Result<()> {

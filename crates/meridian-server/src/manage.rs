@@ -121,6 +121,36 @@ pub(crate) async fn rebuild_processor(State(state): State<Arc<AppState>>, Path(n
     Ok(Json(json!({"processor": name, "status": "rebuilding"})))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeekRequest {
+    topic: String,
+    /// Partition (as a string key, JSON objects have string keys) → next offset to process.
+    offsets: std::collections::BTreeMap<String, u64>,
+}
+
+/// `POST /v1/admin/processors/{name}/seek` (master): `{"topic": "events", "offsets": {"0": 120}}`
+/// moves the processor's positions without clearing its state (replay from a position).
+pub(crate) async fn seek_processor(State(state): State<Arc<AppState>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    require_master(&state, &headers)?;
+    let request: SeekRequest = parse_json(&body)?;
+    let topic = meridian_log::TopicName::new(request.topic).map_err(|e| ApiError::bad_request("invalid_topic", e.to_string()))?;
+    let positions = request
+        .offsets
+        .iter()
+        .map(|(p, o)| p.parse::<u32>().map(|p| (p, *o)).map_err(|_| ApiError::bad_request("invalid_partition", format!("partition {p:?} is not a number"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime = state.runtime.clone();
+    let (name_for_task, topic_for_task) = (name.clone(), topic.clone());
+    tokio::task::spawn_blocking(move || runtime.seek(&name_for_task, &topic_for_task, positions)).await.map_err(ApiError::internal)?.map_err(|e| match e {
+        meridian_runtime::RuntimeError::UnknownProcessor(_) => ApiError::not_found("unknown_processor", e.to_string()),
+        meridian_runtime::RuntimeError::Log(meridian_log::LogError::UnknownTopic(_)) => ApiError::not_found("unknown_topic", e.to_string()),
+        meridian_runtime::RuntimeError::Processor { .. } => ApiError::bad_request("invalid_seek", e.to_string()),
+        other => ApiError::internal(other),
+    })?;
+    Ok(Json(json!({"processor": name, "topic": topic, "status": "moved"})))
+}
+
 /// `GET /v1/admin/pipeline` (master).
 pub(crate) async fn pipeline_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     require_master(&state, &headers)?;

@@ -203,6 +203,7 @@ impl Server {
             .route("/v1/whoami", get(manage::whoami))
             .route("/v1/admin/processors", get(manage::processors))
             .route("/v1/admin/processors/{name}/rebuild", post(manage::rebuild_processor))
+            .route("/v1/admin/processors/{name}/seek", post(manage::seek_processor))
             .route("/v1/admin/pipeline", get(manage::pipeline_status))
             .route("/v1/admin/pipeline/reload", post(manage::reload_pipeline))
             .route("/v1/admin/topics", get(manage::topics))

@@ -230,3 +230,25 @@ async fn status_reports_lag_of_appends_the_processor_has_not_processed() {
     assert!(rt.wait_caught_up(Duration::from_secs(10)));
     assert_eq!(rt.status()[0].lag, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_replays_from_a_position_without_clearing_state() {
+    let f = fixture();
+    append_events(&f.log, &f.topic, 0, 90).await;
+    let rt = runtime(&f);
+    rt.spawn(Box::new(CountersProcessor::new(f.topic.clone()))).unwrap();
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    let shop = AppId::new("shop").unwrap();
+    assert_eq!(app_counters(&*f.store, &shop).unwrap().total, 90);
+    let before: Vec<u64> = rt.status()[0].partitions.iter().map(|p| p.position).collect();
+    // Replay the last 5 records of partition 0 and 2 of partition 1: a counter counts them again.
+    rt.seek("counters", &f.topic, vec![(0, before[0] - 5), (1, before[1] - 2)]).unwrap();
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(app_counters(&*f.store, &shop).unwrap().total, 97, "state was kept and the 7 records were processed again");
+    let err = rt.seek("counters", &f.topic, vec![(9, 0)]).unwrap_err();
+    assert!(err.to_string().contains("no partition 9"), "{err}");
+    let other = TopicName::new("other").unwrap();
+    f.log.ensure_topic(&other, 1).unwrap();
+    assert!(rt.seek("counters", &other, vec![(0, 0)]).unwrap_err().to_string().contains("does not consume"));
+    assert!(matches!(rt.seek("nope", &f.topic, vec![]), Err(RuntimeError::UnknownProcessor(_))));
+}

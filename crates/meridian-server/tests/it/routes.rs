@@ -181,3 +181,35 @@ async fn health_metrics_console_and_openapi() {
     let metrics = t.router.clone().oneshot(Request::builder().uri("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn seek_moves_a_processor_back_and_validates_its_input() {
+    let t = TestServer::start();
+    let key = t.app_with_key("shop", &["write", "read"]).await;
+    let events: Vec<_> = (0..20).map(|i| json!({"id": format!("k{i}"), "user": "same-user", "action": "view"})).collect();
+    t.post("/v1/events", &key, json!(events).to_string()).await;
+    assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+    let partition = t.get("/v1/admin/processors", MASTER).await.json["processors"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["position"] == 20)
+        .map(|p| p["partition"].as_u64().unwrap())
+        .expect("one user's events are in one partition");
+    let body = json!({"topic": "events", "offsets": {partition.to_string(): 15}}).to_string();
+    let reply = t.post("/v1/admin/processors/counters/seek", MASTER, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json);
+    assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(t.get("/v1/apps/shop/counters", &key).await.json["total"], 25, "the last 5 were counted again");
+    for (body, status, code) in [
+        (json!({"topic": "events", "offsets": {"x": 1}}), StatusCode::BAD_REQUEST, "invalid_partition"),
+        (json!({"topic": "events", "offsets": {"99": 1}}), StatusCode::BAD_REQUEST, "invalid_seek"),
+        (json!({"topic": "nope", "offsets": {"0": 1}}), StatusCode::NOT_FOUND, "unknown_topic"),
+        (json!({"topic": "events"}), StatusCode::BAD_REQUEST, "invalid_json"),
+    ] {
+        let reply = t.post("/v1/admin/processors/counters/seek", MASTER, body.to_string()).await;
+        assert_eq!((reply.status, reply.code()), (status, code), "{body}");
+    }
+    let reply = t.post("/v1/admin/processors/counters/seek", &key, json!({"topic": "events", "offsets": {}}).to_string()).await;
+    assert_eq!((reply.status, reply.code()), (StatusCode::FORBIDDEN, "forbidden"));
+}
