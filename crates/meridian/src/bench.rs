@@ -46,6 +46,10 @@ struct HistoryBenchArgs {
     /// Seconds of each measured phase.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
+    /// Seconds each phase runs unmeasured first (0 = measure from the first request, which
+    /// includes first-touch costs: rate-limit buckets and cache entries being created).
+    #[arg(long, default_value_t = 5)]
+    warmup_secs: u64,
     /// Hot tier of the server: embedded or redis.
     #[arg(long, default_value = "embedded")]
     hot: String,
@@ -533,14 +537,26 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             let viewers = viewers.clone();
             move |k: u64| viewers[(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % viewers.len()].clone()
         };
+        let warmup = Duration::from_secs(args.warmup_secs);
         eprintln!("baseline: GET /healthz at {} req/s…", args.rate);
+        if !warmup.is_zero() {
+            open_loop(args.rate, warmup, 512, make(Arc::new(|_| "/healthz".to_owned()))).await?;
+        }
         let (health, health_lag) = open_loop(args.rate, duration, 512, make(Arc::new(|_| "/healthz".to_owned()))).await?;
         eprintln!("list: GET …/history?limit={page} at {} req/s…", args.rate);
         let list_user = user_of.clone();
-        let (list, list_lag) = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k))))).await?;
+        let list_path: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)));
+        if !warmup.is_zero() {
+            open_loop(args.rate, warmup, 512, make(list_path.clone())).await?;
+        }
+        let (list, list_lag) = open_loop(args.rate, duration, 512, make(list_path)).await?;
         eprintln!("count: GET …/history/count at {} req/s…", args.rate);
         let count_user = user_of.clone();
-        let (count, count_lag) = open_loop(args.rate, duration, 512, make(Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k))))).await?;
+        let count_path: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)));
+        if !warmup.is_zero() {
+            open_loop(args.rate, warmup, 512, make(count_path.clone())).await?;
+        }
+        let (count, count_lag) = open_loop(args.rate, duration, 512, make(count_path)).await?;
         let server_side = server_quantiles(&base).await.unwrap_or_default();
         let rss = peak_rss_kib(server.0.id());
         drop(server);
@@ -553,7 +569,16 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             .await?;
             eprintln!("removed {} redis keys under {redis_prefix}", removed.unwrap_or(0));
         }
-        println!("## meridian bench history ({} hot tier, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s per phase)", args.hot, args.users, viewers.len(), report.accepted, args.rate, args.duration_secs);
+        println!(
+            "## meridian bench history ({} hot tier, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s measured per phase after {} s warm-up)",
+            args.hot,
+            args.users,
+            viewers.len(),
+            report.accepted,
+            args.rate,
+            args.duration_secs,
+            args.warmup_secs
+        );
         print_phase_table(&[("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)]);
         for (route, q50, q99, q999) in &server_side {
             println!("server-side handler time {route}: p50 {q50:.3} ms, p99 {q99:.3} ms, p999 {q999:.3} ms");
