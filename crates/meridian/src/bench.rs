@@ -538,25 +538,24 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             move |k: u64| viewers[(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % viewers.len()].clone()
         };
         let warmup = Duration::from_secs(args.warmup_secs);
-        eprintln!("baseline: GET /healthz at {} req/s…", args.rate);
-        if !warmup.is_zero() {
-            open_loop(args.rate, warmup, 512, make(Arc::new(|_| "/healthz".to_owned()))).await?;
-        }
-        let (health, health_lag) = open_loop(args.rate, duration, 512, make(Arc::new(|_| "/healthz".to_owned()))).await?;
-        eprintln!("list: GET …/history?limit={page} at {} req/s…", args.rate);
+        let rate = args.rate;
+        // One phase: an unmeasured warm-up of the same requests, then the measured run.
+        let phase = |name: String, path: Arc<dyn Fn(u64) -> String + Send + Sync>| {
+            let request = make(path);
+            async move {
+                eprintln!("{name} at {rate} req/s…");
+                if !warmup.is_zero() {
+                    open_loop(rate, warmup, 512, request.clone()).await?;
+                }
+                open_loop(rate, duration, 512, request).await
+            }
+        };
+        let (health, health_lag) = phase("baseline: GET /healthz".into(), Arc::new(|_| "/healthz".to_owned())).await?;
         let list_user = user_of.clone();
-        let list_path: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)));
-        if !warmup.is_zero() {
-            open_loop(args.rate, warmup, 512, make(list_path.clone())).await?;
-        }
-        let (list, list_lag) = open_loop(args.rate, duration, 512, make(list_path)).await?;
-        eprintln!("count: GET …/history/count at {} req/s…", args.rate);
+        let (list, list_lag) =
+            phase(format!("list: GET …/history?limit={page}"), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)))).await?;
         let count_user = user_of.clone();
-        let count_path: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)));
-        if !warmup.is_zero() {
-            open_loop(args.rate, warmup, 512, make(count_path.clone())).await?;
-        }
-        let (count, count_lag) = open_loop(args.rate, duration, 512, make(count_path)).await?;
+        let (count, count_lag) = phase("count: GET …/history/count".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)))).await?;
         let server_side = server_quantiles(&base).await.unwrap_or_default();
         let rss = peak_rss_kib(server.0.id());
         drop(server);
