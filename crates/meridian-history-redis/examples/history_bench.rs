@@ -109,7 +109,7 @@ fn main() {
     let events = arg("--events").unwrap_or(if small { 2_000_000 } else { 20_000_000 }) as usize;
     let redis_events = if small { 50_000 } else { 200_000 };
     let naive_events = if small { 10_000 } else { 30_000 };
-    let processor_events = if small { 50_000 } else { 200_000 };
+    let processor_events = arg("--processor-events").unwrap_or(if small { 50_000 } else { 200_000 }) as usize;
     let url = std::env::var("MERIDIAN_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let now = normalize_ms(SystemClock.now_ms());
     println!("history bench: {owners} owners (Zipf 0.75), {events} views of {SKUS} SKUs (Zipf 1.0), N = 200");
@@ -377,19 +377,32 @@ fn main() {
             .collect();
         rt.block_on(log.append(&topic, records)).unwrap();
     }
-    let state = Arc::new(RedbStore::open(dir.path().join("state.redb")).unwrap());
-    let store: Arc<dyn KvStore> = state.clone();
+    processor_run("redb", &log, &topic, processor_events, dir.path(), config, now);
+    processor_run("fjall", &log, &topic, processor_events, dir.path(), config, now);
+    println!("total {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Runs the history processor over the whole log into a fresh state store of `backend`
+/// and reports its throughput and the store's size per cold entry as the live rounds left
+/// it (copy-on-write pages or journals and old versions), after a flush and after compaction.
+fn processor_run(backend: &str, log: &Arc<EmbeddedLog>, topic: &TopicName, events: usize, dir: &std::path::Path, config: HotConfig, now: i64) {
+    let path = dir.join(format!("state-{backend}"));
+    let is_redb = backend == "redb";
+    let fjall = (!is_redb).then(|| Arc::new(FjallStore::open(&path).unwrap()));
+    let store: Arc<dyn KvStore> = match &fjall {
+        Some(f) => f.clone(),
+        None => Arc::new(RedbStore::open(&path).unwrap()),
+    };
     let hot = Arc::new(EmbeddedHotTier::new(config, 1 << 30));
     let service = HistoryService::new(HistoryConfig::default(), hot, store.clone(), Arc::new(InMemoryCatalog::default()), Arc::new(SystemClock));
-    let runtime = Runtime::new(log.clone(), store.clone(), RuntimeConfig::default());
+    let log_dyn: Arc<dyn meridian_log::Log> = log.clone();
+    let runtime = Runtime::new(log_dyn, store.clone(), RuntimeConfig::default());
     let t = Instant::now();
-    runtime.spawn(Box::new(service.processor(topic))).unwrap();
-    assert!(runtime.wait_caught_up(Duration::from_secs(120)), "processor caught up");
+    runtime.spawn(Box::new(service.processor(topic.clone()))).unwrap();
+    assert!(runtime.wait_caught_up(Duration::from_secs(1800)), "processor caught up");
     let secs = t.elapsed().as_secs_f64();
     runtime.shutdown();
-    println!("history processor (embedded log → process → redb commit, 4 partitions): {processor_events} events in {secs:.2}s = {:.0} events/s", processor_events as f64 / secs);
-    // The processor's file: written by live rounds (copy-on-write), before and after
-    // compaction (it also holds the positions; negligible).
+    println!("history processor on {backend} (embedded log → process → commit, 4 partitions): {events} events in {secs:.2}s = {:.0} events/s", events as f64 / secs);
     let cold = ColdTier::new(store.clone(), HistoryConfig::default().cold_ttl_ms);
     let (mut owners_n, mut entries_n) = (0u64, 0u64);
     let mut after: Option<Vec<u8>> = None;
@@ -403,18 +416,26 @@ fn main() {
             entries_n += cold.decode(v, now).map_or(0, |e| e.len() as u64);
         }
     }
-    let state_path = dir.path().join("state.redb");
-    let (live, live_alloc) = file_bytes(&state_path);
-    state.compact().unwrap();
-    let (compacted, compacted_alloc) = file_bytes(&state_path);
-    println!(
-        "processor's redb file: {owners_n} owners, {entries_n} entries: {:.1} MB = {:.2} bytes/entry (allocated {:.2}); after compact() {:.1} MB = {:.2} bytes/entry (allocated {:.2})",
-        live as f64 / 1e6,
-        live as f64 / entries_n as f64,
-        live_alloc as f64 / entries_n as f64,
-        compacted as f64 / 1e6,
-        compacted as f64 / entries_n as f64,
-        compacted_alloc as f64 / entries_n as f64
-    );
-    println!("total {:.1}s", started.elapsed().as_secs_f64());
+    let size = |stage: &str| {
+        let (len, allocated) = if is_redb {
+            file_bytes(&path)
+        } else {
+            let (l, a, _) = dir_bytes(&path);
+            (l, a)
+        };
+        println!(
+            "  {backend} state {stage}: {owners_n} owners, {entries_n} entries: files {:.1} MB = {:.2} bytes/entry, allocated {:.1} MB = {:.2} bytes/entry",
+            len as f64 / 1e6,
+            len as f64 / entries_n as f64,
+            allocated as f64 / 1e6,
+            allocated as f64 / entries_n as f64
+        );
+    };
+    size("after live rounds");
+    if let Some(f) = &fjall {
+        f.flush().unwrap();
+        size("after flush");
+    }
+    store.compact().unwrap();
+    size("after compact()");
 }
