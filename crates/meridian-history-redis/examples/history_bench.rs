@@ -396,13 +396,14 @@ fn processor_run(backend: &str, log: &Arc<EmbeddedLog>, topic: &TopicName, event
     let hot = Arc::new(EmbeddedHotTier::new(config, 1 << 30));
     let service = HistoryService::new(HistoryConfig::default(), hot, store.clone(), Arc::new(InMemoryCatalog::default()), Arc::new(SystemClock));
     let log_dyn: Arc<dyn meridian_log::Log> = log.clone();
-    let runtime = Runtime::new(log_dyn, store.clone(), RuntimeConfig::default());
+    let round = arg("--round-records").map_or(RuntimeConfig::default().max_batch_records, |n| n as usize);
+    let runtime = Runtime::new(log_dyn, store.clone(), RuntimeConfig { max_batch_records: round, ..RuntimeConfig::default() });
     let t = Instant::now();
     runtime.spawn(Box::new(service.processor(topic.clone()))).unwrap();
     assert!(runtime.wait_caught_up(Duration::from_secs(1800)), "processor caught up");
     let secs = t.elapsed().as_secs_f64();
     runtime.shutdown();
-    println!("history processor on {backend} (embedded log → process → commit, 4 partitions): {events} events in {secs:.2}s = {:.0} events/s", events as f64 / secs);
+    println!("history processor on {backend} (embedded log → process → commit, 4 partitions, rounds of {round} records per partition): {events} events in {secs:.2}s = {:.0} events/s", events as f64 / secs);
     let cold = ColdTier::new(store.clone(), HistoryConfig::default().cold_ttl_ms);
     let (mut owners_n, mut entries_n) = (0u64, 0u64);
     let mut after: Option<Vec<u8>> = None;
