@@ -324,7 +324,15 @@ async fn bench_key(base: &str, scopes: &[&str]) -> anyhow::Result<String> {
     Ok(key["key"].as_str().unwrap_or_default().to_owned())
 }
 
-async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Path) -> anyhow::Result<(Phase, Option<u64>)> {
+/// Seconds the processors took, after the load stopped, to process everything the log
+/// holds, and the number of records they consumed per processor.
+#[derive(Debug)]
+struct Drain {
+    secs: f64,
+    records: u64,
+}
+
+async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Path) -> anyhow::Result<(Phase, Option<u64>, Drain)> {
     let (server, base) = start_server(&dir.join("server"), &[]).await?;
     let auth = format!("Bearer {}", bench_key(&base, &["write"]).await?);
     let tails: Arc<Vec<String>> = Arc::new(templates.iter().map(json_tail).collect());
@@ -360,9 +368,16 @@ async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Pat
         }
     })
     .await?;
+    let load_ended = Instant::now();
+    while !processors_caught_up(&base).await? {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: serde_json::Value = reqwest::Client::new().get(format!("{base}/v1/admin/processors")).bearer_auth(BENCH_MASTER_KEY).send().await?.json().await?;
+    let records = status["processors"][0]["partitions"].as_array().map_or(0, |ps| ps.iter().filter_map(|p| p["position"].as_u64()).sum());
+    let drain = Drain { secs: load_ended.elapsed().as_secs_f64(), records };
     let rss = peak_rss_kib(server.0.id());
     drop(server);
-    Ok((phase, rss))
+    Ok((phase, rss, drain))
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -383,7 +398,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("baseline: raw appends to the embedded log ({}-record batches, {} in flight)…", args.batch, args.concurrency);
         let base = baseline(&templates, &args, tmp.path()).await?;
         eprintln!("http: POST /v1/events on loopback ({} events/request, {} in flight)…", args.batch, args.concurrency);
-        let (http, rss_kib) = http_phase(&templates, &args, tmp.path()).await?;
+        let (http, rss_kib, drain) = http_phase(&templates, &args, tmp.path()).await?;
         let ratio = http.events_per_sec() / base.events_per_sec();
         println!("## meridian bench ingest ({} s measured, {} s warm-up, {} events/request, {} in flight)", args.duration_secs, args.warmup_secs, args.batch, args.concurrency);
         println!("average event: {avg_json} bytes JSON, {avg_bin} bytes encoded in the log");
@@ -393,6 +408,13 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} |", p.events_per_sec(), p.quantile_ms(0.5), p.quantile_ms(0.99), p.quantile_ms(0.999), p.errors);
         }
         println!("ratio HTTP / baseline: {ratio:.3}");
+        let load_secs = (args.warmup_secs + args.duration_secs) as f64;
+        println!(
+            "whole pipeline (counters and history processors): {} records processed {:.1} s after the load stopped = {:.0} events/s through every processor",
+            drain.records,
+            drain.secs,
+            drain.records as f64 / (load_secs + drain.secs)
+        );
         match rss_kib {
             Some(kib) => println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0),
             None => println!("server peak RSS: unavailable"),
@@ -404,7 +426,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "baseline_events_per_sec": base.events_per_sec().round(), "http_events_per_sec": http.events_per_sec().round(),
                 "http_p50_ms": http.quantile_ms(0.5), "http_p99_ms": http.quantile_ms(0.99), "http_p999_ms": http.quantile_ms(0.999),
                 "baseline_p50_ms": base.quantile_ms(0.5), "baseline_p99_ms": base.quantile_ms(0.99),
-                "ratio": ratio, "server_peak_rss_mib": rss_kib.map(|k| k as f64 / 1024.0), "http_errors": http.errors
+                "ratio": ratio, "server_peak_rss_mib": rss_kib.map(|k| k as f64 / 1024.0), "http_errors": http.errors,
+                "pipeline_drain_secs": drain.secs, "pipeline_events_per_sec": drain.records as f64 / (load_secs + drain.secs)
             })
         );
         Ok(())
