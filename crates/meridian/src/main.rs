@@ -8,8 +8,9 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-// The ingest path allocates many small JSON maps; mimalloc measured faster than the
-// system allocator there (docs/benchmarks.md).
+// The ingest path allocates many small JSON maps; see docs/benchmarks.md for mimalloc
+// against the system allocator (`--no-default-features`).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
