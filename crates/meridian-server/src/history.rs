@@ -71,11 +71,16 @@ fn history_error(e: meridian_history::Error) -> ApiError {
     }
 }
 
+/// The history state, or `history_disabled` when the server runs without history.
+fn enabled(state: &AppState) -> Result<Arc<HistoryState>, ApiError> {
+    state.history.clone().ok_or_else(|| ApiError::not_found("history_disabled", "browsing history is not enabled on this server"))
+}
+
 /// Authenticates, checks the scope, applies the rate limits and builds the owner.
 fn admit(state: &AppState, headers: &HeaderMap, scope: Scope, app: &str, user: &str, kind: Option<&str>) -> Result<(Arc<HistoryState>, Owner), ApiError> {
     let app = app_id(app)?;
     let key = require(state, headers, scope, &app)?;
-    let history = state.history.clone().ok_or_else(|| ApiError::not_found("history_disabled", "browsing history is not enabled on this server"))?;
+    let history = enabled(state)?;
     let owner = match kind.unwrap_or("user") {
         "user" => Owner::user(app.as_str(), user),
         "device" => Owner::device(app.as_str(), user),
@@ -161,7 +166,7 @@ pub(crate) async fn clear(State(state): State<Arc<AppState>>, Path((app, user)):
 /// background; reads and the processor continue. 409 if one is running.
 pub(crate) async fn start_rebuild(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_master(&state, &headers)?;
-    let history = state.history.clone().ok_or_else(|| ApiError::not_found("history_disabled", "browsing history is not enabled on this server"))?;
+    let history = enabled(&state)?;
     {
         let mut status = history.rebuild.lock();
         if status.running {
@@ -195,7 +200,7 @@ pub(crate) async fn start_rebuild(State(state): State<Arc<AppState>>, headers: H
 /// `GET /v1/admin/history/rebuild` (master): progress of the latest rebuild.
 pub(crate) async fn rebuild_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     require_master(&state, &headers)?;
-    let history = state.history.clone().ok_or_else(|| ApiError::not_found("history_disabled", "browsing history is not enabled on this server"))?;
+    let history = enabled(&state)?;
     let status = history.rebuild.lock().clone();
     Ok(Json(json!(status)))
 }

@@ -64,16 +64,7 @@ impl FjallStore {
     /// Bytes on disk: the sum of the lengths of every file in the database folder
     /// (journals, tables, manifests, lock file).
     pub fn file_size(&self) -> Result<u64> {
-        fn walk(dir: &Path) -> std::io::Result<u64> {
-            let mut total = 0;
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
-                let meta = entry.metadata()?;
-                total += if meta.is_dir() { walk(&entry.path())? } else { meta.len() };
-            }
-            Ok(total)
-        }
-        walk(&self.path).map_err(backend)
+        sum_files(&self.path, &|meta| meta.len()).map_err(backend)
     }
 
     /// Writes every table's memtables (the active one and those already sealed, waiting
@@ -96,17 +87,8 @@ impl FjallStore {
     /// Bytes the file system allocated for the folder's files (fjall pre-sizes its
     /// journal to 64 MiB with `set_len`, so lengths run ahead of allocated blocks).
     pub fn allocated_size(&self) -> Result<u64> {
-        fn walk(dir: &Path) -> std::io::Result<u64> {
-            use std::os::unix::fs::MetadataExt;
-            let mut total = 0;
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
-                let meta = entry.metadata()?;
-                total += if meta.is_dir() { walk(&entry.path())? } else { meta.blocks() * 512 };
-            }
-            Ok(total)
-        }
-        walk(&self.path).map_err(backend)
+        use std::os::unix::fs::MetadataExt;
+        sum_files(&self.path, &|meta| meta.blocks() * 512).map_err(backend)
     }
 
     /// Commits one write to the internal keyspace and flushes it: the memtable rotation
@@ -243,4 +225,15 @@ impl KvStore for FjallStore {
         self.advance_gc_watermark()?;
         Ok(true)
     }
+}
+
+/// Sums `measure` over every file below `dir`.
+fn sum_files(dir: &Path, measure: &dyn Fn(&std::fs::Metadata) -> u64) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() { sum_files(&entry.path(), measure)? } else { measure(&meta) };
+    }
+    Ok(total)
 }
