@@ -265,6 +265,13 @@ impl Server {
 pub async fn serve(server: Server, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     server.spawn_background_tasks();
     let router = server.router();
+    // No Nagle delay: every response is written whole, and a small one (a count, an
+    // error) must not wait for the client's delayed ACK of the previous one.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
     tracing::info!("shutting down: flushing the log and committing processors");
     tokio::task::spawn_blocking(move || server.shutdown()).await?;

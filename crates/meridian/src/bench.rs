@@ -215,10 +215,11 @@ where
 }
 
 /// Sends requests at a fixed `rate` per second for `duration` (open loop: the schedule
-/// does not wait for answers). Every ~millisecond the generator dispatches all requests
-/// due by then. Latency is measured from dispatch; how late dispatch was against the
-/// schedule (tokio's timer has millisecond resolution, and a saturated client falls
-/// behind) is kept separately in `schedule_lag_us`, so neither hides in the other.
+/// does not wait for answers). The generator dispatches the requests due, lets the
+/// runtime poll, and sleeps until the next one is due, so requests are spread over time,
+/// not sent in bursts. Latency is measured from dispatch; how late dispatch was against
+/// the schedule (a saturated client falls behind) is kept separately in
+/// `schedule_lag_us`, so neither hides in the other.
 async fn open_loop<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, request: F) -> anyhow::Result<(Phase, Histogram<u64>)>
 where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
@@ -257,7 +258,17 @@ where
             });
             k += 1;
         }
-        tokio::time::sleep(Duration::from_micros(500)).await;
+        // Let the spawned requests write and the runtime read answers, then sleep until
+        // the next request is due. tokio's timer ticks in whole milliseconds, which
+        // would send 20 requests at once every ms at 20k/s and measure the burst, not
+        // the server; a thread sleep (~50–100 µs with the kernel's timer slack) keeps
+        // dispatch close to the schedule. This runtime is the generator's alone.
+        tokio::task::yield_now().await;
+        let next_due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+        let wait = next_due.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait.min(Duration::from_micros(200)));
+        }
     }
     drop(tx);
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -267,6 +278,13 @@ where
         ok += 1;
     }
     Ok((Phase { events: ok, elapsed: start.elapsed(), latency_us, errors: errors.load(Ordering::Relaxed) }, schedule_lag_us))
+}
+
+/// A plain-HTTP connector without Nagle's delay (as the server sets on its side).
+fn http_connector() -> hyper_util::client::legacy::connect::HttpConnector {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -337,7 +355,7 @@ async fn http_phase(templates: &[Event], args: &IngestArgs, dir: &std::path::Pat
     let auth = format!("Bearer {}", bench_key(&base, &["write"]).await?);
     let tails: Arc<Vec<String>> = Arc::new(templates.iter().map(json_tail).collect());
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build(http_connector());
     let uri: hyper::Uri = format!("{base}/v1/events").parse()?;
     let batch = args.batch;
     let phase = drive(args, move |n: u64| {
@@ -534,23 +552,13 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         eprintln!("fed {} events ({} users with views) in {ingest_secs:.1} s; processed by {processed_secs:.1} s", report.accepted, viewers.len());
         anyhow::ensure!(!viewers.is_empty(), "no user viewed anything; feed more events");
 
-        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
+        let client = Arc::new(crate::loadgen::KeepAliveClient::new(&base, &format!("Bearer {key}"))?);
         let viewers = Arc::new(viewers);
-        let auth = format!("Bearer {key}");
         let make = |path: Arc<dyn Fn(u64) -> String + Send + Sync>| {
-            let (client, auth, base) = (client.clone(), auth.clone(), base.clone());
+            let client = client.clone();
             move |k: u64| {
-                let uri = format!("{base}{}", path(k));
-                let request = hyper::Request::get(uri).header("authorization", auth.clone()).body(Full::new(Bytes::new()));
-                let client = client.clone();
-                async move {
-                    let response = client.request(request?).await?;
-                    let status = response.status();
-                    let body = response.into_body().collect().await?.to_bytes();
-                    anyhow::ensure!(status.is_success(), "status {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]));
-                    Ok(())
-                }
+                let (client, path) = (client.clone(), path(k));
+                async move { client.get(&path).await.map(drop) }
             }
         };
         let duration = Duration::from_secs(args.duration_secs);

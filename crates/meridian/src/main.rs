@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod history;
+mod loadgen;
 mod offline;
 mod serve;
 
