@@ -4,7 +4,9 @@
 //! Zipf 1.0 over 50k SKUs).
 //!
 //! `cargo run --release -p meridian-history-redis --example history_bench [-- --small]`
-//! (`--owners N --events M` override; Redis at 127.0.0.1:6379 or MERIDIAN_REDIS_URL).
+//! (`--owners N --events M` override; `--processor-events N` runs the live processor over
+//! the first N views, `--processor-backends redb,fjall` picks the stores it runs on;
+//! Redis at 127.0.0.1:6379 or MERIDIAN_REDIS_URL).
 
 use bytes::Bytes;
 use meridian_event::{Action, AppId, Event, EventId, Target, TargetType, Timestamp, UserId};
@@ -377,8 +379,10 @@ fn main() {
             .collect();
         rt.block_on(log.append(&topic, records)).unwrap();
     }
-    processor_run("redb", &log, &topic, processor_events, dir.path(), config, now);
-    processor_run("fjall", &log, &topic, processor_events, dir.path(), config, now);
+    let backends = std::env::args().skip_while(|a| a != "--processor-backends").nth(1).unwrap_or_else(|| "redb,fjall".into());
+    for backend in backends.split(',') {
+        processor_run(backend, &log, &topic, processor_events, dir.path(), config, now);
+    }
     println!("total {:.1}s", started.elapsed().as_secs_f64());
 }
 
@@ -418,18 +422,21 @@ fn processor_run(backend: &str, log: &Arc<EmbeddedLog>, topic: &TopicName, event
         }
     }
     let size = |stage: &str| {
-        let (len, allocated) = if is_redb {
-            file_bytes(&path)
+        let (len, allocated, journal) = if is_redb {
+            let (l, a) = file_bytes(&path);
+            (l, a, 0)
         } else {
-            let (l, a, _) = dir_bytes(&path);
-            (l, a)
+            dir_bytes(&path)
         };
+        let per = |b: u64| b as f64 / entries_n as f64;
         println!(
-            "  {backend} state {stage}: {owners_n} owners, {entries_n} entries: files {:.1} MB = {:.2} bytes/entry, allocated {:.1} MB = {:.2} bytes/entry",
+            "  {backend} state {stage}: {owners_n} owners, {entries_n} entries: files {:.1} MB = {:.2} bytes/entry, allocated {:.1} MB = {:.2} bytes/entry (journals {:.1} MB allocated; tables {:.2} bytes/entry)",
             len as f64 / 1e6,
-            len as f64 / entries_n as f64,
+            per(len),
             allocated as f64 / 1e6,
-            allocated as f64 / entries_n as f64
+            per(allocated),
+            journal as f64 / 1e6,
+            per(allocated - journal)
         );
     };
     size("after live rounds");

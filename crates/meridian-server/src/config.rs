@@ -44,10 +44,12 @@ pub struct ServerConfig {
 /// The embedded state store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StateBackend {
-    /// redb, a B-tree in one file (`state.redb`): the default.
-    #[default]
+    /// redb, a B-tree in one file (`state.redb`).
     Redb,
-    /// fjall, an LSM tree in a folder (`state-fjall/`): smaller on disk, faster commits.
+    /// fjall, an LSM tree in a folder (`state-fjall/`): the default. Smaller on disk
+    /// (history's cold tier: 6.4 bytes per entry against redb's 9.7, docs/benchmarks.md)
+    /// and 2–5× faster small durable commits.
+    #[default]
     Fjall,
 }
 

@@ -65,7 +65,8 @@ pub(crate) struct ServeArgs {
     /// Threads serving HTTP (default: one per core).
     #[arg(long, env = "MERIDIAN_WORKER_THREADS")]
     worker_threads: Option<usize>,
-    /// State store: redb (default) or fjall.
+    /// State store: fjall (the default for a new data directory) or redb; an existing data
+    /// directory keeps the one it was created with.
     #[arg(long, env = "MERIDIAN_STATE_BACKEND")]
     state_backend: Option<String>,
     /// Turn browsing history off.
@@ -196,6 +197,9 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, String, bool)
     }
     if let Some(name) = args.state_backend.clone().or(file.state_backend) {
         config.state_backend = StateBackend::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown state backend {name:?}; use redb or fjall"))?;
+    } else if let Some(existing) = StateBackend::detect(&config.data_dir) {
+        // Not chosen: keep the store this data directory was created with.
+        config.state_backend = existing;
     }
     if args.no_history || file.no_history == Some(true) {
         config.history = None;

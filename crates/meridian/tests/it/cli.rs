@@ -125,20 +125,31 @@ fn chrono_like_now_ms() -> i64 {
 async fn a_data_dir_keeps_the_state_backend_it_was_created_with() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data, free_port(), &["--state-backend", "fjall"]).await;
+    let mut server = ServerProcess::start(&data, free_port(), &["--state-backend", "redb"]).await;
     assert!(server.terminate());
+    assert!(data.join("state.redb").exists());
+    // Without a choice, the server keeps the store the directory was created with.
+    let mut server = ServerProcess::start(&data, free_port(), &[]).await;
+    assert!(server.terminate());
+    assert!(!data.join("state-fjall").exists(), "no second store beside the first");
+    // Asking for the other one is refused, with what to do.
     let output = Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-backend", "fjall", "--data-dir"])
         .arg(&data)
         .env("MERIDIAN_MASTER_KEY", crate::process::MASTER)
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("holds Fjall state"), "{stderr}");
+    assert!(stderr.contains("holds Redb state") && stderr.contains("start with the backend it was created with"), "{stderr}");
     // Offline commands find the backend by themselves.
     let apps = Command::new(binary()).args(["apps", "create", "later", "--data-dir"]).arg(&data).output().unwrap();
     assert!(apps.status.success(), "{}", String::from_utf8_lossy(&apps.stderr));
+    // A new data directory gets fjall.
+    let fresh = dir.path().join("fresh");
+    let mut server = ServerProcess::start(&fresh, free_port(), &[]).await;
+    assert!(server.terminate());
+    assert!(fresh.join("state-fjall").is_dir() && !fresh.join("state.redb").exists());
     let bad = Command::new(binary()).args(["serve", "--dev", "--state-backend", "sqlite", "--data-dir"]).arg(&data).output().unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("use redb or fjall"));
 }

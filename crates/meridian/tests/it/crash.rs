@@ -77,8 +77,8 @@ async fn sigkill_under_load_loses_nothing_acknowledged_and_counts_nothing_twice(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_holds_with_the_fjall_state_store() {
-    crash_run(&["--state-backend", "fjall"]).await;
+async fn the_same_holds_with_the_redb_state_store() {
+    crash_run(&["--state-backend", "redb"]).await;
 }
 
 /// Two rounds of: load from 4 senders → SIGKILL → restart → retry what was not
