@@ -31,9 +31,12 @@ const SKUS: u64 = 50_000;
 const FIRST_SKU: u64 = 100_000_001;
 const BATCH: usize = 1000;
 
+fn arg_text(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
+}
+
 fn arg(name: &str) -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+    arg_text(name).and_then(|v| v.parse().ok())
 }
 
 fn rss_bytes() -> u64 {
@@ -379,7 +382,7 @@ fn main() {
             .collect();
         rt.block_on(log.append(&topic, records)).unwrap();
     }
-    let backends = std::env::args().skip_while(|a| a != "--processor-backends").nth(1).unwrap_or_else(|| "redb,fjall".into());
+    let backends = arg_text("--processor-backends").unwrap_or_else(|| "redb,fjall".into());
     for backend in backends.split(',') {
         processor_run(backend, &log, &topic, processor_events, dir.path(), config, now);
     }

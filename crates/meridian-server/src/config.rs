@@ -76,6 +76,11 @@ impl StateBackend {
         [StateBackend::Redb, StateBackend::Fjall].into_iter().find(|b| b.path(data_dir).exists())
     }
 
+    /// The backend for `data_dir`: the one its data was created with, else the default.
+    pub fn for_data_dir(data_dir: &std::path::Path) -> StateBackend {
+        StateBackend::detect(data_dir).unwrap_or_default()
+    }
+
     /// Opens the store in `data_dir`.
     pub fn open(self, data_dir: &std::path::Path) -> meridian_state::Result<Arc<dyn meridian_state::KvStore>> {
         Ok(match self {

@@ -231,14 +231,14 @@ where
     let errors = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut schedule_lag_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let due = |k: u64| start + Duration::from_secs_f64(k as f64 / rate as f64);
     let mut k = 0u64;
     while k < total {
         let due_by_now = ((start.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
         while k < due_by_now {
-            let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
             let permit = permits.clone().acquire_owned().await?;
             let dispatched = Instant::now();
-            schedule_lag_us.record(dispatched.saturating_duration_since(due).as_micros().max(1) as u64)?;
+            schedule_lag_us.record(dispatched.saturating_duration_since(due(k)).as_micros().max(1) as u64)?;
             let (request, errors, tx) = (request.clone(), errors.clone(), tx.clone());
             let n = k;
             tokio::spawn(async move {
@@ -264,8 +264,7 @@ where
         // the server; a thread sleep (~50–100 µs with the kernel's timer slack) keeps
         // dispatch close to the schedule. This runtime is the generator's alone.
         tokio::task::yield_now().await;
-        let next_due = start + Duration::from_secs_f64(k as f64 / rate as f64);
-        let wait = next_due.saturating_duration_since(Instant::now());
+        let wait = due(k).saturating_duration_since(Instant::now());
         if !wait.is_zero() {
             std::thread::sleep(wait.min(Duration::from_micros(200)));
         }

@@ -51,9 +51,10 @@ enum KeysCommand {
     },
 }
 
-/// Opens the data directory's state with the backend it was created with (redb for a new one).
+/// Opens the data directory's state with the backend it was created with (the default for a
+/// new one).
 fn open_registry(data_dir: &Path) -> anyhow::Result<KeyRegistry> {
-    let backend = StateBackend::detect(data_dir).unwrap_or_default();
+    let backend = StateBackend::for_data_dir(data_dir);
     let store: Arc<dyn KvStore> = backend.open(data_dir).with_context(|| format!("cannot open the state in {}", data_dir.display()))?;
     Ok(KeyRegistry::open(store, None)?)
 }

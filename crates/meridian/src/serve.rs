@@ -197,9 +197,9 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, String, bool)
     }
     if let Some(name) = args.state_backend.clone().or(file.state_backend) {
         config.state_backend = StateBackend::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown state backend {name:?}; use redb or fjall"))?;
-    } else if let Some(existing) = StateBackend::detect(&config.data_dir) {
+    } else {
         // Not chosen: keep the store this data directory was created with.
-        config.state_backend = existing;
+        config.state_backend = StateBackend::for_data_dir(&config.data_dir);
     }
     if args.no_history || file.no_history == Some(true) {
         config.history = None;
