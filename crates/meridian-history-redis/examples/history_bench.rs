@@ -100,7 +100,7 @@ fn updates(events: &[(u32, u64, i64)], keys: &[OwnerKey]) -> Vec<OwnerUpdate> {
     for (o, sku, t) in events {
         by.entry(*o).or_default().push(Entry::new(*sku, *t));
     }
-    by.into_iter().map(|(o, entries)| OwnerUpdate { owner: keys[o as usize], entries }).collect()
+    by.into_iter().map(|(o, entries)| OwnerUpdate::views(keys[o as usize], entries)).collect()
 }
 
 fn pct(mut v: Vec<Duration>) -> (Duration, Duration) {
@@ -289,7 +289,7 @@ fn main() {
         let catalog = Arc::new(InMemoryCatalog::new((0..SKUS).map(|i| (FIRST_SKU + i, meridian_history::SkuInfo { spu: (FIRST_SKU + i) / 3, name: format!("sku {i}"), image: format!("/i/{i}.jpg") }))));
         let store: Arc<dyn KvStore> = Arc::new(meridian_state::MemoryStore::new());
         let hot = Arc::new(embedded);
-        let service = HistoryService::new(HistoryConfig::default(), hot, store, catalog, Arc::new(SystemClock));
+        let service = HistoryService::new(HistoryConfig::default(), hot, store, catalog, Arc::new(SystemClock)).unwrap();
         let mut lat = Vec::with_capacity(20_000);
         for _ in 0..20_000 {
             let o = perm[owner_zipf.sample(&mut rng) as usize - 1];
@@ -341,7 +341,7 @@ fn main() {
             for chunk in (0..sample).collect::<Vec<_>>().chunks(100) {
                 let ups: Vec<OwnerUpdate> = chunk
                     .iter()
-                    .map(|o| OwnerUpdate { owner: keys[*o as usize], entries: (0..200u64).map(|i| Entry::new(FIRST_SKU + (u64::from(*o) * 7919 + i * 104_729) % SKUS, now - 1_000_000 + i as i64 * 1000)).collect() })
+                    .map(|o| OwnerUpdate::views(keys[*o as usize], (0..200u64).map(|i| Entry::new(FIRST_SKU + (u64::from(*o) * 7919 + i * 104_729) % SKUS, now - 1_000_000 + i as i64 * 1000)).collect()))
                     .collect();
                 mem.record(&ups, now).unwrap();
             }
@@ -401,7 +401,7 @@ fn processor_run(backend: &str, log: &Arc<EmbeddedLog>, topic: &TopicName, event
         None => Arc::new(RedbStore::open(&path).unwrap()),
     };
     let hot = Arc::new(EmbeddedHotTier::new(config, 1 << 30));
-    let service = HistoryService::new(HistoryConfig::default(), hot, store.clone(), Arc::new(InMemoryCatalog::default()), Arc::new(SystemClock));
+    let service = HistoryService::new(HistoryConfig::default(), hot, store.clone(), Arc::new(InMemoryCatalog::default()), Arc::new(SystemClock)).unwrap();
     let log_dyn: Arc<dyn meridian_log::Log> = log.clone();
     let round = arg("--round-records").map_or(RuntimeConfig::default().max_batch_records, |n| n as usize);
     let runtime = Runtime::new(log_dyn, store.clone(), RuntimeConfig { max_batch_records: round, ..RuntimeConfig::default() });

@@ -6,25 +6,49 @@
 //!
 //! Expiry uses `PEXPIREAT now_ms + ttl` with the caller's clock, so the tier honours the
 //! same injected time as the embedded one (and the conformance suite's TTL checks).
+//!
+//! The complete mark ([`meridian_history::hot::HotList::complete_in`]) is one more member
+//! of the same sorted set: [`MARK_MEMBER`] with score `-(generation + 1)`, below every
+//! view time, so it is rank 0 and trimming keeps it (ranks 1.. are trimmed to N). It
+//! expires and is deleted with the list, at the cost of one member per marked owner.
 
-use meridian_history::hot::{HotConfig, HotTier, OwnerUpdate};
+use meridian_history::hot::{HotConfig, HotList, HotTier, OwnerUpdate};
 use meridian_history::model::{sort_newest_first, Entry, OwnerKey};
 use meridian_history::{Error, Result};
 use parking_lot::Mutex;
 use redis::{Client, Connection, ErrorKind, RedisError};
 use std::fmt;
 
-/// The update script: KEYS[1] = owner key; ARGV = N, expire-at ms, then score/member
-/// pairs. Adds with GT (a view never lowers a SKU's time), keeps the N highest scores,
-/// sets the expiry.
+/// The update script: KEYS[1] = owner key; ARGV = N, expire-at ms, the mark's score or
+/// an empty string, then score/member pairs. Adds with GT (a view never lowers a SKU's
+/// time), sets or keeps the complete mark, keeps the N highest-scored views, sets the
+/// expiry.
 pub const UPDATE_SCRIPT: &str = r#"
-if #ARGV < 4 then return 0 end
+if #ARGV < 5 then return 0 end
 local n = tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], 'GT', unpack(ARGV, 3))
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(n + 1))
+redis.call('ZADD', KEYS[1], 'GT', unpack(ARGV, 4))
+local first = 0
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[1], ARGV[3], 'c')
+  first = 1
+elseif redis.call('ZSCORE', KEYS[1], 'c') then
+  first = 1
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], first, -(n + 1))
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 "#;
+
+/// The sorted-set member holding the complete mark (SKU members are decimal digits).
+pub const MARK_MEMBER: &[u8] = b"c";
+
+fn mark_score(generation: u32) -> i64 {
+    -(i64::from(generation) + 1)
+}
+
+fn generation_of(score: f64) -> Option<u32> {
+    u32::try_from(-(score as i64) - 1).ok()
+}
 
 /// Score/member pairs per script call (Lua's `unpack` limit is about 8000 values).
 const MAX_PAIRS_PER_CALL: usize = 2000;
@@ -99,6 +123,10 @@ impl RedisHotTier {
             for chunk in u.entries.chunks(MAX_PAIRS_PER_CALL) {
                 let cmd = if by_sha { pipe.cmd("EVALSHA").arg(&self.script_sha) } else { pipe.cmd("EVAL").arg(UPDATE_SCRIPT) };
                 cmd.arg(1).arg(&key).arg(self.config.max_items).arg(expire_at);
+                match u.complete_in {
+                    Some(g) => cmd.arg(mark_score(g)),
+                    None => cmd.arg(""),
+                };
                 for e in chunk {
                     cmd.arg(e.time_ms).arg(e.sku);
                 }
@@ -188,15 +216,23 @@ impl HotTier for RedisHotTier {
         })
     }
 
-    fn get(&self, owner: OwnerKey, _now_ms: i64) -> Result<Option<Vec<Entry>>> {
+    fn read(&self, owner: OwnerKey, _now_ms: i64) -> Result<Option<HotList>> {
         let key = self.key(owner);
-        let rows: Vec<(u64, f64)> = self.with_con(|con| redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("REV").arg("WITHSCORES").query(con))?;
+        let rows: Vec<(Vec<u8>, f64)> = self.with_con(|con| redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("REV").arg("WITHSCORES").query(con))?;
         if rows.is_empty() {
             return Ok(None);
         }
-        let mut entries: Vec<Entry> = rows.into_iter().map(|(sku, score)| Entry { sku, time_ms: score as i64 }).collect();
-        sort_newest_first(&mut entries);
-        Ok(Some(entries))
+        let mut list = HotList { entries: Vec::with_capacity(rows.len()), complete_in: None };
+        for (member, score) in rows {
+            if member == MARK_MEMBER {
+                list.complete_in = generation_of(score);
+                continue;
+            }
+            let sku = std::str::from_utf8(&member).ok().and_then(|m| m.parse().ok()).ok_or_else(|| Error::Backend(format!("redis: key {} holds the non-SKU member {:?}", String::from_utf8_lossy(&key), String::from_utf8_lossy(&member))))?;
+            list.entries.push(Entry { sku, time_ms: score as i64 });
+        }
+        sort_newest_first(&mut list.entries);
+        Ok(Some(list))
     }
 
     fn remove_skus(&self, owner: OwnerKey, skus: &[u64]) -> Result<()> {
@@ -247,9 +283,9 @@ mod tests {
         assert_eq!(&key[2..], &owner.to_bytes());
         let big: Vec<Entry> = (0..4500u64).map(|i| Entry { sku: i, time_ms: 5000 + i as i64 }).collect();
         let updates = [
-            OwnerUpdate { owner, entries: vec![Entry { sku: 9, time_ms: 7000 }] },
-            OwnerUpdate { owner: OwnerKey(5), entries: Vec::new() },
-            OwnerUpdate { owner: OwnerKey(6), entries: big },
+            OwnerUpdate::views(owner, vec![Entry { sku: 9, time_ms: 7000 }]),
+            OwnerUpdate::views(OwnerKey(5), Vec::new()),
+            OwnerUpdate { owner: OwnerKey(6), entries: big, complete_in: Some(4) },
         ];
         let pipe = tier.pipeline(&updates, 100, true);
         let cmds: Vec<Vec<Vec<u8>>> = pipe.cmd_iter().map(args).collect();
@@ -261,12 +297,22 @@ mod tests {
         assert_eq!(first[3], key);
         assert_eq!(first[4], b"200", "N");
         assert_eq!(first[5], b"1100", "expire at now + ttl");
-        assert_eq!(&first[6..], &[b"7000".to_vec(), b"9".to_vec()], "score, member");
-        assert_eq!(cmds[1].len(), 6 + 2 * 2000);
-        assert_eq!(cmds[3].len(), 6 + 2 * 500);
+        assert_eq!(first[6], b"", "no complete mark");
+        assert_eq!(&first[7..], &[b"7000".to_vec(), b"9".to_vec()], "score, member");
+        assert_eq!(cmds[1].len(), 7 + 2 * 2000);
+        assert_eq!(cmds[1][6], b"-5", "the mark of generation 4 scores -5");
+        assert_eq!(cmds[3].len(), 7 + 2 * 500);
         let eval = tier.pipeline(&updates[..1], 100, false);
         let first = args(eval.cmd_iter().next().unwrap());
         assert_eq!(first[0], b"EVAL");
         assert_eq!(first[1], UPDATE_SCRIPT.as_bytes());
+    }
+
+    #[test]
+    fn mark_scores_sit_below_every_view_time_and_round_trip() {
+        for g in [0, 1, 7, u32::MAX] {
+            assert!(mark_score(g) < 0);
+            assert_eq!(generation_of(mark_score(g) as f64), Some(g));
+        }
     }
 }

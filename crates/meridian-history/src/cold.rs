@@ -16,10 +16,70 @@ use crate::model::{Entry, OwnerKey};
 use crate::Result;
 use meridian_state::{KvStore, WriteBatch};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Table of cold histories.
 pub const COLD_TABLE: &str = "history_cold";
+/// Table of the history's small bookkeeping values.
+pub const META_TABLE: &str = "history_meta";
+/// Key of the cold generation in [`META_TABLE`] (`u32`, little-endian).
+const GENERATION_KEY: &[u8] = b"cold_generation";
+
+/// The cold tier's generation: what a hot list's "complete" mark refers to.
+///
+/// A hot list marked complete in generation `g` holds everything the cold tier holds for
+/// its owner, so a read can skip the cold read. The processor keeps that true by writing
+/// every view to both tiers; only a rebuild adds cold entries the hot tier never saw.
+/// A rebuild therefore moves to a new generation (persisted before its first write, so
+/// a crash mid-rebuild cannot revive old marks), and while it runs [`Self::current`] is
+/// `None`: no mark is trusted or set.
+#[derive(Debug, Clone)]
+pub struct ColdGeneration {
+    value: Arc<AtomicU32>,
+    rebuilding: Arc<AtomicBool>,
+}
+
+impl ColdGeneration {
+    /// The generation persisted in `store` (0 if none yet).
+    pub fn load(store: &dyn KvStore) -> Result<ColdGeneration> {
+        let value = store.get(META_TABLE, GENERATION_KEY)?.and_then(|b| <[u8; 4]>::try_from(&b[..]).ok()).map_or(0, u32::from_le_bytes);
+        Ok(ColdGeneration { value: Arc::new(AtomicU32::new(value)), rebuilding: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// The generation in which complete marks count; `None` while a rebuild runs.
+    pub fn current(&self) -> Option<u32> {
+        if self.rebuilding.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.value.load(Ordering::Acquire))
+    }
+
+    /// Starts a rebuild: persists the next generation, then suspends marks until the
+    /// guard drops.
+    pub(crate) fn begin_rebuild(&self, store: &dyn KvStore) -> Result<RebuildGuard> {
+        self.rebuilding.store(true, Ordering::Release);
+        let guard = RebuildGuard { rebuilding: self.rebuilding.clone() };
+        let next = self.value.load(Ordering::Acquire).wrapping_add(1);
+        let mut batch = WriteBatch::new();
+        batch.put(META_TABLE, GENERATION_KEY.to_vec(), next.to_le_bytes().to_vec());
+        store.commit(batch)?;
+        self.value.store(next, Ordering::Release);
+        Ok(guard)
+    }
+}
+
+/// Ends a rebuild's suspension of complete marks when dropped.
+#[derive(Debug)]
+pub(crate) struct RebuildGuard {
+    rebuilding: Arc<AtomicBool>,
+}
+
+impl Drop for RebuildGuard {
+    fn drop(&mut self) {
+        self.rebuilding.store(false, Ordering::Release);
+    }
+}
 
 /// The cold tier (see the module docs).
 #[derive(Debug, Clone)]
@@ -154,5 +214,20 @@ mod tests {
         batch.put(COLD_TABLE, ColdTier::key(OwnerKey(9)).to_vec(), vec![1, 5, 0]);
         cold.store().commit(batch).unwrap();
         assert_eq!(cold.get(OwnerKey(9), BASE_MS).unwrap(), None);
+    }
+
+    #[test]
+    fn generation_is_persisted_before_a_rebuild_and_suspended_while_it_runs() {
+        let store = MemoryStore::new();
+        let generation = ColdGeneration::load(&store).unwrap();
+        let shared = generation.clone();
+        assert_eq!(generation.current(), Some(0), "a new store starts at 0");
+        let running = generation.begin_rebuild(&store).unwrap();
+        assert_eq!(shared.current(), None, "no mark counts while a rebuild runs, in every clone");
+        assert_eq!(ColdGeneration::load(&store).unwrap().current(), Some(1), "persisted before the rebuild writes");
+        drop(running);
+        assert_eq!(shared.current(), Some(1));
+        drop(generation.begin_rebuild(&store).unwrap());
+        assert_eq!(ColdGeneration::load(&store).unwrap().current(), Some(2));
     }
 }

@@ -2,7 +2,7 @@
 //! their tests with a factory making a fresh, empty tier for a config. Times are taken
 //! from the wall clock so backends with server-side expiry (Redis) pass too.
 
-use crate::hot::{HotConfig, HotTier, OwnerUpdate};
+use crate::hot::{HotConfig, HotList, HotTier, OwnerUpdate};
 use crate::model::{Clock, Entry, OwnerKey, SystemClock};
 
 /// Runs every check against tiers made by `make`. Panics with the name of the failing
@@ -19,6 +19,9 @@ pub fn run_all(make: &mut dyn FnMut(HotConfig) -> Box<dyn HotTier>) {
     expires_after_ttl_since_last_write(&*make(config));
     promotion_merges_with_newer_views(&*make(config));
     full_size_lists_round_trip(&*make(HotConfig { max_items: 200, ttl_ms: 3_600_000 }));
+    complete_mark_is_set_kept_and_replaced(&*make(config));
+    complete_mark_is_not_an_entry(&*make(config));
+    complete_mark_goes_with_the_list(&*make(config));
 }
 
 fn now() -> i64 {
@@ -30,7 +33,15 @@ fn owner(n: u128) -> OwnerKey {
 }
 
 fn update(o: OwnerKey, views: &[(u64, i64)]) -> OwnerUpdate {
-    OwnerUpdate { owner: o, entries: views.iter().map(|(s, t)| Entry::new(*s, *t)).collect() }
+    OwnerUpdate::views(o, views.iter().map(|(s, t)| Entry::new(*s, *t)).collect())
+}
+
+fn marked(o: OwnerKey, views: &[(u64, i64)], generation: u32) -> OwnerUpdate {
+    OwnerUpdate { complete_in: Some(generation), ..update(o, views) }
+}
+
+fn mark(tier: &dyn HotTier, o: OwnerKey, t: i64) -> Option<u32> {
+    tier.read(o, t).unwrap().expect("owner is present").complete_in
 }
 
 fn skus(entries: &[Entry]) -> Vec<u64> {
@@ -132,15 +143,16 @@ fn promotion_merges_with_newer_views(tier: &dyn HotTier) {
     let o = owner(80);
     tier.record(&[update(o, &[(9, t - 1000)])], t).unwrap();
     let cold = [Entry::new(9, t - 90_000), Entry::new(8, t - 80_000), Entry::new(7, t - 70_000)];
-    tier.put_promoted(o, &cold, t).unwrap();
+    let promote = |o| OwnerUpdate { owner: o, entries: cold.to_vec(), complete_in: Some(0) };
+    tier.record(&[promote(o)], t).unwrap();
     assert_eq!(
         tier.get(o, t).unwrap().unwrap(),
         vec![Entry::new(9, t - 1000), Entry::new(7, t - 70_000), Entry::new(8, t - 80_000)],
         "promotion never overwrites a newer view"
     );
     let fresh = owner(81);
-    tier.put_promoted(fresh, &cold, t).unwrap();
-    assert_eq!(skus(&tier.get(fresh, t).unwrap().unwrap()), vec![7, 8, 9]);
+    tier.record(&[promote(fresh)], t).unwrap();
+    assert_eq!(tier.read(fresh, t).unwrap(), Some(HotList { entries: vec![cold[2], cold[1], cold[0]], complete_in: Some(0) }));
 }
 
 fn full_size_lists_round_trip(tier: &dyn HotTier) {
@@ -153,4 +165,52 @@ fn full_size_lists_round_trip(tier: &dyn HotTier) {
     assert_eq!(got[0], Entry::new(100_000_001 + 299 * 13, t - 1_000_000 + 299_000));
     assert_eq!(got[199], Entry::new(100_000_001 + 100 * 13, t - 1_000_000 + 100_000));
     assert!(got.windows(2).all(|w| w[0].time_ms > w[1].time_ms));
+}
+
+fn complete_mark_is_set_kept_and_replaced(tier: &dyn HotTier) {
+    let t = now();
+    let o = owner(100);
+    tier.record(&[update(o, &[(1, t - 5000)])], t).unwrap();
+    assert_eq!(mark(tier, o, t), None, "a new list has no mark");
+    tier.record(&[marked(o, &[(2, t - 4000)], 3)], t).unwrap();
+    assert_eq!(mark(tier, o, t), Some(3), "an update can mark the list");
+    tier.record(&[update(o, &[(3, t - 3000)])], t).unwrap();
+    assert_eq!(mark(tier, o, t), Some(3), "later views keep the mark");
+    tier.record(&[update(o, &[(3, t - 3000)])], t).unwrap();
+    assert_eq!(mark(tier, o, t), Some(3), "an update that changes no entry keeps the mark");
+    tier.record(&[marked(o, &[(2, t - 4000)], 4)], t).unwrap();
+    assert_eq!(mark(tier, o, t), Some(4), "a newer generation replaces the mark, even without new entries");
+    tier.remove_skus(o, &[1]).unwrap();
+    assert_eq!(tier.read(o, t).unwrap(), Some(HotList { entries: vec![Entry::new(3, t - 3000), Entry::new(2, t - 4000)], complete_in: Some(4) }), "removing SKUs keeps it");
+    tier.record(&[marked(owner(101), &[(7, t - 1000)], 0), update(owner(102), &[(7, t - 1000)])], t).unwrap();
+    assert_eq!((mark(tier, owner(101), t), mark(tier, owner(102), t)), (Some(0), None), "generation 0 is a mark; marks are per owner");
+    tier.remove_owner(o).unwrap();
+    tier.record(&[update(o, &[(9, t - 1000)])], t).unwrap();
+    assert_eq!(mark(tier, o, t), None, "a removed owner's mark is gone with it");
+}
+
+fn complete_mark_is_not_an_entry(tier: &dyn HotTier) {
+    let t = now();
+    let o = owner(110);
+    let n = tier.config().max_items as u64;
+    let full: Vec<(u64, i64)> = (0..n).map(|i| (200 + i, t - 100_000 + i as i64 * 1000)).collect();
+    tier.record(&[marked(o, &full, 1)], t).unwrap();
+    let got = tier.read(o, t).unwrap().unwrap();
+    assert_eq!((got.entries.len(), got.complete_in), (n as usize, Some(1)), "a full marked list holds N entries");
+    tier.record(&[update(o, &[(999, t - 500)])], t).unwrap();
+    let got = tier.read(o, t).unwrap().unwrap();
+    assert_eq!(got.entries.len(), n as usize, "still N after a newer view");
+    assert_eq!((got.entries[0], got.complete_in), (Entry::new(999, t - 500), Some(1)), "the newest view is in, the oldest out, the mark kept");
+    assert!(!skus(&got.entries).contains(&200));
+}
+
+fn complete_mark_goes_with_the_list(tier: &dyn HotTier) {
+    let ttl = tier.config().ttl_ms;
+    let t = now();
+    let o = owner(120);
+    let long_ago = t - ttl - 10_000;
+    tier.record(&[marked(o, &[(1, long_ago - 1000)], 2)], long_ago).unwrap();
+    assert_eq!(tier.read(o, t).unwrap(), None, "expired with its list");
+    tier.record(&[update(o, &[(2, t - 1000)])], t).unwrap();
+    assert_eq!(tier.read(o, t).unwrap(), Some(HotList { entries: vec![Entry::new(2, t - 1000)], complete_in: None }), "an expired owner restarts unmarked");
 }

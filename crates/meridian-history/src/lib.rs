@@ -8,7 +8,8 @@
 //! * [`marks`]: deletions (one SKU) and clear marks (everything viewed before a time).
 //! * [`processor`]: the runtime processor turning `view`/`identify` events into updates.
 //! * [`service`]: list / count / delete / clear.
-//! * [`rebuild`]: the offline rebuild of the cold tier from the log.
+//! * [`rebuild`]: the offline rebuild of the cold tier from the log (run through
+//!   [`HistoryService::rebuild`], which moves the cold tier to a new generation).
 
 pub mod catalog;
 pub mod codec;
@@ -22,13 +23,13 @@ pub mod rebuild;
 pub mod service;
 
 pub use catalog::{CatalogLookup, InMemoryCatalog, SkuInfo};
-pub use cold::ColdTier;
+pub use cold::{ColdGeneration, ColdTier};
 pub use hot::embedded::EmbeddedHotTier;
-pub use hot::{HotConfig, HotTier, OwnerUpdate};
+pub use hot::{HotConfig, HotList, HotTier, OwnerUpdate};
 pub use marks::{Marks, OwnerMarks};
 pub use model::{Clock, Entry, ManualClock, Owner, OwnerKey, OwnerKind, SystemClock};
 pub use processor::{CountInvalidator, HistoryProcessor, ProcessorConfig};
-pub use rebuild::{rebuild_cold, RebuildConfig, RebuildReport};
+pub use rebuild::{RebuildConfig, RebuildReport};
 pub use service::{HistoryConfig, HistoryService, Item, Page};
 
 /// Result type of this crate.

@@ -19,7 +19,7 @@
 //! SKU ids must be decimal integers (as in the demo catalog); views of other SKU ids are
 //! skipped and counted in `meridian_history_non_numeric_sku_total`.
 
-use crate::cold::ColdTier;
+use crate::cold::{ColdGeneration, ColdTier};
 use crate::codec::decode_entries;
 use crate::hot::{HotTier, OwnerUpdate};
 use crate::marks::Marks;
@@ -99,6 +99,7 @@ pub struct HistoryProcessor {
     config: ProcessorConfig,
     hot: Arc<dyn HotTier>,
     cold: ColdTier,
+    generation: ColdGeneration,
     marks: Marks,
     counts: CountInvalidator,
     clock: Arc<dyn Clock>,
@@ -109,8 +110,8 @@ pub struct HistoryProcessor {
 
 impl HistoryProcessor {
     /// A processor writing to these tiers.
-    pub fn new(config: ProcessorConfig, hot: Arc<dyn HotTier>, cold: ColdTier, marks: Marks, counts: CountInvalidator, clock: Arc<dyn Clock>) -> HistoryProcessor {
-        HistoryProcessor { config, hot, cold, marks, counts, clock, recent: HashMap::new(), recent_old: HashMap::new(), stats: ProcessorStats::default() }
+    pub fn new(config: ProcessorConfig, hot: Arc<dyn HotTier>, cold: ColdTier, generation: ColdGeneration, marks: Marks, counts: CountInvalidator, clock: Arc<dyn Clock>) -> HistoryProcessor {
+        HistoryProcessor { config, hot, cold, generation, marks, counts, clock, recent: HashMap::new(), recent_old: HashMap::new(), stats: ProcessorStats::default() }
     }
 
     /// What it saw so far.
@@ -222,15 +223,19 @@ impl Processor for HistoryProcessor {
             return Ok(());
         }
         let mut updates = Vec::with_capacity(order.len());
+        let generation = self.generation.current();
         for owner in order {
             let views = pending.remove(&owner).unwrap_or_default();
             let base = self.cold_current(ctx, owner, now)?;
+            // With no cold history before these views, the cold value becomes exactly
+            // them, which the hot list receives too: the hot list is complete.
+            let complete_in = if base.is_empty() { generation } else { None };
             let merged = merge_entries([&base[..], &views[..]], n);
             let value = ColdTier::encode(&merged);
             ctx.batch().put(crate::cold::COLD_TABLE, ColdTier::key(owner).to_vec(), value.clone());
             self.remember(owner, value);
             self.counts.invalidate(owner);
-            updates.push(OwnerUpdate { owner, entries: views });
+            updates.push(OwnerUpdate { owner, entries: views, complete_in });
         }
         // Hot after cold: a failed hot write fails the round (it is retried with the
         // same records); the cold write is still only in the uncommitted batch.

@@ -68,7 +68,7 @@ fn compact(list: &mut Vec<Entry>, n: usize) {
 /// Rebuilds the cold tier (see the module docs). `progress(done, total)` is called while
 /// scanning with records read / records in the window's partitions, then while writing
 /// with owners written / owners.
-pub fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &RebuildConfig, now_ms: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<RebuildReport> {
+pub(crate) fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &RebuildConfig, now_ms: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<RebuildReport> {
     let cold = ColdTier::new(store.clone(), config.cold_ttl_ms);
     let marks = Marks::new(store.clone());
     let n = config.max_items;

@@ -1,14 +1,15 @@
 //! The query service: list (paged), count (cached), delete one, clear all.
 //!
-//! A read merges the hot tier with the cold tier (unless the hot list alone already
-//! holds N visible entries), drops entries hidden by marks, and promotes to the hot tier
-//! whatever only the cold tier had. The list is then walked newest first, looking SKUs up
+//! A read merges the hot tier with the cold tier, drops entries hidden by marks, and
+//! promotes to the hot tier whatever only the cold tier had, marking the hot list
+//! complete ([`crate::cold::ColdGeneration`]). The cold read is skipped when the hot list
+//! is marked complete in the current generation or alone holds N visible entries. The list is then walked newest first, looking SKUs up
 //! in the catalog `catalog_batch_size` at a time, keeping the newest SKU of each SPU,
 //! skipping SKUs the catalog does not know, and stopping at N items.
 
 use crate::catalog::{CatalogLookup, SkuInfo};
-use crate::cold::{ColdTier, COLD_TABLE};
-use crate::hot::HotTier;
+use crate::cold::{ColdGeneration, ColdTier, COLD_TABLE};
+use crate::hot::{HotTier, OwnerUpdate};
 use crate::marks::Marks;
 use crate::model::{merge_entries, parse_sku, Clock, Entry, Owner, OwnerKey};
 use crate::processor::{CountInvalidator, HistoryProcessor, ProcessorConfig};
@@ -80,6 +81,7 @@ pub struct HistoryService {
     config: HistoryConfig,
     hot: Arc<dyn HotTier>,
     cold: ColdTier,
+    generation: ColdGeneration,
     marks: Marks,
     catalog: Arc<dyn CatalogLookup>,
     clock: Arc<dyn Clock>,
@@ -100,22 +102,32 @@ fn decode_cursor(c: &str) -> Result<(i64, u64)> {
 }
 
 impl HistoryService {
-    /// A service over these tiers; the cold tier and marks live in `store`.
-    pub fn new(config: HistoryConfig, hot: Arc<dyn HotTier>, store: Arc<dyn KvStore>, catalog: Arc<dyn CatalogLookup>, clock: Arc<dyn Clock>) -> HistoryService {
+    /// A service over these tiers; the cold tier, its generation and the marks live in
+    /// `store`.
+    pub fn new(config: HistoryConfig, hot: Arc<dyn HotTier>, store: Arc<dyn KvStore>, catalog: Arc<dyn CatalogLookup>, clock: Arc<dyn Clock>) -> Result<HistoryService> {
         let counts = CountInvalidator::new(config.count_cache_capacity, config.count_cache_ttl);
-        HistoryService { config, hot, cold: ColdTier::new(store.clone(), config.cold_ttl_ms), marks: Marks::new(store), catalog, clock, counts }
+        let generation = ColdGeneration::load(&*store)?;
+        Ok(HistoryService { config, hot, cold: ColdTier::new(store.clone(), config.cold_ttl_ms), generation, marks: Marks::new(store), catalog, clock, counts })
     }
 
     /// The processor feeding this service (sharing its tiers, marks and count cache).
     pub fn processor(&self, topic: TopicName) -> HistoryProcessor {
         let mut config = ProcessorConfig::new(topic);
         config.max_items = self.config.max_items;
-        HistoryProcessor::new(config, self.hot.clone(), self.cold.clone(), self.marks.clone(), self.counts.clone(), self.clock.clone())
+        HistoryProcessor::new(config, self.hot.clone(), self.cold.clone(), self.generation.clone(), self.marks.clone(), self.counts.clone(), self.clock.clone())
     }
 
     /// A rebuild of this service's cold tier from `topic` (same N and cold TTL).
     pub fn rebuild_config(&self, topic: TopicName) -> crate::rebuild::RebuildConfig {
         crate::rebuild::RebuildConfig { max_items: self.config.max_items, cold_ttl_ms: self.config.cold_ttl_ms, ..crate::rebuild::RebuildConfig::new(topic) }
+    }
+
+    /// Rebuilds the cold tier from `log` ([`crate::rebuild`]) in a new cold generation:
+    /// hot lists' complete marks are neither trusted nor set while it runs, and marks
+    /// from before it no longer count after it. Reads and the processor keep going.
+    pub fn rebuild(&self, log: &dyn meridian_log::Log, config: &crate::rebuild::RebuildConfig, now_ms: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<crate::rebuild::RebuildReport> {
+        let _suspended = self.generation.begin_rebuild(&**self.cold.store())?;
+        crate::rebuild::rebuild_cold(log, self.cold.store(), config, now_ms, progress)
     }
 
     /// The configuration.
@@ -150,26 +162,36 @@ impl HistoryService {
         let key = Self::check_owner(owner)?;
         let now = self.clock.now_ms();
         let n = self.config.max_items;
+        // Read before the tiers: a rebuild that starts after this cannot make a mark
+        // set with it count.
+        let generation = self.generation.current();
         let marks = self.marks.get(key)?;
-        let hot = self.hot.get(key, now)?;
+        let hot = self.hot.read(key, now)?;
+        let complete = hot.as_ref().is_some_and(|h| generation.is_some() && h.complete_in == generation);
         if let Some(h) = &hot {
-            let mut visible = h.clone();
+            let mut visible = h.entries.clone();
             marks.filter(&mut visible);
-            if visible.len() >= n {
+            if complete || visible.len() >= n {
+                metrics::counter!("meridian_history_cold_reads_skipped_total").increment(1);
                 return Ok(visible);
             }
         }
         let cold = self.cold.get(key, now)?;
+        let hot = hot.map(|h| h.entries);
         let merged = match (&hot, &cold) {
             (None, None) => return Ok(Vec::new()),
             (Some(h), None) => h.clone(),
             (None, Some(c)) => c.clone(),
             (Some(h), Some(c)) => merge_entries([&h[..], &c[..]], n),
         };
-        if cold.is_some() && hot.as_ref() != Some(&merged) {
-            // Only the cold tier had some of it: copy it up for the next read.
-            self.hot.put_promoted(key, &merged, now)?;
-            metrics::counter!("meridian_history_promotions_total").increment(1);
+        // Copy up what only the cold tier had, and mark the hot list complete so the next
+        // read skips the cold tier (unless a rebuild runs: then the generation is None).
+        let promote = cold.is_some() && hot.as_ref() != Some(&merged);
+        if promote || (generation.is_some() && !merged.is_empty()) {
+            self.hot.record(&[OwnerUpdate { owner: key, entries: merged.clone(), complete_in: generation }], now)?;
+            if promote {
+                metrics::counter!("meridian_history_promotions_total").increment(1);
+            }
         }
         let mut visible = merged;
         marks.filter(&mut visible);

@@ -175,7 +175,7 @@ pub(crate) async fn start_rebuild(State(state): State<Arc<AppState>>, headers: H
         *status = RebuildStatus { running: true, started_ms: Some(meridian_event::Timestamp::now().millis()), ..RebuildStatus::default() };
     }
     let log = state.log.clone();
-    let store = state.store.clone();
+    let service = history.service.clone();
     let progress_status = history.rebuild.clone();
     let config = history.service.rebuild_config(meridian_log::TopicName::new(crate::server::EVENTS_TOPIC).map_err(ApiError::internal)?);
     tokio::task::spawn_blocking(move || {
@@ -185,7 +185,7 @@ pub(crate) async fn start_rebuild(State(state): State<Arc<AppState>>, headers: H
             s.done = done;
             s.total = total;
         };
-        let result = meridian_history::rebuild::rebuild_cold(&*log, &store, &config, now, &mut progress);
+        let result = service.rebuild(&*log, &config, now, &mut progress);
         let mut s = progress_status.lock();
         s.running = false;
         s.finished_ms = Some(meridian_event::Timestamp::now().millis());

@@ -141,7 +141,7 @@ impl Server {
                     store.clone(),
                     catalog,
                     Arc::new(meridian_history::model::SystemClock),
-                ));
+                )?);
                 runtime.spawn(Box::new(service.processor(events_topic)))?;
                 let blocking = Arc::new(tokio::sync::Semaphore::new(meridian_history_redis::POOL_IDLE));
                 Some(Arc::new(HistoryState { service, inline, blocking, rebuild: Default::default() }))

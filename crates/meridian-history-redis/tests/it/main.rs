@@ -60,7 +60,7 @@ fn one_script_call_leaves_n_newest_with_expiry_and_naive_path_agrees() {
     let t = now();
     let owner = OwnerKey(42);
     let views: Vec<Entry> = (0..6u64).map(|i| Entry::new(100 + i, t - 10_000 + i as i64 * 1000)).collect();
-    let u = [OwnerUpdate { owner, entries: views }];
+    let u = [OwnerUpdate::views(owner, views)];
     lua.record(&u, t).unwrap();
     naive.record_naive(&u, t).unwrap();
     assert_eq!(lua.get(owner, t).unwrap(), naive.get(owner, t).unwrap());
@@ -79,10 +79,10 @@ fn lost_script_cache_falls_back_to_eval() {
     let mut con = redis::Client::open(url()).unwrap().get_connection().unwrap();
     redis::cmd("SCRIPT").arg("FLUSH").query::<()>(&mut con).unwrap();
     let owner = OwnerKey(7);
-    t1.record(&[OwnerUpdate { owner, entries: vec![Entry::new(1, t)] }], t).unwrap();
+    t1.record(&[OwnerUpdate::views(owner, vec![Entry::new(1, t)])], t).unwrap();
     assert_eq!(t1.get(owner, t).unwrap(), Some(vec![Entry::new(1, t)]));
     // And the script is cached again for the next EVALSHA.
-    t1.record(&[OwnerUpdate { owner, entries: vec![Entry::new(2, t + 1000)] }], t).unwrap();
+    t1.record(&[OwnerUpdate::views(owner, vec![Entry::new(2, t + 1000)])], t).unwrap();
     assert_eq!(t1.get(owner, t).unwrap().unwrap().len(), 2);
     assert_eq!(t1.delete_all().unwrap(), 1);
 }
@@ -96,7 +96,7 @@ fn service_over_redis_promotes_cold_data() {
     let store: Arc<dyn meridian_state::KvStore> = Arc::new(meridian_state::MemoryStore::new());
     let catalog = Arc::new(InMemoryCatalog::new((1..=5u64).map(|s| (s, SkuInfo { spu: s, name: format!("n{s}"), image: format!("i{s}") }))));
     let clock = Arc::new(meridian_history::ManualClock::new(now()));
-    let service = HistoryService::new(HistoryConfig::default(), hot.clone(), store.clone(), catalog, clock);
+    let service = HistoryService::new(HistoryConfig::default(), hot.clone(), store.clone(), catalog, clock).unwrap();
     let owner = meridian_history::Owner::user("demo", "u1");
     let mut batch = meridian_state::WriteBatch::new();
     meridian_history::ColdTier::put(&mut batch, owner.key(), &[Entry::new(2, now() - 5000), Entry::new(1, now() - 9000)]);

@@ -3,7 +3,8 @@
 //! Layout: 64 shards, each a `Mutex` over a `hashbrown::HashTable` of owner slots. A slot
 //! is one boxed `u32` slice (a 16-byte fat pointer in the table, nothing else): a 6-word
 //! header (the owner's 128-bit key, the `u32` second of the last write for TTL and
-//! eviction, the layout) followed by the entries, newest first, seconds since 2020:
+//! eviction, the layout bit with the complete mark above it) followed by the entries,
+//! newest first, seconds since 2020:
 //!
 //! * narrow layout, when every SKU of the owner fits in a `u32` (the demo catalog's ids
 //!   do): `(sku as u32, secs)`, 8 bytes per entry;
@@ -20,7 +21,7 @@
 //! an evicted owner is served from the cold tier and promoted again on its next read. An
 //! optional listener sees every evicted owner (for callers that do not write through).
 
-use crate::hot::{HotConfig, HotTier, OwnerUpdate};
+use crate::hot::{HotConfig, HotList, HotTier, OwnerUpdate};
 use crate::model::{ms_to_secs, secs_to_ms, Entry, OwnerKey};
 use crate::Result;
 use hashbrown::HashTable;
@@ -33,7 +34,7 @@ const SHARDS: usize = 64;
 pub const NARROW_ENTRY_BYTES: usize = 8;
 /// Bytes of one entry in the wide layout (some SKU of the owner exceeds `u32::MAX`).
 pub const WIDE_ENTRY_BYTES: usize = 12;
-/// Words of a slot's header: key (4), last write (1), layout (1).
+/// Words of a slot's header: key (4), last write (1), layout and complete mark (1).
 const HEADER_WORDS: usize = 6;
 /// Accounted bytes of one owner's table slot: the 16-byte pointer and its control byte,
 /// rounded up for the load-factor slack.
@@ -43,6 +44,15 @@ pub const OWNER_OVERHEAD_BYTES: usize = HEADER_WORDS * 4 + TABLE_SLOT_BYTES;
 
 const NARROW: u32 = 0;
 const WIDE: u32 = 1;
+/// Generations from here on are not marked (a rebuild a day would take a million years).
+const MAX_MARKED_GENERATION: u32 = (1 << 30) - 1;
+
+/// The header word of a layout and complete mark: bit 0 the layout, above it 0 for no
+/// mark or the generation + 1.
+fn layout_word(wide: bool, complete_in: Option<u32>) -> u32 {
+    let mark = complete_in.filter(|g| *g <= MAX_MARKED_GENERATION).map_or(0, |g| (g + 1) << 1);
+    mark | if wide { WIDE } else { NARROW }
+}
 
 fn hash_key(key: u128) -> u64 {
     ((key >> 64) as u64) ^ (key as u64).rotate_left(17)
@@ -53,11 +63,11 @@ struct Slot(Box<[u32]>);
 
 impl Slot {
     /// A slot of `list` (`(secs, sku)`, newest first), narrow when every SKU fits.
-    fn build(key: u128, last_write: u32, list: &[(u32, u64)]) -> Slot {
+    fn build(key: u128, last_write: u32, list: &[(u32, u64)], complete_in: Option<u32>) -> Slot {
         let wide = list.iter().any(|(_, sku)| *sku > u64::from(u32::MAX));
         let width = if wide { 3 } else { 2 };
         let mut words = Vec::with_capacity(HEADER_WORDS + width * list.len());
-        words.extend_from_slice(&[(key >> 96) as u32, (key >> 64) as u32, (key >> 32) as u32, key as u32, last_write, if wide { WIDE } else { NARROW }]);
+        words.extend_from_slice(&[(key >> 96) as u32, (key >> 64) as u32, (key >> 32) as u32, key as u32, last_write, layout_word(wide, complete_in)]);
         for (secs, sku) in list {
             if wide {
                 words.extend_from_slice(&[*sku as u32, (*sku >> 32) as u32, *secs]);
@@ -82,7 +92,15 @@ impl Slot {
     }
 
     fn wide(&self) -> bool {
-        self.0[5] == WIDE
+        self.0[5] & 1 == WIDE
+    }
+
+    fn complete_in(&self) -> Option<u32> {
+        (self.0[5] >> 1).checked_sub(1)
+    }
+
+    fn set_complete_in(&mut self, complete_in: Option<u32>) {
+        self.0[5] = layout_word(self.wide(), complete_in);
     }
 
     fn width(&self) -> usize {
@@ -324,7 +342,8 @@ impl EmbeddedHotTier {
         self.entries.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn merge_into(&self, shard: &mut Shard, key: u128, entries: &[Entry], now_ms: i64) {
+    fn merge_into(&self, shard: &mut Shard, update: &OwnerUpdate, now_ms: i64) {
+        let (key, entries) = (update.owner.0, &update.entries);
         let now_secs = ms_to_secs(now_ms);
         let n = self.config.max_items;
         if entries.is_empty() {
@@ -334,6 +353,7 @@ impl EmbeddedHotTier {
             Some(slot) if !self.expired(slot, now_ms) => Some(slot),
             _ => None,
         };
+        let complete_in = update.complete_in.or_else(|| existing.and_then(Slot::complete_in));
         let mut list: Vec<(u32, u64)> = Vec::with_capacity(existing.map_or(0, Slot::len) + entries.len());
         if let Some(slot) = existing {
             list.extend(slot.pairs());
@@ -358,6 +378,7 @@ impl EmbeddedHotTier {
             if let Some(slot) = shard.get_mut(key) {
                 let last = slot.last_write().max(now_secs);
                 slot.set_last_write(last);
+                slot.set_complete_in(complete_in);
             }
             return;
         }
@@ -367,11 +388,12 @@ impl EmbeddedHotTier {
             // Same length and layout (a re-view, or a full list): no new allocation.
             if let Some(slot) = shard.get_mut(key) {
                 if slot.overwrite(now_secs, &list) {
+                    slot.set_complete_in(complete_in);
                     return;
                 }
             }
         }
-        self.set_slot(shard, Slot::build(key, now_secs, &list));
+        self.set_slot(shard, Slot::build(key, now_secs, &list, complete_in));
     }
 
     fn enforce_budget(&self, shard_index: usize, shard: &mut Shard) {
@@ -408,21 +430,20 @@ impl HotTier for EmbeddedHotTier {
 
     fn record(&self, updates: &[OwnerUpdate], now_ms: i64) -> Result<()> {
         for u in updates {
-            let key = u.owner.0;
-            let index = Self::shard_index(key);
+            let index = Self::shard_index(u.owner.0);
             let mut shard = self.shards[index].lock();
-            self.merge_into(&mut shard, key, &u.entries, now_ms);
+            self.merge_into(&mut shard, u, now_ms);
             self.enforce_budget(index, &mut shard);
         }
         Ok(())
     }
 
-    fn get(&self, owner: OwnerKey, now_ms: i64) -> Result<Option<Vec<Entry>>> {
+    fn read(&self, owner: OwnerKey, now_ms: i64) -> Result<Option<HotList>> {
         let key = owner.0;
         let mut shard = self.shards[Self::shard_index(key)].lock();
         let expired = match shard.get(key) {
             None => return Ok(None),
-            Some(slot) if !self.expired(slot, now_ms) => return Ok(Some(slot.entries())),
+            Some(slot) if !self.expired(slot, now_ms) => return Ok(Some(HotList { entries: slot.entries(), complete_in: slot.complete_in() })),
             Some(_) => true,
         };
         if expired {
@@ -437,7 +458,7 @@ impl HotTier for EmbeddedHotTier {
         let Some(slot) = shard.get(key) else { return Ok(()) };
         let kept: Vec<(u32, u64)> = slot.pairs().filter(|(_, sku)| !skus.contains(sku)).collect();
         if kept.len() != slot.len() {
-            let rebuilt = Slot::build(key, slot.last_write(), &kept);
+            let rebuilt = Slot::build(key, slot.last_write(), &kept, slot.complete_in());
             self.set_slot(&mut shard, rebuilt);
         }
         Ok(())
@@ -458,7 +479,7 @@ mod tests {
     use std::sync::Arc;
 
     fn views(owner: u128, skus: std::ops::Range<u64>, t: i64) -> OwnerUpdate {
-        OwnerUpdate { owner: OwnerKey(owner), entries: skus.map(|s| Entry::new(s, t + s as i64 * 1000)).collect() }
+        OwnerUpdate::views(OwnerKey(owner), skus.map(|s| Entry::new(s, t + s as i64 * 1000)).collect())
     }
 
     #[test]
@@ -511,12 +532,12 @@ mod tests {
         let big = u64::from(u32::MAX) + 7;
         let t = BASE_MS + 10_000_000;
         let (narrow, mixed) = (OwnerKey(u128::MAX - 3), OwnerKey(5));
-        tier.record(&[OwnerUpdate { owner: narrow, entries: vec![Entry::new(u64::from(u32::MAX), t), Entry::new(100_000_001, t - 1000)] }], t).unwrap();
-        tier.record(&[OwnerUpdate { owner: mixed, entries: vec![Entry::new(100_000_001, t - 3000), Entry::new(2, t - 2000)] }], t).unwrap();
+        tier.record(&[OwnerUpdate::views(narrow, vec![Entry::new(u64::from(u32::MAX), t), Entry::new(100_000_001, t - 1000)])], t).unwrap();
+        tier.record(&[OwnerUpdate::views(mixed, vec![Entry::new(100_000_001, t - 3000), Entry::new(2, t - 2000)])], t).unwrap();
         assert_eq!(tier.stats().wide_owners, 0, "u32::MAX itself still fits");
         assert_eq!(tier.accounted_bytes(), 4 * NARROW_ENTRY_BYTES + 2 * OWNER_OVERHEAD_BYTES);
         // One SKU above u32::MAX turns only that owner wide; its older entries keep their ids.
-        tier.record(&[OwnerUpdate { owner: mixed, entries: vec![Entry::new(big, t), Entry::new(u64::MAX, t - 500)] }], t).unwrap();
+        tier.record(&[OwnerUpdate::views(mixed, vec![Entry::new(big, t), Entry::new(u64::MAX, t - 500)])], t).unwrap();
         let stats = tier.stats();
         assert_eq!((stats.owners, stats.entries, stats.wide_owners), (2, 6, 1));
         assert_eq!(tier.accounted_bytes(), 2 * NARROW_ENTRY_BYTES + 4 * WIDE_ENTRY_BYTES + 2 * OWNER_OVERHEAD_BYTES);
@@ -526,15 +547,15 @@ mod tests {
         );
         assert_eq!(tier.get(narrow, t).unwrap().unwrap(), vec![Entry::new(u64::from(u32::MAX), t), Entry::new(100_000_001, t - 1000)]);
         // In-place updates keep the layout; a re-view of a wide SKU moves it.
-        tier.record(&[OwnerUpdate { owner: mixed, entries: vec![Entry::new(2, t + 1000)] }], t + 1000).unwrap();
+        tier.record(&[OwnerUpdate::views(mixed, vec![Entry::new(2, t + 1000)])], t + 1000).unwrap();
         assert_eq!(tier.get(mixed, t + 1000).unwrap().unwrap()[0], Entry::new(2, t + 1000));
         // Trimming pushes the big SKUs out: the owner goes back to the narrow layout.
         let newer: Vec<Entry> = (0..4u64).map(|i| Entry::new(10 + i, t + 5000 + i as i64 * 1000)).collect();
-        tier.record(&[OwnerUpdate { owner: mixed, entries: newer }], t + 9000).unwrap();
+        tier.record(&[OwnerUpdate::views(mixed, newer)], t + 9000).unwrap();
         assert_eq!(tier.stats().wide_owners, 0);
         assert_eq!(tier.get(mixed, t + 9000).unwrap().unwrap().iter().map(|e| e.sku).collect::<Vec<_>>(), vec![13, 12, 11, 10]);
         // Removing the only big SKU also narrows.
-        tier.record(&[OwnerUpdate { owner: narrow, entries: vec![Entry::new(big, t + 1000)] }], t + 9000).unwrap();
+        tier.record(&[OwnerUpdate::views(narrow, vec![Entry::new(big, t + 1000)])], t + 9000).unwrap();
         assert_eq!(tier.stats().wide_owners, 1);
         tier.remove_skus(narrow, &[big]).unwrap();
         assert_eq!(tier.stats().wide_owners, 0);
@@ -553,7 +574,7 @@ mod tests {
         let owners: Vec<OwnerKey> = (0..5000u128).map(|i| OwnerKey((7u128 << 122) | i.wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect();
         for (i, o) in owners.iter().enumerate() {
             let sku = if i % 7 == 0 { u64::MAX - i as u64 } else { i as u64 };
-            tier.record(&[OwnerUpdate { owner: *o, entries: vec![Entry::new(sku, BASE_MS + 1000)] }], BASE_MS).unwrap();
+            tier.record(&[OwnerUpdate::views(*o, vec![Entry::new(sku, BASE_MS + 1000)])], BASE_MS).unwrap();
         }
         for (i, o) in owners.iter().enumerate() {
             let sku = if i % 7 == 0 { u64::MAX - i as u64 } else { i as u64 };

@@ -4,6 +4,12 @@
 //! (latest time per SKU, newest first, at most N), so re-applying updates after a crash
 //! is harmless. The API is batch-friendly: [`HotTier::record`] takes every owner touched
 //! by a processor round at once so a networked backend can pipeline it.
+//!
+//! A hot list can carry a *complete* mark: the [`crate::cold::ColdGeneration`] in which
+//! it was known to hold everything the cold tier holds for its owner (set by a promotion,
+//! or by the processor when the owner had no cold history). Later records keep the mark,
+//! because the processor writes every view to both tiers; it goes with the list (expiry,
+//! eviction, removal). A read of a complete list skips the cold tier.
 
 use crate::model::{Entry, OwnerKey};
 use crate::Result;
@@ -33,6 +39,26 @@ pub struct OwnerUpdate {
     pub owner: OwnerKey,
     /// Views (any order; times normalised to whole seconds).
     pub entries: Vec<Entry>,
+    /// `Some(g)`: after this update the list holds everything the cold tier holds for the
+    /// owner, in cold generation `g` (replaces any earlier mark). `None`: an existing
+    /// list keeps its mark, a new list has none.
+    pub complete_in: Option<u32>,
+}
+
+impl OwnerUpdate {
+    /// Views of `owner`, without a complete mark.
+    pub fn views(owner: OwnerKey, entries: Vec<Entry>) -> OwnerUpdate {
+        OwnerUpdate { owner, entries, complete_in: None }
+    }
+}
+
+/// One owner's hot list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HotList {
+    /// Entries, newest first.
+    pub entries: Vec<Entry>,
+    /// The cold generation in which the list was last marked complete, if any.
+    pub complete_in: Option<u32>,
 }
 
 /// A hot-tier backend. See the module docs; [`crate::conformance::run_all`] is the
@@ -45,13 +71,13 @@ pub trait HotTier: Send + Sync + fmt::Debug {
     /// sets the owner's expiry to `now_ms + ttl`. Owners absent or expired start empty.
     fn record(&self, updates: &[OwnerUpdate], now_ms: i64) -> Result<()>;
 
-    /// The owner's entries, newest first; `None` when the owner is not in the tier (never
-    /// written, expired, evicted or removed).
-    fn get(&self, owner: OwnerKey, now_ms: i64) -> Result<Option<Vec<Entry>>>;
+    /// The owner's list and its complete mark; `None` when the owner is not in the tier
+    /// (never written, expired, evicted or removed).
+    fn read(&self, owner: OwnerKey, now_ms: i64) -> Result<Option<HotList>>;
 
-    /// Copies entries read from the cold tier in (same merge as [`HotTier::record`]).
-    fn put_promoted(&self, owner: OwnerKey, entries: &[Entry], now_ms: i64) -> Result<()> {
-        self.record(&[OwnerUpdate { owner, entries: entries.to_vec() }], now_ms)
+    /// The owner's entries, newest first (see [`HotTier::read`]).
+    fn get(&self, owner: OwnerKey, now_ms: i64) -> Result<Option<Vec<Entry>>> {
+        Ok(self.read(owner, now_ms)?.map(|l| l.entries))
     }
 
     /// Removes SKUs from an owner's list (absent ones are fine).

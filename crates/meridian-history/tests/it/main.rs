@@ -8,7 +8,7 @@ use meridian_history::hot::embedded::EmbeddedHotTier;
 use meridian_history::hot::{HotConfig, HotTier};
 use meridian_history::model::normalize_ms;
 use meridian_history::{
-    rebuild_cold, Error, HistoryConfig, HistoryService, InMemoryCatalog, ManualClock, Owner, RebuildConfig, SkuInfo,
+    ColdTier, Entry, Error, HistoryConfig, HistoryService, InMemoryCatalog, ManualClock, Owner, RebuildConfig, SkuInfo,
 };
 use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
 use meridian_log::{AppendRecord, Log, TopicName};
@@ -52,7 +52,7 @@ fn fixture(max_items: usize) -> Fixture {
     let clock = Arc::new(ManualClock::new(t0));
     let config = HistoryConfig { max_items, catalog_batch_size: 3, ..HistoryConfig::default() };
     let hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items, ttl_ms: config.hot_ttl_ms }, 64 << 20));
-    let service = Arc::new(HistoryService::new(config, hot.clone(), store.clone(), catalog(), clock.clone()));
+    let service = Arc::new(HistoryService::new(config, hot.clone(), store.clone(), catalog(), clock.clone()).unwrap());
     let mut f = Fixture { _dir: dir, rt, log, store, topic, clock, hot, service, runtime: None, config, seq: AtomicU64::new(0), t0 };
     f.start();
     f
@@ -71,7 +71,7 @@ impl Fixture {
             r.shutdown();
         }
         self.hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items: self.config.max_items, ttl_ms: self.config.hot_ttl_ms }, 64 << 20));
-        self.service = Arc::new(HistoryService::new(self.config, self.hot.clone(), self.store.clone(), catalog(), self.clock.clone()));
+        self.service = Arc::new(HistoryService::new(self.config, self.hot.clone(), self.store.clone(), catalog(), self.clock.clone()).unwrap());
         self.start();
     }
 
@@ -213,7 +213,7 @@ fn clear_hides_everything_before_it_in_both_tiers_and_after_a_rebuild() {
     // A rebuild from the log writes the old views into the cold tier again, but minus
     // the clear mark; even a stale copy stays hidden.
     let mut progress = Vec::new();
-    let report = rebuild_cold(&*f.log, &f.store, &RebuildConfig::new(f.topic.clone()), f.clock_now(), &mut |d, t| progress.push((d, t))).unwrap();
+    let report = f.service.rebuild(&*f.log, &RebuildConfig::new(f.topic.clone()), f.clock_now(), &mut |d, t| progress.push((d, t))).unwrap();
     assert_eq!(report.records, 4);
     assert_eq!(report.hidden, 2, "the cleared views are left out");
     assert_eq!(progress.first(), Some(&(0, 4)));
@@ -247,7 +247,7 @@ fn rebuild_restores_a_lost_cold_tier_within_the_window_minus_deletions() {
     f.store.commit(batch).unwrap();
     f.restart_with_empty_hot_tier();
     assert!(f.skus(&user("u1")).is_empty());
-    let report = rebuild_cold(&*f.log, &f.store, &RebuildConfig { max_items: 3, ..RebuildConfig::new(f.topic.clone()) }, f.clock_now(), &mut |_, _| {}).unwrap();
+    let report = f.service.rebuild(&*f.log, &RebuildConfig { max_items: 3, ..RebuildConfig::new(f.topic.clone()) }, f.clock_now(), &mut |_, _| {}).unwrap();
     assert_eq!(report.owners, 1);
     assert_eq!(f.skus(&user("u1")), vec![50, 30], "N newest in the window, minus the deleted SKU");
 }
@@ -275,9 +275,57 @@ fn reads_merge_partial_hot_with_cold() {
     f.restart_with_empty_hot_tier();
     // A new view creates a hot entry holding only itself; the read merges the cold rest.
     f.views("u1", &[(30, -2_000), (10, -1_000)]);
-    assert_eq!(f.hot.get(user("u1").key(), f.t0).unwrap().unwrap().len(), 2);
+    let key = user("u1").key();
+    let partial = f.hot.read(key, f.t0).unwrap().unwrap();
+    assert_eq!((partial.entries.len(), partial.complete_in), (2, None), "the owner had cold history: not complete");
     assert_eq!(f.skus(&user("u1")), vec![10, 30, 20], "merged, no duplicates, latest time wins");
-    assert_eq!(f.hot.get(user("u1").key(), f.t0).unwrap().unwrap().len(), 3, "promotion completed the hot copy");
+    let promoted = f.hot.read(key, f.t0).unwrap().unwrap();
+    assert_eq!((promoted.entries.len(), promoted.complete_in), (3, Some(0)), "promotion completed the hot copy and marked it");
+    f.views("u1", &[(40, -500)]);
+    assert_eq!(f.hot.read(key, f.t0).unwrap().unwrap().complete_in, Some(0), "later views keep the mark");
+    assert_eq!(f.skus(&user("u1")), vec![40, 10, 30, 20]);
+}
+
+#[test]
+fn a_hot_list_marked_complete_is_served_without_reading_the_cold_tier() {
+    let f = fixture(200);
+    f.views("u1", &[(10, -5_000), (20, -4_000)]);
+    let key = user("u1").key();
+    assert_eq!(f.hot.read(key, f.t0).unwrap().unwrap().complete_in, Some(0), "an owner's first views make a complete hot list");
+    // Plant a cold entry the hot list never saw (only a rebuild writes such entries): the
+    // read does not see it, so it did not read the cold tier.
+    let mut batch = meridian_state::WriteBatch::new();
+    ColdTier::put(&mut batch, key, &[Entry::new(30, f.t0 - 3_000), Entry::new(20, f.t0 - 4_000), Entry::new(10, f.t0 - 5_000)]);
+    f.store.commit(batch).unwrap();
+    assert_eq!(f.skus(&user("u1")), vec![20, 10]);
+    // A rebuild moves to a new cold generation: the old mark no longer counts.
+    f.service.rebuild(&*f.log, &RebuildConfig::new(f.topic.clone()), f.clock_now(), &mut |_, _| {}).unwrap();
+    assert_eq!(f.skus(&user("u1")), vec![30, 20, 10], "the cold tier is read again");
+    assert_eq!(f.hot.read(key, f.t0).unwrap().unwrap().complete_in, Some(1), "and the list marked in the new generation");
+}
+
+#[test]
+fn a_rebuild_shows_what_a_complete_hot_list_never_saw_even_after_a_restart() {
+    let mut f = fixture(200);
+    f.views("u1", &[(10, -5_000)]);
+    // The cold tier is lost and the server restarts (the hot tier with it): a new view
+    // starts both afresh, and the hot list is complete for the (empty) cold tier.
+    let mut batch = meridian_state::WriteBatch::new();
+    batch.delete_prefix(meridian_history::cold::COLD_TABLE, Vec::new());
+    f.store.commit(batch).unwrap();
+    f.restart_with_empty_hot_tier();
+    f.views("u1", &[(20, -1_000)]);
+    assert_eq!(f.hot.read(user("u1").key(), f.t0).unwrap().unwrap().complete_in, Some(0));
+    assert_eq!(f.skus(&user("u1")), vec![20]);
+    // The rebuild brings the lost view back from the log; the complete mark of the old
+    // generation must not hide it.
+    let report = f.service.rebuild(&*f.log, &RebuildConfig::new(f.topic.clone()), f.clock_now(), &mut |_, _| {}).unwrap();
+    assert_eq!(report.entries, 2);
+    assert_eq!(f.skus(&user("u1")), vec![20, 10]);
+    // The generation is persisted: a restarted service still counts marks of generation 1.
+    f.restart_with_empty_hot_tier();
+    assert_eq!(f.skus(&user("u1")), vec![20, 10]);
+    assert_eq!(f.hot.read(user("u1").key(), f.clock_now()).unwrap().unwrap().complete_in, Some(1));
 }
 
 #[test]
@@ -374,7 +422,7 @@ fn owners_sharing_a_bucket_keep_their_own_histories_across_calls_restarts_clears
     f.views(&users[0], &[(7, 1_500)]);
     assert_eq!(f.skus(&user(&users[0])), vec![7]);
     // A rebuild merges the log into the buckets: the same lists, the clear respected.
-    rebuild_cold(&*f.log, &f.store, &RebuildConfig::new(f.topic.clone()), f.clock_now(), &mut |_, _| {}).unwrap();
+    f.service.rebuild(&*f.log, &RebuildConfig::new(f.topic.clone()), f.clock_now(), &mut |_, _| {}).unwrap();
     f.restart_with_empty_hot_tier();
     assert_eq!(f.skus(&user(&users[0])), vec![7]);
     for (u, id) in users.iter().enumerate().skip(1) {
