@@ -286,7 +286,7 @@ fn main() {
 
     let (p50_list, p99_list) = {
         // Service list latency over the embedded tier (catalog lookups included).
-        let catalog = Arc::new(InMemoryCatalog::new((0..SKUS).map(|i| (FIRST_SKU + i, meridian_history::SkuInfo { spu: (FIRST_SKU + i) / 3, name: format!("sku {i}"), image: format!("/i/{i}.jpg") }))));
+        let catalog = Arc::new(InMemoryCatalog::new((0..SKUS).map(|i| (FIRST_SKU + i, meridian_history::SkuInfo { spu: (FIRST_SKU + i) / 3, name: format!("sku {i}").into(), image: format!("/i/{i}.jpg").into() }))));
         let store: Arc<dyn KvStore> = Arc::new(meridian_state::MemoryStore::new());
         let hot = Arc::new(embedded);
         let service = HistoryService::new(HistoryConfig::default(), hot, store, catalog, Arc::new(SystemClock)).unwrap();

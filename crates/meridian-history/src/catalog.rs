@@ -1,6 +1,10 @@
 //! Catalog lookup: SPU, name and image of SKUs, asked in batches.
+//!
+//! Names and images are shared strings (`Arc<str>`): a lookup hands out references, not
+//! copies, and a shown item serialises them straight from the catalog.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the history list shows of a SKU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,9 +12,9 @@ pub struct SkuInfo {
     /// The SPU the SKU belongs to (history de-duplicates by it).
     pub spu: u64,
     /// Display name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Image URL or path.
-    pub image: String,
+    pub image: Arc<str>,
 }
 
 /// Looks SKUs up; one call per batch (the service sizes batches by

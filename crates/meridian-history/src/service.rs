@@ -59,9 +59,9 @@ pub struct Item {
     /// Its SPU.
     pub spu: u64,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Image.
-    pub image: String,
+    pub image: Arc<str>,
     /// Last view, milliseconds since the epoch.
     pub viewed_ms: i64,
 }

@@ -18,12 +18,20 @@ use std::sync::Arc;
 
 /// A catalog that knows nothing: every SKU is shown as its own SPU without name or image.
 /// Used when the server has no catalog configured, so history still lists what was viewed.
-#[derive(Debug, Default)]
-pub struct PassThroughCatalog;
+#[derive(Debug)]
+pub struct PassThroughCatalog {
+    empty: Arc<str>,
+}
+
+impl Default for PassThroughCatalog {
+    fn default() -> Self {
+        PassThroughCatalog { empty: Arc::from("") }
+    }
+}
 
 impl CatalogLookup for PassThroughCatalog {
     fn lookup(&self, skus: &[u64]) -> Vec<Option<SkuInfo>> {
-        skus.iter().map(|sku| Some(SkuInfo { spu: *sku, name: String::new(), image: String::new() })).collect()
+        skus.iter().map(|sku| Some(SkuInfo { spu: *sku, name: self.empty.clone(), image: self.empty.clone() })).collect()
     }
 }
 

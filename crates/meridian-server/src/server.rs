@@ -134,7 +134,7 @@ impl Server {
                         false,
                     ),
                 };
-                let catalog = settings.catalog.clone().unwrap_or_else(|| Arc::new(PassThroughCatalog));
+                let catalog = settings.catalog.clone().unwrap_or_else(|| Arc::new(PassThroughCatalog::default()));
                 let service = Arc::new(meridian_history::HistoryService::new(
                     settings.config,
                     hot,

@@ -53,6 +53,9 @@ struct HistoryBenchArgs {
     /// Hot tier of the server: embedded or redis.
     #[arg(long, default_value = "embedded")]
     hot: String,
+    /// State store of the server (its cold tier): fjall or redb (default: the server's).
+    #[arg(long)]
+    state_backend: Option<String>,
     /// Items per list page.
     #[arg(long, default_value_t = 20)]
     page: usize,
@@ -290,6 +293,18 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// CPU time (user + system) a process has used so far, in microseconds (from
+/// `/proc/<pid>/stat`, whose tick is USER_HZ = 100 on Linux).
+fn cpu_micros(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10_000)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -522,6 +537,9 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         if let Some(n) = &threads {
             extra.extend(["--worker-threads", n.as_str()]);
         }
+        if let Some(b) = &args.state_backend {
+            extra.extend(["--state-backend", b.as_str()]);
+        }
         let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
         let key = bench_key(&base, &["write", "read"]).await?;
         // Feed the events; remember who viewed what, to query users that have history.
@@ -569,7 +587,9 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         };
         let warmup = Duration::from_secs(args.warmup_secs);
         let rate = args.rate;
-        // One phase: an unmeasured warm-up of the same requests, then the measured run.
+        let server_pid = server.0.id();
+        // One phase: an unmeasured warm-up of the same requests, then the measured run,
+        // with the server's CPU time per request over the measured run.
         let phase = |name: String, path: Arc<dyn Fn(u64) -> String + Send + Sync>| {
             let request = make(path);
             async move {
@@ -577,15 +597,19 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
                 if !warmup.is_zero() {
                     open_loop(rate, warmup, 512, request.clone()).await?;
                 }
-                open_loop(rate, duration, 512, request).await
+                let cpu_before = cpu_micros(server_pid);
+                let (measured, lag) = open_loop(rate, duration, 512, request).await?;
+                let served = measured.events.max(1) as f64;
+                let cpu_per_request = cpu_before.zip(cpu_micros(server_pid)).map(|(a, b)| b.saturating_sub(a) as f64 / served);
+                anyhow::Ok((measured, lag, cpu_per_request))
             }
         };
-        let (health, health_lag) = phase("baseline: GET /healthz".into(), Arc::new(|_| "/healthz".to_owned())).await?;
+        let (health, health_lag, health_cpu) = phase("baseline: GET /healthz".into(), Arc::new(|_| "/healthz".to_owned())).await?;
         let list_user = user_of.clone();
-        let (list, list_lag) =
+        let (list, list_lag, list_cpu) =
             phase(format!("list: GET …/history?limit={page}"), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)))).await?;
         let count_user = user_of.clone();
-        let (count, count_lag) = phase("count: GET …/history/count".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)))).await?;
+        let (count, count_lag, count_cpu) = phase("count: GET …/history/count".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)))).await?;
         let server_side = server_quantiles(&base).await.unwrap_or_default();
         let rss = peak_rss_kib(server.0.id());
         drop(server);
@@ -599,8 +623,9 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             eprintln!("removed {} redis keys under {redis_prefix}", removed.unwrap_or(0));
         }
         println!(
-            "## meridian bench history ({} hot tier, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s measured per phase after {} s warm-up)",
+            "## meridian bench history ({} hot tier, {} state store, {} users in the world, {} with history, {} events fed; {} req/s open loop, {} s measured per phase after {} s warm-up)",
             args.hot,
+            args.state_backend.as_deref().unwrap_or("default"),
             args.users,
             viewers.len(),
             report.accepted,
@@ -615,6 +640,9 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         let lag_ms = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         println!("generator schedule lag p99 (dispatch vs schedule, not in the latencies): healthz {:.3} ms, list {:.3} ms, count {:.3} ms", lag_ms(&health_lag), lag_ms(&list_lag), lag_ms(&count_lag));
         println!("p99 ratio list / healthz: {:.2}; count / healthz: {:.2}", list.quantile_ms(0.99) / health.quantile_ms(0.99), count.quantile_ms(0.99) / health.quantile_ms(0.99));
+        if let (Some(h), Some(l), Some(c)) = (health_cpu, list_cpu, count_cpu) {
+            println!("server CPU per request (user + system, measured run): healthz {h:.1} µs, list {l:.1} µs, count {c:.1} µs; list / healthz {:.2}, count / healthz {:.2}", l / h, c / h);
+        }
         println!("feed: {:.0} events/s accepted over HTTP; history and counters caught up {:.1} s after the feed started", report.accepted as f64 / ingest_secs, processed_secs);
         if let Some(kib) = rss {
             println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0);
@@ -622,11 +650,12 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "bench": "history", "hot": args.hot, "users": args.users, "users_with_history": viewers.len(), "events": report.accepted, "rate": args.rate,
+                "bench": "history", "hot": args.hot, "state_backend": args.state_backend, "users": args.users, "users_with_history": viewers.len(), "events": report.accepted, "rate": args.rate,
                 "health_p50_ms": health.quantile_ms(0.5), "health_p99_ms": health.quantile_ms(0.99),
                 "list_rps": list.events_per_sec(), "list_p50_ms": list.quantile_ms(0.5), "list_p99_ms": list.quantile_ms(0.99), "list_p999_ms": list.quantile_ms(0.999), "list_errors": list.errors,
                 "count_rps": count.events_per_sec(), "count_p50_ms": count.quantile_ms(0.5), "count_p99_ms": count.quantile_ms(0.99), "count_errors": count.errors,
-                "server_peak_rss_mib": rss.map(|k| k as f64 / 1024.0)
+                "server_peak_rss_mib": rss.map(|k| k as f64 / 1024.0),
+                "server_cpu_us_per_request": {"healthz": health_cpu, "list": list_cpu, "count": count_cpu}
             })
         );
         Ok(())

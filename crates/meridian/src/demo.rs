@@ -90,7 +90,7 @@ pub(crate) fn catalog_of(catalog: &meridian_demo::Catalog) -> InMemoryCatalog {
 }
 
 fn sku_info(sku: &meridian_demo::Sku) -> Option<(u64, SkuInfo)> {
-    Some((sku.id.parse().ok()?, SkuInfo { spu: u64::from(sku.spu), name: sku.name.clone(), image: sku.image.clone() }))
+    Some((sku.id.parse().ok()?, SkuInfo { spu: u64::from(sku.spu), name: sku.name.as_str().into(), image: sku.image.as_str().into() }))
 }
 
 /// Loads a catalog written by `meridian demo generate` (`skus.jsonl`, directly in `dir` or

@@ -94,7 +94,7 @@ fn service_over_redis_promotes_cold_data() {
     let Some(hot) = tier("service", HotConfig::default()) else { return };
     let hot = Arc::new(hot);
     let store: Arc<dyn meridian_state::KvStore> = Arc::new(meridian_state::MemoryStore::new());
-    let catalog = Arc::new(InMemoryCatalog::new((1..=5u64).map(|s| (s, SkuInfo { spu: s, name: format!("n{s}"), image: format!("i{s}") }))));
+    let catalog = Arc::new(InMemoryCatalog::new((1..=5u64).map(|s| (s, SkuInfo { spu: s, name: format!("n{s}").into(), image: format!("i{s}").into() }))));
     let clock = Arc::new(meridian_history::ManualClock::new(now()));
     let service = HistoryService::new(HistoryConfig::default(), hot.clone(), store.clone(), catalog, clock).unwrap();
     let owner = meridian_history::Owner::user("demo", "u1");

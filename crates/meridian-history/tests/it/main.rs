@@ -38,7 +38,7 @@ struct Fixture {
 
 /// SKU s belongs to SPU s / 10 (so 11 and 12 share an SPU); SKUs ≥ 900 are unknown.
 fn catalog() -> Arc<InMemoryCatalog> {
-    Arc::new(InMemoryCatalog::new((1..900u64).map(|s| (s, SkuInfo { spu: s / 10, name: format!("sku {s}"), image: format!("/img/{s}.jpg") }))))
+    Arc::new(InMemoryCatalog::new((1..900u64).map(|s| (s, SkuInfo { spu: s / 10, name: format!("sku {s}").into(), image: format!("/img/{s}.jpg").into() }))))
 }
 
 fn fixture(max_items: usize) -> Fixture {
@@ -134,7 +134,7 @@ fn views_are_deduplicated_trimmed_at_n_and_ordered_by_event_time() {
     assert_eq!(f.service.count(&user("u1")).unwrap(), 5);
     let items = f.service.list(&user("u1"), 1, None).unwrap().items;
     assert_eq!(items[0].viewed_ms, f.t0 - 3_000);
-    assert_eq!((items[0].name.as_str(), items[0].image.as_str(), items[0].spu), ("sku 20", "/img/20.jpg", 2));
+    assert_eq!((&*items[0].name, &*items[0].image, items[0].spu), ("sku 20", "/img/20.jpg", 2));
 }
 
 #[test]
