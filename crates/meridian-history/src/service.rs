@@ -3,9 +3,10 @@
 //! A read merges the hot tier with the cold tier, drops entries hidden by marks, and
 //! promotes to the hot tier whatever only the cold tier had, marking the hot list
 //! complete ([`crate::cold::ColdGeneration`]). The cold read is skipped when the hot list
-//! is marked complete in the current generation or alone holds N visible entries. The list is then walked newest first, looking SKUs up
-//! in the catalog `catalog_batch_size` at a time, keeping the newest SKU of each SPU,
-//! skipping SKUs the catalog does not know, and stopping at N items.
+//! is marked complete in the current generation or alone holds N visible entries. The
+//! list is then walked newest first, looking SKUs up in the catalog `catalog_batch_size`
+//! at a time, keeping the newest SKU of each SPU, skipping SKUs the catalog does not
+//! know, and stopping at N items.
 
 use crate::catalog::{CatalogLookup, SkuInfo};
 use crate::cold::{ColdGeneration, ColdTier, COLD_TABLE};
