@@ -167,18 +167,26 @@ impl HistoryService {
         // set with it count.
         let generation = self.generation.current();
         let marks = self.marks.get(key)?;
-        let hot = self.hot.read(key, now)?;
-        let complete = hot.as_ref().is_some_and(|h| generation.is_some() && h.complete_in == generation);
-        if let Some(h) = &hot {
-            let mut visible = h.entries.clone();
-            marks.filter(&mut visible);
-            if complete || visible.len() >= n {
+        let hot = match self.hot.read(key, now)? {
+            Some(h) if generation.is_some() && h.complete_in == generation => {
                 metrics::counter!("meridian_history_cold_reads_skipped_total").increment(1);
+                let mut visible = h.entries;
+                marks.filter(&mut visible);
                 return Ok(visible);
             }
-        }
+            // Marks only shrink a list: a shorter one cannot hold N visible entries.
+            Some(h) if h.entries.len() >= n => {
+                let mut visible = h.entries.clone();
+                marks.filter(&mut visible);
+                if visible.len() >= n {
+                    metrics::counter!("meridian_history_cold_reads_skipped_total").increment(1);
+                    return Ok(visible);
+                }
+                Some(h.entries)
+            }
+            other => other.map(|h| h.entries),
+        };
         let cold = self.cold.get(key, now)?;
-        let hot = hot.map(|h| h.entries);
         let merged = match (&hot, &cold) {
             (None, None) => return Ok(Vec::new()),
             (Some(h), None) => h.clone(),

@@ -75,6 +75,13 @@ impl Fixture {
         self.start();
     }
 
+    /// Deletes the whole cold tier behind the service's back (a lost disk).
+    fn lose_cold_tier(&self) {
+        let mut batch = meridian_state::WriteBatch::new();
+        batch.delete_prefix(meridian_history::cold::COLD_TABLE, Vec::new());
+        self.store.commit(batch).unwrap();
+    }
+
     fn event(&self, user: Option<&str>, device: Option<&str>, action: &str, sku: Option<&str>, time: i64) -> Event {
         Event {
             id: EventId::new(format!("e{}", self.seq.fetch_add(1, Ordering::SeqCst))).unwrap(),
@@ -242,9 +249,7 @@ fn rebuild_restores_a_lost_cold_tier_within_the_window_minus_deletions() {
     ]);
     f.service.delete(&user("u1"), "40").unwrap();
     // Lose the cold tier (and the hot one).
-    let mut batch = meridian_state::WriteBatch::new();
-    batch.delete_prefix(meridian_history::cold::COLD_TABLE, Vec::new());
-    f.store.commit(batch).unwrap();
+    f.lose_cold_tier();
     f.restart_with_empty_hot_tier();
     assert!(f.skus(&user("u1")).is_empty());
     let report = f.service.rebuild(&*f.log, &RebuildConfig { max_items: 3, ..RebuildConfig::new(f.topic.clone()) }, f.clock_now(), &mut |_, _| {}).unwrap();
@@ -310,9 +315,7 @@ fn a_rebuild_shows_what_a_complete_hot_list_never_saw_even_after_a_restart() {
     f.views("u1", &[(10, -5_000)]);
     // The cold tier is lost and the server restarts (the hot tier with it): a new view
     // starts both afresh, and the hot list is complete for the (empty) cold tier.
-    let mut batch = meridian_state::WriteBatch::new();
-    batch.delete_prefix(meridian_history::cold::COLD_TABLE, Vec::new());
-    f.store.commit(batch).unwrap();
+    f.lose_cold_tier();
     f.restart_with_empty_hot_tier();
     f.views("u1", &[(20, -1_000)]);
     assert_eq!(f.hot.read(user("u1").key(), f.t0).unwrap().unwrap().complete_in, Some(0));
