@@ -344,8 +344,11 @@ impl AuditLog {
         };
         let mut entries = Vec::new();
         let mut scanned = 0;
+        // The first read is the page's size (enough when no filter skips entries), then
+        // reads grow to SCAN_CHUNK.
+        let mut chunk_size = limit.min(SCAN_CHUNK);
         loop {
-            let chunk = self.store.range(table, as_ref(&start), as_ref(&end), SCAN_CHUNK)?;
+            let chunk = self.store.range(table, as_ref(&start), as_ref(&end), chunk_size)?;
             let n_read = chunk.len();
             for (key, value) in chunk {
                 scanned += 1;
@@ -359,9 +362,10 @@ impl AuditLog {
                 }
                 start = Bound::Excluded(key);
             }
-            if n_read < SCAN_CHUNK {
+            if n_read < chunk_size {
                 return Ok(AuditPage { entries, next_cursor: None });
             }
+            chunk_size = (chunk_size * 2).min(SCAN_CHUNK);
             if scanned >= SCAN_BUDGET {
                 let next_cursor = match &start {
                     Bound::Excluded(key) => cursor_of_key(key),
