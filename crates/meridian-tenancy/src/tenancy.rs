@@ -76,7 +76,13 @@ impl Tenancy {
         for (key, value) in store.scan_prefix(KEYS_TABLE, b"", usize::MAX)? {
             let digest = <[u8; 32]>::try_from(key.as_slice())
                 .map_err(|_| Error::CorruptRecord { table: KEYS_TABLE, key: crate::printable_key(&key), reason: "the key is not a 32-byte digest".into() })?;
-            keys.insert(digest, crate::from_json::<ApiKey>(KEYS_TABLE, &key, &value)?);
+            let api_key: ApiKey = crate::from_json(KEYS_TABLE, &key, &value)?;
+            // Only the master key has no app, and it is never stored: such a record would
+            // authenticate as the master key.
+            if api_key.app.is_none() {
+                return Err(Error::CorruptRecord { table: KEYS_TABLE, key: crate::hex(&key), reason: "a stored key has no app".into() });
+            }
+            keys.insert(digest, api_key);
         }
         let mut operators = BTreeMap::new();
         for (key, value) in store.scan_prefix(OPERATORS_TABLE, b"", usize::MAX)? {
@@ -134,5 +140,33 @@ impl Tenancy {
     /// The principal of a session token; see [`Tenancy::session`].
     pub fn authenticate_session(&self, token: &str, now_ms: i64) -> Result<Principal> {
         self.session(token, now_ms).map(Principal::Operator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenancy_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Tenancy>();
+        shareable::<crate::Principal>();
+    }
+
+    #[test]
+    fn an_empty_master_key_is_refused() {
+        let store: Arc<dyn KvStore> = Arc::new(meridian_state::MemoryStore::new());
+        assert!(matches!(Tenancy::open(store, Some(""), TenancyConfig::default()), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn a_stored_key_without_an_app_is_refused_rather_than_made_master() {
+        let store: Arc<dyn KvStore> = Arc::new(meridian_state::MemoryStore::new());
+        let mut batch = meridian_state::WriteBatch::new();
+        let record = br#"{"key_id":"x","app":null,"scopes":["admin"],"created_ms":0}"#;
+        batch.put(KEYS_TABLE, crate::sha256("mk_x_forged").to_vec(), record.to_vec());
+        store.commit(batch).unwrap();
+        assert!(matches!(Tenancy::open(store, None, TenancyConfig::default()), Err(Error::CorruptRecord { table: "api_keys", .. })));
     }
 }

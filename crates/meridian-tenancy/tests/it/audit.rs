@@ -13,6 +13,7 @@ both_stores!(
     a_query_for_one_app_reads_only_that_apps_entries,
     other_capabilities_commit_their_change_with_their_entry,
     ids_and_times_only_go_forward_across_restarts,
+    concurrent_writers_get_dense_ids_and_lose_nothing,
 );
 
 fn all_entries(fixture: &Fixture) -> Vec<AuditEntry> {
@@ -298,4 +299,34 @@ fn ids_and_times_only_go_forward_across_restarts(backend: Backend) {
     let third = fixture.tenancy.audit().record(NewAuditEntry::new(Actor::System, "test.three", "c")).unwrap();
     assert_eq!((third.id, third.time_ms), (AuditId(3), T0), "ids and times continue after a restart");
     assert_eq!(all_entries(&fixture).iter().map(|e| e.id.0).collect::<Vec<_>>(), vec![3, 2, 1]);
+}
+
+fn concurrent_writers_get_dense_ids_and_lose_nothing(backend: Backend) {
+    let fixture = Fixture::new(backend);
+    let shop = app("shop");
+    fixture.tenancy.create_app(&root(), &shop, None).unwrap();
+    let secrets: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|worker| {
+                let (tenancy, shop) = (&fixture.tenancy, &shop);
+                scope.spawn(move || {
+                    let mut secrets = Vec::new();
+                    for i in 0..10 {
+                        let (secret, _) = tenancy.create_key(&root(), shop, &[Scope::Read]).unwrap();
+                        assert!(tenancy.authenticate_key(&secret).is_some());
+                        secrets.push(secret);
+                        tenancy.audit().record(NewAuditEntry::new(Actor::System, "test.tick", format!("{worker}-{i}"))).unwrap();
+                    }
+                    secrets
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect()
+    });
+    assert_eq!(fixture.tenancy.list_keys(&shop).len(), 40);
+    let entries = all_entries(&fixture);
+    assert_eq!(entries.iter().map(|e| e.id.0).collect::<Vec<_>>(), (1..=81).rev().collect::<Vec<_>>());
+    let fixture = fixture.reopen();
+    assert!(secrets.iter().all(|secret| fixture.tenancy.authenticate_key(secret).is_some()));
+    assert_eq!(all_entries(&fixture).len(), 81);
 }
