@@ -9,7 +9,7 @@ use crate::outbox::{
 };
 use crate::processor::{timer_prefix, ProcessContext, Processor, RoundOutput, Timer, TIMERS_TABLE};
 use crate::{Result, RuntimeError};
-use meridian_log::{partition_for_key, AppendRecord, Log, LogError, TopicName};
+use meridian_log::{partition_for_key, AppendRecord, Log, LogError, Position, TopicName};
 use meridian_state::{prefix_end, KvStore, WriteBatch};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 /// value = next offset (u64 BE).
 const POSITIONS_TABLE: &str = "runtime_positions";
 
-/// Most bytes of keys and values one outbox append call carries.
-const OUTBOX_APPEND_BYTES: usize = 4 << 20;
+/// Most bytes of keys and values one outbox append call carries (an eighth of the
+/// embedded log's default write queue, so it is rarely refused as `Overloaded`).
+const OUTBOX_APPEND_BYTES: usize = 8 << 20;
 
 /// Records read per call while outbox recovery looks for ids in a target partition.
 const RECOVERY_SCAN_RECORDS: usize = 4096;
@@ -184,6 +185,7 @@ impl Runtime {
             waiter,
             outbox_dirty: true,
             next_outbox_seq: 0,
+            in_flight: None,
             outbox_cleanup: None,
             outbox_pending: 0,
         };
@@ -318,10 +320,36 @@ struct WorkerLoop {
     outbox_dirty: bool,
     /// Sequence of the next round's outbox entry.
     next_outbox_seq: u64,
+    /// The last committed round's emitted records while their append runs.
+    in_flight: Option<InFlightAppend>,
     /// Appended rounds whose removal rides in the next batch.
     outbox_cleanup: Option<OutboxCleanup>,
     /// Emitted records committed but not yet known to be in the log.
     outbox_pending: u64,
+}
+
+/// A committed round's emitted records being appended: the first run is already handed to
+/// the log, so it is written while the next round is processed; the rest follow when the
+/// next round waits for it, before its commit.
+struct InFlightAppend {
+    key: Vec<u8>,
+    records: Vec<OutboxRecord>,
+    first_run_len: usize,
+    first_run: std::pin::Pin<Box<dyn std::future::Future<Output = meridian_log::Result<Vec<Position>>> + Send>>,
+}
+
+/// The end offset after the last of `positions` per (topic, partition).
+fn run_ends(topic: &TopicName, positions: &[Position]) -> HashMap<(TopicName, u32), u64> {
+    let mut ends: HashMap<(TopicName, u32), u64> = HashMap::new();
+    for position in positions {
+        let end = ends.entry((topic.clone(), position.partition)).or_insert(0);
+        *end = (*end).max(position.offset + 1);
+    }
+    ends
+}
+
+fn append_records(run: &[OutboxRecord]) -> Vec<AppendRecord> {
+    run.iter().map(|r| AppendRecord { key: r.emit.key.clone(), value: r.emit.value.clone(), timestamp: r.timestamp_ms }).collect()
 }
 
 impl WorkerLoop {
@@ -364,6 +392,9 @@ impl WorkerLoop {
                     }
                     self.processor.reset_cache();
                     self.positions.clear();
+                    // An append still running must end before recovery reads the log, or
+                    // recovery could miss records about to become durable.
+                    let _ = self.finish_append();
                     // The round may have committed before it failed (an outbox append, or a
                     // commit whose outcome is unknown): look at the store's outbox again.
                     self.outbox_dirty = true;
@@ -375,6 +406,17 @@ impl WorkerLoop {
                         }
                     });
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Shutdown: the last round's append finishes, and its cleanup is committed so the
+        // next start has nothing to recover.
+        if self.finish_append().is_ok() {
+            if let Some(cleanup) = self.outbox_cleanup.take() {
+                let mut batch = WriteBatch::new();
+                cleanup.write_into(&self.name, &mut batch);
+                if let Err(e) = self.store.commit(batch) {
+                    tracing::warn!(processor = %self.name, error = %e, "cannot commit the outbox cleanup at shutdown; the next start checks the log instead");
                 }
             }
         }
@@ -393,18 +435,16 @@ impl WorkerLoop {
         Ok(position)
     }
 
-    /// One pass over every partition, the end-of-round hook and the due timers, one commit,
-    /// then the append of the emitted records. Returns the number of records and timers
-    /// handled.
+    /// One pass over every partition, the end-of-round hook and the due timers; the wait
+    /// for the previous round's outbox append; one commit; then the start of this round's
+    /// outbox append (the next round waits for it before its own commit). Returns the
+    /// number of records and timers handled.
     fn round(&mut self) -> Result<usize> {
         if self.outbox_dirty {
             self.recover_outbox()?;
         }
         let started = Instant::now();
         let mut batch = WriteBatch::new();
-        if let Some(cleanup) = self.outbox_cleanup.take() {
-            cleanup.write_into(&self.name, &mut batch);
-        }
         let mut output = RoundOutput::default();
         let mut new_positions = Vec::new();
         let mut n_records = 0usize;
@@ -453,6 +493,12 @@ impl WorkerLoop {
             batch.put(OUTBOX_TABLE, key.clone(), encode_round(&emitted));
             key
         });
+        // The previous round's records must be in the log before their removal from the
+        // outbox commits with this round.
+        self.finish_append()?;
+        if let Some(cleanup) = self.outbox_cleanup.take() {
+            cleanup.write_into(&self.name, &mut batch);
+        }
         if !batch.is_empty() {
             self.store.commit(batch)?;
         }
@@ -480,15 +526,45 @@ impl WorkerLoop {
             status.last_error = None;
         }
         if let Some(key) = outbox_entry {
-            // Until the append has succeeded, the store's outbox is the truth: a failure
-            // (error return, crash) leaves the round there for recovery.
-            self.outbox_dirty = true;
-            let offsets = self.append_outbox(&emitted)?;
-            self.crash_if(CrashPoint::AfterOutboxAppend);
-            self.outbox_dirty = false;
-            self.outbox_cleanup = Some(OutboxCleanup { keys: vec![key], offsets });
+            let first_run_len = append_runs(&emitted, OUTBOX_APPEND_BYTES).first().map_or(0, |run| run.len());
+            let first_run = self.log.append(&emitted[0].emit.topic, append_records(&emitted[..first_run_len]));
+            self.in_flight = Some(InFlightAppend { key, records: emitted, first_run_len, first_run });
         }
         Ok(n_records + n_timers)
+    }
+
+    /// Waits for the in-flight append (if any) to be durable, appending the rest of its
+    /// records, and prepares its cleanup for the next batch. On failure the store's outbox
+    /// is the truth again: the next round recovers from it.
+    fn finish_append(&mut self) -> Result<()> {
+        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
+        // Until the append has succeeded, a failure (error return, crash) leaves the round
+        // in the store's outbox for recovery.
+        self.outbox_dirty = true;
+        let (first, rest) = in_flight.records.split_at(in_flight.first_run_len);
+        let mut ends = match self.waiter.block_on(in_flight.first_run) {
+            Ok(positions) => {
+                self.appended(first.len() as u64);
+                run_ends(&first[0].emit.topic, &positions)
+            }
+            // Refused before anything was written: offer it again.
+            Err(LogError::Overloaded { .. }) => self.append_outbox(first)?,
+            Err(e) => return Err(e.into()),
+        };
+        for (key, end) in self.append_outbox(rest)? {
+            let offset = ends.entry(key).or_insert(0);
+            *offset = (*offset).max(end);
+        }
+        self.crash_if(CrashPoint::AfterOutboxAppend);
+        self.outbox_dirty = false;
+        self.outbox_cleanup = Some(OutboxCleanup { keys: vec![in_flight.key], offsets: ends });
+        Ok(())
+    }
+
+    /// Counts records the log has taken from the outbox.
+    fn appended(&mut self, n_records: u64) {
+        metrics::counter!("meridian_outbox_appended_total", "processor" => self.name.clone()).increment(n_records);
+        self.set_outbox_pending(self.outbox_pending.saturating_sub(n_records));
     }
 
     fn crash_if(&self, point: CrashPoint) {
@@ -517,8 +593,7 @@ impl WorkerLoop {
             let topic = &run[0].emit.topic;
             let mut pause = Duration::from_millis(1);
             let positions = loop {
-                let batch = run.iter().map(|r| AppendRecord { key: r.emit.key.clone(), value: r.emit.value.clone(), timestamp: r.timestamp_ms }).collect();
-                let append = self.log.append(topic, batch);
+                let append = self.log.append(topic, append_records(run));
                 match self.waiter.block_on(append) {
                     Ok(positions) => break positions,
                     Err(LogError::Overloaded { .. }) if !self.shutdown.load(Ordering::SeqCst) => {
@@ -528,12 +603,11 @@ impl WorkerLoop {
                     Err(e) => return Err(e.into()),
                 }
             };
-            for position in positions {
-                let end = ends.entry((topic.clone(), position.partition)).or_insert(0);
-                *end = (*end).max(position.offset + 1);
+            for (key, end) in run_ends(topic, &positions) {
+                let offset = ends.entry(key).or_insert(0);
+                *offset = (*offset).max(end);
             }
-            metrics::counter!("meridian_outbox_appended_total", "processor" => self.name.clone()).increment(run.len() as u64);
-            self.set_outbox_pending(self.outbox_pending.saturating_sub(run.len() as u64));
+            self.appended(run.len() as u64);
         }
         Ok(ends)
     }
@@ -668,6 +742,9 @@ impl WorkerLoop {
     }
 
     fn rebuild(&mut self) -> Result<()> {
+        if let Err(e) = self.finish_append() {
+            tracing::warn!(processor = %self.name, error = %e, "outbox append failed; recovering before the rebuild");
+        }
         if self.outbox_dirty {
             // Emitted records of committed rounds are delivered before the state goes.
             self.recover_outbox().map_err(|e| RuntimeError::Processor {
