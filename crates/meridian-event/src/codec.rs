@@ -8,6 +8,7 @@ use crate::event::{Context, Event, Target};
 use crate::ids::{Action, AppId, DeviceId, EventId, TargetType, UserId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Version byte written in front of every encoded event.
 pub const CODEC_VERSION: u8 = 1;
@@ -151,6 +152,30 @@ impl Event {
     }
 }
 
+/// The id of a payload Meridian writes to its log, read cheaply without decoding the rest:
+/// the binary event encoding ([`CODEC_VERSION`] byte, then postcard, whose first field is
+/// the id), or a JSON object with a top-level string field `"id"` (JSON events and other
+/// JSON records such as notification requests). `None` for anything else, including a
+/// JSON object whose `"id"` is missing or not a string.
+///
+/// The outbox of the processor runtime uses it to recognise records it already appended.
+pub fn payload_id(bytes: &[u8]) -> Option<Cow<'_, str>> {
+    match bytes.first()? {
+        &CODEC_VERSION => postcard::take_from_bytes::<&str>(&bytes[1..]).ok().map(|(id, _)| Cow::Borrowed(id)),
+        _ if bytes.trim_ascii_start().first() == Some(&b'{') => {
+            serde_json::from_slice::<JsonId<'_>>(bytes).ok().and_then(|record| record.id)
+        }
+        _ => None,
+    }
+}
+
+/// The top-level `"id"` of a JSON record; other fields are skipped.
+#[derive(Deserialize)]
+struct JsonId<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,10 +223,63 @@ mod tests {
         assert!(matches!(Event::decode(&[]), Err(DecodeError::Empty)));
     }
 
+    #[test]
+    fn payload_id_reads_the_id_of_a_binary_event_without_decoding_the_rest() {
+        let event = sample();
+        let bytes = event.encode();
+        let id = payload_id(&bytes).unwrap();
+        assert_eq!(id, "e-1");
+        assert!(matches!(id, Cow::Borrowed(_)), "no copy of the id");
+        // Only the id is read: a record whose tail is damaged still yields it.
+        let mut damaged = bytes.clone();
+        damaged.truncate(1 + 1 + "e-1".len() + 2);
+        assert_eq!(payload_id(&damaged).as_deref(), Some("e-1"));
+        // An id cut short, and another version byte, are not read.
+        assert_eq!(payload_id(&bytes[..3]), None);
+        let mut other_version = bytes;
+        other_version[0] = CODEC_VERSION + 1;
+        assert_eq!(payload_id(&other_version), None);
+    }
+
+    #[test]
+    fn payload_id_reads_the_id_of_a_json_event_and_of_other_json_records() {
+        let event = sample();
+        assert_eq!(payload_id(&serde_json::to_vec(&event).unwrap()).as_deref(), Some("e-1"));
+        let request = br#" {"kind": "webhook", "attempt": {"id": 7}, "id": "notify:trigger:3:17", "body": {"id": "inner"}}"#;
+        assert_eq!(payload_id(request).as_deref(), Some("notify:trigger:3:17"), "the top-level id, not a nested one");
+        let escaped = br#"{"id": "a\"b\u00e9"}"#;
+        assert_eq!(payload_id(escaped).as_deref(), Some("a\"b\u{e9}"), "escapes are decoded");
+    }
+
+    #[test]
+    fn payload_id_is_none_for_garbage_empty_and_records_without_a_string_id() {
+        assert_eq!(payload_id(b""), None);
+        assert_eq!(payload_id(b"   "), None);
+        assert_eq!(payload_id(b"hello"), None);
+        assert_eq!(payload_id(&[0xff, 0x00, 0x13]), None);
+        assert_eq!(payload_id(b"{not json"), None);
+        assert_eq!(payload_id(br#"{"name": "no id"}"#), None);
+        assert_eq!(payload_id(br#"{"id": 42}"#), None, "a numeric id is not an id");
+        assert_eq!(payload_id(br#"{"id": null}"#), None);
+        assert_eq!(payload_id(br#"["id", "x"]"#), None);
+        assert_eq!(payload_id(br#"{"id": "x"} trailing"#), None);
+    }
+
     proptest! {
         #[test]
         fn decoder_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Event::decode(&bytes);
+            let _ = payload_id(&bytes);
+        }
+
+        #[test]
+        fn payload_id_agrees_with_the_decoder(id in "[a-zA-Z0-9:_-]{1,64}") {
+            let mut event = sample();
+            event.id = EventId::new(id.clone()).unwrap();
+            let binary = event.encode();
+            let json = serde_json::to_vec(&event).unwrap();
+            prop_assert_eq!(payload_id(&binary).map(Cow::into_owned), Some(id.clone()));
+            prop_assert_eq!(payload_id(&json).map(Cow::into_owned), Some(id));
         }
 
         #[test]

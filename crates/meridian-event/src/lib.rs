@@ -6,7 +6,7 @@ mod event;
 mod ids;
 mod time;
 
-pub use codec::{DecodeError, CODEC_VERSION};
+pub use codec::{payload_id, DecodeError, CODEC_VERSION};
 pub use error::{ErrorCode, EventError};
 pub use event::{is_semver_like, Context, Event, Target, ValidationPolicy, MAX_EVENT_BYTES, MAX_STRING_LEN};
 pub use ids::{Action, AppId, DeviceId, EventId, IdError, TargetType, UserId};

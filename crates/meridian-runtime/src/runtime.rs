@@ -1,13 +1,19 @@
-//! The runtime: one named thread per processor, reading from committed positions and
-//! committing state and positions in one batch.
+//! The runtime: one named thread per processor, reading from committed positions,
+//! committing state, positions and emitted records in one batch, then appending the
+//! emitted records to the log.
 
-use crate::processor::{timer_prefix, ProcessContext, Processor, Timer, TIMERS_TABLE};
+use crate::erasure::read_receipts;
+use crate::outbox::{
+    append_runs, decode_round, encode_round, offsets_key, outbox_key, outbox_prefix, outbox_sequence, OutboxCleanup, OutboxRecord,
+    OUTBOX_OFFSETS_TABLE, OUTBOX_TABLE,
+};
+use crate::processor::{timer_prefix, ProcessContext, Processor, RoundOutput, Timer, TIMERS_TABLE};
 use crate::{Result, RuntimeError};
-use meridian_log::{Log, TopicName};
+use meridian_log::{partition_for_key, AppendRecord, Log, LogError, Position, TopicName};
 use meridian_state::{prefix_end, KvStore, WriteBatch};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +24,24 @@ use std::time::{Duration, Instant};
 /// value = next offset (u64 BE).
 const POSITIONS_TABLE: &str = "runtime_positions";
 
+/// Most bytes of keys and values one outbox append call carries (an eighth of the
+/// embedded log's default write queue, so it is rarely refused as `Overloaded`).
+const OUTBOX_APPEND_BYTES: usize = 8 << 20;
+
+/// Records read per call while outbox recovery looks for ids in a target partition.
+const RECOVERY_SCAN_RECORDS: usize = 4096;
+
+/// Where a crash test makes the process abort (`std::process::abort`), to reach the
+/// windows between the outbox's steps deterministically. Never set in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Right after a round with emitted records has committed, before they are appended.
+    AfterOutboxCommit,
+    /// Right after a round's emitted records are appended, before their removal from the
+    /// outbox is committed.
+    AfterOutboxAppend,
+}
+
 /// Tuning of the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -27,6 +51,8 @@ pub struct RuntimeConfig {
     pub max_batch_bytes: usize,
     /// Longest wait for new records before timers are checked again.
     pub idle_wait: Duration,
+    /// Crash tests only: abort the process at this point (see [`CrashPoint`]). `None`.
+    pub crash_at: Option<CrashPoint>,
 }
 
 impl Default for RuntimeConfig {
@@ -34,7 +60,7 @@ impl Default for RuntimeConfig {
         // 16 Ki records per partition per round: measured 96.5 k vs 60.5 k events/s for the
         // history processor at 881 k owners on redb (fewer copy-on-write page copies per
         // event), at most ~0.6 s of events per round at full load (docs/benchmarks.md).
-        RuntimeConfig { max_batch_records: 16_384, max_batch_bytes: 16 << 20, idle_wait: Duration::from_millis(250) }
+        RuntimeConfig { max_batch_records: 16_384, max_batch_bytes: 16 << 20, idle_wait: Duration::from_millis(250), crash_at: None }
     }
 }
 
@@ -68,6 +94,10 @@ pub struct ProcessorStatus {
     pub lag: u64,
     /// Last error, if the latest round failed.
     pub last_error: Option<String>,
+    /// Emitted records committed but not yet known to be in the log. Stays above zero
+    /// while the log refuses them (see `last_error`); the processor then handles no new
+    /// records until they are appended.
+    pub outbox_pending: u64,
 }
 
 enum Command {
@@ -135,6 +165,10 @@ impl Runtime {
             return Err(RuntimeError::DuplicateProcessor(name));
         }
         let (tx, rx) = std::sync::mpsc::channel();
+        let cannot_start = |what: &str, e: std::io::Error| RuntimeError::Processor { processor: name.clone(), message: format!("cannot start {what}: {e}") };
+        // Waits (idle, backoff, outbox appends) happen on this thread through its own
+        // single-threaded runtime; it is not an async worker of anyone else's.
+        let waiter = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| cannot_start("its waiting runtime", e))?;
         self.statuses.write().insert(name.clone(), ProcessorStatus { name: name.clone(), ..ProcessorStatus::default() });
         let mut run = WorkerLoop {
             name: name.clone(),
@@ -148,11 +182,14 @@ impl Runtime {
             commands: rx,
             positions: HashMap::new(),
             records_processed: 0,
+            waiter,
+            outbox_dirty: true,
+            next_outbox_seq: 0,
+            in_flight: None,
+            outbox_cleanup: None,
+            outbox_pending: 0,
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("proc-{name}"))
-            .spawn(move || run.run())
-            .map_err(|e| RuntimeError::Processor { processor: name.clone(), message: format!("cannot start thread: {e}") })?;
+        let thread = std::thread::Builder::new().name(format!("proc-{name}")).spawn(move || run.run()).map_err(|e| cannot_start("its thread", e))?;
         workers.push(Worker { name, commands: tx, thread: Some(thread) });
         Ok(())
     }
@@ -177,6 +214,14 @@ impl Runtime {
 
     /// Clears the processor's state and positions so it rebuilds from the start of the
     /// log. Returns once the reset is committed.
+    ///
+    /// The outbox is not cleared: what it holds was emitted by committed rounds, so the
+    /// world may already act on part of it (a crash can fall between two appends) and it
+    /// is delivered before the reset; if the log refuses it, the rebuild fails and says
+    /// why. Erasure receipts are kept too. The replay emits again whatever it emits, with
+    /// the same deterministic ids: the outbox de-duplicates what it has pending, not the
+    /// whole topic, so consumers of an emitting processor's topic see a rebuild's records
+    /// again (recognisable by id).
     pub fn rebuild(&self, name: &str) -> Result<()> {
         self.command(name, Command::Rebuild)
     }
@@ -196,7 +241,8 @@ impl Runtime {
     /// Moves the processor's committed positions on `topic` to the given
     /// `(partition, next offset)` pairs *without* clearing its state: replay (or skip) from
     /// any position. Only idempotent processors (history) give the same result after
-    /// replaying; for counting ones use [`Runtime::rebuild`]. Returns once committed.
+    /// replaying; for counting ones use [`Runtime::rebuild`]. A replay emits again what it
+    /// emits (same ids). Returns once committed.
     pub fn seek(&self, name: &str, topic: &TopicName, positions: Vec<(u32, u64)>) -> Result<()> {
         let partitions = self.log.partition_count(topic)?;
         if let Some((p, _)) = positions.iter().find(|(p, _)| *p >= partitions) {
@@ -227,7 +273,16 @@ impl Runtime {
         }
     }
 
-    /// Stops every processor after its current round and joins the threads.
+    /// What every processor reported removing for the user-erasure request `erasure_id`
+    /// (see [`ProcessContext::erasure_receipt`]), as (processor, removed) sorted by
+    /// processor. Reads the state store: from async code call it in `spawn_blocking`.
+    pub fn erasure_receipts(&self, erasure_id: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        read_receipts(&*self.store, erasure_id)
+    }
+
+    /// Stops every processor after its current round and joins the threads. A round
+    /// that has committed emitted records finishes appending them first (unless the log
+    /// keeps refusing them: they stay in the outbox and are appended at the next start).
     pub fn shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.shutdown_signal.send_replace(true);
@@ -258,17 +313,47 @@ struct WorkerLoop {
     commands: std::sync::mpsc::Receiver<Command>,
     positions: HashMap<(TopicName, u32), u64>,
     records_processed: u64,
+    /// Runs this thread's waits: idle, backoff, outbox appends.
+    waiter: tokio::runtime::Runtime,
+    /// The store's outbox may hold rounds not known to be in the log (at start, and after
+    /// a failed round): recover them before handling new records.
+    outbox_dirty: bool,
+    /// Sequence of the next round's outbox entry.
+    next_outbox_seq: u64,
+    /// The last committed round's emitted records while their append runs.
+    in_flight: Option<InFlightAppend>,
+    /// Appended rounds whose removal rides in the next batch.
+    outbox_cleanup: Option<OutboxCleanup>,
+    /// Emitted records committed but not yet known to be in the log.
+    outbox_pending: u64,
+}
+
+/// A committed round's emitted records being appended: the first run is already handed to
+/// the log, so it is written while the next round is processed; the rest follow when the
+/// next round waits for it, before its commit.
+struct InFlightAppend {
+    key: Vec<u8>,
+    records: Vec<OutboxRecord>,
+    first_run_len: usize,
+    first_run: std::pin::Pin<Box<dyn std::future::Future<Output = meridian_log::Result<Vec<Position>>> + Send>>,
+}
+
+/// The end offset after the last of `positions` per (topic, partition).
+fn run_ends(topic: &TopicName, positions: &[Position]) -> HashMap<(TopicName, u32), u64> {
+    let mut ends: HashMap<(TopicName, u32), u64> = HashMap::new();
+    for position in positions {
+        let end = ends.entry((topic.clone(), position.partition)).or_insert(0);
+        *end = (*end).max(position.offset + 1);
+    }
+    ends
+}
+
+fn append_records(run: &[OutboxRecord]) -> Vec<AppendRecord> {
+    run.iter().map(|r| AppendRecord { key: r.emit.key.clone(), value: r.emit.value.clone(), timestamp: r.timestamp_ms }).collect()
 }
 
 impl WorkerLoop {
     fn run(&mut self) {
-        let waiter = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(processor = %self.name, error = %e, "cannot build the waiting runtime");
-                return;
-            }
-        };
         let mut appended = self.log.subscribe();
         let mut backoff = Duration::from_millis(50);
         while !self.shutdown.load(Ordering::SeqCst) {
@@ -288,7 +373,7 @@ impl WorkerLoop {
                     backoff = Duration::from_millis(50);
                     let wait = self.config.idle_wait;
                     let stop = &mut self.shutdown_signal;
-                    waiter.block_on(async {
+                    self.waiter.block_on(async {
                         if *stop.borrow_and_update() {
                             return;
                         }
@@ -307,8 +392,31 @@ impl WorkerLoop {
                     }
                     self.processor.reset_cache();
                     self.positions.clear();
-                    std::thread::sleep(backoff);
+                    // An append still running must end before recovery reads the log, or
+                    // recovery could miss records about to become durable.
+                    let _ = self.finish_append();
+                    // The round may have committed before it failed (an outbox append, or a
+                    // commit whose outcome is unknown): look at the store's outbox again.
+                    self.outbox_dirty = true;
+                    self.outbox_cleanup = None;
+                    let stop = &mut self.shutdown_signal;
+                    self.waiter.block_on(async {
+                        if !*stop.borrow_and_update() {
+                            let _ = tokio::time::timeout(backoff, stop.changed()).await;
+                        }
+                    });
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Shutdown: the last round's append finishes, and its cleanup is committed so the
+        // next start has nothing to recover.
+        if self.finish_append().is_ok() {
+            if let Some(cleanup) = self.outbox_cleanup.take() {
+                let mut batch = WriteBatch::new();
+                cleanup.write_into(&self.name, &mut batch);
+                if let Err(e) = self.store.commit(batch) {
+                    tracing::warn!(processor = %self.name, error = %e, "cannot commit the outbox cleanup at shutdown; the next start checks the log instead");
                 }
             }
         }
@@ -327,11 +435,17 @@ impl WorkerLoop {
         Ok(position)
     }
 
-    /// One pass over every partition and the due timers. Returns the number of records
-    /// and timers handled.
+    /// One pass over every partition, the end-of-round hook and the due timers; the wait
+    /// for the previous round's outbox append; one commit; then the start of this round's
+    /// outbox append (the next round waits for it before its own commit). Returns the
+    /// number of records and timers handled.
     fn round(&mut self) -> Result<usize> {
+        if self.outbox_dirty {
+            self.recover_outbox()?;
+        }
         let started = Instant::now();
         let mut batch = WriteBatch::new();
+        let mut output = RoundOutput::default();
         let mut new_positions = Vec::new();
         let mut n_records = 0usize;
         let mut partitions_status = Vec::new();
@@ -352,7 +466,7 @@ impl WorkerLoop {
                 };
                 let next = records.last().map(|r| r.offset + 1).unwrap_or(from);
                 if !records.is_empty() {
-                    let mut ctx = ProcessContext { processor: &self.name, store: &*self.store, batch: &mut batch };
+                    let mut ctx = ProcessContext { processor: &self.name, store: &*self.store, batch: &mut batch, output: &mut output };
                     self.processor.process(&mut ctx, &topic, &records)?;
                     batch.put(POSITIONS_TABLE, position_key(&self.name, &topic, partition), next.to_be_bytes().to_vec());
                     new_positions.push(((topic.clone(), partition), next));
@@ -367,9 +481,32 @@ impl WorkerLoop {
                 });
             }
         }
-        let n_timers = self.due_timers(&mut batch)?;
+        if n_records > 0 {
+            let mut ctx = ProcessContext { processor: &self.name, store: &*self.store, batch: &mut batch, output: &mut output };
+            self.processor.end_of_round(&mut ctx)?;
+        }
+        let n_timers = self.due_timers(&mut batch, &mut output)?;
+        let emitted = output.records;
+        let outbox_entry = (!emitted.is_empty()).then(|| {
+            let key = outbox_key(&self.name, self.next_outbox_seq);
+            self.next_outbox_seq += 1;
+            batch.put(OUTBOX_TABLE, key.clone(), encode_round(&emitted));
+            key
+        });
+        // The previous round's records must be in the log before their removal from the
+        // outbox commits with this round.
+        self.finish_append()?;
+        if let Some(cleanup) = self.outbox_cleanup.take() {
+            cleanup.write_into(&self.name, &mut batch);
+        }
         if !batch.is_empty() {
             self.store.commit(batch)?;
+        }
+        if outbox_entry.is_some() {
+            self.crash_if(CrashPoint::AfterOutboxCommit);
+            // Before the status shows the round as done, so that "no lag, nothing pending"
+            // means everything is in the log.
+            self.set_outbox_pending(emitted.len() as u64);
         }
         for (key, next) in new_positions {
             self.positions.insert(key, next);
@@ -388,10 +525,183 @@ impl WorkerLoop {
             }
             status.last_error = None;
         }
+        if let Some(key) = outbox_entry {
+            let first_run_len = append_runs(&emitted, OUTBOX_APPEND_BYTES).first().map_or(0, |run| run.len());
+            let first_run = self.log.append(&emitted[0].emit.topic, append_records(&emitted[..first_run_len]));
+            self.in_flight = Some(InFlightAppend { key, records: emitted, first_run_len, first_run });
+        }
         Ok(n_records + n_timers)
     }
 
-    fn due_timers(&mut self, batch: &mut WriteBatch) -> Result<usize> {
+    /// Waits for the in-flight append (if any) to be durable, appending the rest of its
+    /// records, and prepares its cleanup for the next batch. On failure the store's outbox
+    /// is the truth again: the next round recovers from it.
+    fn finish_append(&mut self) -> Result<()> {
+        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
+        // Until the append has succeeded, a failure (error return, crash) leaves the round
+        // in the store's outbox for recovery.
+        self.outbox_dirty = true;
+        let (first, rest) = in_flight.records.split_at(in_flight.first_run_len);
+        let mut ends = match self.waiter.block_on(in_flight.first_run) {
+            Ok(positions) => {
+                self.appended(first.len() as u64);
+                run_ends(&first[0].emit.topic, &positions)
+            }
+            // Refused before anything was written: offer it again.
+            Err(LogError::Overloaded { .. }) => self.append_outbox(first)?,
+            Err(e) => return Err(e.into()),
+        };
+        for (key, end) in self.append_outbox(rest)? {
+            let offset = ends.entry(key).or_insert(0);
+            *offset = (*offset).max(end);
+        }
+        self.crash_if(CrashPoint::AfterOutboxAppend);
+        self.outbox_dirty = false;
+        self.outbox_cleanup = Some(OutboxCleanup { keys: vec![in_flight.key], offsets: ends });
+        Ok(())
+    }
+
+    /// Counts records the log has taken from the outbox.
+    fn appended(&mut self, n_records: u64) {
+        metrics::counter!("meridian_outbox_appended_total", "processor" => self.name.clone()).increment(n_records);
+        self.set_outbox_pending(self.outbox_pending.saturating_sub(n_records));
+    }
+
+    fn crash_if(&self, point: CrashPoint) {
+        if self.config.crash_at == Some(point) {
+            tracing::error!(processor = %self.name, ?point, "crash point reached; aborting the process (crash test)");
+            std::process::abort();
+        }
+    }
+
+    fn set_outbox_pending(&mut self, n_records: u64) {
+        self.outbox_pending = n_records;
+        metrics::gauge!("meridian_outbox_pending_records", "processor" => self.name.clone()).set(n_records as f64);
+        if let Some(status) = self.statuses.write().get_mut(&self.name) {
+            status.outbox_pending = n_records;
+        }
+    }
+
+    /// Appends records to their topics in order, one call per run of one topic, and
+    /// returns the end offset after the last record per (topic, partition). Blocks this
+    /// thread until each call is durable. `Overloaded` refuses a whole call before
+    /// writing anything, so the same records are offered again after a pause; any other
+    /// error is returned, some runs may then be in the log already (recovery skips them).
+    fn append_outbox(&mut self, records: &[OutboxRecord]) -> Result<HashMap<(TopicName, u32), u64>> {
+        let mut ends: HashMap<(TopicName, u32), u64> = HashMap::new();
+        for run in append_runs(records, OUTBOX_APPEND_BYTES) {
+            let topic = &run[0].emit.topic;
+            let mut pause = Duration::from_millis(1);
+            let positions = loop {
+                let append = self.log.append(topic, append_records(run));
+                match self.waiter.block_on(append) {
+                    Ok(positions) => break positions,
+                    Err(LogError::Overloaded { .. }) if !self.shutdown.load(Ordering::SeqCst) => {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            for (key, end) in run_ends(topic, &positions) {
+                let offset = ends.entry(key).or_insert(0);
+                *offset = (*offset).max(end);
+            }
+            self.appended(run.len() as u64);
+        }
+        Ok(ends)
+    }
+
+    /// Appends the rounds left in the store's outbox that are not in the log yet, then
+    /// commits their removal. A pending record of ours that reached the log did so after
+    /// the end offset recorded at our last successful append to its partition (that
+    /// record and the removal of what it covered commit together), so only the records
+    /// from there to the end are scanned for pending ids.
+    fn recover_outbox(&mut self) -> Result<()> {
+        let rows = self.store.scan_prefix(OUTBOX_TABLE, &outbox_prefix(&self.name), usize::MAX)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut records = Vec::new();
+        for (key, value) in rows {
+            let sequence = outbox_sequence(&self.name, &key).ok_or_else(|| RuntimeError::Corrupt {
+                table: OUTBOX_TABLE,
+                owner: self.name.clone(),
+                reason: format!("outbox key of {} bytes has no round sequence", key.len()),
+            })?;
+            self.next_outbox_seq = self.next_outbox_seq.max(sequence + 1);
+            records.extend(decode_round(&self.name, value)?);
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            self.outbox_dirty = false;
+            self.set_outbox_pending(0);
+            return Ok(());
+        }
+        self.set_outbox_pending(records.len() as u64);
+        let mut partition_counts: HashMap<TopicName, u32> = HashMap::new();
+        let mut partitions = Vec::with_capacity(records.len());
+        let mut pending_ids: HashMap<(TopicName, u32), HashSet<&str>> = HashMap::new();
+        for record in &records {
+            let topic = &record.emit.topic;
+            let n_partitions = match partition_counts.get(topic) {
+                Some(n) => *n,
+                None => *partition_counts.entry(topic.clone()).or_insert(self.log.partition_count(topic)?),
+            };
+            let partition = partition_for_key(&record.emit.key, n_partitions);
+            partitions.push(partition);
+            pending_ids.entry((topic.clone(), partition)).or_default().insert(&record.emit.id);
+        }
+        let mut in_log: HashMap<(TopicName, u32), HashSet<String>> = HashMap::new();
+        let mut offsets = HashMap::new();
+        for ((topic, partition), ids) in &pending_ids {
+            let recorded = self
+                .store
+                .get(OUTBOX_OFFSETS_TABLE, &offsets_key(&self.name, topic, *partition))?
+                .and_then(|bytes| bytes.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let bounds = self.log.offsets(topic, *partition)?;
+            if recorded < bounds.start {
+                tracing::warn!(processor = %self.name, topic = %topic, partition, recorded, start = bounds.start,
+                    "retention removed records the outbox would check; pending records whose copy was removed are appended again");
+            }
+            let found = in_log.entry((topic.clone(), *partition)).or_default();
+            let mut from = recorded.max(bounds.start);
+            while from < bounds.end {
+                let chunk = self.log.read(topic, *partition, from, RECOVERY_SCAN_RECORDS, self.config.max_batch_bytes)?;
+                let Some(last) = chunk.last() else { break };
+                from = last.offset + 1;
+                for record in &chunk {
+                    if let Some(id) = meridian_event::payload_id(&record.value) {
+                        if ids.contains(id.as_ref()) {
+                            found.insert(id.into_owned());
+                        }
+                    }
+                }
+            }
+            offsets.insert((topic.clone(), *partition), bounds.end);
+        }
+        drop(pending_ids);
+        let n_records = records.len();
+        let missing: Vec<OutboxRecord> = records
+            .into_iter()
+            .zip(partitions)
+            .filter(|(record, partition)| !in_log.get(&(record.emit.topic.clone(), *partition)).is_some_and(|found| found.contains(&record.emit.id)))
+            .map(|(record, _)| record)
+            .collect();
+        self.set_outbox_pending(missing.len() as u64);
+        for (key, end) in self.append_outbox(&missing)? {
+            let offset = offsets.entry(key).or_insert(0);
+            *offset = (*offset).max(end);
+        }
+        let mut batch = WriteBatch::new();
+        OutboxCleanup { keys, offsets }.write_into(&self.name, &mut batch);
+        self.store.commit(batch)?;
+        self.outbox_dirty = false;
+        tracing::info!(processor = %self.name, appended = missing.len(), already_in_log = n_records - missing.len(), "outbox recovered");
+        Ok(())
+    }
+
+    fn due_timers(&mut self, batch: &mut WriteBatch, output: &mut RoundOutput) -> Result<usize> {
         let prefix = timer_prefix(&self.name);
         let now = meridian_event::Timestamp::now().millis().max(0) as u64;
         let mut end = prefix.clone();
@@ -404,7 +714,7 @@ impl WorkerLoop {
             }
             let due_ms = u64::from_be_bytes(rest[..8].try_into().unwrap_or([0; 8])) as i64;
             let timer = Timer { due_ms, key: rest[9..].to_vec() };
-            let mut ctx = ProcessContext { processor: &self.name, store: &*self.store, batch };
+            let mut ctx = ProcessContext { processor: &self.name, store: &*self.store, batch, output };
             self.processor.on_timer(&mut ctx, &timer)?;
             batch.delete(TIMERS_TABLE, key.clone());
         }
@@ -432,12 +742,31 @@ impl WorkerLoop {
     }
 
     fn rebuild(&mut self) -> Result<()> {
+        if let Err(e) = self.finish_append() {
+            tracing::warn!(processor = %self.name, error = %e, "outbox append failed; recovering before the rebuild");
+        }
+        if self.outbox_dirty {
+            // Emitted records of committed rounds are delivered before the state goes.
+            self.recover_outbox().map_err(|e| RuntimeError::Processor {
+                processor: self.name.clone(),
+                message: format!(
+                    "its outbox holds {} emitted records the log does not take ({e}); the rebuild runs once they are appended: fix the cause and retry",
+                    self.outbox_pending
+                ),
+            })?;
+        }
         let mut batch = WriteBatch::new();
+        if let Some(cleanup) = self.outbox_cleanup.take() {
+            cleanup.write_into(&self.name, &mut batch);
+        }
         self.processor.clear_state(&mut batch);
         batch.delete_prefix(POSITIONS_TABLE, position_prefix(&self.name));
         batch.delete_prefix(TIMERS_TABLE, timer_prefix(&self.name));
         debug_assert!(prefix_end(&position_prefix(&self.name)).is_some());
-        self.store.commit(batch)?;
+        if let Err(e) = self.store.commit(batch) {
+            self.outbox_dirty = true;
+            return Err(e.into());
+        }
         self.processor.reset_cache();
         self.positions.clear();
         self.records_processed = 0;

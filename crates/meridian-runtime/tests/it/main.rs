@@ -1,5 +1,11 @@
 //! Runtime tests on the real embedded log and redb store: exactly-once effect across a
-//! failing processor and a restart, timers that fire once, rebuild from the start.
+//! failing processor and a restart, timers that fire once, rebuild from the start; the
+//! outbox, the end-of-round hook and erasure receipts (on fjall) in their own modules.
+
+mod end_of_round;
+mod erasure;
+mod outbox;
+mod support;
 
 use bytes::Bytes;
 use meridian_event::{Action, AppId, Event, EventId, Timestamp, UserId};
