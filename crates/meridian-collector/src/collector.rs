@@ -5,6 +5,7 @@ use crate::dedup::{event_hash, Deduplicator};
 use crate::split::{split_events, Framing};
 use crate::{segment, CollectorError, Result};
 use arc_swap::ArcSwap;
+pub use meridian_api::events::{EventOutcome, EventStatus, IngestReport, OutcomeError};
 use bytes::Bytes;
 use meridian_event::{AppId, ErrorCode, Event, EventError, EventId, Timestamp, ValidationPolicy};
 use meridian_log::{AppendRecord, Log, LogError, TopicName};
@@ -62,66 +63,9 @@ pub enum BodyFormat {
     SegmentMessage(&'static str),
 }
 
-/// What happened to one event of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventStatus {
-    /// Stored durably.
-    Accepted,
-    /// Invalid; see the error (also written to the dead-letter topic).
-    Rejected,
-    /// Already accepted within the de-duplication window; not stored again.
-    Duplicate,
-    /// Dropped on purpose by a pipeline filter.
-    Filtered,
-}
-
-/// A rejected event's error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutcomeError {
-    /// Stable code.
-    pub code: String,
-    /// Field at fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// What to do.
-    pub message: String,
-}
-
-impl From<&EventError> for OutcomeError {
-    fn from(e: &EventError) -> Self {
-        OutcomeError { code: e.code.as_str().to_owned(), field: e.field.clone(), message: e.message.clone() }
-    }
-}
-
-/// The outcome of one event, by its index in the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventOutcome {
-    /// Position in the request, from 0.
-    pub index: usize,
-    /// What happened.
-    pub status: EventStatus,
-    /// The event id (generated when the client sent none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Why it was rejected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<OutcomeError>,
-}
-
-/// The per-event report of one request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngestReport {
-    /// Events stored.
-    pub accepted: usize,
-    /// Events rejected.
-    pub rejected: usize,
-    /// Events already stored earlier.
-    pub duplicates: usize,
-    /// Events dropped by a filter.
-    pub filtered: usize,
-    /// One entry per event, in request order.
-    pub results: Vec<EventOutcome>,
+/// A rejected event's error for its report entry and dead letter.
+fn outcome_error(e: &EventError) -> OutcomeError {
+    OutcomeError { code: e.code.as_str().to_owned(), field: e.field.clone(), message: e.message.clone() }
 }
 
 /// An invalid event kept with its reason.
@@ -318,7 +262,7 @@ impl Collector {
             }
             Err(error) if error.code == ErrorCode::Filtered => Prepared {
                 hash: None,
-                outcome: EventOutcome { index, status: EventStatus::Filtered, id: None, error: Some((&error).into()) },
+                outcome: EventOutcome { index, status: EventStatus::Filtered, id: None, error: Some(outcome_error(&error)) },
                 routes: Vec::new(),
                 dead_letter: None,
             },
@@ -327,13 +271,13 @@ impl Collector {
                     offset: 0,
                     app: app.clone(),
                     received: received.millis(),
-                    error: (&error).into(),
+                    error: outcome_error(&error),
                     raw: String::from_utf8_lossy(raw).into_owned(),
                     format: format.to_owned(),
                 };
                 Prepared {
                     hash: None,
-                    outcome: EventOutcome { index, status: EventStatus::Rejected, id: None, error: Some((&error).into()) },
+                    outcome: EventOutcome { index, status: EventStatus::Rejected, id: None, error: Some(outcome_error(&error)) },
                     routes: Vec::new(),
                     dead_letter: Some(AppendRecord {
                         key: Bytes::copy_from_slice(app.as_str().as_bytes()),

@@ -1,15 +1,13 @@
-//! Ingestion without HTTP: keys, batch splitting, de-duplication, Segment mapping, dead letters.
+//! Ingestion without HTTP: batch splitting, de-duplication, Segment mapping, dead letters.
 
 mod collector;
 pub mod dedup;
-pub mod keys;
 pub mod segment;
 pub mod split;
 
 pub use collector::{
-    BodyFormat, Collector, CollectorConfig, DeadLetter, EventOutcome, EventStatus, IngestReport, ReplayReport, DEAD_LETTER_TOPIC,
+    BodyFormat, Collector, CollectorConfig, DeadLetter, EventOutcome, EventStatus, IngestReport, OutcomeError, ReplayReport, DEAD_LETTER_TOPIC,
 };
-pub use keys::{ApiKey, KeyRegistry, Scope};
 
 /// Result type of this crate.
 pub type Result<T, E = CollectorError> = std::result::Result<T, E>;
@@ -37,12 +35,6 @@ pub enum CollectorError {
         /// Suggested wait.
         retry_after_secs: u64,
     },
-    /// The app does not exist.
-    #[error("unknown app {0:?}; create it with POST /v1/apps or `meridian apps create`")]
-    UnknownApp(String),
-    /// The app already exists.
-    #[error("app {0:?} already exists")]
-    AppExists(String),
     /// A request argument is invalid.
     #[error("{0}")]
     InvalidArgument(String),

@@ -125,6 +125,24 @@ const ATTRIBUTE_SCHEMES: [(&str, &[&str]); 4] = [
 const COLORS: [&str; 8] = ["black", "white", "silver", "blue", "red", "green", "gold", "pink"];
 
 impl Catalog {
+    /// The SKUs as the product catalog's records (what `skus.jsonl` holds).
+    pub fn sku_records(&self) -> Vec<meridian_catalog::SkuRecord> {
+        self.skus
+            .iter()
+            .map(|sku| meridian_catalog::SkuRecord {
+                id: sku.id.clone(),
+                spu: u64::from(sku.spu),
+                name: sku.name.clone(),
+                image: sku.image.clone(),
+                price: sku.price,
+                stock: sku.stock,
+                on_shelf: sku.on_shelf,
+                attributes: sku.attributes.clone(),
+                launch_time: sku.launch_time,
+            })
+            .collect()
+    }
+
     /// Builds the catalog of `config` (deterministic in `config.seed`).
     pub fn generate(config: &DemoConfig) -> Result<Catalog> {
         config.validate()?;

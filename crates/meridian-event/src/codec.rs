@@ -160,8 +160,9 @@ impl Event {
 ///
 /// The outbox of the processor runtime uses it to recognise records it already appended.
 pub fn payload_id(bytes: &[u8]) -> Option<Cow<'_, str>> {
-    match bytes.first()? {
-        &CODEC_VERSION => postcard::take_from_bytes::<&str>(&bytes[1..]).ok().map(|(id, _)| Cow::Borrowed(id)),
+    match *bytes.first()? {
+        CODEC_VERSION => postcard::take_from_bytes::<&str>(&bytes[1..]).ok().map(|(id, _)| Cow::Borrowed(id)),
+        crate::erasure::ERASURE_TAG => serde_json::from_slice::<JsonId<'_>>(&bytes[1..]).ok().and_then(|record| record.id),
         _ if bytes.trim_ascii_start().first() == Some(&b'{') => {
             serde_json::from_slice::<JsonId<'_>>(bytes).ok().and_then(|record| record.id)
         }

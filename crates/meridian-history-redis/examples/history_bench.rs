@@ -411,7 +411,7 @@ fn processor_run(backend: &str, log: &Arc<EmbeddedLog>, topic: &TopicName, event
     let secs = t.elapsed().as_secs_f64();
     runtime.shutdown();
     println!("history processor on {backend} (embedded log → process → commit, 4 partitions, rounds of {round} records per partition): {events} events in {secs:.2}s = {:.0} events/s", events as f64 / secs);
-    let cold = ColdTier::new(store.clone(), HistoryConfig::default().cold_ttl_ms);
+    let cold = ColdTier::new(store.clone(), HistoryConfig::default().cold_ttl_ms());
     let (mut owners_n, mut entries_n) = (0u64, 0u64);
     let mut after: Option<Vec<u8>> = None;
     loop {

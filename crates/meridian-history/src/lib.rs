@@ -11,8 +11,8 @@
 //! * [`rebuild`]: the offline rebuild of the cold tier from the log (run through
 //!   [`HistoryService::rebuild`], which moves the cold tier to a new generation).
 
-pub mod catalog;
 pub mod codec;
+pub mod config;
 pub mod cold;
 pub mod conformance;
 pub mod hot;
@@ -22,15 +22,16 @@ pub mod processor;
 pub mod rebuild;
 pub mod service;
 
-pub use catalog::{CatalogLookup, InMemoryCatalog, SkuInfo};
+pub use meridian_catalog::{CatalogLookup, InMemoryCatalog, SkuInfo};
 pub use cold::{ColdGeneration, ColdTier};
 pub use hot::embedded::EmbeddedHotTier;
 pub use hot::{HotConfig, HotList, HotTier, OwnerUpdate};
 pub use marks::{Marks, OwnerMarks};
 pub use model::{Clock, Entry, ManualClock, Owner, OwnerKey, OwnerKind, SystemClock};
-pub use processor::{CountInvalidator, HistoryProcessor, ProcessorConfig};
+pub use processor::{CountInvalidator, HistoryProcessor, ProcessorConfig, PROCESSOR_NAME};
 pub use rebuild::{RebuildConfig, RebuildReport};
-pub use service::{HistoryConfig, HistoryService, Item, Page};
+pub use config::{HistoryConfig, HotTierKind};
+pub use service::{HistoryService, Item, Page};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,8 +8,9 @@
 //! at a time, keeping the newest SKU of each SPU, skipping SKUs the catalog does not
 //! know, and stopping at N items.
 
-use crate::catalog::{CatalogLookup, SkuInfo};
+use meridian_catalog::{CatalogLookup, SkuInfo};
 use crate::cold::{ColdGeneration, ColdTier, COLD_TABLE};
+use crate::config::HistoryConfig;
 use crate::hot::{HotTier, OwnerUpdate};
 use crate::marks::Marks;
 use crate::model::{merge_entries, parse_sku, Clock, Entry, Owner, OwnerKey};
@@ -20,37 +21,6 @@ use meridian_state::KvStore;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Configuration of the history subsystem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryConfig {
-    /// N: distinct SKUs kept and shown per owner.
-    pub max_items: usize,
-    /// Hot-tier TTL (after the last write).
-    pub hot_ttl_ms: i64,
-    /// Cold-tier TTL (after the newest view).
-    pub cold_ttl_ms: i64,
-    /// SKUs per catalog lookup.
-    pub catalog_batch_size: usize,
-    /// Owners whose count is cached.
-    pub count_cache_capacity: u64,
-    /// Longest a cached count is kept (also bounds staleness after tier expiry).
-    pub count_cache_ttl: Duration,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        HistoryConfig {
-            max_items: 200,
-            hot_ttl_ms: 4 * 86_400_000,
-            cold_ttl_ms: 62 * 86_400_000,
-            catalog_batch_size: 50,
-            count_cache_capacity: 100_000,
-            count_cache_ttl: Duration::from_secs(600),
-        }
-    }
-}
 
 /// One shown history item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,9 +76,10 @@ impl HistoryService {
     /// A service over these tiers; the cold tier, its generation and the marks live in
     /// `store`.
     pub fn new(config: HistoryConfig, hot: Arc<dyn HotTier>, store: Arc<dyn KvStore>, catalog: Arc<dyn CatalogLookup>, clock: Arc<dyn Clock>) -> Result<HistoryService> {
-        let counts = CountInvalidator::new(config.count_cache_capacity, config.count_cache_ttl);
+        let counts = CountInvalidator::new(config.count_cache_capacity, config.count_cache_ttl());
         let generation = ColdGeneration::load(&*store)?;
-        Ok(HistoryService { config, hot, cold: ColdTier::new(store.clone(), config.cold_ttl_ms), generation, marks: Marks::new(store), catalog, clock, counts })
+        let cold = ColdTier::new(store.clone(), config.cold_ttl_ms());
+        Ok(HistoryService { config, hot, cold, generation, marks: Marks::new(store), catalog, clock, counts })
     }
 
     /// The processor feeding this service (sharing its tiers, marks and count cache).
@@ -120,7 +91,7 @@ impl HistoryService {
 
     /// A rebuild of this service's cold tier from `topic` (same N and cold TTL).
     pub fn rebuild_config(&self, topic: TopicName) -> crate::rebuild::RebuildConfig {
-        crate::rebuild::RebuildConfig { max_items: self.config.max_items, cold_ttl_ms: self.config.cold_ttl_ms, ..crate::rebuild::RebuildConfig::new(topic) }
+        crate::rebuild::RebuildConfig { max_items: self.config.max_items, cold_ttl_ms: self.config.cold_ttl_ms(), ..crate::rebuild::RebuildConfig::new(topic) }
     }
 
     /// Rebuilds the cold tier from `log` ([`crate::rebuild`]) in a new cold generation:

@@ -16,7 +16,6 @@
 //! removed for a user-erasure request, in the round's batch; [`Runtime::erasure_receipts`]
 //! reads them back.
 
-pub mod builtin;
 mod erasure;
 mod outbox;
 mod processor;

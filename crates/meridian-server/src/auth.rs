@@ -1,12 +1,16 @@
-//! Who is calling: `Authorization: Bearer KEY`, or HTTP basic with the key as user name
-//! (how Segment libraries send their write key).
+//! Who is calling and what they may do: an API key (`Authorization: Bearer KEY`, or HTTP
+//! basic with the key as user name, as Segment libraries send it) or an operator's session
+//! cookie, turned into a tenancy [`Principal`] and checked against a [`Permission`].
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine;
-use meridian_collector::{ApiKey, Scope};
 use meridian_event::AppId;
+use meridian_tenancy::{Permission, Principal};
+
+/// Name of the operator session cookie.
+pub(crate) const SESSION_COOKIE: &str = "meridian_session";
 
 /// The secret presented in the request's `Authorization` header, if any.
 pub(crate) fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -26,46 +30,76 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ApiEr
     Err(ApiError::unauthorized("unsupported Authorization scheme; send 'Authorization: Bearer <key>'"))
 }
 
-/// Authenticates a presented secret.
-pub(crate) fn authenticate_secret(state: &AppState, secret: Option<String>) -> Result<ApiKey, ApiError> {
-    let secret = secret.ok_or_else(|| ApiError::unauthorized("missing API key; send 'Authorization: Bearer <key>'"))?;
+/// The session token of the request's session cookie, if any.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+/// Authenticates a presented API key.
+pub(crate) fn principal_of_key(state: &AppState, secret: Option<String>) -> Result<Principal, ApiError> {
+    let secret = secret.ok_or_else(|| ApiError::unauthorized("missing credentials; send 'Authorization: Bearer <key>' or sign in to the console"))?;
     state
-        .registry
+        .tenancy
         .authenticate(&secret)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_key", "unknown API key; create one with POST /v1/apps/{app}/keys"))
 }
 
-/// Authenticates the request.
-pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
-    authenticate_secret(state, presented_key(headers)?)
+/// Authenticates the request: its API key, else its session cookie. (Cross-site requests
+/// with a cookie were already refused by [`crate::session::csrf_guard`].)
+pub(crate) fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    if let Some(secret) = presented_key(headers)? {
+        return principal_of_key(state, Some(secret));
+    }
+    match session_cookie(headers) {
+        Some(token) => state.tenancy.authenticate_session(token, meridian_event::Timestamp::now().millis()).map_err(ApiError::from),
+        None => principal_of_key(state, None),
+    }
 }
 
-/// Authenticates and checks `scope` on `app`.
-pub(crate) fn require(state: &AppState, headers: &HeaderMap, scope: Scope, app: &AppId) -> Result<ApiKey, ApiError> {
-    let key = authenticate(state, headers)?;
-    check_scope(&key, scope, app)?;
-    Ok(key)
-}
-
-/// Checks `scope` on `app` for an authenticated key.
-pub(crate) fn check_scope(key: &ApiKey, scope: Scope, app: &AppId) -> Result<(), ApiError> {
-    if key.allows(scope, app) {
+/// Checks `permission` on `app` for an authenticated caller.
+pub(crate) fn check(principal: &Principal, permission: Permission, app: &AppId) -> Result<(), ApiError> {
+    if principal.allows(permission, app) {
         return Ok(());
     }
-    let message = match &key.app {
-        Some(own) if own != app => format!("this key belongs to app {own:?}, not {app:?}"),
-        _ => format!("this key lacks the {:?} scope; create a key with it", scope.as_str()),
+    let message = match principal {
+        Principal::Key(key) if key.app.as_ref().is_some_and(|own| own != app) => format!("this key belongs to app {:?}, not {app:?}", key.app.as_ref().map(AppId::as_str).unwrap_or_default()),
+        Principal::Key(_) => format!("this key lacks the {} permission; create a key with the {} scope", permission.as_str(), scope_for(permission)),
+        _ => format!("you lack the {} permission on app {app:?}; ask an admin for a role that has it", permission.as_str()),
     };
     Err(ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", message))
 }
 
-/// Requires the master key.
-pub(crate) fn require_master(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
-    let key = authenticate(state, headers)?;
-    if !key.is_master() {
-        return Err(ApiError::forbidden("this route needs the master key (MERIDIAN_MASTER_KEY)"));
+fn scope_for(permission: Permission) -> &'static str {
+    match permission {
+        Permission::Read => "read",
+        Permission::Write => "write",
+        Permission::Review | Permission::Admin => "admin",
     }
-    Ok(key)
+}
+
+/// Authenticates and checks `permission` on `app`.
+pub(crate) fn require(state: &AppState, headers: &HeaderMap, permission: Permission, app: &AppId) -> Result<Principal, ApiError> {
+    let principal = principal(state, headers)?;
+    check(&principal, permission, app)?;
+    Ok(principal)
+}
+
+/// Authenticates and requires the master key or a global admin (managing apps, operators
+/// and the server itself).
+pub(crate) fn require_global_admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let principal = principal(state, headers)?;
+    if !principal.allows_global(Permission::Admin) {
+        return Err(ApiError::forbidden("this route needs the master key or a global admin"));
+    }
+    Ok(principal)
 }
 
 /// Parses an app id from a path segment.

@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use meridian_api::{ErrorBody, ErrorDetail};
 use meridian_collector::CollectorError;
 use serde_json::{json, Value};
 
@@ -33,6 +34,12 @@ impl ApiError {
         self
     }
 
+    /// Adds a `Retry-After`.
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub(crate) fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
@@ -49,19 +56,30 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
     pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %error, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+
+    /// The body this error is answered with.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message.clone(), details: self.details.clone() } }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        let mut response = (self.status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -79,15 +97,34 @@ impl From<CollectorError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", e.to_string()).with_details(json!({"count": count, "max": max}))
             }
             CollectorError::MalformedBody(_) => ApiError::bad_request("malformed_body", e.to_string()),
-            CollectorError::Overloaded { retry_after_secs } => {
-                let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string());
-                err.retry_after = Some(retry_after_secs);
-                err
-            }
-            CollectorError::UnknownApp(_) => ApiError::not_found("unknown_app", e.to_string()),
-            CollectorError::AppExists(_) => ApiError::new(StatusCode::CONFLICT, "app_exists", e.to_string()),
+            CollectorError::Overloaded { retry_after_secs } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()).retry_after(retry_after_secs),
             CollectorError::InvalidArgument(_) => ApiError::bad_request("invalid_argument", e.to_string()),
             CollectorError::Log(_) | CollectorError::State(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<meridian_tenancy::Error> for ApiError {
+    fn from(e: meridian_tenancy::Error) -> ApiError {
+        use meridian_tenancy::Error as E;
+        match e {
+            E::InvalidTimeZone(_) => ApiError::bad_request("invalid_time_zone", e.to_string()),
+            E::InvalidArgument(_) => ApiError::bad_request("invalid_argument", e.to_string()),
+            E::InvalidLogin(_) => ApiError::bad_request("invalid_login", e.to_string()),
+            E::WeakPassword { .. } => ApiError::bad_request("weak_password", e.to_string()),
+            E::InvalidCursor(_) => ApiError::bad_request("invalid_cursor", e.to_string()),
+            E::AppExists(_) => ApiError::conflict("app_exists", e.to_string()),
+            E::OperatorExists(_) => ApiError::conflict("operator_exists", e.to_string()),
+            E::UnknownApp(_) => ApiError::not_found("unknown_app", e.to_string()),
+            E::UnknownKey { .. } => ApiError::not_found("unknown_key", e.to_string()),
+            E::UnknownOperator(_) => ApiError::not_found("unknown_operator", e.to_string()),
+            E::InvalidCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", e.to_string()),
+            E::UnknownSession => ApiError::new(StatusCode::UNAUTHORIZED, "unknown_session", e.to_string()),
+            E::SessionExpired => ApiError::new(StatusCode::UNAUTHORIZED, "session_expired", e.to_string()),
+            E::OperatorDisabled => ApiError::new(StatusCode::FORBIDDEN, "operator_disabled", e.to_string()),
+            E::Forbidden { .. } => ApiError::forbidden(e.to_string()),
+            E::RateLimited { retry_after_secs } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string()).retry_after(retry_after_secs),
+            E::InvalidConfig { .. } | E::CorruptRecord { .. } | E::PasswordHash(_) | E::State(_) => ApiError::internal(e),
         }
     }
 }

@@ -1,18 +1,27 @@
-//! The HTTP edge of Meridian and the wiring of its parts.
+//! The HTTP edge of Meridian and the composition of its parts.
+//!
+//! * [`config`]: the root [`Config`], one section per part, loaded by `meridian-config`.
+//! * [`module`]: the capability module shape ([`Capability`], [`ModuleBuilder`],
+//!   [`Erasure`]); `modules/` holds one adapter per capability, listed once.
+//! * [`Server`]: opens log, state, tenancy, collector and runtime, opens every module and
+//!   wires its processors, routes (with OpenAPI operations) and tasks.
+//! * `routes/`: the server's own routes; `openapi`: the generated document's common parts.
 
 mod auth;
-mod config;
-mod console;
+pub mod config;
 mod error;
-mod history;
-mod ingest;
-mod manage;
-mod observe;
+pub mod module;
+mod modules;
+mod openapi;
 pub mod ratelimit;
+mod routes;
 mod server;
-mod stream;
+mod session;
+mod state;
 
-pub use config::{HistorySettings, HotBackend, ServerConfig, StateBackend};
-pub use history::PassThroughCatalog;
+pub use config::{Config, ConfigError};
 pub use error::ApiError;
-pub use server::{serve, Server};
+pub use module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, ModuleError, Task};
+pub use openapi::operations;
+pub use server::{serve, Parts, Server};
+pub use state::EVENTS_TOPIC;

@@ -9,8 +9,10 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Limits, in requests per second (burst = one second's worth).
-#[derive(Debug, Clone)]
+/// The `[rate_limits]` section: limits of the query routes, in requests per second
+/// (burst = one second's worth).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// All callers together.
     pub global_per_sec: u32,
@@ -20,13 +22,25 @@ pub struct RateLimitConfig {
     pub user_per_sec: u32,
     /// Most callers and users tracked at once (bounded memory).
     pub max_tracked: u64,
-    /// A bucket unused this long is forgotten.
-    pub idle_expiry: Duration,
+    /// A bucket unused this long is forgotten, seconds.
+    pub idle_expiry_secs: u64,
+}
+
+impl meridian_config::Section for RateLimitConfig {
+    const NAME: &'static str = "rate_limits";
+
+    fn validate(&self) -> Result<(), meridian_config::FieldError> {
+        meridian_config::check_range("global_per_sec", self.global_per_sec, 1, 100_000_000)?;
+        meridian_config::check_range("caller_per_sec", self.caller_per_sec, 1, 100_000_000)?;
+        meridian_config::check_range("user_per_sec", self.user_per_sec, 1, 100_000_000)?;
+        meridian_config::check_range("max_tracked", self.max_tracked, 100, 1 << 30)?;
+        meridian_config::check_range("idle_expiry_secs", self.idle_expiry_secs, 1, 86_400)
+    }
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig { global_per_sec: 100_000, caller_per_sec: 50_000, user_per_sec: 100, max_tracked: 200_000, idle_expiry: Duration::from_secs(60) }
+        RateLimitConfig { global_per_sec: 100_000, caller_per_sec: 50_000, user_per_sec: 100, max_tracked: 200_000, idle_expiry_secs: 60 }
     }
 }
 
@@ -77,7 +91,7 @@ fn quota(per_sec: u32) -> Quota {
 impl RateLimits {
     /// Buckets for `config`.
     pub fn new(config: &RateLimitConfig) -> RateLimits {
-        let cache = || Cache::builder().max_capacity(config.max_tracked).time_to_idle(config.idle_expiry).build();
+        let cache = || Cache::builder().max_capacity(config.max_tracked).time_to_idle(Duration::from_secs(config.idle_expiry_secs)).build();
         let clock = DefaultClock::default();
         RateLimits {
             global: RateLimiter::direct_with_clock(quota(config.global_per_sec), &clock),

@@ -1,172 +1,172 @@
-//! Wiring: opens the log, state, keys, collector and processors; builds the router;
-//! serves with graceful shutdown; runs the background tasks (pipeline reload, retention).
+//! Composition: opens the log, the state store, tenancy, the collector and the runtime;
+//! opens every capability module and wires what it returns (processors, routes with their
+//! OpenAPI operations, tasks, erasure); serves with graceful shutdown.
 
-use crate::config::{HotBackend, ServerConfig, StateBackend};
-use crate::history::{HistoryState, PassThroughCatalog};
+use crate::config::Config;
+use crate::module::{Capability, Module, ModuleContext, ModuleError, Registered, Task};
+use crate::openapi::{complete, BaseDoc};
 use crate::ratelimit::RateLimits;
-use crate::{console, history, ingest, manage, observe, stream};
+use crate::routes;
+use crate::state::{modified, pipeline_status, AppState, EVENTS_TOPIC};
 use anyhow::Context as _;
-use axum::routing::{get, post};
 use axum::Router;
-use meridian_collector::{Collector, KeyRegistry};
+use meridian_catalog::{CatalogLookup, InMemoryCatalog, PassThroughCatalog};
+use meridian_collector::Collector;
 use meridian_log::embedded::EmbeddedLog;
 use meridian_log::{Log, TopicName};
 use meridian_pipeline::Pipeline;
-use meridian_runtime::builtin::counters::CountersProcessor;
 use meridian_runtime::{Runtime, RuntimeConfig};
-use meridian_state::{KvStore, StateError};
+use meridian_state::{KvStore, StateBackend, StateError};
+use meridian_tenancy::Tenancy;
 use parking_lot::Mutex;
-use serde_json::{json, Value};
 use std::future::Future;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
-/// The topic the counters processor consumes (the default route's topic).
-pub(crate) const EVENTS_TOPIC: &str = "events";
-
-/// Shared state of the handlers.
-pub(crate) struct AppState {
-    pub(crate) config: ServerConfig,
-    pub(crate) log: Arc<dyn Log>,
-    pub(crate) store: Arc<dyn KvStore>,
-    pub(crate) registry: Arc<KeyRegistry>,
-    pub(crate) collector: Arc<Collector>,
-    pub(crate) runtime: Arc<Runtime>,
-    pub(crate) pipeline_status: Mutex<Value>,
-    pub(crate) history: Option<Arc<HistoryState>>,
-    pub(crate) rate_limits: RateLimits,
-    pipeline_mtime: Mutex<Option<SystemTime>>,
+/// What a server is built from besides its config.
+pub struct Parts<'a> {
+    /// The capability modules to open (the server's own list by default).
+    pub capabilities: &'a [&'a dyn Capability],
+    /// The catalog (else the one of `[catalog] dir`, else a pass-through one).
+    pub catalog: Option<Arc<dyn CatalogLookup>>,
 }
 
-impl AppState {
-    /// Reloads the pipeline file; on error the old pipeline stays and the error is kept
-    /// in the status.
-    pub(crate) fn reload_pipeline(&self) -> Result<Value, String> {
-        let Some(path) = &self.config.pipeline_file else {
-            return Err("no pipeline file is configured (--pipeline)".into());
-        };
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let result = Pipeline::from_file(path).map_err(|e| e.to_string()).and_then(|p| {
-            let revision = p.revision();
-            let topics = p.topics();
-            self.collector.set_pipeline(p).map_err(|e| e.to_string())?;
-            Ok((revision, topics))
-        });
-        *self.pipeline_mtime.lock() = mtime;
-        let mut status = self.pipeline_status.lock();
-        match result {
-            Ok((revision, topics)) => {
-                tracing::info!(revision, file = %path.display(), "pipeline loaded");
-                metrics::counter!("meridian_pipeline_reloads_total", "result" => "ok").increment(1);
-                *status = json!({"file": path, "revision": revision, "topics": topics, "loaded_ms": meridian_event::Timestamp::now().millis(), "last_error": null});
-                Ok(status.clone())
-            }
-            Err(message) => {
-                tracing::warn!(error = %message, file = %path.display(), "pipeline reload refused; the previous pipeline stays in force");
-                metrics::counter!("meridian_pipeline_reloads_total", "result" => "error").increment(1);
-                status["last_error"] = json!(message);
-                Err(message)
-            }
-        }
+impl Default for Parts<'_> {
+    fn default() -> Self {
+        Parts { capabilities: crate::modules::CAPABILITIES, catalog: None }
     }
+}
 
-    fn pipeline_file_changed(&self) -> bool {
-        let Some(path) = &self.config.pipeline_file else { return false };
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        mtime.is_some() && mtime != *self.pipeline_mtime.lock()
+impl std::fmt::Debug for Parts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").field("capabilities", &self.capabilities.iter().map(|c| c.name()).collect::<Vec<_>>()).finish_non_exhaustive()
     }
 }
 
 /// A server ready to serve.
 pub struct Server {
     state: Arc<AppState>,
+    router: Router,
+    tasks: Mutex<Vec<Task>>,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("data_dir", &self.state.config.data_dir).finish()
+        f.debug_struct("Server").field("data_dir", &self.state.config.server.data_dir).finish_non_exhaustive()
     }
 }
 
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn KvStore>> {
+    let data_dir = &config.server.data_dir;
+    let backend = config.state_backend();
+    if let Some(existing) = StateBackend::detect(data_dir).filter(|b| *b != backend) {
+        anyhow::bail!("data directory {} holds {existing} state, not {backend}; start with the backend it was created with", data_dir.display());
+    }
+    match backend.open(data_dir) {
+        Ok(store) => Ok(store),
+        Err(StateError::Locked { .. }) => anyhow::bail!("data directory {} is in use by another meridian process; stop it or choose another data_dir", data_dir.display()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn catalog(config: &Config, given: Option<Arc<dyn CatalogLookup>>) -> anyhow::Result<Arc<dyn CatalogLookup>> {
+    if let Some(catalog) = given {
+        return Ok(catalog);
+    }
+    Ok(match &config.catalog.dir {
+        Some(dir) => Arc::new(InMemoryCatalog::from_records(&meridian_catalog::load_dir(dir)?)),
+        None => Arc::new(PassThroughCatalog::default()),
+    })
+}
+
 impl Server {
-    /// Opens everything in `config.data_dir` and starts the processors.
-    pub fn open(config: ServerConfig) -> anyhow::Result<Server> {
-        observe::prometheus();
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-        if let Some(existing) = StateBackend::detect(&config.data_dir).filter(|b| *b != config.state_backend) {
-            anyhow::bail!(
-                "data directory {} holds {existing:?} state, not {:?}; start with the backend it was created with",
-                config.data_dir.display(),
-                config.state_backend
-            );
-        }
-        let store: Arc<dyn KvStore> = match config.state_backend.open(&config.data_dir) {
-            Ok(store) => store,
-            Err(StateError::Locked { .. }) => anyhow::bail!(
-                "data directory {} is in use by another meridian process; stop it or choose another --data-dir",
-                config.data_dir.display()
-            ),
-            Err(e) => return Err(e.into()),
-        };
-        let log: Arc<dyn Log> = EmbeddedLog::open(config.data_dir.join("log"), config.log.clone()).context("cannot open the event log")?;
-        let registry = Arc::new(KeyRegistry::open(store.clone(), config.master_key.as_deref())?);
-        let pipeline = match &config.pipeline_file {
+    /// Opens everything in the config's data directory with the server's capabilities
+    /// and starts the processors.
+    pub fn open(config: Config) -> anyhow::Result<Server> {
+        Server::open_with(config, Parts::default())
+    }
+
+    /// Opens the server from `config` and `parts`.
+    pub fn open_with(config: Config, parts: Parts<'_>) -> anyhow::Result<Server> {
+        routes::observe::prometheus();
+        config.validate()?;
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let store = open_store(&config)?;
+        let log: Arc<dyn Log> = EmbeddedLog::open(data_dir.join("log"), config.log.embedded()).context("cannot open the event log")?;
+        let tenancy = Arc::new(Tenancy::open(store.clone(), config.server.master_key.as_deref(), config.tenancy.clone()).context("cannot open apps, keys and operators")?);
+        let pipeline_file = config.collector.pipeline_file().map(ToOwned::to_owned);
+        let pipeline = match &pipeline_file {
             Some(path) => Pipeline::from_file(path).with_context(|| format!("invalid pipeline file {}", path.display()))?,
             None => Pipeline::default(),
         };
-        let pipeline_status = json!({"file": config.pipeline_file, "revision": pipeline.revision(), "topics": pipeline.topics(), "last_error": null});
+        let status = pipeline_status(&pipeline, pipeline_file.as_deref());
         let events_topic = TopicName::new(EVENTS_TOPIC)?;
-        log.ensure_topic(&events_topic, config.collector.partitions)?;
-        let collector = Arc::new(Collector::new(log.clone(), store.clone(), pipeline, config.collector.clone())?);
+        log.ensure_topic(&events_topic, config.log.partitions)?;
+        let collector = Arc::new(Collector::new(log.clone(), store.clone(), pipeline, config.collector.collector(config.log.partitions))?);
         let runtime = Arc::new(Runtime::new(log.clone(), store.clone(), RuntimeConfig::default()));
-        runtime.spawn(Box::new(CountersProcessor::new(events_topic.clone())))?;
-        let history = match &config.history {
-            None => None,
-            Some(settings) => {
-                let hot_config = meridian_history::hot::HotConfig { max_items: settings.config.max_items, ttl_ms: settings.config.hot_ttl_ms };
-                let (hot, inline): (Arc<dyn meridian_history::hot::HotTier>, bool) = match &settings.hot {
-                    HotBackend::Embedded { budget_bytes } => (Arc::new(meridian_history::hot::embedded::EmbeddedHotTier::new(hot_config, *budget_bytes)), true),
-                    HotBackend::Redis { url, prefix } => (
-                        Arc::new(
-                            meridian_history_redis::RedisHotTier::connect(url, prefix, hot_config)
-                                .with_context(|| format!("cannot connect to the history hot tier at {url}"))?,
-                        ),
-                        false,
-                    ),
-                };
-                let catalog = settings.catalog.clone().unwrap_or_else(|| Arc::new(PassThroughCatalog::default()));
-                let service = Arc::new(meridian_history::HistoryService::new(
-                    settings.config,
-                    hot,
-                    store.clone(),
-                    catalog,
-                    Arc::new(meridian_history::model::SystemClock),
-                )?);
-                runtime.spawn(Box::new(service.processor(events_topic)))?;
-                let blocking = Arc::new(tokio::sync::Semaphore::new(meridian_history_redis::POOL_IDLE));
-                Some(Arc::new(HistoryState { service, inline, blocking, rebuild: Default::default() }))
-            }
-        };
-        let rate_limits = RateLimits::new(&config.rate_limits);
-        let pipeline_mtime = config.pipeline_file.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        let catalog = catalog(&config, parts.catalog)?;
         let state = Arc::new(AppState {
-            config,
+            rate_limits: RateLimits::new(&config.rate_limits),
+            pipeline_mtime: Mutex::new(pipeline_file.as_deref().and_then(modified)),
+            pipeline_status: Mutex::new(status),
+            config: config.clone(),
             log,
             store,
-            registry,
+            tenancy,
             collector,
-            runtime,
-            pipeline_status: Mutex::new(pipeline_status),
-            history,
-            rate_limits,
-            pipeline_mtime: Mutex::new(pipeline_mtime),
+            runtime: runtime.clone(),
+            events_topic,
+            modules: OnceLock::new(),
+            openapi: OnceLock::new(),
         });
-        Ok(Server { state })
+
+        let mut api: OpenApiRouter = OpenApiRouter::with_openapi(BaseDoc::openapi())
+            .merge(routes::ingest::routes())
+            .merge(routes::apps::routes())
+            .merge(routes::dead_letters::routes())
+            .merge(routes::stream::routes())
+            .merge(routes::users::routes())
+            .merge(routes::session::routes())
+            .merge(routes::admin::routes())
+            .merge(routes::observe::routes())
+            .merge(routes::docs::routes())
+            .with_state(state.clone());
+        let mut registered = Vec::new();
+        let mut tasks = Vec::new();
+        let ctx = ModuleContext { config: &config, state: &state, catalog };
+        for capability in parts.capabilities {
+            let Some(module) = capability.open(&ctx).with_context(|| format!("cannot open the {} capability", capability.name()))? else {
+                tracing::info!(capability = capability.name(), "capability turned off by its config section");
+                continue;
+            };
+            let Module { name, processors, routes, erasure, tasks: module_tasks } = module;
+            if registered.iter().any(|r: &Registered| r.name == name) {
+                return Err(ModuleError::Duplicate(name).into());
+            }
+            for processor in processors {
+                runtime.spawn(processor)?;
+            }
+            api = api.merge(routes);
+            tasks.extend(module_tasks);
+            registered.push(Registered { name, erasure });
+        }
+        let _ = state.modules.set(registered);
+        let (router, doc) = api.split_for_parts();
+        let _ = state.openapi.set(complete(doc));
+        let router = router
+            .fallback(routes::docs::not_found)
+            .method_not_allowed_fallback(routes::docs::method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), crate::session::csrf_guard))
+            .layer(axum::middleware::from_fn(routes::observe::track_requests));
+        Ok(Server { state, router, tasks: Mutex::new(tasks) })
     }
 
-    /// The key registry (the CLI uses it to bootstrap demo apps).
-    pub fn registry(&self) -> &Arc<KeyRegistry> {
-        &self.state.registry
+    /// Apps, keys, operators and the audit log (the CLI bootstraps demo apps with it).
+    pub fn tenancy(&self) -> &Arc<Tenancy> {
+        &self.state.tenancy
     }
 
     /// The processor runtime.
@@ -179,52 +179,32 @@ impl Server {
         &self.state.log
     }
 
-    /// The router of every route (DESIGN.md §6).
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/v1/events", post(ingest::post_events))
-            .route("/v1/batch", post(ingest::segment_batch))
-            .route("/v1/track", post(ingest::segment_track))
-            .route("/v1/page", post(ingest::segment_page))
-            .route("/v1/screen", post(ingest::segment_screen))
-            .route("/v1/identify", post(ingest::segment_identify))
-            .route("/v1/group", post(ingest::segment_group))
-            .route("/v1/alias", post(ingest::segment_alias))
-            .route("/v1/apps", post(manage::create_app).get(manage::list_apps))
-            .route("/v1/apps/{app}/keys", post(manage::create_key))
-            .route("/v1/apps/{app}/dead-letters", get(manage::dead_letters))
-            .route("/v1/apps/{app}/dead-letters/replay", post(manage::replay_dead_letters))
-            .route("/v1/apps/{app}/counters", get(manage::counters))
-            .route("/v1/streams/{topic}", get(stream::stream_topic))
-            .route("/v1/apps/{app}/users/{user}/history", get(history::list).delete(history::clear))
-            .route("/v1/apps/{app}/users/{user}/history/count", get(history::count))
-            .route("/v1/apps/{app}/users/{user}/history/{sku}", axum::routing::delete(history::delete_one))
-            .route("/v1/admin/history/rebuild", post(history::start_rebuild).get(history::rebuild_status))
-            .route("/v1/whoami", get(manage::whoami))
-            .route("/v1/admin/processors", get(manage::processors))
-            .route("/v1/admin/processors/{name}/rebuild", post(manage::rebuild_processor))
-            .route("/v1/admin/processors/{name}/seek", post(manage::seek_processor))
-            .route("/v1/admin/pipeline", get(manage::pipeline_status))
-            .route("/v1/admin/pipeline/reload", post(manage::reload_pipeline))
-            .route("/v1/admin/topics", get(manage::topics))
-            .route("/metrics", get(observe::metrics_text))
-            .route("/healthz", get(observe::healthz))
-            .route("/readyz", get(observe::readyz))
-            .route("/openapi.json", get(console::openapi))
-            .route("/console", get(console::page))
-            .route("/console/", get(console::page))
-            .route("/", get(console::redirect_to_console))
-            .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
-            .fallback(console::not_found)
-            .layer(axum::middleware::from_fn(observe::track_requests))
-            .with_state(self.state.clone())
+    /// The config it runs with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
     }
 
-    /// Starts the background tasks (pipeline file watch, retention) on the current runtime.
+    /// The generated OpenAPI document.
+    pub fn openapi(&self) -> &serde_json::Value {
+        self.state.openapi.get().expect("the document is built with the router")
+    }
+
+    /// The names of the registered capability modules.
+    pub fn modules(&self) -> Vec<&'static str> {
+        self.state.modules().iter().map(|m| m.name).collect()
+    }
+
+    /// The router of every route.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Starts the background tasks (pipeline file watch, retention, session purge, the
+    /// modules' tasks) on the current tokio runtime.
     pub fn spawn_background_tasks(&self) {
         let state = self.state.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.config.pipeline_poll);
+            let mut tick = tokio::time::interval(Duration::from_millis(state.config.collector.pipeline_poll_ms));
             loop {
                 tick.tick().await;
                 if state.pipeline_file_changed() {
@@ -233,21 +213,27 @@ impl Server {
                 }
             }
         });
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.config.retention_interval);
-            loop {
-                tick.tick().await;
-                let log = state.log.clone();
-                match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
-                    Ok(Ok(report)) if report.segments_deleted > 0 => {
-                        tracing::info!(segments = report.segments_deleted, bytes = report.bytes_freed, "retention removed old segments")
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
-                    _ => {}
-                }
-            }
+        let log = self.state.log.clone();
+        spawn_task(Task {
+            name: "log_retention",
+            every: Duration::from_secs(self.state.config.server.retention_interval_secs),
+            run: Arc::new(move || {
+                let report = log.enforce_retention()?;
+                Ok(if report.segments_deleted > 0 { format!("removed {} old segments ({} bytes)", report.segments_deleted, report.bytes_freed) } else { String::new() })
+            }),
         });
+        let tenancy = self.state.tenancy.clone();
+        spawn_task(Task {
+            name: "session_purge",
+            every: Duration::from_secs(3600),
+            run: Arc::new(move || {
+                let n = tenancy.purge_expired_sessions(meridian_event::Timestamp::now().millis())?;
+                Ok(if n > 0 { format!("purged {n} expired sessions") } else { String::new() })
+            }),
+        });
+        for task in self.tasks.lock().drain(..) {
+            spawn_task(task);
+        }
     }
 
     /// Stops processors (after their current batch commits) and closes the log (queued
@@ -258,6 +244,27 @@ impl Server {
             tracing::warn!(error = %e, "closing the log failed");
         }
     }
+}
+
+/// Runs `task` every `task.every` on the blocking pool, logging its outcome.
+fn spawn_task(task: Task) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(task.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let run = task.run.clone();
+            match tokio::task::spawn_blocking(move || run()).await {
+                Ok(Ok(done)) if !done.is_empty() => tracing::info!(task = task.name, "{done}"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    metrics::counter!("meridian_task_failures_total", "task" => task.name).increment(1);
+                    tracing::warn!(task = task.name, error = %e, "background task failed");
+                }
+                Err(e) => tracing::warn!(task = task.name, error = %e, "background task panicked"),
+            }
+        }
+    });
 }
 
 /// Serves `server` on `listener` until `shutdown` resolves, then shuts down gracefully:
@@ -272,7 +279,7 @@ pub async fn serve(server: Server, listener: tokio::net::TcpListener, shutdown: 
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await?;
     tracing::info!("shutting down: flushing the log and committing processors");
     tokio::task::spawn_blocking(move || server.shutdown()).await?;
     Ok(())

@@ -3,11 +3,13 @@
 use std::fmt;
 use std::ops::Bound;
 
+mod backend;
 pub mod conformance;
 mod fjall_store;
 mod memory;
 mod redb_store;
 
+pub use backend::StateBackend;
 pub use fjall_store::FjallStore;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;

@@ -157,6 +157,17 @@ fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
 }
 
+impl meridian_config::Section for TenancyConfig {
+    const NAME: &'static str = "tenancy";
+
+    fn validate(&self) -> std::result::Result<(), meridian_config::FieldError> {
+        TenancyConfig::validate(self).map_err(|e| match e {
+            Error::InvalidConfig { field, reason } => meridian_config::FieldError::new(field, reason),
+            other => meridian_config::FieldError::new("tenancy", other.to_string()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -520,19 +520,20 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         // The shared Redis: a prefix of our own, deleted at the end.
         let redis_prefix = format!("meridian:bench:{}:", std::process::id());
         let threads = args.server_threads.map(|n| n.to_string());
+        let (prefix_setting, hot_setting) = (format!("history.redis_prefix={redis_prefix}"), format!("history.hot={}", args.hot));
         let mut extra = vec![
-            "--redis-prefix",
-            &redis_prefix,
+            "--set",
+            &prefix_setting,
             "--catalog",
             catalog_dir.to_str().unwrap_or_default(),
-            "--history-hot",
-            &args.hot,
-            "--rate-limit-global",
-            "10000000",
-            "--rate-limit-caller",
-            "10000000",
-            "--rate-limit-user",
-            "1000000",
+            "--set",
+            &hot_setting,
+            "--set",
+            "rate_limits.global_per_sec=10000000",
+            "--set",
+            "rate_limits.caller_per_sec=10000000",
+            "--set",
+            "rate_limits.user_per_sec=1000000",
         ];
         if let Some(n) = &threads {
             extra.extend(["--worker-threads", n.as_str()]);

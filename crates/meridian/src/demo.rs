@@ -1,11 +1,10 @@
 //! `meridian demo`: write the demo world to files, or send its events to a server; and
 //! the feeder behind `serve --demo`.
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use meridian_demo::{DemoConfig, DemoWorld};
-use meridian_history::{InMemoryCatalog, SkuInfo};
-use std::path::{Path, PathBuf};
+use meridian_catalog::InMemoryCatalog;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Debug, Args)]
@@ -84,29 +83,9 @@ pub(crate) fn feed_config() -> DemoConfig {
     DemoConfig { users: 20_000, spus: 5_000, ..DemoConfig::default() }
 }
 
-/// The history catalog of a demo catalog.
+/// The product catalog of a demo catalog (names, images and SPUs for history lists).
 pub(crate) fn catalog_of(catalog: &meridian_demo::Catalog) -> InMemoryCatalog {
-    InMemoryCatalog::new(catalog.skus.iter().filter_map(sku_info))
-}
-
-fn sku_info(sku: &meridian_demo::Sku) -> Option<(u64, SkuInfo)> {
-    Some((sku.id.parse().ok()?, SkuInfo { spu: u64::from(sku.spu), name: sku.name.as_str().into(), image: sku.image.as_str().into() }))
-}
-
-/// Loads a catalog written by `meridian demo generate` (`skus.jsonl`, directly in `dir` or
-/// in `dir/catalog`).
-pub(crate) fn load_catalog(dir: &Path) -> anyhow::Result<InMemoryCatalog> {
-    let path = [dir.join("skus.jsonl"), dir.join("catalog/skus.jsonl")]
-        .into_iter()
-        .find(|p| p.exists())
-        .ok_or_else(|| anyhow::anyhow!("no skus.jsonl in {} or its catalog/ folder; write one with `meridian demo generate --out DIR`", dir.display()))?;
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut items = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let sku: meridian_demo::Sku = serde_json::from_str(line).with_context(|| format!("{} line {}: not a SKU record", path.display(), n + 1))?;
-        items.extend(sku_info(&sku));
-    }
-    Ok(InMemoryCatalog::new(items))
+    InMemoryCatalog::from_records(&catalog.sku_records())
 }
 
 /// Feeds a running server: a backfill of `n_events` over the last days with a progress

@@ -1,4 +1,5 @@
-//! The `meridian` command line: serve, apps and keys, demo world, benchmarks.
+//! The `meridian` command line: serve, config check, apps, keys and operators, demo world,
+//! history maintenance, benchmarks.
 
 mod bench;
 mod demo;
@@ -31,6 +32,10 @@ enum Command {
     Apps(offline::AppsArgs),
     /// Manage API keys offline (the server must not be running on the data dir).
     Keys(offline::KeysArgs),
+    /// Manage console operators offline (the server must not be running on the data dir).
+    Operators(offline::OperatorsArgs),
+    /// Check a config file: print the effective config (secrets masked) or what is wrong.
+    Config(ConfigArgs),
     /// Generate the demo world or send its events to a server.
     Demo(demo::DemoArgs),
     /// Browsing history maintenance on a running server.
@@ -39,12 +44,29 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load FILE with the environment, validate every section and print the effective
+    /// config with secrets masked.
+    Check(serve::ConfigCheckArgs),
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Apps(args) => offline::apps(args),
         Command::Keys(args) => offline::keys(args),
+        Command::Operators(args) => offline::operators(args),
+        Command::Config(args) => match args.command {
+            ConfigCommand::Check(check) => serve::check(check),
+        },
         Command::Demo(args) => demo::run(args),
         Command::History(args) => history::run(args),
         Command::Bench(args) => bench::run(args),

@@ -1,38 +1,98 @@
-//! `meridian serve`: config from file, environment and flags (flags win, then the
-//! environment, then the file, then defaults), logging, signals, and the `--demo` feeder.
+//! `meridian serve` and `meridian config check`: the config from file, environment and
+//! flags (one loader, `meridian_server::Config::load`), logging, signals, and the `--demo`
+//! feeder with its demo operator.
 
 use anyhow::Context as _;
 use clap::Args;
-use meridian_collector::Scope;
+use meridian_config::{parse_override, Sources};
 use meridian_event::AppId;
-use meridian_server::{HotBackend, Server, ServerConfig, StateBackend};
-use serde::Deserialize;
+use meridian_server::config::LogFormat;
+use meridian_server::{Config, Parts, Server};
+use meridian_tenancy::{Actor, Grant, OperatorId, Role, Scope};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+
+/// Where the config comes from: the file, `MERIDIAN_*` variables, `--set` and the
+/// convenience flags (highest precedence last).
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Config file (TOML, one table per section: [server], [log], [history]…).
+    #[arg(long, env = "MERIDIAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Set any setting: `--set history.max_items=50` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    set: Vec<String>,
+    /// Data directory (server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (server.listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Master key (server.master_key; better: MERIDIAN_MASTER_KEY).
+    #[arg(long, hide_env_values = true)]
+    master_key: Option<String>,
+    /// Development mode: without a master key, generate one and print it (server.dev).
+    #[arg(long)]
+    dev: bool,
+    /// Pipeline file, reloaded when it changes (collector.pipeline).
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// Catalog directory for history names and images (catalog.dir).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// State store of a new data directory: fjall or redb (state.backend).
+    #[arg(long)]
+    state_backend: Option<String>,
+    /// Log format: text or json (server.log_format).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Threads serving HTTP (server.worker_threads).
+    #[arg(long)]
+    worker_threads: Option<usize>,
+}
+
+impl ConfigArgs {
+    /// Loads the config with the process's environment; prints warnings (e.g. a
+    /// `MERIDIAN_*` variable that sets nothing).
+    pub(crate) fn load(&self) -> anyhow::Result<Config> {
+        self.load_with_env(std::env::vars().collect())
+    }
+
+    /// Loads the config with `env` as the environment.
+    fn load_with_env(&self, env: Vec<(String, String)>) -> anyhow::Result<Config> {
+        let mut overrides = Vec::new();
+        let mut flag = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                overrides.push((key.to_owned(), value));
+            }
+        };
+        flag("server.data_dir", self.data_dir.as_ref().map(|p| p.display().to_string()));
+        flag("server.listen", self.listen.map(|l| l.to_string()));
+        flag("server.master_key", self.master_key.clone());
+        flag("server.dev", self.dev.then(|| "true".to_owned()));
+        flag("collector.pipeline", self.pipeline.as_ref().map(|p| p.display().to_string()));
+        flag("catalog.dir", self.catalog.as_ref().map(|p| p.display().to_string()));
+        flag("state.backend", self.state_backend.clone());
+        flag("server.log_format", self.log_format.clone());
+        flag("server.worker_threads", self.worker_threads.map(|n| n.to_string()));
+        for text in &self.set {
+            overrides.push(parse_override(text)?);
+        }
+        let sources = Sources { file: self.config.clone(), env, overrides, ..Sources::default() };
+        let (config, warnings) = Config::load(sources)?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        Ok(config)
+    }
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Config file (TOML); its keys are the long flag names with '_' for '-'.
-    #[arg(long, env = "MERIDIAN_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory (log and state). Default ./meridian-data.
-    #[arg(long, env = "MERIDIAN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Address to listen on. Default 127.0.0.1:7070.
-    #[arg(long, env = "MERIDIAN_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Master key authorising the admin API.
-    #[arg(long, env = "MERIDIAN_MASTER_KEY", hide_env_values = true)]
-    master_key: Option<String>,
-    /// Development mode: without a master key, generate one and print it.
-    #[arg(long)]
-    dev: bool,
-    /// Pipeline config (TOML), reloaded when it changes.
-    #[arg(long, env = "MERIDIAN_PIPELINE")]
-    pipeline: Option<PathBuf>,
-    /// Create the app "demo" and feed it the demo world's events (quick start).
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Create the app "demo", a demo operator, and feed it the demo world's events.
     #[arg(long)]
     demo: bool,
     /// Events of the demo backfill.
@@ -41,199 +101,45 @@ pub(crate) struct ServeArgs {
     /// Live demo events per second after the backfill (0 = none).
     #[arg(long, default_value_t = 20)]
     demo_rate: u64,
-    /// Log format: text or json.
-    #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
-    log_format: Option<String>,
-    /// Partitions of new topics. Default 4.
-    #[arg(long)]
-    partitions: Option<u32>,
-    /// De-duplication window in seconds. Default 600.
-    #[arg(long)]
-    dedup_window_secs: Option<u64>,
-    /// Most events per request. Default 2000.
-    #[arg(long)]
-    max_batch_events: Option<usize>,
-    /// Largest request body in bytes. Default 4 MiB.
-    #[arg(long)]
-    max_body_bytes: Option<usize>,
-    /// Log retention by age, hours. Default: keep everything.
-    #[arg(long)]
-    retention_hours: Option<u64>,
-    /// Log retention by size per partition, bytes. Default: keep everything.
-    #[arg(long)]
-    retention_bytes: Option<u64>,
-    /// Threads serving HTTP (default: one per core).
-    #[arg(long, env = "MERIDIAN_WORKER_THREADS")]
-    worker_threads: Option<usize>,
-    /// State store: fjall (the default for a new data directory) or redb; an existing data
-    /// directory keeps the one it was created with.
-    #[arg(long, env = "MERIDIAN_STATE_BACKEND")]
-    state_backend: Option<String>,
-    /// Turn browsing history off.
-    #[arg(long)]
-    no_history: bool,
-    /// History hot tier: embedded (default) or redis.
-    #[arg(long, env = "MERIDIAN_HISTORY_HOT")]
-    history_hot: Option<String>,
-    /// Redis URL for the redis hot tier. Default redis://127.0.0.1:6379.
-    #[arg(long, env = "MERIDIAN_REDIS_URL")]
-    redis_url: Option<String>,
-    /// Key prefix of the redis hot tier. Default meridian:history:
-    #[arg(long, env = "MERIDIAN_REDIS_PREFIX")]
-    redis_prefix: Option<String>,
-    /// N: items of history kept per user. Default 200.
-    #[arg(long)]
-    history_items: Option<usize>,
-    /// SKUs per catalog lookup when filling history lists. Default 50.
-    #[arg(long)]
-    history_catalog_batch: Option<usize>,
-    /// Memory budget of the embedded hot tier, MiB. Default 1024.
-    #[arg(long)]
-    history_memory_mb: Option<usize>,
-    /// Catalog directory (skus.jsonl as written by `meridian demo generate`, or its
-    /// catalog/ folder) for names, images and SPUs in history lists.
-    #[arg(long, env = "MERIDIAN_CATALOG")]
-    catalog: Option<PathBuf>,
-    /// Query rate limit for all callers together, requests/s. Default 100000.
-    #[arg(long)]
-    rate_limit_global: Option<u32>,
-    /// Query rate limit per API key, requests/s. Default 50000.
-    #[arg(long)]
-    rate_limit_caller: Option<u32>,
-    /// Query rate limit per user, requests/s. Default 100.
-    #[arg(long)]
-    rate_limit_user: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    master_key: Option<String>,
-    pipeline: Option<PathBuf>,
-    log_format: Option<String>,
-    partitions: Option<u32>,
-    dedup_window_secs: Option<u64>,
-    max_batch_events: Option<usize>,
-    max_body_bytes: Option<usize>,
-    retention_hours: Option<u64>,
-    retention_bytes: Option<u64>,
-    max_future_secs: Option<i64>,
-    max_past_days: Option<i64>,
-    state_backend: Option<String>,
-    no_history: Option<bool>,
-    history_hot: Option<String>,
-    redis_url: Option<String>,
-    redis_prefix: Option<String>,
-    history_items: Option<usize>,
-    history_catalog_batch: Option<usize>,
-    history_memory_mb: Option<usize>,
-    catalog: Option<PathBuf>,
-    rate_limit_global: Option<u32>,
-    rate_limit_caller: Option<u32>,
-    rate_limit_user: Option<u32>,
+#[derive(Debug, Args)]
+pub(crate) struct ConfigCheckArgs {
+    /// The config file to check.
+    file: PathBuf,
+    /// Also apply these settings.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    set: Vec<String>,
 }
 
-fn init_logging(format: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        "json" => builder.json().init(),
-        "text" => builder.init(),
-        other => anyhow::bail!("unknown log format {other:?}; use text or json"),
-    }
+/// `meridian config check FILE`: loads the file with the environment, validates every
+/// section and prints the effective config with secrets masked.
+pub(crate) fn check(args: ConfigCheckArgs) -> anyhow::Result<()> {
+    let config_args = ConfigArgs {
+        config: Some(args.file),
+        set: args.set,
+        data_dir: None,
+        listen: None,
+        master_key: None,
+        dev: false,
+        pipeline: None,
+        catalog: None,
+        state_backend: None,
+        log_format: None,
+        worker_threads: None,
+    };
+    let config = config_args.load()?;
+    print!("{}", config.masked_toml());
     Ok(())
 }
 
-fn build_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, String, bool)> {
-    let file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
-        }
-        None => FileConfig::default(),
-    };
-    let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./meridian-data"));
-    let mut config = ServerConfig::new(data_dir);
-    if let Some(listen) = args.listen.or(file.listen) {
-        config.listen = listen;
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
-    let mut generated = false;
-    config.master_key = args.master_key.clone().or(file.master_key).filter(|k| !k.is_empty());
-    if config.master_key.is_none() {
-        if !args.dev {
-            anyhow::bail!("no master key: set MERIDIAN_MASTER_KEY (or --master-key), or run with --dev to generate one");
-        }
-        config.master_key = Some(meridian_collector::keys::generate_master_key());
-        generated = true;
-    }
-    config.pipeline_file = args.pipeline.clone().or(file.pipeline);
-    if let Some(n) = args.partitions.or(file.partitions) {
-        anyhow::ensure!((1..=256).contains(&n), "partitions must be between 1 and 256");
-        config.collector.partitions = n;
-    }
-    if let Some(secs) = args.dedup_window_secs.or(file.dedup_window_secs) {
-        config.collector.dedup_window = Duration::from_secs(secs);
-    }
-    if let Some(n) = args.max_batch_events.or(file.max_batch_events) {
-        config.collector.max_events_per_batch = n;
-    }
-    if let Some(n) = args.max_body_bytes.or(file.max_body_bytes) {
-        config.max_body_bytes = n;
-        config.max_decompressed_bytes = config.max_decompressed_bytes.max(n);
-    }
-    if let Some(h) = args.retention_hours.or(file.retention_hours) {
-        config.log.retention_ms = Some(h as i64 * 3_600_000);
-    }
-    if let Some(b) = args.retention_bytes.or(file.retention_bytes) {
-        config.log.retention_bytes = Some(b);
-    }
-    if let Some(s) = file.max_future_secs {
-        config.collector.policy.max_future_ms = s * 1000;
-    }
-    if let Some(d) = file.max_past_days {
-        config.collector.policy.max_past_ms = d * 86_400_000;
-    }
-    if let Some(name) = args.state_backend.clone().or(file.state_backend) {
-        config.state_backend = StateBackend::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown state backend {name:?}; use redb or fjall"))?;
-    } else {
-        // Not chosen: keep the store this data directory was created with.
-        config.state_backend = StateBackend::for_data_dir(&config.data_dir);
-    }
-    if args.no_history || file.no_history == Some(true) {
-        config.history = None;
-    } else if let Some(history) = config.history.as_mut() {
-        let url = args.redis_url.clone().or(file.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-        let budget_mb = args.history_memory_mb.or(file.history_memory_mb).unwrap_or(1024);
-        history.hot = match args.history_hot.clone().or(file.history_hot).as_deref() {
-            None | Some("embedded") => HotBackend::Embedded { budget_bytes: budget_mb << 20 },
-            Some("redis") => HotBackend::Redis { url, prefix: args.redis_prefix.clone().or(file.redis_prefix).unwrap_or_else(|| "meridian:history:".into()) },
-            Some(other) => anyhow::bail!("unknown history hot tier {other:?}; use embedded or redis"),
-        };
-        if let Some(n) = args.history_items.or(file.history_items) {
-            anyhow::ensure!((1..=10_000).contains(&n), "history items must be between 1 and 10000");
-            history.config.max_items = n;
-        }
-        if let Some(n) = args.history_catalog_batch.or(file.history_catalog_batch) {
-            anyhow::ensure!((1..=10_000).contains(&n), "history catalog batch must be between 1 and 10000");
-            history.config.catalog_batch_size = n;
-        }
-        if let Some(dir) = args.catalog.clone().or(file.catalog) {
-            history.catalog = Some(Arc::new(crate::demo::load_catalog(&dir)?));
-        }
-    }
-    if let Some(n) = args.rate_limit_global.or(file.rate_limit_global) {
-        config.rate_limits.global_per_sec = n;
-    }
-    if let Some(n) = args.rate_limit_caller.or(file.rate_limit_caller) {
-        config.rate_limits.caller_per_sec = n;
-    }
-    if let Some(n) = args.rate_limit_user.or(file.rate_limit_user) {
-        config.rate_limits.user_per_sec = n;
-    }
-    let log_format = args.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
-    Ok((config, log_format, generated))
 }
 
 async fn shutdown_signal() {
@@ -255,43 +161,70 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// The master key: configured, or generated in dev mode.
+fn master_key(config: &mut Config) -> anyhow::Result<bool> {
+    if config.server.master_key.is_some() {
+        return Ok(false);
+    }
+    if !config.server.dev {
+        anyhow::bail!("no master key: set MERIDIAN_MASTER_KEY (or server.master_key), or run with --dev to generate one");
+    }
+    config.server.master_key = Some(meridian_tenancy::generate_master_key());
+    Ok(true)
+}
+
+/// A random password for the demo operator.
+fn demo_password() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 9];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    Ok(format!("demo-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (mut config, log_format, generated_key) = build_config(&args)?;
-    init_logging(&log_format)?;
+    let mut config = args.config.load()?;
+    let generated_key = master_key(&mut config)?;
+    init_logging(config.server.log_format);
     // The demo's catalog names the SKUs its events view, so history lists show them.
-    let demo_world = if args.demo {
-        let world = Arc::new(meridian_demo::DemoWorld::generate(&crate::demo::feed_config())?);
-        if let Some(history) = config.history.as_mut().filter(|h| h.catalog.is_none()) {
-            history.catalog = Some(Arc::new(crate::demo::catalog_of(&world.catalog)));
-        }
-        Some(world)
-    } else {
-        None
-    };
+    let demo_world = if args.demo { Some(Arc::new(meridian_demo::DemoWorld::generate(&crate::demo::feed_config())?)) } else { None };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.worker_threads {
-        anyhow::ensure!(n >= 1, "worker threads must be at least 1");
+    if let Some(n) = config.server.worker_threads {
         builder.worker_threads(n);
     }
     let runtime = builder.enable_all().thread_name("meridian").build()?;
     runtime.block_on(async move {
-        let listen = config.listen;
-        let master_key = config.master_key.clone().unwrap_or_default();
-        let server = tokio::task::spawn_blocking(move || Server::open(config)).await??;
+        let listen = config.server.listen;
+        let master_key = config.server.master_key.clone().unwrap_or_default();
+        let catalog = match (&demo_world, &config.catalog.dir) {
+            (Some(world), None) => Some(Arc::new(crate::demo::catalog_of(&world.catalog)) as Arc<dyn meridian_catalog::CatalogLookup>),
+            _ => None,
+        };
+        let server = tokio::task::spawn_blocking(move || Server::open_with(config, Parts { catalog, ..Parts::default() })).await??;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}; is another server running there?"))?;
         let local = listener.local_addr()?;
         if generated_key {
             eprintln!("--dev: generated master key (valid until this process exits):\n  MERIDIAN_MASTER_KEY={master_key}");
         }
         tracing::info!(address = %local, "listening");
-        eprintln!("meridian is listening on http://{local}  (console: http://{local}/console#key={master_key})");
+        eprintln!("meridian is listening on http://{local}  (console: http://{local}/console, API docs: http://{local}/docs)");
         if let Some(world) = demo_world {
-            let registry = server.registry().clone();
-            let app = AppId::new("demo")?;
-            if !registry.app_exists(&app) {
-                registry.create_app(&app)?;
-            }
-            let (write_key, _) = registry.create_key(&app, &[Scope::Write])?;
+            let tenancy = server.tenancy().clone();
+            let (write_key, password) = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
+                let app = AppId::new("demo")?;
+                if !tenancy.app_exists(&app) {
+                    tenancy.create_app(&Actor::System, &app, Some("Asia/Shanghai"))?;
+                }
+                let (write_key, _) = tenancy.create_key(&Actor::System, &app, &[Scope::Write])?;
+                let login = OperatorId::new("demo")?;
+                let password = demo_password()?;
+                if tenancy.operator(&login).is_some() {
+                    tenancy.set_password(&Actor::System, &login, &password)?;
+                } else {
+                    tenancy.ensure_operator(&login, &password, &[Grant { app: Some(app), role: Role::Admin }])?;
+                }
+                Ok((write_key, password))
+            })
+            .await??;
+            eprintln!("--demo: sign in to the console at http://{local}/console as demo / {password}");
             let base = format!("http://{local}");
             let (n, rate) = (args.demo_events, args.demo_rate);
             tokio::spawn(async move {
@@ -316,37 +249,49 @@ mod tests {
     }
 
     #[test]
-    fn flags_beat_file_and_master_key_is_required() {
+    fn flags_beat_the_file_and_a_master_key_is_required_outside_dev() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("meridian.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\npartitions = 8\nmaster_key = \"from-file\"\n").unwrap();
-        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--partitions", "2"]).serve;
-        let (config, _, generated) = build_config(&args).unwrap();
-        assert_eq!(config.listen.port(), 9999);
-        assert_eq!(config.collector.partitions, 2);
-        assert_eq!(config.master_key.as_deref(), Some("from-file"));
-        assert!(!generated);
+        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9999\"\nmaster_key = \"from-file\"\n[log]\npartitions = 8\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--set", "log.partitions=2", "--listen", "127.0.0.1:9998"]).serve;
+        let config = args.config.load_with_env(Vec::new()).unwrap();
+        assert_eq!(config.server.listen.port(), 9998, "a flag beats the file");
+        assert_eq!(config.log.partitions, 2, "--set beats the file");
+        assert_eq!(config.server.master_key.as_deref(), Some("from-file"));
 
-        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\n").unwrap();
+        let env = vec![("MERIDIAN_MASTER_KEY".to_owned(), "from-env".to_owned()), ("MERIDIAN_LOG_PARTITIONS".to_owned(), "6".to_owned())];
         let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()]).serve;
-        if std::env::var("MERIDIAN_MASTER_KEY").is_err() {
-            let err = build_config(&args).unwrap_err().to_string();
-            assert!(err.contains("--dev"), "{err}");
-            let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
-            assert!(build_config(&args).unwrap().2);
-        }
+        let config = args.config.load_with_env(env).unwrap();
+        assert_eq!(config.server.master_key.as_deref(), Some("from-env"), "the environment beats the file");
+        assert_eq!(config.log.partitions, 6);
 
-        std::fs::write(&file, "history_catalog_batch = 7\nhistory_items = 50\nhistory_hot = \"embedded\"\n").unwrap();
-        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
-        let history = build_config(&args).unwrap().0.history.unwrap();
-        assert_eq!((history.config.catalog_batch_size, history.config.max_items), (7, 50));
-        std::fs::write(&file, "history_hot = \"memcached\"\n").unwrap();
-        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
-        assert!(build_config(&args).unwrap_err().to_string().contains("embedded or redis"));
+        let mut without_key = Config::default();
+        let err = master_key(&mut without_key).unwrap_err().to_string();
+        assert!(err.contains("--dev"), "{err}");
+        without_key.server.dev = true;
+        assert!(master_key(&mut without_key).unwrap(), "dev mode generates one");
+        assert!(without_key.server.master_key.as_deref().is_some_and(|k| k.len() > 20));
+        let mut with_key = Config::default();
+        with_key.server.master_key = Some("given".into());
+        assert!(!master_key(&mut with_key).unwrap(), "a configured key is kept");
 
-        std::fs::write(&file, "lisen = \"127.0.0.1:9999\"\n").unwrap();
-        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap(), "--dev"]).serve;
-        let err = format!("{:#}", build_config(&args).unwrap_err());
-        assert!(err.contains("lisen"), "{err}");
+        std::fs::write(&file, "[history]\ncatalog_batch_size = 7\nmax_items = 50\nhot = \"embedded\"\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()]).serve;
+        let history = args.config.load_with_env(Vec::new()).unwrap().history;
+        assert_eq!((history.catalog_batch_size, history.max_items), (7, 50));
+        std::fs::write(&file, "[history]\nhot = \"memcached\"\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()]).serve;
+        let err = format!("{:#}", args.config.load_with_env(Vec::new()).unwrap_err());
+        assert!(err.contains("memcached") && err.contains("line 2"), "{err}");
+
+        std::fs::write(&file, "[server]\nlisen = \"127.0.0.1:9999\"\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()]).serve;
+        let err = format!("{:#}", args.config.load_with_env(Vec::new()).unwrap_err());
+        assert!(err.contains("lisen") && err.contains("line 2") && err.contains("meridian.toml"), "{err}");
+
+        std::fs::write(&file, "[history]\nmax_items = 0\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()]).serve;
+        let err = format!("{:#}", args.config.load_with_env(Vec::new()).unwrap_err());
+        assert!(err.contains("history.max_items"), "{err}");
     }
 }

@@ -51,8 +51,8 @@ fn fixture(max_items: usize) -> Fixture {
     let t0 = normalize_ms(Timestamp::now().0);
     let clock = Arc::new(ManualClock::new(t0));
     let config = HistoryConfig { max_items, catalog_batch_size: 3, ..HistoryConfig::default() };
-    let hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items, ttl_ms: config.hot_ttl_ms }, 64 << 20));
-    let service = Arc::new(HistoryService::new(config, hot.clone(), store.clone(), catalog(), clock.clone()).unwrap());
+    let hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items, ttl_ms: config.hot_ttl_ms() }, 64 << 20));
+    let service = Arc::new(HistoryService::new(config.clone(), hot.clone(), store.clone(), catalog(), clock.clone()).unwrap());
     let mut f = Fixture { _dir: dir, rt, log, store, topic, clock, hot, service, runtime: None, config, seq: AtomicU64::new(0), t0 };
     f.start();
     f
@@ -70,8 +70,8 @@ impl Fixture {
         if let Some(r) = self.runtime.take() {
             r.shutdown();
         }
-        self.hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items: self.config.max_items, ttl_ms: self.config.hot_ttl_ms }, 64 << 20));
-        self.service = Arc::new(HistoryService::new(self.config, self.hot.clone(), self.store.clone(), catalog(), self.clock.clone()).unwrap());
+        self.hot = Arc::new(EmbeddedHotTier::new(HotConfig { max_items: self.config.max_items, ttl_ms: self.config.hot_ttl_ms() }, 64 << 20));
+        self.service = Arc::new(HistoryService::new(self.config.clone(), self.hot.clone(), self.store.clone(), catalog(), self.clock.clone()).unwrap());
         self.start();
     }
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use meridian_event::{Action, AppId, Event, EventId, Timestamp, UserId};
 use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
 use meridian_log::{AppendRecord, Log, Record, TopicName};
-use meridian_runtime::builtin::counters::{app_counters, CountersProcessor};
 use meridian_runtime::{ProcessContext, Processor, Runtime, RuntimeConfig, RuntimeError, Timer};
 use meridian_state::{KvStore, RedbStore, WriteBatch};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,26 +62,39 @@ fn runtime(f: &Fixture) -> Runtime {
     Runtime::new(f.log.clone(), f.store.clone(), RuntimeConfig { max_batch_records: 64, idle_wait: Duration::from_millis(20), ..RuntimeConfig::default() })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counters_survive_a_restart_without_double_counting() {
-    let f = fixture();
-    append_events(&f.log, &f.topic, 0, 500).await;
-    {
-        let rt = runtime(&f);
-        rt.spawn(Box::new(CountersProcessor::new(f.topic.clone()))).unwrap();
-        assert!(rt.wait_caught_up(Duration::from_secs(10)));
-        rt.shutdown();
+/// Counts the records it processes, per app, in table `counting` (key = app id).
+struct Counting {
+    topic: TopicName,
+}
+
+impl Processor for Counting {
+    fn name(&self) -> &str {
+        "counting"
     }
-    append_events(&f.log, &f.topic, 500, 800).await;
-    let rt = runtime(&f);
-    rt.spawn(Box::new(CountersProcessor::new(f.topic.clone()))).unwrap();
-    assert!(rt.wait_caught_up(Duration::from_secs(10)));
-    let counts = app_counters(&*f.store, &AppId::new("shop").unwrap()).unwrap();
-    assert_eq!(counts.total, 800, "each event counted once across the restart");
-    assert_eq!(counts.by_action["order"], (0..800usize).filter(|n| n.is_multiple_of(3)).count() as u64);
-    let status = rt.status();
-    assert_eq!(status[0].lag, 0);
-    assert_eq!(status[0].partitions.iter().map(|p| p.position).sum::<u64>(), 800);
+    fn topics(&self) -> Vec<TopicName> {
+        vec![self.topic.clone()]
+    }
+    fn process(&mut self, ctx: &mut ProcessContext<'_>, _topic: &TopicName, records: &[Record]) -> meridian_runtime::Result<()> {
+        // The runtime may hand several partitions' records into one batch: start from this
+        // round's pending value, else the committed one.
+        let pending = ctx.batch().ops().iter().rev().find_map(|op| match op {
+            meridian_state::WriteOp::Put { table: "counting", value, .. } => Some(u64::from_be_bytes(value.clone().try_into().unwrap())),
+            _ => None,
+        });
+        let base = match pending {
+            Some(n) => n,
+            None => ctx.store().get("counting", b"shop")?.map(|v| u64::from_be_bytes(v.try_into().unwrap())).unwrap_or(0),
+        };
+        ctx.batch().put("counting", b"shop".to_vec(), (base + records.len() as u64).to_be_bytes().to_vec());
+        Ok(())
+    }
+    fn clear_state(&mut self, batch: &mut WriteBatch) {
+        batch.delete_prefix("counting", Vec::new());
+    }
+}
+
+fn counted(store: &dyn KvStore) -> u64 {
+    store.get("counting", b"shop").unwrap().map(|v| u64::from_be_bytes(v.try_into().unwrap())).unwrap_or(0)
 }
 
 /// Counts records in its state, but fails one call in seven *after* writing to it — as a
@@ -188,13 +200,14 @@ async fn rebuild_replays_from_the_start_and_duplicate_names_are_refused() {
     let f = fixture();
     append_events(&f.log, &f.topic, 0, 300).await;
     let rt = runtime(&f);
-    rt.spawn(Box::new(CountersProcessor::new(f.topic.clone()))).unwrap();
-    let err = rt.spawn(Box::new(CountersProcessor::new(f.topic.clone()))).unwrap_err();
+    rt.spawn(Box::new(Counting { topic: f.topic.clone() })).unwrap();
+    let err = rt.spawn(Box::new(Counting { topic: f.topic.clone() })).unwrap_err();
     assert!(matches!(err, RuntimeError::DuplicateProcessor(_)), "{err}");
     assert!(rt.wait_caught_up(Duration::from_secs(10)));
-    rt.rebuild("counters").unwrap();
+    assert_eq!(counted(&*f.store), 300);
+    rt.rebuild("counting").unwrap();
     assert!(rt.wait_caught_up(Duration::from_secs(10)));
-    assert_eq!(app_counters(&*f.store, &AppId::new("shop").unwrap()).unwrap().total, 300);
+    assert_eq!(counted(&*f.store), 300, "state cleared and every record counted once again");
     assert!(matches!(rt.rebuild("nope"), Err(RuntimeError::UnknownProcessor(_))));
 }
 
@@ -242,19 +255,18 @@ async fn seek_replays_from_a_position_without_clearing_state() {
     let f = fixture();
     append_events(&f.log, &f.topic, 0, 90).await;
     let rt = runtime(&f);
-    rt.spawn(Box::new(CountersProcessor::new(f.topic.clone()))).unwrap();
+    rt.spawn(Box::new(Counting { topic: f.topic.clone() })).unwrap();
     assert!(rt.wait_caught_up(Duration::from_secs(10)));
-    let shop = AppId::new("shop").unwrap();
-    assert_eq!(app_counters(&*f.store, &shop).unwrap().total, 90);
+    assert_eq!(counted(&*f.store), 90);
     let before: Vec<u64> = rt.status()[0].partitions.iter().map(|p| p.position).collect();
     // Replay the last 5 records of partition 0 and 2 of partition 1: a counter counts them again.
-    rt.seek("counters", &f.topic, vec![(0, before[0] - 5), (1, before[1] - 2)]).unwrap();
+    rt.seek("counting", &f.topic, vec![(0, before[0] - 5), (1, before[1] - 2)]).unwrap();
     assert!(rt.wait_caught_up(Duration::from_secs(10)));
-    assert_eq!(app_counters(&*f.store, &shop).unwrap().total, 97, "state was kept and the 7 records were processed again");
-    let err = rt.seek("counters", &f.topic, vec![(9, 0)]).unwrap_err();
+    assert_eq!(counted(&*f.store), 97, "state was kept and the 7 records were processed again");
+    let err = rt.seek("counting", &f.topic, vec![(9, 0)]).unwrap_err();
     assert!(err.to_string().contains("no partition 9"), "{err}");
     let other = TopicName::new("other").unwrap();
     f.log.ensure_topic(&other, 1).unwrap();
-    assert!(rt.seek("counters", &other, vec![(0, 0)]).unwrap_err().to_string().contains("does not consume"));
+    assert!(rt.seek("counting", &other, vec![(0, 0)]).unwrap_err().to_string().contains("does not consume"));
     assert!(matches!(rt.seek("nope", &f.topic, vec![]), Err(RuntimeError::UnknownProcessor(_))));
 }

@@ -83,9 +83,9 @@ async fn empty_batches_are_refused() {
 #[tokio::test]
 async fn oversized_bodies_and_batches_are_refused_whole() {
     let t = TestServer::start_with(|c| {
-        c.max_body_bytes = 64 * 1024;
-        c.max_decompressed_bytes = 128 * 1024;
-        c.collector.max_events_per_batch = 10;
+        c.server.max_body_bytes = 64 * 1024;
+        c.server.max_decompressed_bytes = 128 * 1024;
+        c.collector.max_batch_events = 10;
     });
     let key = t.app_with_key("shop", &["write"]).await;
     let huge = format!("[{}]", vec![valid("x").to_string(); 1000].join(","));
@@ -193,8 +193,8 @@ async fn management_requests_are_validated() {
 async fn a_log_that_cannot_keep_up_answers_429_with_retry_after_and_loses_nothing() {
     let t = TestServer::start_with(|c| {
         c.log.max_pending_bytes = 1;
-        c.max_body_bytes = 64 << 20;
-        c.max_decompressed_bytes = 64 << 20;
+        c.server.max_body_bytes = 64 << 20;
+        c.server.max_decompressed_bytes = 64 << 20;
     });
     let key = t.app_with_key("shop", &["write"]).await;
     // A large request keeps the writer busy (about 20 MB to write and fsync)…

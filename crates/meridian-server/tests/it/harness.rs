@@ -6,7 +6,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use meridian_event::Event;
 use meridian_log::TopicName;
-use meridian_server::{Server, ServerConfig};
+use meridian_server::{Config, Server};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -35,10 +35,10 @@ impl TestServer {
         TestServer::start_with(|_| {})
     }
 
-    pub(crate) fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    pub(crate) fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::new(dir.path().join("data"));
-        config.master_key = Some(MASTER.into());
+        let mut config = Config::for_data_dir(dir.path().join("data"));
+        config.server.master_key = Some(MASTER.into());
         adjust(&mut config);
         let server = Server::open(config).unwrap();
         let router = server.router();

@@ -16,7 +16,7 @@ async fn dead_letters_replay_after_the_pipeline_is_fixed() {
     let pipeline_file = pipeline_dir.path().join("pipeline.toml");
     std::fs::write(&pipeline_file, "# no parsers yet\n").unwrap();
     let file = pipeline_file.clone();
-    let t = TestServer::start_with(move |c| c.pipeline_file = Some(file));
+    let t = TestServer::start_with(move |c| c.collector.pipeline = Some(file));
     let key = t.app_with_key("shop", &["write", "read", "admin"]).await;
     // A legacy client (v1) sends other field names.
     let legacy = json!([{"id": "legacy-1", "uid": "u1", "evt": "view"}, {"id": "legacy-2", "uid": "u2", "evt": "cart"}, {"id": "modern", "user": "u3", "action": "view"}]);

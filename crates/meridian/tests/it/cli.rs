@@ -29,7 +29,7 @@ async fn offline_apps_and_keys_work_with_the_server() {
         String::from_utf8(output.stdout).unwrap()
     };
     run(&["apps", "create", "offline"]);
-    assert_eq!(run(&["apps", "list"]).trim(), "offline");
+    assert_eq!(run(&["apps", "list"]).trim(), "offline\tUTC");
     let key = run(&["keys", "create", "--app", "offline", "--scope", "write,read"]).trim().to_owned();
     assert!(key.starts_with("mk_"), "{key}");
     let bad = Command::new(binary()).args(["keys", "create", "--app", "offline", "--scope", "root", "--data-dir"]).arg(&data).output().unwrap();
@@ -141,7 +141,7 @@ async fn a_data_dir_keeps_the_state_backend_it_was_created_with() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("holds Redb state") && stderr.contains("start with the backend it was created with"), "{stderr}");
+    assert!(stderr.contains("holds redb state") && stderr.contains("start with the backend it was created with"), "{stderr}");
     // Offline commands find the backend by themselves.
     let apps = Command::new(binary()).args(["apps", "create", "later", "--data-dir"]).arg(&data).output().unwrap();
     assert!(apps.status.success(), "{}", String::from_utf8_lossy(&apps.stderr));
@@ -151,5 +151,6 @@ async fn a_data_dir_keeps_the_state_backend_it_was_created_with() {
     assert!(server.terminate());
     assert!(fresh.join("state-fjall").is_dir() && !fresh.join("state.redb").exists());
     let bad = Command::new(binary()).args(["serve", "--dev", "--state-backend", "sqlite", "--data-dir"]).arg(&data).output().unwrap();
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("use redb or fjall"));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("sqlite") && stderr.contains("`redb` or `fjall`") && stderr.contains("state.backend"), "{stderr}");
 }

@@ -1,15 +1,22 @@
 //! Operability routes and metrics: `/metrics`, `/healthz`, `/readyz`, request metrics.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use meridian_api::ops::{Health, Readiness};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The operability routes.
+pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(metrics_text)).routes(routes!(healthz)).routes(routes!(readyz))
+}
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -25,31 +32,54 @@ pub(crate) fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub(crate) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+/// Prometheus metrics (text format).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 503, description = "No recorder", body = String, content_type = "text/plain")),
+    security(()),
+    extensions(("x-permission" = json!("public"))),
+)]
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     for status in state.runtime.status() {
         metrics::gauge!("meridian_processor_lag_records", "processor" => status.name.clone()).set(status.lag as f64);
     }
     metrics::gauge!("meridian_dedup_entries").set(state.collector.dedup_entries() as f64);
     match prometheus() {
         Some(handle) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::CONTENT_TYPE, "text/plain")], "metrics recorder unavailable").into_response(),
     }
 }
 
-/// `GET /healthz`: the process is up.
-pub(crate) async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses((status = 200, description = "Up", body = Health)),
+    security(()),
+    extensions(("x-permission" = json!("public"))),
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
 }
 
-/// `GET /readyz`: recovery is done and processors run; reports their lag.
-pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// Readiness: recovery is done and the processors run; reports their lag.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "A processor's latest round failed", body = Readiness)),
+    security(()),
+    extensions(("x-permission" = json!("public"))),
+)]
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readiness>) {
     let processors = state.runtime.status();
     let failing: Vec<_> = processors.iter().filter(|p| p.last_error.is_some()).map(|p| p.name.clone()).collect();
     let lag: u64 = processors.iter().map(|p| p.lag).sum();
-    let body = json!({"status": if failing.is_empty() { "ready" } else { "degraded" }, "lag": lag, "failing_processors": failing});
     let status = if failing.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(body)).into_response()
+    (status, Json(Readiness { status: if failing.is_empty() { "ready" } else { "degraded" }.into(), lag, failing_processors: failing }))
 }
 
 /// Records request count and latency per route and status.

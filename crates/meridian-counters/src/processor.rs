@@ -1,12 +1,13 @@
-//! Per-app event counters by action and day: the processor that proves the runtime end
-//! to end (its counts must equal the events in the log, across crashes).
+//! The counters processor: one count per (app, action, UTC day) of the events topic.
 
-use crate::{ProcessContext, Processor, Result};
-use meridian_event::{AppId, Event, Timestamp};
+use meridian_event::Event;
 use meridian_log::{Record, TopicName};
-use meridian_state::{KvStore, WriteBatch};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use meridian_runtime::{ProcessContext, Processor, Result};
+use meridian_state::WriteBatch;
+use std::collections::HashMap;
+
+/// The processor's name (and the key of its positions).
+pub const PROCESSOR_NAME: &str = "counters";
 
 /// Table of counts: key = app, 0, action, 0, day (i64 BE, UTC days since epoch); value = u64 BE.
 pub const COUNTERS_TABLE: &str = "counters";
@@ -38,7 +39,7 @@ fn counter_key(app: &str, action: &str, day: i64) -> Vec<u8> {
 
 impl Processor for CountersProcessor {
     fn name(&self) -> &str {
-        "counters"
+        PROCESSOR_NAME
     }
 
     fn topics(&self) -> Vec<TopicName> {
@@ -80,36 +81,3 @@ impl Processor for CountersProcessor {
     }
 }
 
-/// Committed counts of one app.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct AppCounters {
-    /// All events.
-    pub total: u64,
-    /// Events per action.
-    pub by_action: BTreeMap<String, u64>,
-    /// Events per UTC day (`YYYY-MM-DD`).
-    pub by_day: BTreeMap<String, u64>,
-}
-
-/// Reads the committed counts of `app`.
-pub fn app_counters(store: &dyn KvStore, app: &AppId) -> Result<AppCounters> {
-    let mut prefix = app.as_str().as_bytes().to_vec();
-    prefix.push(0);
-    let mut out = AppCounters::default();
-    for (key, value) in store.scan_prefix(COUNTERS_TABLE, &prefix, usize::MAX)? {
-        let rest = &key[prefix.len()..];
-        let Some(split) = rest.iter().position(|b| *b == 0) else { continue };
-        let action = String::from_utf8_lossy(&rest[..split]).into_owned();
-        let day_bytes: [u8; 8] = match rest[split + 1..].try_into() {
-            Ok(b) => b,
-            Err(_) => continue,
-        };
-        let day = i64::from_be_bytes(day_bytes);
-        let count = value.try_into().map(u64::from_be_bytes).unwrap_or(0);
-        out.total += count;
-        *out.by_action.entry(action).or_default() += count;
-        let date = Timestamp(day * 86_400_000).to_rfc3339();
-        *out.by_day.entry(date[..10].to_owned()).or_default() += count;
-    }
-    Ok(out)
-}

@@ -6,15 +6,18 @@
 //! exactly after the last event it saw. Without one the stream starts at the end (live),
 //! or at the start with `?from=beginning`.
 
-use crate::auth::{app_id, authenticate_secret, check_scope, presented_key};
+use crate::auth::{app_id, check, presented_key, principal, principal_of_key};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream};
-use meridian_collector::Scope;
 use meridian_event::{AppId, Event};
+use meridian_tenancy::{Permission, Principal};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use meridian_log::{Log, TopicName};
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -22,11 +25,19 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize)]
+/// The stream route.
+pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(stream_topic))
+}
+
+/// Where a stream starts and whose events it carries.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
     /// `beginning` or `end` (default) when there is no `Last-Event-ID`.
+    #[param(pattern = "^(beginning|end)$")]
     from: Option<String>,
-    /// App, for the master key (which otherwise sees every app).
+    /// App, for the master key and global roles (which otherwise see every app).
     app: Option<String>,
     /// The key, for clients that cannot set headers (browsers' EventSource).
     access_token: Option<String>,
@@ -57,41 +68,77 @@ struct Cursor {
     appended: tokio::sync::watch::Receiver<u64>,
 }
 
-impl Cursor {
-    /// Reads the next records of every partition into `pending`.
-    fn fill(&mut self) -> Result<(), meridian_log::LogError> {
-        for partition in 0..self.positions.len() {
-            let records = self.log.read(&self.topic, partition as u32, self.positions[partition], 256, 1 << 20)?;
-            for record in records {
-                self.positions[partition] = record.offset + 1;
-                let Ok(event) = Event::decode_any(&record.value) else { continue };
-                if self.app.as_ref().is_some_and(|app| app != &event.app) {
-                    continue;
-                }
-                let data = serde_json::to_string(&event).unwrap_or_default();
-                self.pending.push_back(SseEvent::default().id(format_positions(&self.positions)).event(event.action.as_str()).data(data));
+/// What one fill read: events to send, the positions after each, and where it ended.
+struct Filled {
+    events: Vec<(Vec<u64>, Event)>,
+    positions: Vec<u64>,
+}
+
+/// Reads the next records of every partition after `positions` (blocking: file reads).
+fn fill(log: &dyn Log, topic: &TopicName, app: Option<&AppId>, mut positions: Vec<u64>) -> Result<Filled, meridian_log::LogError> {
+    let mut events = Vec::new();
+    for partition in 0..positions.len() {
+        let records = log.read(topic, partition as u32, positions[partition], 256, 1 << 20)?;
+        for record in records {
+            positions[partition] = record.offset + 1;
+            let Ok(event) = Event::decode_any(&record.value) else { continue };
+            if app.is_some_and(|app| app != &event.app) {
+                continue;
             }
+            events.push((positions.clone(), event));
+        }
+    }
+    Ok(Filled { events, positions })
+}
+
+impl Cursor {
+    /// Reads the next records of every partition into `pending`, on the blocking pool.
+    async fn fill(&mut self) -> Result<(), String> {
+        let (log, topic, app, positions) = (self.log.clone(), self.topic.clone(), self.app.clone(), self.positions.clone());
+        let filled = tokio::task::spawn_blocking(move || fill(&*log, &topic, app.as_ref(), positions)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        self.positions = filled.positions;
+        for (positions, event) in filled.events {
+            let data = serde_json::to_string(&event).map_err(|e| e.to_string())?;
+            self.pending.push_back(SseEvent::default().id(format_positions(&positions)).event(event.action.as_str()).data(data));
         }
         Ok(())
     }
 }
 
-/// `GET /v1/streams/{topic}` (read).
-pub(crate) async fn stream_topic(
+/// A topic's events as server-sent events, filtered to the caller's app; every event's id
+/// is the position after it, so a client that reconnects with `Last-Event-ID` continues
+/// exactly after the last event it saw.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{topic}",
+    tag = "collect",
+    params(("topic" = String, Path, description = "Topic (e.g. events)"), ("last-event-id" = Option<String>, Header, description = "Resume after this event"), StreamQuery),
+    responses((status = 200, description = "Server-sent events (id, event = action, data = the event as JSON)", body = String, content_type = "text/event-stream"), (status = 404, description = "Unknown topic", body = meridian_api::ErrorBody)),
+    extensions(("x-permission" = json!("read"))),
+)]
+async fn stream_topic(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let secret = presented_key(&headers)?.or(query.access_token.clone());
-    let key = authenticate_secret(&state, secret)?;
-    let app = match (&key.app, query.app.as_deref()) {
-        (Some(own), _) => Some(own.clone()),
+    let caller: Principal = match (presented_key(&headers)?, query.access_token.clone()) {
+        (None, Some(token)) => principal_of_key(&state, Some(token))?,
+        _ => principal(&state, &headers)?,
+    };
+    let own = match &caller {
+        Principal::Key(key) => key.app.clone(),
+        _ => None,
+    };
+    let app = match (own, query.app.as_deref()) {
+        (Some(own), _) => Some(own),
         (None, Some(asked)) => Some(app_id(asked)?),
         (None, None) => None,
     };
-    if let Some(app) = &app {
-        check_scope(&key, Scope::Read, app)?;
+    match &app {
+        Some(app) => check(&caller, Permission::Read, app)?,
+        None if caller.allows_global(Permission::Read) => {}
+        None => return Err(ApiError::bad_request("missing_app", "name the app whose events to stream: add ?app=<app>")),
     }
     let topic = TopicName::new(topic).map_err(|e| ApiError::bad_request("invalid_topic", e.to_string()))?;
     let partitions = state.log.partition_count(&topic).map_err(|_| ApiError::not_found("unknown_topic", format!("no topic {:?}; see the pipeline's routes", topic.as_str())))?;
@@ -110,7 +157,7 @@ pub(crate) async fn stream_topic(
                 return Some((Ok(event), cursor));
             }
             cursor.appended.borrow_and_update();
-            if let Err(e) = cursor.fill() {
+            if let Err(e) = cursor.fill().await {
                 tracing::warn!(error = %e, "stream read failed; closing the stream");
                 metrics::gauge!("meridian_streams_open").decrement(1.0);
                 return None;

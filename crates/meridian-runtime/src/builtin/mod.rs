@@ -1,3 +1,0 @@
-//! Processors that ship with the runtime.
-
-pub mod counters;

@@ -1,0 +1,175 @@
+//! The capability module shape: what every capability hands the server, and the checks
+//! done when it is registered.
+//!
+//! A capability (counters, history; user actions, analytics… as they land) is a domain
+//! crate (config section, processor, service, store trait with its conformance suite)
+//! plus an adapter in `modules/` implementing [`Capability`]. `open` builds a [`Module`]
+//! with [`ModuleBuilder`]: its processors (the server spawns them), its routes with their
+//! OpenAPI operations (merged into the router and `/openapi.json`), its background tasks,
+//! and — required — how it erases a user ([`Erasure`]). The server is composition only:
+//! it opens every entry of [`crate::modules::CAPABILITIES`] and wires what they return.
+
+use crate::config::Config;
+use crate::state::AppState;
+use meridian_catalog::CatalogLookup;
+use meridian_runtime::Processor;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+
+/// What a capability does with `DELETE /v1/apps/{app}/users/{user}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// Its processors erase the user's data when they reach the erasure record in the
+    /// `events` topic (in order with the user's events, so a replay of the log erases
+    /// again), and report what they removed with `ProcessContext::erasure_receipt`.
+    /// Lists the processors that do so.
+    ByProcessors(Vec<String>),
+    /// It keeps no per-user data; `why` says what it keeps instead.
+    NoUserData {
+        /// Shown in erasure answers.
+        why: &'static str,
+    },
+}
+
+/// A periodic maintenance job of a module (run on the blocking pool).
+pub struct Task {
+    /// Name, for logs and metrics.
+    pub name: &'static str,
+    /// Time between runs.
+    pub every: Duration,
+    /// The job; its `Ok` text is logged when not empty.
+    pub run: Arc<dyn Fn() -> anyhow::Result<String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("name", &self.name).field("every", &self.every).finish_non_exhaustive()
+    }
+}
+
+/// An open capability, ready to be wired in.
+pub struct Module {
+    pub(crate) name: &'static str,
+    pub(crate) processors: Vec<Box<dyn Processor>>,
+    pub(crate) routes: OpenApiRouter,
+    pub(crate) erasure: Erasure,
+    pub(crate) tasks: Vec<Task>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.name)
+            .field("processors", &self.processors.iter().map(|p| p.name().to_owned()).collect::<Vec<_>>())
+            .field("erasure", &self.erasure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a module cannot be registered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModuleError {
+    /// It did not say how it erases a user.
+    #[error("capability {0} does not say how it erases a user: call ModuleBuilder::erasure (Erasure::ByProcessors or Erasure::NoUserData)")]
+    MissingErasure(&'static str),
+    /// It says a processor erases, but has no processor of that name.
+    #[error("capability {module} names processor {processor} for erasure, but it has no processor of that name")]
+    UnknownErasureProcessor {
+        /// The module.
+        module: &'static str,
+        /// The processor named.
+        processor: String,
+    },
+    /// Two modules have the same name.
+    #[error("two capabilities are named {0}")]
+    Duplicate(&'static str),
+}
+
+/// Builds a [`Module`]; `build` refuses one that does not say how it erases a user.
+#[derive(Debug)]
+pub struct ModuleBuilder {
+    module: Module,
+    erasure: Option<Erasure>,
+}
+
+impl ModuleBuilder {
+    /// A module named `name` (its config section's name).
+    pub fn new(name: &'static str) -> ModuleBuilder {
+        ModuleBuilder { module: Module { name, processors: Vec::new(), routes: OpenApiRouter::new(), erasure: Erasure::NoUserData { why: "" }, tasks: Vec::new() }, erasure: None }
+    }
+
+    /// Adds a processor of the `events` topic (or of the topics it names).
+    pub fn processor(mut self, processor: Box<dyn Processor>) -> ModuleBuilder {
+        self.module.processors.push(processor);
+        self
+    }
+
+    /// Adds routes (with their OpenAPI operations; handlers carry their state).
+    pub fn routes(mut self, routes: OpenApiRouter) -> ModuleBuilder {
+        self.module.routes = std::mem::take(&mut self.module.routes).merge(routes);
+        self
+    }
+
+    /// Says how the module erases a user (required).
+    pub fn erasure(mut self, erasure: Erasure) -> ModuleBuilder {
+        self.erasure = Some(erasure);
+        self
+    }
+
+    /// Adds a periodic maintenance task.
+    pub fn task(mut self, task: Task) -> ModuleBuilder {
+        self.module.tasks.push(task);
+        self
+    }
+
+    /// The module, if it says how it erases a user and its erasing processors exist.
+    pub fn build(self) -> Result<Module, ModuleError> {
+        let mut module = self.module;
+        let erasure = self.erasure.ok_or(ModuleError::MissingErasure(module.name))?;
+        if let Erasure::ByProcessors(names) = &erasure {
+            if let Some(missing) = names.iter().find(|n| !module.processors.iter().any(|p| p.name() == n.as_str())) {
+                return Err(ModuleError::UnknownErasureProcessor { module: module.name, processor: missing.clone() });
+            }
+        }
+        module.erasure = erasure;
+        Ok(module)
+    }
+}
+
+/// What a capability gets to open itself.
+#[derive(Debug)]
+pub struct ModuleContext<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) state: &'a Arc<AppState>,
+    pub(crate) catalog: Arc<dyn CatalogLookup>,
+}
+
+impl ModuleContext<'_> {
+    /// The whole config (a module reads its own section).
+    pub fn config(&self) -> &Config {
+        self.config
+    }
+
+    /// The catalog (SKU names, images, SPUs).
+    pub fn catalog(&self) -> &Arc<dyn CatalogLookup> {
+        &self.catalog
+    }
+}
+
+/// A capability's adapter: opens the module from the config, or `None` when its section
+/// turns it off.
+pub trait Capability: Sync {
+    /// Its name (= its config section's name).
+    fn name(&self) -> &'static str;
+
+    /// Opens it: stores, service, processors, routes, tasks, erasure.
+    fn open(&self, ctx: &ModuleContext<'_>) -> anyhow::Result<Option<Module>>;
+}
+
+/// A module as the server keeps it once wired in.
+#[derive(Debug, Clone)]
+pub(crate) struct Registered {
+    pub(crate) name: &'static str,
+    pub(crate) erasure: Erasure,
+}

@@ -1,0 +1,10 @@
+//! The capability modules the server is composed of: one adapter per capability, one line
+//! each in [`CAPABILITIES`].
+
+use crate::module::Capability;
+
+pub(crate) mod counters;
+pub(crate) mod history;
+
+/// Every capability, in the order they are opened.
+pub(crate) static CAPABILITIES: &[&dyn Capability] = &[&counters::Counters, &history::History];

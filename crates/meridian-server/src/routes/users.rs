@@ -1,0 +1,142 @@
+//! Erasing a user everywhere: `DELETE /v1/apps/{app}/users/{user}` appends a durable
+//! erasure record to the `events` topic (after the user's earlier events, in their
+//! partition), waits for every capability's erasing processors to pass it, and answers
+//! what each capability removed. A replay of the log meets the record again, so the data
+//! stays gone after a rebuild.
+
+use crate::auth::{app_id, require};
+use crate::error::ApiError;
+use crate::module::Erasure as ModuleErasurePolicy;
+use crate::state::{blocking, AppState};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use bytes::Bytes;
+use meridian_api::users::{ErasureReport, ModuleErasure};
+use meridian_event::{Erasure, SubjectKind, Timestamp};
+use meridian_log::AppendRecord;
+use meridian_tenancy::{NewAuditEntry, Permission};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// How long the route waits for the processors to reach the erasure before answering 202.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The user routes.
+pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(erase_user))
+}
+
+/// Whose data.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SubjectQuery {
+    /// `user` (default) or `device`.
+    #[param(pattern = "^(user|device)$")]
+    kind: Option<String>,
+}
+
+fn random_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 12];
+    getrandom::getrandom(&mut bytes).map_err(ApiError::internal)?;
+    Ok(format!("er_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+/// Whether every processor in `names` has committed a position past `offset` of `partition`.
+fn passed(state: &AppState, names: &[String], partition: u32, offset: u64) -> bool {
+    let statuses = state.runtime.status();
+    names.iter().all(|name| {
+        statuses.iter().find(|s| &s.name == name).is_some_and(|s| {
+            s.partitions.iter().any(|p| p.topic == state.events_topic.as_str() && p.partition == partition && p.position > offset)
+        })
+    })
+}
+
+/// Removes a user's (or device's) data from every capability that keeps per-user data.
+/// The erasure is a durable record in the log: capabilities whose processors are behind
+/// erase when they reach it (answer 202 with them `pending`), and a rebuild from the log
+/// erases again.
+#[utoipa::path(
+    delete,
+    path = "/v1/apps/{app}/users/{user}",
+    tag = "users",
+    params(("app" = String, Path, description = "App id"), ("user" = String, Path, description = "User (or device) id, 1-128 bytes"), SubjectQuery),
+    responses(
+        (status = 200, description = "Erased everywhere", body = ErasureReport),
+        (status = 202, description = "Recorded; some capabilities are still behind and will erase when they reach it", body = ErasureReport),
+        (status = 404, description = "Unknown app", body = meridian_api::ErrorBody),
+    ),
+    extensions(("x-permission" = json!("admin"))),
+)]
+async fn erase_user(State(state): State<Arc<AppState>>, Path((app, user)): Path<(String, String)>, Query(q): Query<SubjectQuery>, headers: HeaderMap) -> Result<(StatusCode, Json<ErasureReport>), ApiError> {
+    let app = app_id(&app)?;
+    let principal = require(&state, &headers, Permission::Admin, &app)?;
+    let kind = match q.kind.as_deref().unwrap_or("user") {
+        "user" => SubjectKind::User,
+        "device" => SubjectKind::Device,
+        other => return Err(ApiError::bad_request("invalid_kind", format!("kind must be user or device, not {other:?}"))),
+    };
+    if user.is_empty() || user.len() > 128 {
+        return Err(ApiError::bad_request("invalid_user", "user ids are 1 to 128 bytes"));
+    }
+    if !state.tenancy.app_exists(&app) {
+        return Err(ApiError::not_found("unknown_app", format!("unknown app {:?}", app.as_str())));
+    }
+    let erasure = Erasure { id: random_id()?, app: app.clone(), kind, subject: user.clone(), requested_ms: Timestamp::now().millis(), requested_by: principal.actor().to_string() };
+    let record = AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: erasure.requested_ms };
+    let position = state.log.append(&state.events_topic, vec![record]).await.map_err(|e| match e {
+        meridian_log::LogError::Overloaded { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the event log cannot keep up; retry shortly").retry_after(1),
+        other => ApiError::internal(other),
+    })?[0];
+    let entry = NewAuditEntry::new(principal.actor(), "user.erase", format!("{}:{user}", kind.as_str()))
+        .app(app.clone())
+        .after(serde_json::json!({"erasure_id": erasure.id, "partition": position.partition, "offset": position.offset}));
+    let tenancy = state.tenancy.clone();
+    blocking(move || tenancy.audit().record(entry)).await??;
+
+    let erasing: Vec<String> = state.modules().iter().flat_map(|m| match &m.erasure {
+        ModuleErasurePolicy::ByProcessors(names) => names.clone(),
+        ModuleErasurePolicy::NoUserData { .. } => Vec::new(),
+    }).collect();
+    let deadline = Instant::now() + WAIT;
+    while !passed(&state, &erasing, position.partition, position.offset) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let runtime = state.runtime.clone();
+    let id = erasure.id.clone();
+    let receipts: BTreeMap<String, serde_json::Value> = blocking(move || runtime.erasure_receipts(&id)).await?.map_err(ApiError::internal)?.into_iter().collect();
+    let mut modules = BTreeMap::new();
+    for module in state.modules() {
+        let outcome = match &module.erasure {
+            ModuleErasurePolicy::NoUserData { why } => ModuleErasure::NoUserData { why: (*why).to_owned() },
+            ModuleErasurePolicy::ByProcessors(names) if names.iter().all(|n| receipts.contains_key(n)) => {
+                let mut removed = BTreeMap::new();
+                for name in names {
+                    if let Some(serde_json::Value::Object(fields)) = receipts.get(name) {
+                        removed.extend(fields.clone());
+                    }
+                }
+                ModuleErasure::Erased { removed }
+            }
+            ModuleErasurePolicy::ByProcessors(_) => ModuleErasure::Pending,
+        };
+        modules.insert(module.name.to_owned(), outcome);
+    }
+    let complete = !modules.values().any(|m| matches!(m, ModuleErasure::Pending));
+    let report = ErasureReport {
+        erasure_id: erasure.id,
+        app: app.to_string(),
+        kind: kind.as_str().to_owned(),
+        id: user,
+        partition: position.partition,
+        offset: position.offset,
+        modules,
+        complete,
+    };
+    Ok((if complete { StatusCode::OK } else { StatusCode::ACCEPTED }, Json(report)))
+}
