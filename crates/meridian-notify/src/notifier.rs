@@ -306,8 +306,9 @@ impl Notifier {
     }
 
     async fn send(&self, delivery: &Delivery, endpoint: &Endpoint) -> SendOutcome {
-        let timestamp_s = now_ms() / 1000;
-        let secrets: Vec<&str> = endpoint.active_secrets(timestamp_s * 1000).map(|s| s.secret.as_str()).collect();
+        let now = now_ms();
+        let timestamp_s = now / 1000;
+        let secrets: Vec<&str> = endpoint.active_secrets(now).map(|s| s.secret.as_str()).collect();
         let signature = match signing::signature_header(secrets, delivery.id.as_str(), timestamp_s, delivery.body.as_bytes()) {
             Ok(signature) if !signature.is_empty() => signature,
             Ok(_) => return refused("request_error", "the endpoint has no active secret; rotate its secret"),
