@@ -123,17 +123,17 @@ impl tower_service::Service<Uri> for GuardedConnector {
 
 /// What one attempt (with its redirects) came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SendOutcome {
+pub struct SendOutcome {
     /// Status of the final answer, if one came.
-    pub(crate) status: Option<u16>,
+    pub status: Option<u16>,
     /// Failure: stable code and message. `None` for a 2xx answer.
-    pub(crate) error: Option<(&'static str, String)>,
+    pub error: Option<(&'static str, String)>,
     /// First KiB of the final answer's body.
-    pub(crate) body_prefix: String,
+    pub body_prefix: String,
     /// Redirects followed.
-    pub(crate) redirects: u32,
+    pub redirects: u32,
     /// Duration.
-    pub(crate) latency: Duration,
+    pub latency: Duration,
 }
 
 struct Answer {
@@ -153,9 +153,11 @@ impl Failure {
     }
 }
 
-/// Posts signed webhooks.
+/// The HTTP client deliveries use: the network policy enforced on every connection and
+/// redirect hop, rustls for HTTPS, a keep-alive pool, the attempt timeout. Public for a
+/// "send a test event" action and for the benchmark's baseline; it does not sign.
 #[derive(Debug)]
-pub(crate) struct WebhookClient {
+pub struct WebhookClient {
     client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
     timeout: Duration,
     max_redirects: u32,
@@ -163,7 +165,8 @@ pub(crate) struct WebhookClient {
 }
 
 impl WebhookClient {
-    pub(crate) fn new(config: &NotifyConfig) -> Result<WebhookClient> {
+    /// A client with `config`'s network policy, timeout, redirects, roots and user agent.
+    pub fn new(config: &NotifyConfig) -> Result<WebhookClient> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for path in &config.extra_root_certificates {
@@ -195,7 +198,7 @@ impl WebhookClient {
     }
 
     /// Posts `body` to `url` with `headers`, following redirects, within the timeout.
-    pub(crate) async fn post(&self, url: &str, headers: &[(HeaderName, HeaderValue)], body: Bytes) -> SendOutcome {
+    pub async fn post(&self, url: &str, headers: &[(HeaderName, HeaderValue)], body: Bytes) -> SendOutcome {
         let started = Instant::now();
         let mut redirects = 0;
         let result = match tokio::time::timeout(self.timeout, self.post_following(url, headers, body, &mut redirects)).await {

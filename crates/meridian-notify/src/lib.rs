@@ -41,6 +41,7 @@ pub mod signing;
 mod ssrf;
 mod store;
 
+pub use client::{SendOutcome, WebhookClient};
 pub use config::NotifyConfig;
 pub use model::{
     Attempt, Delivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryPage, DeliveryState, Endpoint, EndpointId, EndpointSecret,
