@@ -36,14 +36,42 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// How long a processor's hint keeps the due-index scan from skipping the deliveries it
+/// announced (they become visible when the runtime commits, after the hint).
+const HINT_LIFETIME: Duration = Duration::from_secs(10);
+/// The dispatcher scans the whole due index this often, whatever the floor says.
+const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Where the dispatcher starts scanning the due index. Everything below `floor_ms` is known
+/// to be gone (the head of the index is tombstones, which an LSM store would otherwise
+/// read on every scan). Whoever writes a due entry lowers it: the committer and
+/// redeliveries after their commit (`epoch` tells the dispatcher not to raise the floor
+/// over them), the processor before its commit (a hint that holds for [`HINT_LIFETIME`]).
+#[derive(Debug, Default)]
+struct ScanFloor {
+    floor_ms: i64,
+    epoch: u64,
+    hints: Vec<(std::time::Instant, i64)>,
+}
+
 /// Wakes the notifier when new deliveries were written (handed to the processor).
 #[derive(Debug, Clone)]
-pub struct DeliveryWaker(Arc<Notify>);
+pub struct DeliveryWaker {
+    wake: Arc<Notify>,
+    floor: Arc<Mutex<ScanFloor>>,
+}
 
 impl DeliveryWaker {
     /// Tells the notifier to look for due deliveries now.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.wake.notify_one();
+    }
+
+    /// Tells the notifier that deliveries due from `earliest_due_ms` on are being written,
+    /// and to look for them now.
+    pub fn wake_from(&self, earliest_due_ms: i64) {
+        self.floor.lock().hints.push((std::time::Instant::now(), earliest_due_ms));
+        self.wake.notify_one();
     }
 }
 
@@ -98,6 +126,7 @@ pub struct Notifier {
     pub(crate) config: NotifyConfig,
     client: WebhookClient,
     wake: Arc<Notify>,
+    floor: Arc<Mutex<ScanFloor>>,
     progress: Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
     in_flight: Mutex<HashSet<DeliveryId>>,
@@ -130,6 +159,7 @@ impl Notifier {
             config,
             client,
             wake: Arc::new(Notify::new()),
+            floor: Arc::new(Mutex::new(ScanFloor::default())),
             progress: Notify::new(),
             shutdown: tokio::sync::watch::channel(false).0,
             in_flight: Mutex::new(HashSet::new()),
@@ -146,7 +176,7 @@ impl Notifier {
 
     /// A handle the processor uses to wake the notifier after writing deliveries.
     pub fn waker(&self) -> DeliveryWaker {
-        DeliveryWaker(self.wake.clone())
+        DeliveryWaker { wake: self.wake.clone(), floor: self.floor.clone() }
     }
 
     /// Starts the delivery tasks on `handle`; returns the dispatcher's handle, which ends
@@ -181,12 +211,23 @@ impl Notifier {
         let poll_interval = Duration::from_millis(self.config.poll_interval_ms);
         let mut burst: Option<Duration> = None;
         tracing::info!(max_concurrency = self.config.max_concurrency, "webhook notifier started");
+        let mut last_full_scan = std::time::Instant::now();
         while !*shutdown.borrow() {
             let now = now_ms();
             let free = permits.available_permits();
             let limit = self.in_flight.lock().len() + free + 16;
             let store = self.store.clone();
-            let (due, next_due) = match blocking(move || store::due(&*store, now, limit)).await {
+            if last_full_scan.elapsed() >= FULL_SCAN_INTERVAL {
+                self.lower_floor(0);
+                last_full_scan = std::time::Instant::now();
+            }
+            let (scan_from, epoch) = self.scan_start();
+            let scanned = blocking(move || store::due(&*store, scan_from, now, limit)).await;
+            if let Ok((due, next)) = &scanned {
+                // Nothing before the first entry seen is left (or, with none, before now).
+                self.raise_floor(epoch, due.first().map(|(d, _)| *d).or(*next).unwrap_or(now).min(now));
+            }
+            let (due, next_due) = match scanned {
                 Ok(scan) => scan,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read due webhook deliveries; retrying");
@@ -230,6 +271,28 @@ impl Notifier {
         drop(results);
         let _ = committer.await;
         tracing::info!("webhook notifier stopped");
+    }
+
+    /// Where to start the next scan (the floor, lowered by live processor hints) and the
+    /// floor's epoch.
+    fn scan_start(&self) -> (i64, u64) {
+        let mut floor = self.floor.lock();
+        floor.hints.retain(|(at, _)| at.elapsed() < HINT_LIFETIME);
+        let hinted = floor.hints.iter().map(|(_, due)| *due).min().unwrap_or(i64::MAX);
+        (floor.floor_ms.min(hinted), floor.epoch)
+    }
+
+    fn lower_floor(&self, due_ms: i64) {
+        let mut floor = self.floor.lock();
+        floor.floor_ms = floor.floor_ms.min(due_ms);
+        floor.epoch += 1;
+    }
+
+    fn raise_floor(&self, epoch: u64, to_ms: i64) {
+        let mut floor = self.floor.lock();
+        if floor.epoch == epoch {
+            floor.floor_ms = floor.floor_ms.max(to_ms);
+        }
     }
 
     async fn attempt(self: Arc<Self>, due_ms: i64, id: DeliveryId, permit: OwnedSemaphorePermit, results: mpsc::UnboundedSender<Outcome>) {
@@ -335,7 +398,12 @@ impl Notifier {
             let ids: Vec<DeliveryId> = outcomes.iter().map(|o| o.id().clone()).collect();
             let this = self.clone();
             match blocking(move || this.apply(outcomes)).await {
-                Ok(applied) => self.count(&applied),
+                Ok(applied) => {
+                    if let Some(earliest) = applied.iter().filter_map(|(d, _)| d.next_attempt_ms).min() {
+                        self.lower_floor(earliest);
+                    }
+                    self.count(&applied);
+                }
                 Err(e) => tracing::error!(error = %e, n_results = ids.len(), "cannot commit webhook attempt results; those deliveries will be attempted again"),
             }
             let mut in_flight = self.in_flight.lock();
@@ -493,6 +561,7 @@ impl Notifier {
             Ok(updated)
         })
         .await?;
+        self.lower_floor(delivery.next_attempt_ms.unwrap_or(0));
         tracing::info!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, "webhook redelivery requested");
         self.progress.notify_one();
         Ok(delivery)

@@ -68,6 +68,7 @@ impl Processor for NotificationProcessor {
     fn process(&mut self, ctx: &mut ProcessContext<'_>, _topic: &TopicName, records: &[Record]) -> meridian_runtime::Result<()> {
         let mut endpoints_of: HashMap<AppId, Vec<Endpoint>> = HashMap::new();
         let mut n_written = 0usize;
+        let mut earliest_due = i64::MAX;
         for record in records {
             let request = match NotificationRequest::from_record_value(&record.value) {
                 Ok(request) => request,
@@ -108,6 +109,7 @@ impl Processor for NotificationProcessor {
                     last_result: None,
                     delivered_ms: None,
                 };
+                earliest_due = earliest_due.min(request.created_ms.max(0));
                 store::put_new_delivery(ctx.batch(), &delivery);
                 n_written += 1;
             }
@@ -115,7 +117,7 @@ impl Processor for NotificationProcessor {
         if n_written > 0 {
             metrics::counter!("meridian_webhook_deliveries_created_total").increment(n_written as u64);
             if let Some(waker) = &self.waker {
-                waker.wake();
+                waker.wake_from(earliest_due);
             }
         }
         Ok(())

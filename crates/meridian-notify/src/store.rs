@@ -138,8 +138,11 @@ pub(crate) fn attempts(store: &dyn KvStore, id: &DeliveryId) -> Result<Vec<Attem
 /// A scan of the due index: due entries (due ms, delivery) and the next due time after them.
 pub(crate) type DueScan = (Vec<(i64, DeliveryId)>, Option<i64>);
 
-pub(crate) fn due(store: &dyn KvStore, now_ms: i64, limit: usize) -> Result<DueScan> {
-    let entries = store.range(DUE, Bound::Unbounded, Bound::Unbounded, limit.saturating_add(1))?;
+/// Due entries from `floor_ms` on (earlier keys are skipped without reading them: in an LSM
+/// store the head of this queue-like index is mostly tombstones).
+pub(crate) fn due(store: &dyn KvStore, floor_ms: i64, now_ms: i64, limit: usize) -> Result<DueScan> {
+    let start = (floor_ms.max(0) as u64).to_be_bytes();
+    let entries = store.range(DUE, Bound::Included(&start[..]), Bound::Unbounded, limit.saturating_add(1))?;
     let mut out = Vec::with_capacity(entries.len());
     let mut next = None;
     for (key, _) in entries {
