@@ -36,9 +36,9 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// How long a processor's hint keeps the due-index scan from skipping the deliveries it
-/// announced (they become visible when the runtime commits, after the hint).
-const HINT_LIFETIME: Duration = Duration::from_secs(10);
+/// Longest a processor's hint keeps the scan floor down while its deliveries are not yet
+/// visible (a failed round's hint; the re-processed round gives a new one).
+const HINT_LIFETIME: Duration = Duration::from_secs(60);
 /// The dispatcher scans the whole due index this often, whatever the floor says.
 const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -46,12 +46,13 @@ const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(30);
 /// to be gone (the head of the index is tombstones, which an LSM store would otherwise
 /// read on every scan). Whoever writes a due entry lowers it: the committer and
 /// redeliveries after their commit (`epoch` tells the dispatcher not to raise the floor
-/// over them), the processor before its commit (a hint that holds for [`HINT_LIFETIME`]).
+/// over them), the processor before its commit (a hint naming one delivery of its batch,
+/// kept until a scan runs after that delivery became visible, at most [`HINT_LIFETIME`]).
 #[derive(Debug, Default)]
 struct ScanFloor {
     floor_ms: i64,
     epoch: u64,
-    hints: Vec<(std::time::Instant, i64)>,
+    hints: Vec<(std::time::Instant, i64, DeliveryId)>,
 }
 
 /// Wakes the notifier when new deliveries were written (handed to the processor).
@@ -67,10 +68,10 @@ impl DeliveryWaker {
         self.wake.notify_one();
     }
 
-    /// Tells the notifier that deliveries due from `earliest_due_ms` on are being written,
-    /// and to look for them now.
-    pub fn wake_from(&self, earliest_due_ms: i64) {
-        self.floor.lock().hints.push((std::time::Instant::now(), earliest_due_ms));
+    /// Tells the notifier that deliveries due from `earliest_due_ms` on, among them
+    /// `written`, are being written in one batch, and to look for them now.
+    pub fn wake_from(&self, earliest_due_ms: i64, written: DeliveryId) {
+        self.floor.lock().hints.push((std::time::Instant::now(), earliest_due_ms, written));
         self.wake.notify_one();
     }
 }
@@ -221,8 +222,22 @@ impl Notifier {
                 self.lower_floor(0);
                 last_full_scan = std::time::Instant::now();
             }
-            let (scan_from, epoch) = self.scan_start();
-            let scanned = blocking(move || store::due(&*store, scan_from, now, limit)).await;
+            let (scan_from, epoch, hints) = self.scan_start();
+            let scanned = blocking(move || {
+                // Hints whose delivery is visible before this scan are served by it.
+                let mut served = Vec::new();
+                for id in hints {
+                    if store.get(store::DELIVERIES, id.as_str().as_bytes())?.is_some() {
+                        served.push(id);
+                    }
+                }
+                Ok((store::due(&*store, scan_from, now, limit)?, served))
+            })
+            .await;
+            let scanned = scanned.map(|(scan, served)| {
+                self.floor.lock().hints.retain(|(_, _, id)| !served.contains(id));
+                scan
+            });
             if let Ok((due, next)) = &scanned {
                 // Nothing before the first entry seen is left (or, with none, before now).
                 self.raise_floor(epoch, due.first().map(|(d, _)| *d).or(*next).unwrap_or(now).min(now));
@@ -275,11 +290,12 @@ impl Notifier {
 
     /// Where to start the next scan (the floor, lowered by live processor hints) and the
     /// floor's epoch.
-    fn scan_start(&self) -> (i64, u64) {
+    fn scan_start(&self) -> (i64, u64, Vec<DeliveryId>) {
         let mut floor = self.floor.lock();
-        floor.hints.retain(|(at, _)| at.elapsed() < HINT_LIFETIME);
-        let hinted = floor.hints.iter().map(|(_, due)| *due).min().unwrap_or(i64::MAX);
-        (floor.floor_ms.min(hinted), floor.epoch)
+        floor.hints.retain(|(at, _, _)| at.elapsed() < HINT_LIFETIME);
+        let hinted = floor.hints.iter().map(|(_, due, _)| *due).min().unwrap_or(i64::MAX);
+        let ids = floor.hints.iter().map(|(_, _, id)| id.clone()).collect();
+        (floor.floor_ms.min(hinted), floor.epoch, ids)
     }
 
     fn lower_floor(&self, due_ms: i64) {

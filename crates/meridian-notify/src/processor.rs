@@ -69,6 +69,7 @@ impl Processor for NotificationProcessor {
         let mut endpoints_of: HashMap<AppId, Vec<Endpoint>> = HashMap::new();
         let mut n_written = 0usize;
         let mut earliest_due = i64::MAX;
+        let mut one_written = None;
         for record in records {
             let request = match NotificationRequest::from_record_value(&record.value) {
                 Ok(request) => request,
@@ -110,14 +111,15 @@ impl Processor for NotificationProcessor {
                     delivered_ms: None,
                 };
                 earliest_due = earliest_due.min(request.created_ms.max(0));
+                one_written.get_or_insert_with(|| delivery.id.clone());
                 store::put_new_delivery(ctx.batch(), &delivery);
                 n_written += 1;
             }
         }
-        if n_written > 0 {
+        if let Some(written) = one_written {
             metrics::counter!("meridian_webhook_deliveries_created_total").increment(n_written as u64);
             if let Some(waker) = &self.waker {
-                waker.wake_from(earliest_due);
+                waker.wake_from(earliest_due, written);
             }
         }
         Ok(())
