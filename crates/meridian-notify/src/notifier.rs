@@ -304,10 +304,12 @@ impl Notifier {
         floor.epoch += 1;
     }
 
+    /// After a scan from its start: nothing is left before `to_ms` (the first entry seen),
+    /// unless someone lowered the floor meanwhile. Hints not yet served stay in force.
     fn raise_floor(&self, epoch: u64, to_ms: i64) {
         let mut floor = self.floor.lock();
         if floor.epoch == epoch {
-            floor.floor_ms = floor.floor_ms.max(to_ms);
+            floor.floor_ms = to_ms;
         }
     }
 
