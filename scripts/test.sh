@@ -12,6 +12,8 @@ if ! python3 -c "import segment.analytics" 2>/dev/null; then
     || echo "WARNING: could not install segment-analytics-python; its test will skip (or fail in CI)"
 fi
 
+python3 -c "import standardwebhooks" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check standardwebhooks || echo "WARNING: could not install standardwebhooks; the webhook signature test will skip (or fail in CI)"
+
 console_tests=crates/meridian/tests/console
 if [ ! -d "$console_tests/node_modules/playwright-core" ] && command -v npm >/dev/null; then
   echo "installing playwright-core for the browser test of the console"
