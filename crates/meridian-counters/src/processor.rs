@@ -1,6 +1,6 @@
 //! The counters processor: one count per (app, action, UTC day) of the events topic.
 
-use meridian_event::Event;
+use meridian_event::LogEntry;
 use meridian_log::{Record, TopicName};
 use meridian_runtime::{ProcessContext, Processor, Result};
 use meridian_state::WriteBatch;
@@ -49,8 +49,10 @@ impl Processor for CountersProcessor {
     fn process(&mut self, ctx: &mut ProcessContext<'_>, _topic: &TopicName, records: &[Record]) -> Result<()> {
         let mut touched: HashMap<Vec<u8>, u64> = HashMap::new();
         for record in records {
-            let event = match Event::decode_any(&record.value) {
-                Ok(event) => event,
+            let event = match LogEntry::decode(&record.value) {
+                Ok(LogEntry::Event(event)) => event,
+                // Counts are per app, action and day: an erasure has nothing to remove.
+                Ok(LogEntry::Erasure(_)) => continue,
                 Err(e) => {
                     self.undecodable += 1;
                     tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "skipping undecodable record");

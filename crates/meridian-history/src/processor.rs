@@ -10,11 +10,18 @@
 //! (uncommitted records are replayed) and nothing is double-applied (merges are
 //! idempotent).
 //!
+//! Erasure: an [`Erasure`] record of the owner (in order with the owner's events, in their
+//! partition) removes the owner's cold value, marks and hot list, in the same batch as the
+//! round, and files a receipt of what was there; views before it in the same call are
+//! dropped too. A replay of the log meets it again, so the data stays gone.
+//!
 //! Efficiency: within one `process` call the views are coalesced per owner: one cold read
-//! and one cold write per owner, one `HotTier::record` call (pipelined by Redis) for all
-//! owners. Because the runtime may run several `process` calls into one batch before it
-//! commits, the processor remembers the values it wrote recently (two generations of
-//! [`RECENT_OWNERS`] owners, encoded) and merges them with the committed value.
+//! and one cold write per owner. Hot-tier writes of every call of a round are kept in
+//! order and written once at the end of the round (`end_of_round`: one `HotTier::record`
+//! for all owners, pipelined by Redis). Because the runtime runs several `process` calls
+//! into one batch before it commits, the processor remembers the values it wrote recently
+//! (two generations of [`RECENT_OWNERS`] owners, encoded) and merges them with the
+//! committed value.
 //!
 //! SKU ids must be decimal integers (as in the demo catalog); views of other SKU ids are
 //! skipped and counted in `meridian_history_non_numeric_sku_total`.
@@ -24,12 +31,12 @@ use crate::codec::decode_entries;
 use crate::hot::{HotTier, OwnerUpdate};
 use crate::marks::Marks;
 use crate::model::{merge_entries, parse_sku, Clock, Entry, Owner, OwnerKey};
-use meridian_event::Event;
+use meridian_event::{Erasure, LogEntry, SubjectKind};
 use meridian_log::{Record, TopicName};
 use meridian_runtime::{ProcessContext, Processor};
 use meridian_state::WriteBatch;
 use moka::sync::Cache;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The processor's name (and the key of its positions).
@@ -91,6 +98,8 @@ pub struct ProcessorStats {
     pub undecodable: u64,
     /// Views without user or device.
     pub ownerless: u64,
+    /// Owners erased.
+    pub erasures: u64,
 }
 
 /// The history processor (see the module docs).
@@ -105,13 +114,36 @@ pub struct HistoryProcessor {
     clock: Arc<dyn Clock>,
     recent: HashMap<OwnerKey, Vec<u8>>,
     recent_old: HashMap<OwnerKey, Vec<u8>>,
+    /// Hot-tier writes of this round, in order, written at its end.
+    hot_writes: Vec<HotWrite>,
     stats: ProcessorStats,
+}
+
+/// A hot-tier write waiting for the end of the round.
+#[derive(Debug)]
+enum HotWrite {
+    /// New views of owners.
+    Record(Vec<OwnerUpdate>),
+    /// An erased owner.
+    Remove(OwnerKey),
 }
 
 impl HistoryProcessor {
     /// A processor writing to these tiers.
     pub fn new(config: ProcessorConfig, hot: Arc<dyn HotTier>, cold: ColdTier, generation: ColdGeneration, marks: Marks, counts: CountInvalidator, clock: Arc<dyn Clock>) -> HistoryProcessor {
-        HistoryProcessor { config, hot, cold, generation, marks, counts, clock, recent: HashMap::new(), recent_old: HashMap::new(), stats: ProcessorStats::default() }
+        HistoryProcessor {
+            config,
+            hot,
+            cold,
+            generation,
+            marks,
+            counts,
+            clock,
+            recent: HashMap::new(),
+            recent_old: HashMap::new(),
+            hot_writes: Vec::new(),
+            stats: ProcessorStats::default(),
+        }
     }
 
     /// What it saw so far.
@@ -138,7 +170,38 @@ impl HistoryProcessor {
         self.recent.insert(owner, value);
     }
 
-    fn owner_of(event: &Event) -> Option<Owner> {
+    /// Erases `erasure`'s owner: cold value and marks in the batch, the hot list at the end
+    /// of the round, this call's earlier views; files what was there as a receipt.
+    fn erase(&mut self, ctx: &mut ProcessContext<'_>, erasure: &Erasure, pending: &mut HashMap<OwnerKey, Vec<Entry>>, erased: &mut HashSet<OwnerKey>, now: i64) -> meridian_runtime::Result<()> {
+        let owner = match erasure.kind {
+            SubjectKind::User => Owner::user(erasure.app.as_str(), &erasure.subject),
+            SubjectKind::Device => Owner::device(erasure.app.as_str(), &erasure.subject),
+        };
+        let key = owner.key();
+        let base = if erased.contains(&key) { Vec::new() } else { self.cold_current(ctx, key, now)? };
+        let in_call = pending.remove(&key).unwrap_or_default();
+        let cold_entries = merge_entries([&base[..], &in_call[..]], self.config.max_items).len();
+        let hot_entries = self.hot.get(key, now)?.map_or(0, |h| h.len());
+        let marks = self.marks.get(key)?;
+        ctx.batch().delete(crate::cold::COLD_TABLE, ColdTier::key(key).to_vec());
+        ctx.batch().delete(crate::marks::MARKS_TABLE, key.to_bytes().to_vec());
+        self.recent.remove(&key);
+        self.recent_old.remove(&key);
+        self.counts.invalidate(key);
+        erased.insert(key);
+        self.hot_writes.push(HotWrite::Remove(key));
+        let removed = serde_json::json!({
+            "cold_entries": cold_entries,
+            "hot_entries": hot_entries,
+            "deletion_marks": marks.deleted.len() + usize::from(marks.clear_ms.is_some()),
+        });
+        ctx.erasure_receipt(&erasure.id, removed)?;
+        self.stats.erasures += 1;
+        metrics::counter!("meridian_history_erasures_total").increment(1);
+        Ok(())
+    }
+
+    fn owner_of(event: &meridian_event::Event) -> Option<Owner> {
         let app = event.app.as_str();
         match (&event.user, &event.device) {
             (Some(u), _) => Some(Owner::user(app, u.as_str())),
@@ -163,9 +226,15 @@ impl Processor for HistoryProcessor {
         // Views per owner in this call, in first-seen order.
         let mut order: Vec<OwnerKey> = Vec::new();
         let mut pending: HashMap<OwnerKey, Vec<Entry>> = HashMap::new();
+        // Owners erased in this call: their committed cold value no longer counts.
+        let mut erased: HashSet<OwnerKey> = HashSet::new();
         for record in records {
-            let event = match Event::decode_any(&record.value) {
-                Ok(e) => e,
+            let event = match LogEntry::decode(&record.value) {
+                Ok(LogEntry::Event(e)) => e,
+                Ok(LogEntry::Erasure(erasure)) => {
+                    self.erase(ctx, &erasure, &mut pending, &mut erased, now)?;
+                    continue;
+                }
                 Err(e) => {
                     self.stats.undecodable += 1;
                     metrics::counter!("meridian_history_undecodable_total").increment(1);
@@ -201,8 +270,8 @@ impl Processor for HistoryProcessor {
                 let user_key = Owner::user(app, user.as_str()).key();
                 // The device's whole visible history right now: hot, cold (incl. this
                 // processor's pending writes) and this call's views.
-                let hot = self.hot.get(device_key, now)?.unwrap_or_default();
-                let cold = self.cold_current(ctx, device_key, now)?;
+                let hot = if erased.contains(&device_key) { Vec::new() } else { self.hot.get(device_key, now)?.unwrap_or_default() };
+                let cold = if erased.contains(&device_key) { Vec::new() } else { self.cold_current(ctx, device_key, now)? };
                 let in_call = pending.get(&device_key).cloned().unwrap_or_default();
                 let mut device_entries = merge_entries([&hot[..], &cold[..], &in_call[..]], n);
                 self.marks.get(device_key)?.filter(&mut device_entries);
@@ -225,8 +294,8 @@ impl Processor for HistoryProcessor {
         let mut updates = Vec::with_capacity(order.len());
         let generation = self.generation.current();
         for owner in order {
-            let views = pending.remove(&owner).unwrap_or_default();
-            let base = self.cold_current(ctx, owner, now)?;
+            let Some(views) = pending.remove(&owner) else { continue };
+            let base = if erased.contains(&owner) { Vec::new() } else { self.cold_current(ctx, owner, now)? };
             // With no cold history before these views, the cold value becomes exactly
             // them, which the hot list receives too: the hot list is complete.
             let complete_in = if base.is_empty() { generation } else { None };
@@ -237,16 +306,38 @@ impl Processor for HistoryProcessor {
             self.counts.invalidate(owner);
             updates.push(OwnerUpdate { owner, entries: views, complete_in });
         }
-        // Hot after cold: a failed hot write fails the round (it is retried with the
-        // same records); the cold write is still only in the uncommitted batch.
-        self.hot.record(&updates, now)?;
         metrics::counter!("meridian_history_owner_updates_total").increment(updates.len() as u64);
+        self.hot_writes.push(HotWrite::Record(updates));
+        Ok(())
+    }
+
+    /// Writes the round's hot-tier changes, in order, consecutive views in one call. Hot
+    /// before the commit: a failed hot write fails the round (it is retried with the same
+    /// records); the cold writes are still only in the uncommitted batch.
+    fn end_of_round(&mut self, _ctx: &mut ProcessContext<'_>) -> meridian_runtime::Result<()> {
+        let now = self.clock.now_ms();
+        let mut views: Vec<OwnerUpdate> = Vec::new();
+        for write in std::mem::take(&mut self.hot_writes) {
+            match write {
+                HotWrite::Record(updates) => views.extend(updates),
+                HotWrite::Remove(owner) => {
+                    if !views.is_empty() {
+                        self.hot.record(&std::mem::take(&mut views), now)?;
+                    }
+                    self.hot.remove_owner(owner)?;
+                }
+            }
+        }
+        if !views.is_empty() {
+            self.hot.record(&views, now)?;
+        }
         Ok(())
     }
 
     fn reset_cache(&mut self) {
         self.recent.clear();
         self.recent_old.clear();
+        self.hot_writes.clear();
     }
 
     fn clear_state(&mut self, batch: &mut WriteBatch) {

@@ -1,5 +1,6 @@
 //! Offline rebuild of the cold tier from the log: the last 60 days of views (and
-//! identify merges), N per owner, minus deletions.
+//! identify merges), N per owner, minus deletions and erasures (an erasure record drops
+//! what was gathered for its owner before it).
 //!
 //! The log is scanned partition by partition (records older than the window by their
 //! log timestamp are skipped, as are views older than the window by event time). The
@@ -14,7 +15,7 @@ use crate::hot::HotConfig;
 use crate::marks::Marks;
 use crate::model::{merge_entries, parse_sku, Entry, Owner, OwnerKey};
 use crate::Result;
-use meridian_event::Event;
+use meridian_event::{LogEntry, SubjectKind};
 use meridian_log::{Log, TopicName};
 use meridian_state::{KvStore, WriteBatch};
 use std::collections::HashMap;
@@ -95,7 +96,21 @@ pub(crate) fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &Reb
                 if r.timestamp < since {
                     continue;
                 }
-                let Ok(event) = Event::decode_any(&r.value) else { continue };
+                let event = match LogEntry::decode(&r.value) {
+                    Ok(LogEntry::Event(event)) => event,
+                    Ok(LogEntry::Erasure(erasure)) => {
+                        // Everything of the owner before the erasure is gone.
+                        let owner = match erasure.kind {
+                            SubjectKind::User => Owner::user(erasure.app.as_str(), &erasure.subject),
+                            SubjectKind::Device => Owner::device(erasure.app.as_str(), &erasure.subject),
+                        };
+                        if let Some(list) = acc.remove(&owner.key()) {
+                            report.hidden += merge_entries([&list[..]], n).len() as u64;
+                        }
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
                 if event.time.0 < since {
                     continue;
                 }

@@ -279,6 +279,8 @@ pub struct CollectorSection {
     pub max_past_days: i64,
     /// `Retry-After` answered when the log is overloaded, seconds.
     pub overload_retry_after_secs: u64,
+    /// A live stream ends after this long (clients resume with `Last-Event-ID`), seconds.
+    pub stream_max_secs: u64,
 }
 
 impl Default for CollectorSection {
@@ -293,6 +295,7 @@ impl Default for CollectorSection {
             max_future_secs: collector.policy.max_future_ms / 1000,
             max_past_days: collector.policy.max_past_ms / 86_400_000,
             overload_retry_after_secs: collector.overload_retry_after_secs,
+            stream_max_secs: 3600,
         }
     }
 }
@@ -307,7 +310,8 @@ impl Section for CollectorSection {
         check_range("dedup_max_entries", self.dedup_max_entries, 1000, 1 << 30)?;
         check_range("max_future_secs", self.max_future_secs, 0, 365 * 86_400)?;
         check_range("max_past_days", self.max_past_days, 1, 36_500)?;
-        check_range("overload_retry_after_secs", self.overload_retry_after_secs, 1, 3600)
+        check_range("overload_retry_after_secs", self.overload_retry_after_secs, 1, 3600)?;
+        check_range("stream_max_secs", self.stream_max_secs, 1, 7 * 86_400)
     }
 }
 

@@ -432,3 +432,88 @@ fn owners_sharing_a_bucket_keep_their_own_histories_across_calls_restarts_clears
         assert_eq!(f.skus(&user(id)), spu_dedup(&expected[u]), "{id} after the rebuild");
     }
 }
+
+impl Fixture {
+    /// Appends an erasure of `owner_id` (as the server does) and waits for the processor.
+    fn erase(&self, kind: meridian_event::SubjectKind, owner_id: &str, erasure_id: &str) {
+        let erasure = meridian_event::Erasure {
+            id: erasure_id.into(),
+            app: AppId::new(APP).unwrap(),
+            kind,
+            subject: owner_id.into(),
+            requested_ms: self.clock_now(),
+            requested_by: "test".into(),
+        };
+        let record = AppendRecord { key: Bytes::from(owner_id.to_owned()), value: Bytes::from(erasure.encode()), timestamp: self.clock_now() };
+        self.rt.block_on(self.log.append(&self.topic, vec![record])).unwrap();
+        assert!(self.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)), "processor caught up");
+    }
+}
+
+#[test]
+fn an_erasure_removes_every_tier_files_a_receipt_and_holds_through_replays() {
+    use meridian_event::SubjectKind;
+    let mut f = fixture(200);
+    f.views("ann", &[(11, 1000), (25, 2000), (37, 3000)]);
+    f.views("bob", &[(11, 1000)]);
+    f.service.delete(&user("ann"), "25").unwrap();
+    assert_eq!(f.skus(&user("ann")), vec![37, 11]);
+    f.erase(SubjectKind::User, "ann", "er-1");
+    assert!(f.skus(&user("ann")).is_empty(), "nothing left of ann");
+    assert_eq!(f.service.count(&user("ann")).unwrap(), 0, "the cached count went too");
+    assert!(f.hot.get(user("ann").key(), f.clock_now()).unwrap().is_none(), "hot list removed");
+    assert!(f.service.cold().get(user("ann").key(), f.clock_now()).unwrap().is_none(), "cold value removed");
+    assert!(f.service.marks().get(user("ann").key()).unwrap().is_empty(), "her deletion marks are personal data too");
+    assert_eq!(f.skus(&user("bob")), vec![11], "others keep theirs");
+    let receipts = f.runtime.as_ref().unwrap().erasure_receipts("er-1").unwrap();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].0, "history");
+    // The delete took SKU 25 out of the hot list; the cold value keeps it behind the mark.
+    assert_eq!(receipts[0].1, serde_json::json!({"cold_entries": 3, "hot_entries": 2, "deletion_marks": 1}));
+
+    // She comes back: new views count, the old ones stay gone.
+    f.views("ann", &[(48, 5000)]);
+    assert_eq!(f.skus(&user("ann")), vec![48]);
+
+    // Replaying the whole log (the processor rebuilt from the start) erases again.
+    f.runtime.as_ref().unwrap().rebuild("history").unwrap();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    f.restart_with_empty_hot_tier();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    assert_eq!(f.skus(&user("ann")), vec![48], "after a replay only what came after the erasure");
+    assert_eq!(f.runtime.as_ref().unwrap().erasure_receipts("er-1").unwrap()[0].1["cold_entries"], 3, "the first receipt is kept");
+
+    // The offline rebuild of the cold tier honours the record too.
+    f.lose_cold_tier();
+    f.restart_with_empty_hot_tier();
+    let config = f.service.rebuild_config(f.topic.clone());
+    let report = f.service.rebuild(&*f.log, &config, f.clock_now(), &mut |_, _| {}).unwrap();
+    assert!(report.hidden >= 3, "{report:?}");
+    assert_eq!(f.skus(&user("ann")), vec![48], "the rebuild brought back nothing from before the erasure");
+    assert_eq!(f.skus(&user("bob")), vec![11]);
+}
+
+#[test]
+fn views_before_an_erasure_in_the_same_round_are_erased_and_later_ones_kept() {
+    use meridian_event::SubjectKind;
+    let f = fixture(200);
+    // One append: view, view, erasure, view — all in one processor round.
+    let before = [f.event(Some("cy"), None, "view", Some("11"), f.t0 + 1000), f.event(Some("cy"), None, "view", Some("25"), f.t0 + 2000)];
+    let erasure = meridian_event::Erasure {
+        id: "er-2".into(),
+        app: AppId::new(APP).unwrap(),
+        kind: SubjectKind::User,
+        subject: "cy".into(),
+        requested_ms: f.t0 + 2500,
+        requested_by: "test".into(),
+    };
+    let after = f.event(Some("cy"), None, "view", Some("37"), f.t0 + 3000);
+    let mut records: Vec<AppendRecord> = before.iter().map(|e| AppendRecord { key: Bytes::from("cy"), value: Bytes::from(e.encode()), timestamp: e.time.0 }).collect();
+    records.push(AppendRecord { key: Bytes::from("cy"), value: Bytes::from(erasure.encode()), timestamp: f.t0 + 2500 });
+    records.push(AppendRecord { key: Bytes::from("cy"), value: Bytes::from(after.encode()), timestamp: after.time.0 });
+    f.rt.block_on(f.log.append(&f.topic, records)).unwrap();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    assert_eq!(f.skus(&user("cy")), vec![37]);
+    let receipts = f.runtime.as_ref().unwrap().erasure_receipts("er-2").unwrap();
+    assert_eq!(receipts[0].1["cold_entries"], 2, "the two views of the same round were counted and erased");
+}

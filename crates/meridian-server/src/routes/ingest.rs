@@ -159,6 +159,7 @@ macro_rules! segment_route {
             post,
             path = concat!("/v1/", $kind),
             tag = "collect",
+            description = concat!("Segment-compatible `", $kind, "` message: point a Segment library at Meridian with a write key."),
             request_body(content = SegmentMessage, content_type = "application/json"),
             responses((status = 200, description = "A report of the message", body = IngestReport), (status = 404, description = "Unknown app", body = meridian_api::ErrorBody), (status = 413, description = "Too large", body = meridian_api::ErrorBody), (status = 415, description = "Unsupported content encoding", body = meridian_api::ErrorBody)),
             security(("basic" = []), ("bearer" = [])),

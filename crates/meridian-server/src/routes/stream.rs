@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream};
-use meridian_event::{AppId, Event};
+use meridian_event::{AppId, LogEntry};
 use meridian_tenancy::{Permission, Principal};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -41,6 +41,9 @@ pub(crate) struct StreamQuery {
     app: Option<String>,
     /// The key, for clients that cannot set headers (browsers' EventSource).
     access_token: Option<String>,
+    /// `false`: send what the topic holds now, then end (default `true`: stay open for new
+    /// events, up to the server's `collector.stream_max_secs`).
+    follow: Option<bool>,
 }
 
 fn parse_positions(text: &str, partitions: u32) -> Result<Vec<u64>, ApiError> {
@@ -66,48 +69,93 @@ struct Cursor {
     positions: Vec<u64>,
     pending: VecDeque<SseEvent>,
     appended: tokio::sync::watch::Receiver<u64>,
+    /// Without `follow`: the end offsets when the stream started; it ends there.
+    end: Option<Vec<u64>>,
+    /// The stream ends then (clients resume with `Last-Event-ID`).
+    deadline: tokio::time::Instant,
+    _open: OpenStream,
 }
 
-/// What one fill read: events to send, the positions after each, and where it ended.
+/// Counts a stream in `meridian_streams_open` for as long as it lives, however it ends.
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> OpenStream {
+        metrics::gauge!("meridian_streams_open").increment(1.0);
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("meridian_streams_open").decrement(1.0);
+    }
+}
+
+/// What one fill read: entries to send, the positions after each, where it ended, and
+/// whether it read any record at all (filtered out or not).
 struct Filled {
-    events: Vec<(Vec<u64>, Event)>,
+    entries: Vec<(Vec<u64>, LogEntry)>,
     positions: Vec<u64>,
+    read_any: bool,
 }
 
-/// Reads the next records of every partition after `positions` (blocking: file reads).
-fn fill(log: &dyn Log, topic: &TopicName, app: Option<&AppId>, mut positions: Vec<u64>) -> Result<Filled, meridian_log::LogError> {
-    let mut events = Vec::new();
+/// Reads the next records of every partition after `positions`, up to `end` if given
+/// (blocking: file reads).
+fn fill(log: &dyn Log, topic: &TopicName, app: Option<&AppId>, mut positions: Vec<u64>, end: Option<&[u64]>) -> Result<Filled, meridian_log::LogError> {
+    let mut entries = Vec::new();
+    let mut read_any = false;
     for partition in 0..positions.len() {
+        let limit = end.map_or(u64::MAX, |e| e[partition]);
+        if positions[partition] >= limit {
+            continue;
+        }
         let records = log.read(topic, partition as u32, positions[partition], 256, 1 << 20)?;
-        for record in records {
+        for record in records.into_iter().take_while(|r| r.offset < limit) {
+            read_any = true;
             positions[partition] = record.offset + 1;
-            let Ok(event) = Event::decode_any(&record.value) else { continue };
-            if app.is_some_and(|app| app != &event.app) {
+            let Ok(entry) = LogEntry::decode(&record.value) else { continue };
+            let entry_app = match &entry {
+                LogEntry::Event(event) => &event.app,
+                LogEntry::Erasure(erasure) => &erasure.app,
+            };
+            if app.is_some_and(|app| app != entry_app) {
                 continue;
             }
-            events.push((positions.clone(), event));
+            entries.push((positions.clone(), entry));
         }
     }
-    Ok(Filled { events, positions })
+    Ok(Filled { entries, positions, read_any })
 }
 
 impl Cursor {
-    /// Reads the next records of every partition into `pending`, on the blocking pool.
-    async fn fill(&mut self) -> Result<(), String> {
-        let (log, topic, app, positions) = (self.log.clone(), self.topic.clone(), self.app.clone(), self.positions.clone());
-        let filled = tokio::task::spawn_blocking(move || fill(&*log, &topic, app.as_ref(), positions)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    /// Reads the next records of every partition into `pending`, on the blocking pool;
+    /// returns whether it read any record (so a caller knows whether to wait for more).
+    async fn fill(&mut self) -> Result<bool, String> {
+        let (log, topic, app, positions, end) = (self.log.clone(), self.topic.clone(), self.app.clone(), self.positions.clone(), self.end.clone());
+        let filled = tokio::task::spawn_blocking(move || fill(&*log, &topic, app.as_ref(), positions, end.as_deref())).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         self.positions = filled.positions;
-        for (positions, event) in filled.events {
-            let data = serde_json::to_string(&event).map_err(|e| e.to_string())?;
-            self.pending.push_back(SseEvent::default().id(format_positions(&positions)).event(event.action.as_str()).data(data));
+        for (positions, entry) in filled.entries {
+            let (name, data) = match &entry {
+                LogEntry::Event(event) => (event.action.as_str().to_owned(), serde_json::to_string(event)),
+                LogEntry::Erasure(erasure) => ("erasure".to_owned(), serde_json::to_string(erasure)),
+            };
+            let data = data.map_err(|e| e.to_string())?;
+            self.pending.push_back(SseEvent::default().id(format_positions(&positions)).event(name).data(data));
         }
-        Ok(())
+        Ok(filled.read_any)
+    }
+
+    /// Whether a stream that does not follow has sent everything up to its end.
+    fn done(&self) -> bool {
+        self.end.as_ref().is_some_and(|end| self.positions.iter().zip(end).all(|(p, e)| p >= e))
     }
 }
 
 /// A topic's events as server-sent events, filtered to the caller's app; every event's id
 /// is the position after it, so a client that reconnects with `Last-Event-ID` continues
-/// exactly after the last event it saw.
+/// exactly after the last event it saw. A user erasure comes as an event named `erasure`:
+/// downstream consumers remove what they keep about that user.
 #[utoipa::path(
     get,
     path = "/v1/streams/{topic}",
@@ -149,21 +197,34 @@ async fn stream_topic(
         (None, None | Some("end")) => (0..partitions).map(|p| state.log.offsets(&topic, p).map(|o| o.end)).collect::<Result<_, _>>().map_err(ApiError::internal)?,
         (None, Some(other)) => return Err(ApiError::bad_request("invalid_from", format!("from must be beginning or end, not {other:?}"))),
     };
-    metrics::gauge!("meridian_streams_open").increment(1.0);
-    let cursor = Cursor { log: state.log.clone(), topic, app, positions, pending: VecDeque::new(), appended: state.log.subscribe() };
+    let end = if query.follow == Some(false) {
+        Some((0..partitions).map(|p| state.log.offsets(&topic, p).map(|o| o.end)).collect::<Result<Vec<_>, _>>().map_err(ApiError::internal)?)
+    } else {
+        None
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.collector.stream_max_secs);
+    let cursor = Cursor { log: state.log.clone(), topic, app, positions, pending: VecDeque::new(), appended: state.log.subscribe(), end, deadline, _open: OpenStream::new() };
     let events = stream::unfold(cursor, |mut cursor| async move {
         loop {
             if let Some(event) = cursor.pending.pop_front() {
                 return Some((Ok(event), cursor));
             }
-            cursor.appended.borrow_and_update();
-            if let Err(e) = cursor.fill().await {
-                tracing::warn!(error = %e, "stream read failed; closing the stream");
-                metrics::gauge!("meridian_streams_open").decrement(1.0);
+            if cursor.done() || tokio::time::Instant::now() >= cursor.deadline {
                 return None;
             }
-            if cursor.pending.is_empty() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), cursor.appended.changed()).await;
+            cursor.appended.borrow_and_update();
+            match cursor.fill().await {
+                Err(e) => {
+                    tracing::warn!(error = %e, "stream read failed; closing the stream");
+                    return None;
+                }
+                // Records remain (perhaps all of other apps): read on without waiting.
+                Ok(true) => {}
+                Ok(false) if cursor.end.is_some() => {}
+                Ok(false) => {
+                    let wait = Duration::from_secs(5).min(cursor.deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    let _ = tokio::time::timeout(wait, cursor.appended.changed()).await;
+                }
             }
         }
     });

@@ -58,6 +58,16 @@ impl TestServer {
         Reply { status, headers, json }
     }
 
+    /// The status and headers of a request, without reading the body (streams never end).
+    pub(crate) async fn head_of(&self, method: Method, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap) {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let response = self.router.clone().oneshot(builder.body(Body::empty()).unwrap()).await.unwrap();
+        (response.status(), response.headers().clone())
+    }
+
     pub(crate) async fn post(&self, uri: &str, key: &str, body: impl Into<Body>) -> Reply {
         let auth = format!("Bearer {key}");
         self.request(Method::POST, uri, &[("authorization", &auth), ("content-type", "application/json")], body).await

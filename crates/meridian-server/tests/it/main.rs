@@ -4,4 +4,6 @@
 mod bad_input;
 mod harness;
 mod history;
+mod modules;
+mod openapi;
 mod routes;
