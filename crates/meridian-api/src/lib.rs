@@ -17,5 +17,6 @@ pub mod history;
 pub mod operators;
 pub mod ops;
 pub mod users;
+pub mod webhooks;
 
 pub use error::{ErrorBody, ErrorDetail};

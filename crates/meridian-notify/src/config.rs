@@ -130,6 +130,17 @@ impl NotifyConfig {
     }
 }
 
+impl meridian_config::Section for NotifyConfig {
+    const NAME: &'static str = "notify";
+
+    fn validate(&self) -> std::result::Result<(), meridian_config::FieldError> {
+        NotifyConfig::validate(self).map_err(|e| match e {
+            crate::NotifyError::InvalidConfig { field, reason } => meridian_config::FieldError::new(field, reason),
+            other => meridian_config::FieldError::new("notify", other.to_string()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@ pub(crate) fn principal(state: &AppState, headers: &HeaderMap) -> Result<Princip
         return principal_of_key(state, Some(secret));
     }
     match session_cookie(headers) {
-        Some(token) => state.tenancy.authenticate_session(token, meridian_event::Timestamp::now().millis()).map_err(ApiError::from),
+        Some(token) => state.tenancy.authenticate_session(token, state.tenancy.clock().now_ms()).map_err(ApiError::from),
         None => principal_of_key(state, None),
     }
 }

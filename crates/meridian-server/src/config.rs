@@ -59,6 +59,7 @@ config_sections! {
     catalog: meridian_catalog::CatalogConfig,
     counters: meridian_counters::CountersConfig,
     history: meridian_history::HistoryConfig,
+    notify: meridian_notify::NotifyConfig,
 }
 
 /// `MERIDIAN_*` variables that are not settings (read by the CLI and the tests).

@@ -21,7 +21,7 @@ mod state;
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
-pub use module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, ModuleError, Task};
+pub use module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, ModuleError, Service, Task};
 pub use openapi::operations;
 pub use server::{serve, Parts, Server};
 pub use state::EVENTS_TOPIC;

@@ -48,6 +48,15 @@ impl std::fmt::Debug for Task {
     }
 }
 
+/// A long-running part of a module (e.g. the webhook delivery worker), started when the
+/// server starts serving and stopped at shutdown.
+pub trait Service: Send + Sync {
+    /// Starts it on the server's tokio runtime.
+    fn start(&self, handle: &tokio::runtime::Handle);
+    /// Asks it to stop (the server's shutdown waits for processors and the log only).
+    fn stop(&self);
+}
+
 /// An open capability, ready to be wired in.
 pub struct Module {
     pub(crate) name: &'static str,
@@ -55,6 +64,7 @@ pub struct Module {
     pub(crate) routes: OpenApiRouter,
     pub(crate) erasure: Erasure,
     pub(crate) tasks: Vec<Task>,
+    pub(crate) services: Vec<Arc<dyn Service>>,
 }
 
 impl std::fmt::Debug for Module {
@@ -96,7 +106,10 @@ pub struct ModuleBuilder {
 impl ModuleBuilder {
     /// A module named `name` (its config section's name).
     pub fn new(name: &'static str) -> ModuleBuilder {
-        ModuleBuilder { module: Module { name, processors: Vec::new(), routes: OpenApiRouter::new(), erasure: Erasure::NoUserData { why: "" }, tasks: Vec::new() }, erasure: None }
+        ModuleBuilder {
+            module: Module { name, processors: Vec::new(), routes: OpenApiRouter::new(), erasure: Erasure::NoUserData { why: "" }, tasks: Vec::new(), services: Vec::new() },
+            erasure: None,
+        }
     }
 
     /// Adds a processor of the `events` topic (or of the topics it names).
@@ -120,6 +133,12 @@ impl ModuleBuilder {
     /// Adds a periodic maintenance task.
     pub fn task(mut self, task: Task) -> ModuleBuilder {
         self.module.tasks.push(task);
+        self
+    }
+
+    /// Adds a long-running service.
+    pub fn service(mut self, service: Arc<dyn Service>) -> ModuleBuilder {
+        self.module.services.push(service);
         self
     }
 

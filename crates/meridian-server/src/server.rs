@@ -3,7 +3,7 @@
 //! OpenAPI operations, tasks, erasure); serves with graceful shutdown.
 
 use crate::config::Config;
-use crate::module::{Capability, Module, ModuleContext, ModuleError, Registered, Task};
+use crate::module::{Capability, Module, ModuleContext, ModuleError, Registered, Service, Task};
 use crate::openapi::{complete, BaseDoc};
 use crate::ratelimit::RateLimits;
 use crate::routes;
@@ -31,11 +31,13 @@ pub struct Parts<'a> {
     pub capabilities: &'a [&'a dyn Capability],
     /// The catalog (else the one of `[catalog] dir`, else a pass-through one).
     pub catalog: Option<Arc<dyn CatalogLookup>>,
+    /// The clock of sessions and audit times (tests move it; else the system's).
+    pub clock: Option<Arc<dyn meridian_tenancy::Clock>>,
 }
 
 impl Default for Parts<'_> {
     fn default() -> Self {
-        Parts { capabilities: crate::modules::CAPABILITIES, catalog: None }
+        Parts { capabilities: crate::modules::CAPABILITIES, catalog: None, clock: None }
     }
 }
 
@@ -50,6 +52,7 @@ pub struct Server {
     state: Arc<AppState>,
     router: Router,
     tasks: Mutex<Vec<Task>>,
+    services: Vec<Arc<dyn Service>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -96,7 +99,10 @@ impl Server {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let store = open_store(&config)?;
         let log: Arc<dyn Log> = EmbeddedLog::open(data_dir.join("log"), config.log.embedded()).context("cannot open the event log")?;
-        let tenancy = Arc::new(Tenancy::open(store.clone(), config.server.master_key.as_deref(), config.tenancy.clone()).context("cannot open apps, keys and operators")?);
+        let clock = parts.clock.unwrap_or_else(|| Arc::new(meridian_tenancy::SystemClock));
+        let tenancy = Arc::new(
+            Tenancy::open_with_clock(store.clone(), config.server.master_key.as_deref(), config.tenancy.clone(), clock).context("cannot open apps, keys and operators")?,
+        );
         let pipeline_file = config.collector.pipeline_file().map(ToOwned::to_owned);
         let pipeline = match &pipeline_file {
             Some(path) => Pipeline::from_file(path).with_context(|| format!("invalid pipeline file {}", path.display()))?,
@@ -136,13 +142,14 @@ impl Server {
             .with_state(state.clone());
         let mut registered = Vec::new();
         let mut tasks = Vec::new();
+        let mut services = Vec::new();
         let ctx = ModuleContext { config: &config, state: &state, catalog };
         for capability in parts.capabilities {
             let Some(module) = capability.open(&ctx).with_context(|| format!("cannot open the {} capability", capability.name()))? else {
                 tracing::info!(capability = capability.name(), "capability turned off by its config section");
                 continue;
             };
-            let Module { name, processors, routes, erasure, tasks: module_tasks } = module;
+            let Module { name, processors, routes, erasure, tasks: module_tasks, services: module_services } = module;
             if registered.iter().any(|r: &Registered| r.name == name) {
                 return Err(ModuleError::Duplicate(name).into());
             }
@@ -151,6 +158,7 @@ impl Server {
             }
             api = api.merge(routes);
             tasks.extend(module_tasks);
+            services.extend(module_services);
             registered.push(Registered { name, erasure });
         }
         let _ = state.modules.set(registered);
@@ -161,7 +169,7 @@ impl Server {
             .method_not_allowed_fallback(routes::docs::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(state.clone(), crate::session::csrf_guard))
             .layer(axum::middleware::from_fn(routes::observe::track_requests));
-        Ok(Server { state, router, tasks: Mutex::new(tasks) })
+        Ok(Server { state, router, tasks: Mutex::new(tasks), services })
     }
 
     /// Apps, keys, operators and the audit log (the CLI bootstraps demo apps with it).
@@ -234,11 +242,18 @@ impl Server {
         for task in self.tasks.lock().drain(..) {
             spawn_task(task);
         }
+        let handle = tokio::runtime::Handle::current();
+        for service in &self.services {
+            service.start(&handle);
+        }
     }
 
     /// Stops processors (after their current batch commits) and closes the log (queued
     /// appends become durable first).
     pub fn shutdown(&self) {
+        for service in &self.services {
+            service.stop();
+        }
         self.state.runtime.shutdown();
         if let Err(e) = self.state.log.close() {
             tracing::warn!(error = %e, "closing the log failed");

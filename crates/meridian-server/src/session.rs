@@ -42,7 +42,7 @@ pub(crate) async fn csrf_guard(State(state): State<std::sync::Arc<AppState>>, re
     }
     let token = session_cookie(headers).unwrap_or_default();
     let presented = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    match state.tenancy.session(token, meridian_event::Timestamp::now().millis()) {
+    match state.tenancy.session(token, state.tenancy.clock().now_ms()) {
         Ok(session) if session.csrf_matches(presented) => next.run(request).await,
         Ok(_) => ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "missing or wrong X-CSRF-Token; send the csrf_token of your session").into_response(),
         // Expired or unknown: let the handler answer 401 as for any request.

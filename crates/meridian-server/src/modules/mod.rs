@@ -5,6 +5,7 @@ use crate::module::Capability;
 
 pub(crate) mod counters;
 pub(crate) mod history;
+pub(crate) mod notify;
 
 /// Every capability, in the order they are opened.
-pub(crate) static CAPABILITIES: &[&dyn Capability] = &[&counters::Counters, &history::History];
+pub(crate) static CAPABILITIES: &[&dyn Capability] = &[&counters::Counters, &history::History, &notify::Notify];

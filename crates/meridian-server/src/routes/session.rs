@@ -82,7 +82,7 @@ async fn login(State(state): State<Arc<AppState>>, client: Option<Extension<Conn
     let request: LoginRequest = parse_json(&body)?;
     let client = client.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()).unwrap_or_else(|| "local".into());
     let tenancy = state.tenancy.clone();
-    let now = meridian_event::Timestamp::now().millis();
+    let now = tenancy.clock().now_ms();
     let (token, session) = blocking(move || tenancy.login(&request.login, &request.password, &client, now)).await??;
     let max_age = (session.expires_ms - now) / 1000;
     let cookie = session_cookie_header(token.as_str(), max_age, state.config.server.secure_cookies);

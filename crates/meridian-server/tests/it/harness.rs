@@ -6,7 +6,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use meridian_event::Event;
 use meridian_log::TopicName;
-use meridian_server::{Config, Server};
+use meridian_server::{Config, Parts, Server};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -16,6 +16,13 @@ pub(crate) struct TestServer {
     _dir: tempfile::TempDir,
     pub(crate) server: Server,
     pub(crate) router: Router,
+}
+
+/// A signed-in operator.
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
+    pub(crate) set_cookie: String,
 }
 
 pub(crate) struct Reply {
@@ -36,11 +43,16 @@ impl TestServer {
     }
 
     pub(crate) fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_with_parts(adjust, Parts::default())
+    }
+
+    pub(crate) fn start_with_parts(adjust: impl FnOnce(&mut Config), parts: Parts<'_>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_data_dir(dir.path().join("data"));
         config.server.master_key = Some(MASTER.into());
+        config.tenancy.password_hashing = meridian_tenancy::PasswordHashing::fast_insecure_for_tests();
         adjust(&mut config);
-        let server = Server::open(config).unwrap();
+        let server = Server::open_with(config, parts).unwrap();
         let router = server.router();
         TestServer { _dir: dir, server, router }
     }
@@ -73,9 +85,36 @@ impl TestServer {
         self.request(Method::POST, uri, &[("authorization", &auth), ("content-type", "application/json")], body).await
     }
 
+    pub(crate) async fn patch(&self, uri: &str, key: &str, body: impl Into<Body>) -> Reply {
+        let auth = format!("Bearer {key}");
+        self.request(Method::PATCH, uri, &[("authorization", &auth), ("content-type", "application/json")], body).await
+    }
+
+    /// The test's temporary directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub(crate) async fn get(&self, uri: &str, key: &str) -> Reply {
         let auth = format!("Bearer {key}");
         self.request(Method::GET, uri, &[("authorization", &auth)], Body::empty()).await
+    }
+
+    /// Signs `login` in; returns its cookie header value and CSRF token.
+    pub(crate) async fn login(&self, login: &str, password: &str) -> Session {
+        let body = serde_json::json!({"login": login, "password": password}).to_string();
+        let reply = self.request(Method::POST, "/v1/session", &[("content-type", "application/json")], body).await;
+        assert_eq!(reply.status, StatusCode::OK, "login {login}: {:?}", reply.json);
+        let set_cookie = reply.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        Session { cookie, csrf: reply.json["csrf_token"].as_str().unwrap().to_owned(), set_cookie }
+    }
+
+    /// A request made with a session cookie (and its CSRF token unless `csrf` is false).
+    pub(crate) async fn as_session(&self, session: &Session, method: Method, uri: &str, body: impl Into<Body>, extra: &[(&str, &str)]) -> Reply {
+        let mut headers: Vec<(&str, &str)> = vec![("cookie", &session.cookie), ("content-type", "application/json"), ("x-csrf-token", &session.csrf)];
+        headers.extend_from_slice(extra);
+        self.request(method, uri, &headers, body).await
     }
 
     /// Creates `app` and returns a key with `scopes`.

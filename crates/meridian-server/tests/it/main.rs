@@ -7,3 +7,5 @@ mod history;
 mod modules;
 mod openapi;
 mod routes;
+mod tenancy;
+mod webhooks;

@@ -76,7 +76,7 @@ fn config(dir: &tempfile::TempDir) -> Config {
 async fn a_registered_capability_brings_its_processors_routes_and_operations() {
     let dir = tempfile::tempdir().unwrap();
     let probe = Probe { erasure: Some(Erasure::NoUserData { why: "counts records" }) };
-    let server = Server::open_with(config(&dir), Parts { capabilities: &[&probe], catalog: None }).unwrap();
+    let server = Server::open_with(config(&dir), Parts { capabilities: &[&probe], ..Parts::default() }).unwrap();
     assert_eq!(server.modules(), vec!["probe"]);
     assert_eq!(server.runtime().status().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["probe"], "only its processor runs");
     assert!(server.openapi()["paths"]["/v1/probe"]["get"].is_object(), "its operation is documented");
@@ -87,10 +87,10 @@ async fn a_registered_capability_brings_its_processors_routes_and_operations() {
     assert_eq!(response.status(), StatusCode::OK);
     server.shutdown();
 
-    // The server's own list: counters and history.
+    // The server's own list.
     let other = tempfile::tempdir().unwrap();
     let server = Server::open(config(&other)).unwrap();
-    assert_eq!(server.modules(), vec!["counters", "history"]);
+    assert_eq!(server.modules(), vec!["counters", "history", "notify"]);
     server.shutdown();
 }
 
@@ -101,12 +101,12 @@ fn a_capability_that_does_not_say_how_it_erases_a_user_is_refused() {
     let err = ModuleBuilder::new("probe").processor(Box::new(ProbeProcessor)).erasure(Erasure::ByProcessors(vec!["nobody".into()])).build().unwrap_err();
     assert!(matches!(err, ModuleError::UnknownErasureProcessor { .. }), "{err}");
     let dir = tempfile::tempdir().unwrap();
-    let err = Server::open_with(config(&dir), Parts { capabilities: &[&Probe { erasure: None }], catalog: None }).unwrap_err();
+    let err = Server::open_with(config(&dir), Parts { capabilities: &[&Probe { erasure: None }], ..Parts::default() }).unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("probe") && text.contains("erases a user"), "{text}");
     let twice = Probe { erasure: Some(Erasure::NoUserData { why: "" }) };
     let dir = tempfile::tempdir().unwrap();
-    let err = Server::open_with(config(&dir), Parts { capabilities: &[&twice, &twice], catalog: None }).unwrap_err();
+    let err = Server::open_with(config(&dir), Parts { capabilities: &[&twice, &twice], ..Parts::default() }).unwrap_err();
     assert!(format!("{err:#}").contains("two capabilities are named probe"), "{err:#}");
 }
 
@@ -121,7 +121,7 @@ fn a_capability_section_is_validated_before_anything_opens() {
     let mut off = config(&dir);
     off.history.enabled = false;
     let server = Server::open(off).unwrap();
-    assert_eq!(server.modules(), vec!["counters"], "a section can turn its capability off");
+    assert_eq!(server.modules(), vec!["counters", "notify"], "a section can turn its capability off");
     server.shutdown();
 }
 

@@ -37,6 +37,9 @@ async fn dead_letters_replay_after_the_pipeline_is_fixed() {
     std::fs::write(&pipeline_file, "[[parsers]]\n[parsers.aliases]\nuid = \"user\"\nevt = \"action\"\n").unwrap();
     let reply = t.post("/v1/admin/pipeline/reload", MASTER, Body::empty()).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json);
+    let audit = t.get("/v1/audit?action=pipeline.reload", MASTER).await;
+    assert_eq!(audit.json["entries"].as_array().unwrap().len(), 1, "the refused reload is not audited, the good one is: {}", audit.json);
+    assert_eq!(audit.json["entries"][0]["after"]["revision"], reply.json["revision"]);
     let replay = t.post("/v1/apps/shop/dead-letters/replay", &key, Body::empty()).await;
     assert_eq!(replay.status, StatusCode::OK, "{:?}", replay.json);
     assert_eq!((replay.json["replayed"].as_u64(), replay.json["accepted"].as_u64(), replay.json["still_failing"].as_u64()), (Some(2), Some(2), Some(0)));
