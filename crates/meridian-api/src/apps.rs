@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     /// App id: 1-64 of `[a-z0-9_.-]`.
+    #[schema(pattern = "^[a-z0-9_.-]{1,64}$")]
     pub id: String,
     /// IANA time zone its days and hours are counted in (default `UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +50,7 @@ pub enum Scope {
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// At least one scope.
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
 }
 
@@ -98,8 +100,10 @@ pub struct KeyList {
 pub struct Grant {
     /// The app; absent: every app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z0-9_.-]{1,64}$")]
     pub app: Option<String>,
     /// `viewer`, `operator`, `reviewer` or `admin`.
+    #[schema(pattern = "^(viewer|operator|reviewer|admin)$")]
     pub role: String,
 }
 

@@ -156,3 +156,14 @@ pub struct SegmentBatch {
     #[serde(rename = "writeKey", default, skip_serializing_if = "Option::is_none")]
     pub write_key: Option<String>,
 }
+
+/// One server-sent event of `GET /v1/streams/{topic}` (as a client library parses it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StreamEvent {
+    /// Positions after this event (`p0:o0,p1:o1,…`): send it back as `Last-Event-ID`.
+    pub id: String,
+    /// The event's action, or `erasure` for a user erasure.
+    pub event: String,
+    /// The event (or erasure) as JSON.
+    pub data: String,
+}

@@ -56,11 +56,13 @@ pub struct OperatorList {
 #[serde(deny_unknown_fields)]
 pub struct CreateOperator {
     /// Login: 1-64 of `[a-z0-9_.@-]`.
+    #[schema(pattern = "^[a-z0-9_.@-]{1,64}$")]
     pub login: String,
     /// Name shown in the console (default: the login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// At least 10 characters.
+    #[schema(min_length = 10)]
     pub password: String,
     /// Roles per app or global.
     pub grants: Vec<Grant>,
@@ -79,7 +81,8 @@ pub struct UpdateOperator {
     /// Disable (ends its sessions) or enable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,
-    /// New password (ends its sessions).
+    /// New password, at least 10 characters (ends its sessions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 10)]
     pub password: Option<String>,
 }

@@ -153,3 +153,13 @@ pub struct DeliveryDetail {
     /// The exact body posted (and signed).
     pub body: String,
 }
+
+/// `POST …/webhooks/{id}/test`: a `webhook.test` notification sent to this endpoint alone,
+/// through the log like every notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TestSent {
+    /// The notification request's id.
+    pub request_id: String,
+    /// The delivery's id (its `webhook-id`); follow it in the delivery log.
+    pub delivery_id: String,
+}

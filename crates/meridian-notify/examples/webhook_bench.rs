@@ -137,6 +137,7 @@ async fn main() {
                 event_type: "trigger.fired".into(),
                 payload: serde_json::json!({"user": format!("u{i}"), "rule": "third-order", "count": 3}),
                 created_ms: now,
+                endpoint: None,
             })
             .collect()
     };

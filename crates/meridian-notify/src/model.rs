@@ -107,6 +107,10 @@ pub struct NotificationRequest {
     pub payload: serde_json::Value,
     /// When it happened, milliseconds since the epoch.
     pub created_ms: i64,
+    /// Only this endpoint (whatever its event types), e.g. a "send a test event" button;
+    /// absent: every enabled endpoint of the app that wants the event type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointId>,
 }
 
 impl NotificationRequest {
@@ -361,6 +365,7 @@ mod tests {
             event_type: "trigger.fired".into(),
             payload: serde_json::json!({"user": "u1", "count": 1}),
             created_ms: 1_700_000_000_000,
+            endpoint: None,
         }
     }
 

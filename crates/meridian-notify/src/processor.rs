@@ -87,7 +87,11 @@ impl Processor for NotificationProcessor {
             }
             let body = request.webhook_body();
             for endpoint in &endpoints_of[&request.app] {
-                if endpoint.disabled || !endpoint.matches(&request.event_type) || request.created_ms < endpoint.created_ms {
+                let wanted = match &request.endpoint {
+                    Some(only) => only == &endpoint.id,
+                    None => endpoint.matches(&request.event_type),
+                };
+                if endpoint.disabled || !wanted || request.created_ms < endpoint.created_ms {
                     continue;
                 }
                 let id = DeliveryId::derive(&request.id, &endpoint.id);

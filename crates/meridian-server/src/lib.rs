@@ -10,6 +10,7 @@
 mod auth;
 pub mod config;
 mod error;
+mod extract;
 pub mod module;
 mod modules;
 mod openapi;

@@ -79,6 +79,23 @@ async fn one_delivery_per_matching_enabled_endpoint_and_none_again_on_replay_or_
     f.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_one_endpoint_goes_to_it_alone_whatever_its_event_types() {
+    let receiver = Receiver::ok("127.0.0.1").await;
+    let f = Fixture::start(test_config()).await;
+    let alerts = f.endpoint(&format!("{}?to=alerts", receiver.url()), &["alert.firing"]).await;
+    let all = f.endpoint(&format!("{}?to=all", receiver.url()), &[]).await;
+    let mut test = request("test-1", "webhook.test");
+    test.endpoint = Some(alerts.id.clone());
+    f.emit(&[test]).await;
+    f.caught_up().await;
+    f.wait_state(&DeliveryId::derive("test-1", &alerts.id), DeliveryState::Delivered, Duration::from_secs(10)).await;
+    let deliveries = f.notifier.deliveries(&app(), DeliveryFilter::default(), None, 10).await.unwrap().deliveries;
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    assert_eq!(deliveries[0].endpoint_id, alerts.id, "not the catch-all endpoint {}", all.id);
+    f.stop().await;
+}
+
 /// Records how long each `process` call of the wrapped processor takes.
 struct Timed {
     inner: NotificationProcessor,

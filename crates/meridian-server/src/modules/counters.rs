@@ -4,7 +4,8 @@ use crate::auth::{app_id, require};
 use crate::error::ApiError;
 use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext};
 use crate::state::{blocking, AppState};
-use axum::extract::{Path, State};
+use crate::extract::Path;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use meridian_api::counters::AppCounters;
@@ -47,7 +48,7 @@ impl Capability for Counters {
     get,
     path = "/v1/apps/{app}/counters",
     tag = "counters",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     responses((status = 200, description = "Committed counts", body = AppCounters)),
     extensions(("x-permission" = json!("read"))),
 )]

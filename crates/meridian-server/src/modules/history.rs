@@ -7,7 +7,8 @@ use crate::error::ApiError;
 use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext};
 use crate::state::AppState;
 use anyhow::Context as _;
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use meridian_api::history::{HistoryCount, HistoryItem, HistoryPage, RebuildReport, RebuildStatus};
@@ -161,7 +162,7 @@ async fn call<T: Send + 'static>(state: &HistoryState, f: impl FnOnce(&HistorySe
     get,
     path = "/v1/apps/{app}/users/{user}/history",
     tag = "history",
-    params(("app" = String, Path, description = "App id"), ("user" = String, Path, description = "User (or device) id, 1-128 bytes"), ListQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("user" = String, Path, description = "User (or device) id, 1-128 bytes", min_length = 1, max_length = 128), ListQuery),
     responses((status = 200, description = "A page of history", body = HistoryPage)),
     extensions(("x-permission" = json!("read"))),
 )]
@@ -179,7 +180,7 @@ async fn list(State(state): State<Arc<HistoryState>>, Path((app, user)): Path<(S
     get,
     path = "/v1/apps/{app}/users/{user}/history/count",
     tag = "history",
-    params(("app" = String, Path, description = "App id"), ("user" = String, Path, description = "User (or device) id"), OwnerQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("user" = String, Path, description = "User (or device) id", min_length = 1, max_length = 128), OwnerQuery),
     responses((status = 200, description = "The count", body = HistoryCount)),
     extensions(("x-permission" = json!("read"))),
 )]
@@ -194,7 +195,7 @@ async fn count(State(state): State<Arc<HistoryState>>, Path((app, user)): Path<(
     delete,
     path = "/v1/apps/{app}/users/{user}/history/{sku}",
     tag = "history",
-    params(("app" = String, Path, description = "App id"), ("user" = String, Path, description = "User (or device) id"), ("sku" = String, Path, description = "SKU id (a decimal integer)"), OwnerQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("user" = String, Path, description = "User (or device) id", min_length = 1, max_length = 128), ("sku" = String, Path, description = "SKU id (a decimal integer)", pattern = "^[0-9]{1,20}$"), OwnerQuery),
     responses((status = 204, description = "Deleted (also when it was not there)")),
     extensions(("x-permission" = json!("write"))),
 )]
@@ -214,7 +215,7 @@ async fn delete_one(
     delete,
     path = "/v1/apps/{app}/users/{user}/history",
     tag = "history",
-    params(("app" = String, Path, description = "App id"), ("user" = String, Path, description = "User (or device) id"), OwnerQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("user" = String, Path, description = "User (or device) id", min_length = 1, max_length = 128), OwnerQuery),
     responses((status = 204, description = "Cleared")),
     extensions(("x-permission" = json!("write"))),
 )]

@@ -8,13 +8,14 @@ use crate::error::{parse_json, ApiError};
 use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, Service};
 use crate::state::{blocking, AppState};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use meridian_api::webhooks::{Attempt, CreateWebhook, Delivery, DeliveryDetail, DeliveryPage, RotateSecret, UpdateWebhook, Webhook, WebhookList, WebhookSecret};
+use meridian_api::webhooks::{Attempt, CreateWebhook, Delivery, DeliveryDetail, DeliveryPage, RotateSecret, TestSent, UpdateWebhook, Webhook, WebhookList, WebhookSecret};
 use meridian_event::AppId;
 use meridian_log::TopicName;
-use meridian_notify::{DeliveryFilter, DeliveryId, DeliveryState, Endpoint, EndpointId, EndpointUpdate, NewEndpoint, NotificationProcessor, Notifier, NotifyError};
+use meridian_notify::{DeliveryFilter, DeliveryId, DeliveryState, Endpoint, EndpointId, EndpointUpdate, NewEndpoint, NotificationProcessor, NotificationRequest, Notifier, NotifyError};
 use meridian_tenancy::{NewAuditEntry, Permission, Principal};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub(crate) struct Notify;
 struct NotifyState {
     app: Arc<AppState>,
     notifier: Arc<Notifier>,
+    topic: TopicName,
 }
 
 /// The delivery worker as a server service.
@@ -55,12 +57,13 @@ impl Capability for Notify {
         ctx.state.log.ensure_topic(&topic, ctx.config().log.partitions)?;
         let notifier = Arc::new(Notifier::new(ctx.state.store.clone(), config.clone())?);
         let processor = NotificationProcessor::new(&config)?.with_waker(notifier.waker());
-        let state = Arc::new(NotifyState { app: ctx.state.clone(), notifier: notifier.clone() });
+        let state = Arc::new(NotifyState { app: ctx.state.clone(), notifier: notifier.clone(), topic });
         let routes = OpenApiRouter::new()
             .routes(routes!(create_webhook, list_webhooks))
             .routes(routes!(get_webhook, update_webhook, delete_webhook))
             .routes(routes!(webhook_secrets))
             .routes(routes!(rotate_secret))
+            .routes(routes!(send_test))
             .routes(routes!(list_deliveries))
             .routes(routes!(get_delivery))
             .routes(routes!(redeliver))
@@ -147,7 +150,7 @@ fn json_of(webhook: &Webhook) -> Option<serde_json::Value> {
     post,
     path = "/v1/apps/{app}/webhooks",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     request_body(content = CreateWebhook, content_type = "application/json"),
     responses((status = 201, description = "Created, with its secret", body = Webhook)),
     extensions(("x-permission" = json!("admin"))),
@@ -170,7 +173,7 @@ async fn create_webhook(State(state): State<Arc<NotifyState>>, Path(app): Path<S
     get,
     path = "/v1/apps/{app}/webhooks",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     responses((status = 200, description = "Endpoints", body = WebhookList)),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -186,7 +189,7 @@ async fn list_webhooks(State(state): State<Arc<NotifyState>>, Path(app): Path<St
     get,
     path = "/v1/apps/{app}/webhooks/{id}",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Endpoint id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Endpoint id")),
     responses((status = 200, description = "The endpoint", body = Webhook), (status = 404, description = "Unknown endpoint", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -201,7 +204,7 @@ async fn get_webhook(State(state): State<Arc<NotifyState>>, Path((app, id)): Pat
     patch,
     path = "/v1/apps/{app}/webhooks/{id}",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Endpoint id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Endpoint id")),
     request_body(content = UpdateWebhook, content_type = "application/json"),
     responses((status = 200, description = "The endpoint", body = Webhook), (status = 404, description = "Unknown endpoint", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
@@ -222,7 +225,7 @@ async fn update_webhook(State(state): State<Arc<NotifyState>>, Path((app, id)): 
     delete,
     path = "/v1/apps/{app}/webhooks/{id}",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Endpoint id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Endpoint id")),
     responses((status = 204, description = "Removed"), (status = 404, description = "Unknown endpoint", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -240,7 +243,7 @@ async fn delete_webhook(State(state): State<Arc<NotifyState>>, Path((app, id)): 
     get,
     path = "/v1/apps/{app}/webhooks/{id}/secrets",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Endpoint id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Endpoint id")),
     responses((status = 200, description = "The endpoint with its secrets", body = Webhook), (status = 404, description = "Unknown endpoint", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -256,7 +259,7 @@ async fn webhook_secrets(State(state): State<Arc<NotifyState>>, Path((app, id)):
     post,
     path = "/v1/apps/{app}/webhooks/{id}/rotate-secret",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Endpoint id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Endpoint id")),
     request_body(content = RotateSecret, content_type = "application/json"),
     responses((status = 200, description = "The endpoint with its secrets", body = Webhook), (status = 404, description = "Unknown endpoint", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
@@ -270,6 +273,39 @@ async fn rotate_secret(State(state): State<Arc<NotifyState>>, Path((app, id)): P
     let rotated = state.notifier.rotate_secret(&endpoint.id, grace).await.map_err(notify_error)?;
     audit(&state, &principal, &app, "webhook.rotate_secret", rotated.id.to_string(), None, Some(serde_json::json!({"grace_secs": request.grace_secs}))).await?;
     Ok(Json(view(&rotated, true)))
+}
+
+/// Sends a `webhook.test` notification to this endpoint alone (whatever its event types),
+/// through the log and the delivery worker like every notification.
+#[utoipa::path(
+    post,
+    path = "/v1/apps/{app}/webhooks/{id}/test",
+    tag = "webhooks",
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Endpoint id")),
+    responses((status = 202, description = "Sent to the log; follow the delivery", body = TestSent), (status = 404, description = "Unknown endpoint", body = meridian_api::ErrorBody)),
+    extensions(("x-permission" = json!("admin"))),
+)]
+async fn send_test(State(state): State<Arc<NotifyState>>, Path((app, id)): Path<(String, String)>, headers: HeaderMap) -> Result<(StatusCode, Json<TestSent>), ApiError> {
+    let app = app_id(&app)?;
+    let principal = require(&state.app, &headers, Permission::Admin, &app)?;
+    let endpoint = endpoint_of(&state, &app, &id).await?;
+    let mut nonce = [0u8; 8];
+    getrandom::getrandom(&mut nonce).map_err(ApiError::internal)?;
+    let request_id = format!("test-{}", nonce.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let now = meridian_event::Timestamp::now().millis();
+    let request = NotificationRequest {
+        id: request_id.clone(),
+        app: app.clone(),
+        event_type: "webhook.test".into(),
+        payload: serde_json::json!({"message": "a test notification from Meridian", "endpoint": endpoint.id.to_string(), "sent_by": principal.actor().to_string()}),
+        created_ms: now.max(endpoint.created_ms),
+        endpoint: Some(endpoint.id.clone()),
+    };
+    let record = meridian_log::AppendRecord { key: bytes::Bytes::from(app.to_string()), value: bytes::Bytes::from(request.to_record_value()), timestamp: now };
+    state.app.log.append(&state.topic, vec![record]).await.map_err(ApiError::internal)?;
+    let delivery_id = DeliveryId::derive(&request_id, &endpoint.id).to_string();
+    audit(&state, &principal, &app, "webhook.test", endpoint.id.to_string(), None, Some(serde_json::json!({"request_id": request_id}))).await?;
+    Ok((StatusCode::ACCEPTED, Json(TestSent { request_id, delivery_id })))
 }
 
 /// Which deliveries to list.
@@ -293,7 +329,7 @@ struct DeliveryQuery {
     get,
     path = "/v1/apps/{app}/deliveries",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), DeliveryQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), DeliveryQuery),
     responses((status = 200, description = "A page of deliveries", body = DeliveryPage)),
     extensions(("x-permission" = json!("read"))),
 )]
@@ -333,7 +369,7 @@ async fn delivery_of(state: &NotifyState, app: &AppId, id: &str) -> Result<merid
     get,
     path = "/v1/apps/{app}/deliveries/{id}",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Delivery id (the webhook-id)")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Delivery id (the webhook-id)")),
     responses((status = 200, description = "The delivery", body = DeliveryDetail), (status = 404, description = "Unknown delivery", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -363,7 +399,7 @@ async fn get_delivery(State(state): State<Arc<NotifyState>>, Path((app, id)): Pa
     post,
     path = "/v1/apps/{app}/deliveries/{id}/redeliver",
     tag = "webhooks",
-    params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Delivery id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("id" = String, Path, description = "Delivery id")),
     responses((status = 200, description = "Pending again", body = Delivery), (status = 404, description = "Unknown delivery", body = meridian_api::ErrorBody), (status = 409, description = "Still pending", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]

@@ -5,7 +5,8 @@ use crate::auth::require_global_admin;
 use crate::error::{parse_json, ApiError};
 use crate::state::{blocking, AppState};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use crate::extract::Path;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use meridian_api::admin::{PartitionOffsets, PartitionStatus, PipelineStatus, ProcessorAction, ProcessorList, ProcessorStatus, SeekRequest, TopicList, TopicOffsets};
@@ -137,7 +138,7 @@ async fn pipeline_status(State(state): State<Arc<AppState>>, headers: HeaderMap)
     post,
     path = "/v1/admin/pipeline/reload",
     tag = "admin",
-    responses((status = 200, description = "Reloaded", body = PipelineStatus)),
+    responses((status = 200, description = "Reloaded", body = PipelineStatus), (status = 400, description = "No pipeline file, or it is invalid: the previous pipeline stays in force", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("global_admin"))),
 )]
 async fn reload_pipeline(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<PipelineStatus>, ApiError> {

@@ -4,7 +4,8 @@ use crate::auth::{app_id, check, principal, require, require_global_admin};
 use crate::error::{parse_json, ApiError};
 use crate::state::{blocking, AppState};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use meridian_api::apps::{App, AppList, CreateApp, CreateKey, CreatedKey, Grant, KeyInfo, KeyList, Scope, UpdateApp, Whoami};
@@ -98,7 +99,7 @@ fn known_app(state: &AppState, app: &meridian_event::AppId) -> Result<AppRecord,
     get,
     path = "/v1/apps/{app}",
     tag = "apps",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     responses((status = 200, description = "The app", body = App), (status = 404, description = "Unknown app", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("read"))),
 )]
@@ -113,7 +114,7 @@ async fn get_app(State(state): State<Arc<AppState>>, Path(app): Path<String>, he
     patch,
     path = "/v1/apps/{app}",
     tag = "apps",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     request_body(content = UpdateApp, content_type = "application/json"),
     responses((status = 200, description = "The app", body = App), (status = 404, description = "Unknown app", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
@@ -132,7 +133,7 @@ async fn update_app(State(state): State<Arc<AppState>>, Path(app): Path<String>,
     post,
     path = "/v1/apps/{app}/keys",
     tag = "apps",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     request_body(content = CreateKey, content_type = "application/json"),
     responses((status = 201, description = "Created", body = CreatedKey), (status = 404, description = "Unknown app", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
@@ -159,7 +160,7 @@ async fn create_key(State(state): State<Arc<AppState>>, Path(app): Path<String>,
     get,
     path = "/v1/apps/{app}/keys",
     tag = "apps",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     responses((status = 200, description = "Keys", body = KeyList), (status = 404, description = "Unknown app", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -175,7 +176,7 @@ async fn list_keys(State(state): State<Arc<AppState>>, Path(app): Path<String>, 
     delete,
     path = "/v1/apps/{app}/keys/{key_id}",
     tag = "apps",
-    params(("app" = String, Path, description = "App id"), ("key_id" = String, Path, description = "The key's public id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("key_id" = String, Path, description = "The key's public id")),
     responses((status = 204, description = "Revoked"), (status = 404, description = "Unknown app or key", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -293,7 +294,7 @@ async fn audit(State(state): State<Arc<AppState>>, Query(q): Query<AuditQuery>, 
     get,
     path = "/v1/apps/{app}/audit",
     tag = "apps",
-    params(("app" = String, Path, description = "App id"), AuditQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), AuditQuery),
     responses((status = 200, description = "Entries", body = AuditPage)),
     extensions(("x-permission" = json!("admin"))),
 )]

@@ -4,7 +4,8 @@
 use crate::auth::{app_id, require};
 use crate::error::ApiError;
 use crate::state::{blocking, AppState};
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use meridian_api::dead_letters::{DeadLetter, DeadLetterPage, ReplayReport};
@@ -36,7 +37,7 @@ struct Page {
     get,
     path = "/v1/apps/{app}/dead-letters",
     tag = "collect",
-    params(("app" = String, Path, description = "App id"), Page),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), Page),
     responses((status = 200, description = "A page of dead letters", body = DeadLetterPage)),
     extensions(("x-permission" = json!("read"))),
 )]
@@ -66,7 +67,7 @@ async fn dead_letters(State(state): State<Arc<AppState>>, Path(app): Path<String
     post,
     path = "/v1/apps/{app}/dead-letters/replay",
     tag = "collect",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     responses((status = 200, description = "What the replay did", body = ReplayReport)),
     extensions(("x-permission" = json!("admin"))),
 )]

@@ -3,7 +3,8 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use crate::extract::Path;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
@@ -66,7 +67,10 @@ async fn docs() -> Html<&'static str> {
     path = "/docs/assets/{file}",
     tag = "docs",
     params(("file" = String, Path, description = "swagger-ui-bundle.js or swagger-ui.css")),
-    responses((status = 200, description = "The file", body = String, content_type = "text/plain"), (status = 404, description = "No such file", body = meridian_api::ErrorBody)),
+    responses(
+        (status = 200, description = "The file", content((String = "text/javascript"), (String = "text/css"))),
+        (status = 404, description = "No such file", body = meridian_api::ErrorBody),
+    ),
     security(()),
     extensions(("x-permission" = json!("public"))),
 )]

@@ -1,17 +1,18 @@
 //! Console sign-in (`/v1/session`) and operator management (`/v1/operators`).
 
-use crate::auth::{principal, require_global_admin, session_cookie};
+use crate::auth::{require_global_admin, session_cookie};
 use crate::error::{parse_json, ApiError};
 use crate::session::session_cookie_header;
 use crate::state::{blocking, AppState};
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use crate::extract::Path;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use meridian_api::apps::Grant;
 use meridian_api::operators::{CreateOperator, LoginRequest, OperatorList, OperatorView, SessionView, UpdateOperator};
-use meridian_tenancy::{Operator, OperatorId, OperatorSession, Principal, Role};
+use meridian_tenancy::{Operator, OperatorId, OperatorSession, Role};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
@@ -99,10 +100,10 @@ async fn login(State(state): State<Arc<AppState>>, client: Option<Extension<Conn
     extensions(("x-permission" = json!("any"))),
 )]
 async fn current(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<SessionView>, ApiError> {
-    match principal(&state, &headers)? {
-        Principal::Operator(session) => Ok(Json(session_view(&session))),
-        _ => Err(ApiError::unauthorized("no operator session; sign in with POST /v1/session")),
-    }
+    // The session of the cookie, whatever other credentials the request carries.
+    let token = session_cookie(&headers).ok_or_else(|| ApiError::unauthorized("no operator session; sign in with POST /v1/session"))?;
+    let session = state.tenancy.session(token, state.tenancy.clock().now_ms())?;
+    Ok(Json(session_view(&session)))
 }
 
 /// Signs out: ends the session and clears the cookie.
@@ -127,7 +128,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
     path = "/v1/operators",
     tag = "apps",
     request_body(content = CreateOperator, content_type = "application/json"),
-    responses((status = 201, description = "Created", body = OperatorView), (status = 409, description = "The login is taken", body = meridian_api::ErrorBody)),
+    responses((status = 201, description = "Created", body = OperatorView), (status = 404, description = "A grant names an unknown app", body = meridian_api::ErrorBody), (status = 409, description = "The login is taken", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("global_admin"))),
 )]
 async fn create_operator(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<OperatorView>), ApiError> {
@@ -159,7 +160,7 @@ async fn list_operators(State(state): State<Arc<AppState>>, headers: HeaderMap) 
     get,
     path = "/v1/operators/{login}",
     tag = "apps",
-    params(("login" = String, Path, description = "Operator login")),
+    params(("login" = String, Path, description = "Operator login", pattern = "^[a-z0-9_.@-]{1,64}$")),
     responses((status = 200, description = "The operator", body = OperatorView), (status = 404, description = "Unknown operator", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("global_admin"))),
 )]
@@ -176,9 +177,9 @@ async fn get_operator(State(state): State<Arc<AppState>>, Path(login): Path<Stri
     patch,
     path = "/v1/operators/{login}",
     tag = "apps",
-    params(("login" = String, Path, description = "Operator login")),
+    params(("login" = String, Path, description = "Operator login", pattern = "^[a-z0-9_.@-]{1,64}$")),
     request_body(content = UpdateOperator, content_type = "application/json"),
-    responses((status = 200, description = "The operator", body = OperatorView), (status = 404, description = "Unknown operator", body = meridian_api::ErrorBody)),
+    responses((status = 200, description = "The operator", body = OperatorView), (status = 404, description = "Unknown operator, or a grant names an unknown app", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("global_admin"))),
 )]
 async fn update_operator(State(state): State<Arc<AppState>>, Path(login): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Json<OperatorView>, ApiError> {

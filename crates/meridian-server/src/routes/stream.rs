@@ -9,7 +9,8 @@
 use crate::auth::{app_id, check, presented_key, principal, principal_of_key};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream};
@@ -161,7 +162,7 @@ impl Cursor {
     path = "/v1/streams/{topic}",
     tag = "collect",
     params(("topic" = String, Path, description = "Topic (e.g. events)"), ("last-event-id" = Option<String>, Header, description = "Resume after this event"), StreamQuery),
-    responses((status = 200, description = "Server-sent events (id, event = action, data = the event as JSON)", body = String, content_type = "text/event-stream"), (status = 404, description = "Unknown topic", body = meridian_api::ErrorBody)),
+    responses((status = 200, description = "Server-sent events (id, event = action, data = the event as JSON)", body = meridian_api::events::StreamEvent, content_type = "text/event-stream"), (status = 404, description = "Unknown topic", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("read"))),
 )]
 async fn stream_topic(

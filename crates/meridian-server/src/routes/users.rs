@@ -8,7 +8,8 @@ use crate::auth::{app_id, require};
 use crate::error::ApiError;
 use crate::module::Erasure as ModuleErasurePolicy;
 use crate::state::{blocking, AppState};
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
@@ -65,7 +66,7 @@ fn passed(state: &AppState, names: &[String], partition: u32, offset: u64) -> bo
     delete,
     path = "/v1/apps/{app}/users/{user}",
     tag = "users",
-    params(("app" = String, Path, description = "App id"), ("user" = String, Path, description = "User (or device) id, 1-128 bytes"), SubjectQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("user" = String, Path, description = "User (or device) id, 1-128 bytes", min_length = 1, max_length = 128), SubjectQuery),
     responses(
         (status = 200, description = "Erased everywhere", body = ErasureReport),
         (status = 202, description = "Recorded; some capabilities are still behind and will erase when they reach it", body = ErasureReport),

@@ -170,6 +170,7 @@ async fn every_admin_action_leaves_an_audit_entry() {
         ("DELETE", "/v1/apps/{app}/users/{user}", "/v1/apps/shop/users/ann".into(), Value::Null, "user.erase"),
         ("PATCH", "/v1/apps/{app}/webhooks/{id}", format!("/v1/apps/shop/webhooks/{hook_id}"), json!({"description": "orders"}), "webhook.update"),
         ("POST", "/v1/apps/{app}/webhooks/{id}/rotate-secret", format!("/v1/apps/shop/webhooks/{hook_id}/rotate-secret"), json!({"grace_secs": 60}), "webhook.rotate_secret"),
+        ("POST", "/v1/apps/{app}/webhooks/{id}/test", format!("/v1/apps/shop/webhooks/{hook_id}/test"), Value::Null, "webhook.test"),
         ("DELETE", "/v1/apps/{app}/webhooks/{id}", format!("/v1/apps/shop/webhooks/{hook_id}"), Value::Null, "webhook.delete"),
     ];
     for (method, _, uri, body, action) in &actions {

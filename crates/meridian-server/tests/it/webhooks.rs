@@ -59,6 +59,7 @@ async fn a_notification_request_is_delivered_signed_logged_and_can_be_redelivere
         event_type: "trigger.fired".into(),
         payload: json!({"user": "ann", "trigger": "first_checkin"}),
         created_ms: meridian_event::Timestamp::now().millis(),
+        endpoint: None,
     };
     let topic = TopicName::new("notifications").unwrap();
     let record = AppendRecord { key: Bytes::from("ann"), value: Bytes::from(request.to_record_value()), timestamp: request.created_ms };
@@ -91,6 +92,14 @@ async fn a_notification_request_is_delivered_signed_logged_and_can_be_redelivere
     assert_eq!(received.lock()[1].0["webhook-id"].to_str().unwrap(), webhook_id, "the same id, so receivers can tell");
     let audit = t.get("/v1/apps/shop/audit?action=delivery.redeliver", MASTER).await;
     assert_eq!(audit.json["entries"][0]["target"], webhook_id.as_str());
+
+    // A test event goes to this endpoint alone, whatever its event types.
+    let test = t.post(&format!("/v1/apps/shop/webhooks/{id}/test"), MASTER, Body::empty()).await;
+    assert_eq!(test.status, StatusCode::ACCEPTED, "{:?}", test.json);
+    wait_for(&received, 3).await;
+    let (headers, body) = received.lock()[2].clone();
+    assert_eq!(headers["webhook-id"].to_str().unwrap(), test.json["delivery_id"].as_str().unwrap());
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["type"], "webhook.test");
 
     // Other apps see nothing of it.
     t.app_with_key("blog", &["read"]).await;

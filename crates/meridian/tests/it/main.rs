@@ -5,4 +5,5 @@ mod cli;
 mod console;
 mod crash;
 mod process;
+mod schemathesis;
 mod segment;
