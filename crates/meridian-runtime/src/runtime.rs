@@ -109,6 +109,8 @@ struct Worker {
     name: String,
     commands: std::sync::mpsc::Sender<Command>,
     thread: Option<JoinHandle<()>>,
+    /// The store its state, positions, timers, outbox and receipts commit to.
+    store: Arc<dyn KvStore>,
 }
 
 /// Runs processors (see the crate docs).
@@ -157,8 +159,15 @@ impl Runtime {
         }
     }
 
-    /// Starts `processor` on a thread of its own.
+    /// Starts `processor` on a thread of its own, keeping its state in the runtime's store.
     pub fn spawn(&self, processor: Box<dyn Processor>) -> Result<()> {
+        self.spawn_in(processor, self.store.clone())
+    }
+
+    /// Starts `processor` on a thread of its own, keeping its state — and with it its
+    /// positions, timers, outbox and erasure receipts, so they stay atomic with the state —
+    /// in `store`. Processors on different stores commit without waiting for each other.
+    pub fn spawn_in(&self, processor: Box<dyn Processor>, store: Arc<dyn KvStore>) -> Result<()> {
         let name = processor.name().to_owned();
         let mut workers = self.workers.lock();
         if workers.iter().any(|w| w.name == name) {
@@ -174,7 +183,7 @@ impl Runtime {
             name: name.clone(),
             processor,
             log: self.log.clone(),
-            store: self.store.clone(),
+            store: store.clone(),
             config: self.config.clone(),
             statuses: self.statuses.clone(),
             shutdown: self.shutdown.clone(),
@@ -190,7 +199,7 @@ impl Runtime {
             outbox_pending: 0,
         };
         let thread = std::thread::Builder::new().name(format!("proc-{name}")).spawn(move || run.run()).map_err(|e| cannot_start("its thread", e))?;
-        workers.push(Worker { name, commands: tx, thread: Some(thread) });
+        workers.push(Worker { name, commands: tx, thread: Some(thread), store });
         Ok(())
     }
 
@@ -275,9 +284,22 @@ impl Runtime {
 
     /// What every processor reported removing for the user-erasure request `erasure_id`
     /// (see [`ProcessContext::erasure_receipt`]), as (processor, removed) sorted by
-    /// processor. Reads the state store: from async code call it in `spawn_blocking`.
+    /// processor, from every store a processor runs in. Reads the stores: from async code
+    /// call it in `spawn_blocking`.
     pub fn erasure_receipts(&self, erasure_id: &str) -> Result<Vec<(String, serde_json::Value)>> {
-        read_receipts(&*self.store, erasure_id)
+        let mut stores: Vec<Arc<dyn KvStore>> = vec![self.store.clone()];
+        for worker in self.workers.lock().iter() {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, &worker.store)) {
+                stores.push(worker.store.clone());
+            }
+        }
+        let mut receipts = Vec::new();
+        for store in stores {
+            receipts.extend(read_receipts(&*store, erasure_id)?);
+        }
+        receipts.sort_by(|a, b| a.0.cmp(&b.0));
+        receipts.dedup_by(|a, b| a.0 == b.0);
+        Ok(receipts)
     }
 
     /// Stops every processor after its current round and joins the threads. A round

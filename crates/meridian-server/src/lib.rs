@@ -11,6 +11,7 @@ mod auth;
 pub mod config;
 mod error;
 mod extract;
+mod layout;
 pub mod module;
 mod modules;
 mod openapi;

@@ -162,9 +162,25 @@ pub struct ModuleContext<'a> {
     pub(crate) config: &'a Config,
     pub(crate) state: &'a Arc<AppState>,
     pub(crate) catalog: Arc<dyn CatalogLookup>,
+    pub(crate) name: &'static str,
+    pub(crate) stores: &'a crate::layout::Stores,
+    /// The module's store, once it asked for it (its processors run in it).
+    pub(crate) store: std::sync::OnceLock<Arc<dyn meridian_state::KvStore>>,
 }
 
 impl ModuleContext<'_> {
+    /// The module's state store: its processors' state, positions and receipts, and what
+    /// its services read. A store of its own, so its commits never wait for another
+    /// module's (docs/benchmarks.md, "state isolation"); the shared store in data
+    /// directories created before per-module stores.
+    pub fn store(&self) -> anyhow::Result<Arc<dyn meridian_state::KvStore>> {
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
+        }
+        let store = self.stores.module(self.name)?;
+        Ok(self.store.get_or_init(|| store).clone())
+    }
+
     /// The whole config (a module reads its own section).
     pub fn config(&self) -> &Config {
         self.config

@@ -61,14 +61,16 @@ impl std::fmt::Debug for Server {
     }
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn KvStore>> {
+/// Opens the core store; also says whether it existed before.
+fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn KvStore>, bool)> {
     let data_dir = &config.server.data_dir;
     let backend = config.state_backend();
+    let existed = StateBackend::detect(data_dir).is_some();
     if let Some(existing) = StateBackend::detect(data_dir).filter(|b| *b != backend) {
         anyhow::bail!("data directory {} holds {existing} state, not {backend}; start with the backend it was created with", data_dir.display());
     }
     match backend.open(data_dir) {
-        Ok(store) => Ok(store),
+        Ok(store) => Ok((store, existed)),
         Err(StateError::Locked { .. }) => anyhow::bail!("data directory {} is in use by another meridian process; stop it or choose another data_dir", data_dir.display()),
         Err(e) => Err(e.into()),
     }
@@ -97,7 +99,8 @@ impl Server {
         config.validate()?;
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let store = open_store(&config)?;
+        let (store, existed) = open_store(&config)?;
+        let stores = crate::layout::Stores::open(&data_dir, config.state_backend(), store.clone(), existed)?;
         let log: Arc<dyn Log> = EmbeddedLog::open(data_dir.join("log"), config.log.embedded()).context("cannot open the event log")?;
         let clock = parts.clock.unwrap_or_else(|| Arc::new(meridian_tenancy::SystemClock));
         let tenancy = Arc::new(
@@ -120,7 +123,6 @@ impl Server {
             pipeline_status: Mutex::new(status),
             config: config.clone(),
             log,
-            store,
             tenancy,
             collector,
             runtime: runtime.clone(),
@@ -143,8 +145,8 @@ impl Server {
         let mut registered = Vec::new();
         let mut tasks = Vec::new();
         let mut services = Vec::new();
-        let ctx = ModuleContext { config: &config, state: &state, catalog };
         for capability in parts.capabilities {
+            let ctx = ModuleContext { config: &config, state: &state, catalog: catalog.clone(), name: capability.name(), stores: &stores, store: OnceLock::new() };
             let Some(module) = capability.open(&ctx).with_context(|| format!("cannot open the {} capability", capability.name()))? else {
                 tracing::info!(capability = capability.name(), "capability turned off by its config section");
                 continue;
@@ -153,8 +155,9 @@ impl Server {
             if registered.iter().any(|r: &Registered| r.name == name) {
                 return Err(ModuleError::Duplicate(name).into());
             }
+            let store = ctx.store.get().cloned().unwrap_or_else(|| stores.core().clone());
             for processor in processors {
-                runtime.spawn(processor)?;
+                runtime.spawn_in(processor, store.clone())?;
             }
             api = api.merge(routes);
             tasks.extend(module_tasks);

@@ -9,7 +9,6 @@ use meridian_collector::Collector;
 use meridian_log::{Log, TopicName};
 use meridian_pipeline::Pipeline;
 use meridian_runtime::Runtime;
-use meridian_state::KvStore;
 use meridian_tenancy::Tenancy;
 use parking_lot::Mutex;
 use std::sync::{Arc, OnceLock};
@@ -23,7 +22,6 @@ pub const EVENTS_TOPIC: &str = "events";
 pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) log: Arc<dyn Log>,
-    pub(crate) store: Arc<dyn KvStore>,
     pub(crate) tenancy: Arc<Tenancy>,
     pub(crate) collector: Arc<Collector>,
     pub(crate) runtime: Arc<Runtime>,

@@ -270,3 +270,55 @@ async fn seek_replays_from_a_position_without_clearing_state() {
     assert!(rt.seek("counting", &other, vec![(0, 0)]).unwrap_err().to_string().contains("does not consume"));
     assert!(matches!(rt.seek("nope", &f.topic, vec![]), Err(RuntimeError::UnknownProcessor(_))));
 }
+
+/// `Counting` under another name.
+struct Named {
+    name: &'static str,
+    inner: Counting,
+}
+
+impl Processor for Named {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn topics(&self) -> Vec<TopicName> {
+        self.inner.topics()
+    }
+    fn process(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, records: &[Record]) -> meridian_runtime::Result<()> {
+        self.inner.process(ctx, topic, records)?;
+        if let Some(first) = records.first() {
+            ctx.erasure_receipt("er-1", serde_json::json!({"by": self.name, "first_offset": first.offset}))?;
+        }
+        Ok(())
+    }
+    fn clear_state(&mut self, batch: &mut WriteBatch) {
+        self.inner.clear_state(batch);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_in_a_store_of_its_own_keeps_state_positions_and_receipts_there() {
+    let f = fixture();
+    append_events(&f.log, &f.topic, 0, 120).await;
+    let own_dir = tempfile::tempdir().unwrap();
+    let own: Arc<dyn KvStore> = Arc::new(meridian_state::FjallStore::open(own_dir.path().join("own")).unwrap());
+    let rt = runtime(&f);
+    rt.spawn(Box::new(Named { name: "shared", inner: Counting { topic: f.topic.clone() } })).unwrap();
+    rt.spawn_in(Box::new(Named { name: "apart", inner: Counting { topic: f.topic.clone() } }), own.clone()).unwrap();
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(counted(&*f.store), 120, "the shared one counted into the runtime's store");
+    assert_eq!(counted(&*own), 120, "the other one into its own store");
+    let receipts = rt.erasure_receipts("er-1").unwrap();
+    assert_eq!(receipts.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), vec!["apart", "shared"], "receipts from both stores");
+    // Its positions are in its own store: a restart resumes it from there.
+    rt.shutdown();
+    append_events(&f.log, &f.topic, 120, 150).await;
+    let rt = runtime(&f);
+    rt.spawn_in(Box::new(Named { name: "apart", inner: Counting { topic: f.topic.clone() } }), own.clone()).unwrap();
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(counted(&*own), 150, "resumed from its own committed positions, nothing counted twice");
+    assert_eq!(counted(&*f.store), 120, "the shared store was not touched");
+    rt.rebuild("apart").unwrap();
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(counted(&*own), 150, "a rebuild clears and replays in its own store");
+}

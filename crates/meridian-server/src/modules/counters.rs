@@ -33,7 +33,7 @@ impl Capability for Counters {
         if !ctx.config().counters.enabled {
             return Ok(None);
         }
-        let state = Arc::new(CountersState { app: ctx.state.clone(), service: CountersService::new(ctx.state.store.clone()) });
+        let state = Arc::new(CountersState { app: ctx.state.clone(), service: CountersService::new(ctx.store()?) });
         let module = ModuleBuilder::new("counters")
             .processor(Box::new(CountersProcessor::new(ctx.state.events_topic.clone())))
             .routes(OpenApiRouter::new().routes(routes!(counters)).with_state(state))

@@ -61,7 +61,7 @@ impl Capability for History {
                 false,
             ),
         };
-        let service = Arc::new(HistoryService::new(config.clone(), hot, ctx.state.store.clone(), ctx.catalog().clone(), Arc::new(SystemClock))?);
+        let service = Arc::new(HistoryService::new(config.clone(), hot, ctx.store()?, ctx.catalog().clone(), Arc::new(SystemClock))?);
         let processor = service.processor(ctx.state.events_topic.clone());
         let state = Arc::new(HistoryState {
             app: ctx.state.clone(),

@@ -55,7 +55,7 @@ impl Capability for Notify {
         let config = ctx.config().notify.clone();
         let topic = TopicName::new(config.topic.clone())?;
         ctx.state.log.ensure_topic(&topic, ctx.config().log.partitions)?;
-        let notifier = Arc::new(Notifier::new(ctx.state.store.clone(), config.clone())?);
+        let notifier = Arc::new(Notifier::new(ctx.store()?, config.clone())?);
         let processor = NotificationProcessor::new(&config)?.with_waker(notifier.waker());
         let state = Arc::new(NotifyState { app: ctx.state.clone(), notifier: notifier.clone(), topic });
         let routes = OpenApiRouter::new()

@@ -170,3 +170,31 @@ async fn erasing_a_user_removes_history_everywhere_and_a_replay_does_not_bring_i
         assert_eq!(reply.code(), code, "{uri}: {}", reply.json);
     }
 }
+
+#[test]
+fn a_new_data_directory_gives_every_module_a_store_of_its_own_and_an_old_one_keeps_sharing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::open(config(&dir)).unwrap();
+    server.shutdown();
+    drop(server);
+    let data = dir.path().join("data");
+    assert_eq!(std::fs::read_to_string(data.join("LAYOUT")).unwrap(), "modules-v1");
+    for module in ["counters", "history", "notify"] {
+        assert!(data.join("modules").join(module).join("state-fjall").is_dir(), "{module} has its store");
+    }
+
+    // A data directory from before per-module stores: a core store and no LAYOUT file.
+    let old = tempfile::tempdir().unwrap();
+    let old_data = old.path().join("data");
+    std::fs::create_dir_all(&old_data).unwrap();
+    drop(meridian_state::StateBackend::Fjall.open(&old_data).unwrap());
+    let server = Server::open(config(&old)).unwrap();
+    server.shutdown();
+    drop(server);
+    assert_eq!(std::fs::read_to_string(old_data.join("LAYOUT")).unwrap(), "shared");
+    assert!(!old_data.join("modules").exists(), "every module keeps its state in the shared store");
+
+    std::fs::write(old_data.join("LAYOUT"), "mystery").unwrap();
+    let err = Server::open(config(&old)).unwrap_err();
+    assert!(format!("{err:#}").contains("mystery"), "{err:#}");
+}
