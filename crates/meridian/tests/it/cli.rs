@@ -154,3 +154,72 @@ async fn a_data_dir_keeps_the_state_backend_it_was_created_with() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("sqlite") && stderr.contains("`redb` or `fjall`") && stderr.contains("state.backend"), "{stderr}");
 }
+
+#[test]
+fn config_check_prints_the_effective_config_masked_or_says_which_line_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("meridian.toml");
+    std::fs::write(&file, "[server]\nmaster_key = \"super-secret-value\"\n[history]\nmax_items = 50\n").unwrap();
+    let output = Command::new(binary()).args(["config", "check"]).arg(&file).env("MERIDIAN_LOG_PARTITIONS", "6").env_remove("MERIDIAN_MASTER_KEY").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!stdout.contains("super-secret-value"), "{stdout}");
+    assert!(stdout.contains("master_key = \"********\""), "{stdout}");
+    assert!(stdout.contains("[history]") && stdout.contains("max_items = 50"), "{stdout}");
+    let log_section = stdout.split("[log]").nth(1).unwrap().split("\n\n").next().unwrap();
+    assert!(log_section.contains("partitions = 6"), "the environment is applied: {log_section}");
+    // Every section, so the printed config is a complete reference.
+    for section in ["[server]", "[state]", "[log]", "[collector]", "[rate_limits]", "[tenancy]", "[catalog]", "[counters]", "[history]", "[notify]"] {
+        assert!(stdout.contains(section), "{section} missing");
+    }
+
+    std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:1\"\n\n[histroy]\nmax_items = 5\n").unwrap();
+    let output = Command::new(binary()).args(["config", "check"]).arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("meridian.toml") && stderr.contains("line 4") && stderr.contains("histroy"), "{stderr}");
+
+    std::fs::write(&file, "[history]\ncold_ttl_days = 0\n").unwrap();
+    let output = Command::new(binary()).args(["config", "check"]).arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("history.cold_ttl_days"), "{stderr}");
+    let output = Command::new(binary()).args(["config", "check"]).arg(&file).env("MERIDIAN_HISTORY_COLD_TTL_DAYS", "lots").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("MERIDIAN_HISTORY_COLD_TTL_DAYS"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_created_offline_sign_in_and_disabled_ones_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut command = Command::new(binary());
+        command.args(args).arg("--data-dir").arg(&data);
+        if let Some(p) = password {
+            command.env("MERIDIAN_OPERATOR_PASSWORD", p);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    run(&["apps", "create", "shop"], None);
+    run(&["operators", "create", "ann", "--role", "admin@shop", "--name", "Ann"], Some("a long password"));
+    run(&["operators", "create", "bob", "--role", "viewer"], Some("another long one"));
+    let list = run(&["operators", "list"], None);
+    assert!(list.contains("ann\tAnn\tadmin@shop\tenabled") && list.contains("bob\tbob\tviewer\tenabled"), "{list}");
+    let weak = Command::new(binary()).args(["operators", "create", "cy", "--role", "viewer", "--data-dir"]).arg(&data).env("MERIDIAN_OPERATOR_PASSWORD", "short").output().unwrap();
+    assert!(!weak.status.success() && String::from_utf8_lossy(&weak.stderr).contains("at least 10"), "{}", String::from_utf8_lossy(&weak.stderr));
+    run(&["operators", "disable", "bob"], None);
+
+    let server = ServerProcess::start(&data, free_port(), &[]).await;
+    let client = reqwest::Client::new();
+    let login = |who: &str, password: &str| client.post(format!("{}/v1/session", server.base)).json(&json!({"login": who, "password": password})).send();
+    let ann = login("ann", "a long password").await.unwrap();
+    assert_eq!(ann.status(), 200);
+    let bob = login("bob", "another long one").await.unwrap();
+    assert_eq!(bob.status(), 403, "a disabled operator cannot sign in");
+    let audit: serde_json::Value = client.get(format!("{}/v1/audit?action=operator.", server.base)).bearer_auth(crate::process::MASTER).send().await.unwrap().json().await.unwrap();
+    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec!["operator.disable", "operator.create", "operator.create"], "the CLI's changes are audited as the system");
+    assert_eq!(audit["entries"][0]["actor"], "system");
+}
