@@ -5,7 +5,8 @@
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
+use meridian_api::history::RebuildStatus;
+use meridian_api::ErrorBody;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -29,8 +30,10 @@ enum HistoryCommand {
 
 async fn api_error(response: reqwest::Response) -> anyhow::Error {
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or_default();
-    anyhow::anyhow!("server answered {status}: {}", body["error"]["message"].as_str().unwrap_or("no message"))
+    match response.json::<ErrorBody>().await {
+        Ok(body) => anyhow::anyhow!("server answered {status} {}: {}", body.error.code, body.error.message),
+        Err(_) => anyhow::anyhow!("server answered {status} without an error body"),
+    }
 }
 
 pub(crate) fn run(args: HistoryArgs) -> anyhow::Result<()> {
@@ -52,15 +55,15 @@ pub(crate) fn run(args: HistoryArgs) -> anyhow::Result<()> {
             if !response.status().is_success() {
                 return Err(api_error(response).await);
             }
-            let status: Value = response.json().await?;
-            bar.set_length(status["total"].as_u64().unwrap_or(0));
-            bar.set_position(status["done"].as_u64().unwrap_or(0));
-            if status["running"] == false {
+            let status: RebuildStatus = response.json().await?;
+            bar.set_length(status.total);
+            bar.set_position(status.done);
+            if !status.running {
                 bar.finish_and_clear();
-                if let Some(error) = status["error"].as_str() {
+                if let Some(error) = status.error {
                     anyhow::bail!("rebuild failed: {error}");
                 }
-                println!("{}", serde_json::to_string_pretty(&status["report"])?);
+                println!("{}", serde_json::to_string_pretty(&status.report)?);
                 return Ok(());
             }
         }
