@@ -14,6 +14,9 @@ use std::fmt;
 pub mod conformance;
 pub mod embedded;
 
+#[doc(hidden)]
+pub use embedded::fuzzing;
+
 /// Result type of this crate.
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 

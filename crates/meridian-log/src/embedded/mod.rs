@@ -21,6 +21,8 @@
 //! present at open, nothing may be torn, so even the last segment's tail must be intact.
 
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod lock;
 pub mod metrics;
