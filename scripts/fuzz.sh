@@ -7,8 +7,9 @@
 # Works on the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its sanitizer
 # flags (AddressSanitizer by default; FUZZ_SANITIZER=none turns it off). Installs
 # cargo-fuzz if it is absent. Seeds come from fuzz/corpus/<target>/ (kept in the repo,
-# never written); what libFuzzer finds goes to fuzz/work/corpus/<target>/ and crash
-# inputs to fuzz/artifacts/<target>/ (both ignored by git). Reproduce a crash with
+# never written), tokens from fuzz/dict/<target>.dict if there is one. What libFuzzer
+# finds goes to fuzz/work/corpus/<target>/, crash inputs to fuzz/artifacts/<target>/
+# (both ignored by git). Reproduce a crash with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
 #
 # Environment: FUZZ_TARGETS="a b" runs only those targets; CARGO_TARGET_DIR, when set,
@@ -45,9 +46,11 @@ for target in "${targets[@]}"; do
   work="fuzz/work/corpus/$target"
   mkdir -p "$work" "fuzz/artifacts/$target"
   log="fuzz/work/logs/$target.log"
+  dict=()
+  [ -f "fuzz/dict/$target.dict" ] && dict=(-dict="fuzz/dict/$target.dict")
   echo "== $target: ${seconds} s (log: $log)"
   if cargo fuzz run "${fuzz_opts[@]}" "$target" "$work" "fuzz/corpus/$target" -- \
-      -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+      -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" >"$log" 2>&1; then
     grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$log" | tail -n 2 || true
   else
     failed+=("$target")
