@@ -1,5 +1,6 @@
 //! Ingestion without HTTP: batch splitting, de-duplication, Segment mapping, dead letters.
 
+pub mod body;
 mod collector;
 pub mod dedup;
 pub mod segment;

@@ -215,6 +215,20 @@ mod tests {
     }
 
     #[test]
+    fn float_props_round_trip_exactly() {
+        // Found by the event_binary fuzz target: without serde_json's float_roundtrip,
+        // the shortest text of this f64 parsed back one ULP off, so the props of a
+        // decoded event differed from what was encoded.
+        let mut event = sample();
+        for f in [1.844674407375501e142, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -2.2250738585072014e-308] {
+            event.props.insert("f".into(), serde_json::json!(f));
+            let decoded = Event::decode(&event.encode()).unwrap();
+            assert_eq!(decoded.props["f"].as_f64(), Some(f), "{f:e}");
+            assert_eq!(decoded, event);
+        }
+    }
+
+    #[test]
     fn rejects_bad_version_and_trailing_bytes() {
         let mut bytes = sample().encode();
         bytes.push(0);

@@ -55,7 +55,8 @@ impl Timestamp {
 
     /// Interprets an epoch number as seconds or milliseconds by magnitude.
     pub fn from_epoch_auto(value: i64) -> Timestamp {
-        if value.abs() < SECONDS_MILLIS_BOUNDARY {
+        // unsigned_abs: `i64::MIN.abs()` overflows (a panic in debug builds).
+        if value.unsigned_abs() < SECONDS_MILLIS_BOUNDARY as u64 {
             Timestamp(value.saturating_mul(1000))
         } else {
             Timestamp(value)
@@ -172,6 +173,18 @@ mod tests {
         }
         assert_eq!(Timestamp::parse_json(&json!(true), z), None);
         assert_eq!(Timestamp::parse_json(&json!(1e300), z), None);
+    }
+
+    #[test]
+    fn extreme_epoch_values_do_not_overflow() {
+        // i64::MIN as a number or digits: `abs` overflowed (found by reading the parser
+        // and confirmed with the event_json fuzz target on this input).
+        let z = ZoneOffset(0);
+        assert_eq!(Timestamp::parse_json(&json!(i64::MIN), z), Some(Timestamp(i64::MIN)));
+        assert_eq!(Timestamp::parse_str("-9223372036854775808", z), Some(Timestamp(i64::MIN)));
+        assert_eq!(Timestamp::parse_json(&json!(i64::MAX), z), Some(Timestamp(i64::MAX)));
+        assert_eq!(Timestamp::from_epoch_auto(-99_999_999_999), Timestamp(-99_999_999_999_000));
+        assert_eq!(Timestamp::from_epoch_auto(-100_000_000_000), Timestamp(-100_000_000_000));
     }
 
     #[test]

@@ -11,7 +11,11 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod conformance;
 pub mod embedded;
+
+#[doc(hidden)]
+pub use embedded::fuzzing;
 
 /// Result type of this crate.
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
@@ -167,6 +171,14 @@ pub enum LogError {
     /// The log is shut down.
     #[error("the log is closed")]
     Closed,
+    /// Another process (or another open handle in this process) has the log directory open.
+    #[error("log directory {path} is in use by {holder}; stop it or choose another --data-dir")]
+    Locked {
+        /// The log directory.
+        path: String,
+        /// Who holds it, e.g. `process 1234 on host x`.
+        holder: String,
+    },
     /// Data on disk is corrupt in a place recovery may not truncate.
     #[error("corrupt log data in {path}: {reason}")]
     Corrupt {
@@ -205,9 +217,10 @@ pub trait Log: Send + Sync + fmt::Debug + 'static {
     fn append(&self, topic: &TopicName, records: Vec<AppendRecord>) -> BoxFuture<'static, Result<Vec<Position>>>;
 
     /// Reads up to `max_records` records from `partition` starting at offset `from`
-    /// (clamped to the partition's start offset), stopping early after `max_bytes` of
-    /// payload (at least one record is returned if any exists). Only durable records are
-    /// visible.
+    /// (clamped to the partition's start offset), stopping before the key and value bytes
+    /// of the returned records would exceed `max_bytes` (at least one record is returned
+    /// if any exists). Reading at or past the end returns nothing. Only durable records
+    /// are visible.
     fn read(&self, topic: &TopicName, partition: u32, from: u64, max_records: usize, max_bytes: usize) -> Result<Vec<Record>>;
 
     /// Start and end offsets of a partition.

@@ -11,13 +11,19 @@
 //! commits that. Commits are serialised by a mutex so a delete-prefix's read and its
 //! deletes see no other writer in between.
 //!
+//! Reads go through a fjall snapshot (`Database::snapshot`): a batch's writes enter the
+//! memtables one by one and become visible together only when its sequence number is
+//! published, but a plain keyspace read (`Keyspace::range`, `get`) reads at the newest
+//! sequence number and so can see half a batch being applied. A snapshot reads at the
+//! last published one.
+//!
 //! fjall locks its folder with an OS file lock (`flock` on `<folder>/lock`): a second open
 //! while the first is alive fails with [`StateError::Locked`] (after fjall's own three
 //! tries, ~200 ms), and the kernel releases the lock when the process dies, so a crash
 //! leaves no stale lock.
 
 use crate::{check_table, KeyValue, KvStore, Result, StateError, WriteBatch, WriteOp};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -154,7 +160,9 @@ impl FjallStore {
 impl KvStore for FjallStore {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let Some(keyspace) = self.existing(table)? else { return Ok(None) };
-        Ok(keyspace.get(key).map_err(backend)?.map(|v| v.to_vec()))
+        // Through a snapshot, like `range`: a plain keyspace read sees a batch being
+        // applied before it is published (see the module docs).
+        Ok(self.db.snapshot().get(&keyspace, key).map_err(backend)?.map(|v| v.to_vec()))
     }
 
     fn range(&self, table: &'static str, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize) -> Result<Vec<KeyValue>> {
@@ -166,7 +174,7 @@ impl KvStore for FjallStore {
         }
         let Some(keyspace) = self.existing(table)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for guard in keyspace.range::<&[u8], _>((start, end)) {
+        for guard in self.db.snapshot().range::<&[u8], _>(&keyspace, (start, end)) {
             if out.len() >= limit {
                 break;
             }

@@ -28,13 +28,15 @@ impl KvStore for MemoryStore {
     fn range(&self, table: &'static str, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize) -> Result<Vec<KeyValue>> {
         let tables = self.tables.read();
         let Some(t) = tables.get(table) else { return Ok(Vec::new()) };
-        let bounds = (start.map(<[u8]>::to_vec), end.map(<[u8]>::to_vec));
-        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = (&bounds.0, &bounds.1) {
-            if s > e {
+        // `BTreeMap::range` panics when start > end, and when start == end unless both
+        // are included; those ranges are empty.
+        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = (start, end) {
+            let both_included = matches!((start, end), (Bound::Included(_), Bound::Included(_)));
+            if s > e || (s == e && !both_included) {
                 return Ok(Vec::new());
             }
         }
-        Ok(t.range(bounds).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(t.range::<[u8], _>((start, end)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<()> {
@@ -63,5 +65,28 @@ impl KvStore for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_excluded_bounds_are_an_empty_range_not_a_panic() {
+        let store = MemoryStore::new();
+        let mut batch = WriteBatch::new();
+        batch.put("t", b"a".to_vec(), b"1".to_vec());
+        store.commit(batch).unwrap();
+        for (start, end) in [
+            (Bound::Excluded(&b"a"[..]), Bound::Excluded(&b"a"[..])),
+            (Bound::Included(&b"a"[..]), Bound::Excluded(&b"a"[..])),
+            (Bound::Excluded(&b"a"[..]), Bound::Included(&b"a"[..])),
+            (Bound::Excluded(&b"b"[..]), Bound::Excluded(&b"a"[..])),
+        ] {
+            assert!(store.range("t", start, end, 10).unwrap().is_empty(), "{start:?}..{end:?}");
+        }
+        let both = store.range("t", Bound::Included(b"a"), Bound::Included(b"a"), 10).unwrap();
+        assert_eq!(both, vec![(b"a".to_vec(), b"1".to_vec())]);
     }
 }

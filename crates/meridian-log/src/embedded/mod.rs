@@ -6,6 +6,7 @@
 //! dir/topics/<topic>/meta.json                      {"partitions":N}
 //! dir/topics/<topic>/<partition>/<base:020>.seg     records, see `format`
 //! dir/groups/<group>.json                           committed consumer offsets
+//! dir/lock                                          held (OS file lock) while open: holder's PID and host
 //! ```
 //!
 //! # Durability
@@ -20,7 +21,10 @@
 //! present at open, nothing may be torn, so even the last segment's tail must be intact.
 
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
+mod lock;
 pub mod metrics;
 mod segment;
 mod writer;
@@ -187,10 +191,15 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> LogError {
 ///   record is returned even if it alone is larger.
 /// * Reads keep working after `close`; appends and `ensure_topic` fail with
 ///   [`LogError::Closed`]. Dropping the last handle closes the log.
-/// * One process at a time may open a directory (this is not checked).
+/// * One handle at a time may open a directory: `open` takes an OS file lock on
+///   `dir/lock` and refuses a second opener, in this or another process, with
+///   [`LogError::Locked`] naming the holder. `close` (or drop) releases it; the kernel
+///   releases it when the process dies.
 pub struct EmbeddedLog {
     inner: Arc<Inner>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Held from `open` until the log is closed.
+    directory_lock: Mutex<Option<lock::DirectoryLock>>,
 }
 
 impl fmt::Debug for EmbeddedLog {
@@ -204,6 +213,8 @@ impl EmbeddedLog {
     /// the writer thread.
     pub fn open(dir: impl AsRef<Path>, config: EmbeddedLogConfig) -> Result<Arc<EmbeddedLog>> {
         let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let directory_lock = lock::DirectoryLock::acquire(&dir)?;
         std::fs::create_dir_all(dir.join("topics"))?;
         std::fs::create_dir_all(dir.join("groups"))?;
         let mut config = config;
@@ -239,7 +250,7 @@ impl EmbeddedLog {
         let handle = std::thread::Builder::new()
             .name("meridian-log-writer".into())
             .spawn(move || writer::run(writer_inner, rx))?;
-        Ok(Arc::new(EmbeddedLog { inner, writer: Mutex::new(Some(handle)) }))
+        Ok(Arc::new(EmbeddedLog { inner, writer: Mutex::new(Some(handle)), directory_lock: Mutex::new(Some(directory_lock)) }))
     }
 
     /// The directory the log lives in.
@@ -311,6 +322,8 @@ impl EmbeddedLog {
         if !self.inner.clean_shutdown_written.swap(true, Ordering::AcqRel) {
             groups::write_durably(&self.inner.dir, &self.inner.dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
         }
+        // Nothing more is written: let the next opener in.
+        drop(self.directory_lock.lock().take());
         Ok(())
     }
 

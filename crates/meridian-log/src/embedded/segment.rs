@@ -222,11 +222,46 @@ pub(crate) struct Scan {
     pub(crate) end: ScanEnd,
 }
 
+/// Bytes a scan can read at any position: a file, or a buffer (for fuzzing).
+pub(crate) trait ScanSource {
+    /// Total length.
+    fn source_len(&self) -> std::io::Result<u64>;
+    /// Fills `buf` from position `at`.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()>;
+}
+
+impl ScanSource for File {
+    fn source_len(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        self.read_exact_at(buf, at)
+    }
+}
+
+impl ScanSource for [u8] {
+    fn source_len(&self) -> std::io::Result<u64> {
+        Ok(self.len() as u64)
+    }
+
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let start = usize::try_from(at).ok().filter(|s| *s <= self.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let bytes = self.get(start..start + buf.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// Reads a whole segment file, checking every record's checksum and that offsets run
 /// densely from `base_offset`.
 pub(crate) fn scan(path: &Path, base_offset: u64) -> Result<Scan> {
-    let file = File::open(path)?;
-    let file_len = file.metadata()?.len();
+    scan_source(&File::open(path)?, base_offset, SCAN_CHUNK)
+}
+
+/// [`scan`] over any source, reading at least `chunk` bytes at a time.
+pub(crate) fn scan_source<S: ScanSource + ?Sized>(source: &S, base_offset: u64, chunk: usize) -> Result<Scan> {
+    let file_len = source.source_len()?;
     let mut scan = Scan {
         valid_len: 0,
         file_len,
@@ -269,13 +304,14 @@ pub(crate) fn scan(path: &Path, base_offset: u64) -> Result<Scan> {
                     }
                     return Ok(scan);
                 }
-                let want = (SCAN_CHUNK as u64).max(needed.unwrap_or(0) as u64).min(remaining) as usize;
+                // At least one byte more than buffered, so the scan always progresses.
+                let want = (chunk as u64).max(needed.unwrap_or(0) as u64).max(have + 1).min(remaining) as usize;
                 buf.drain(..i);
                 buf_pos = file_pos;
                 i = 0;
                 let old = buf.len();
                 buf.resize(want, 0);
-                file.read_exact_at(&mut buf[old..], file_pos + old as u64)?;
+                source.read_at(&mut buf[old..], file_pos + old as u64)?;
             }
             Decoded::Invalid(reason) => {
                 scan.end = ScanEnd::Torn(reason);

@@ -753,3 +753,43 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn scan_results_do_not_depend_on_the_read_chunk(
+        records in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..16), proptest::collection::vec(any::<u8>(), 0..300)), 0..20),
+        tail in proptest::collection::vec(any::<u8>(), 0..40),
+        chunk in 1usize..200,
+    ) {
+        let mut bytes = Vec::new();
+        for (i, (key, value)) in records.iter().enumerate() {
+            format::encode(&mut bytes, 5 + i as u64, i as i64, key, value);
+        }
+        let records_len = bytes.len() as u64;
+        bytes.extend_from_slice(&tail);
+        let whole = segment::scan_source(&bytes[..], 5, 1 << 20).unwrap();
+        let chunked = segment::scan_source(&bytes[..], 5, chunk).unwrap();
+        prop_assert_eq!((whole.valid_len, whole.next_offset, &whole.index, &whole.end), (chunked.valid_len, chunked.next_offset, &chunked.index, &chunked.end));
+        prop_assert!(whole.valid_len >= records_len, "every encoded record is valid");
+        prop_assert!(whole.next_offset >= 5 + records.len() as u64);
+        prop_assert_eq!(whole.end == segment::ScanEnd::Clean, whole.valid_len == bytes.len() as u64);
+    }
+}
+
+#[test]
+fn a_scan_of_a_file_and_of_its_bytes_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment::segment_file_name(0));
+    let mut bytes = Vec::new();
+    for i in 0..50u64 {
+        format::encode(&mut bytes, i, i as i64, b"key", &vec![i as u8; 300]);
+    }
+    bytes.extend_from_slice(&[1, 2, 3]);
+    std::fs::write(&path, &bytes).unwrap();
+    let from_file = segment::scan(&path, 0).unwrap();
+    let from_bytes = segment::scan_source(&bytes[..], 0, 7).unwrap();
+    assert_eq!((from_file.valid_len, from_file.next_offset, &from_file.index), (from_bytes.valid_len, from_bytes.next_offset, &from_bytes.index));
+    assert_eq!(from_file.end, segment::ScanEnd::Torn("partial record"));
+    assert_eq!(from_bytes.end, from_file.end);
+    assert_eq!(from_file.next_offset, 50);
+}

@@ -1,6 +1,73 @@
-//! Integration tests of the state backends: the conformance suite for each, and durability.
+//! Integration tests of the state backends: the conformance suite for each (one test per
+//! check through `store_suite!`, and `run_all` as older callers use it), and durability.
 
+use meridian_state::conformance::StoreFactory;
 use meridian_state::{conformance, FjallStore, KvStore, MemoryStore, RedbStore, StateError, WriteBatch};
+use std::path::PathBuf;
+
+/// Fresh in-memory stores; they cannot be reopened (volatile by design).
+#[derive(Debug, Default)]
+struct MemoryFactory;
+
+impl StoreFactory for MemoryFactory {
+    fn fresh(&mut self) -> Box<dyn KvStore> {
+        Box::new(MemoryStore::new())
+    }
+
+    fn reopen(&mut self, _store: Box<dyn KvStore>) -> Option<Box<dyn KvStore>> {
+        None
+    }
+}
+
+/// Stores on disk in a temporary directory; `open` opens the store at a path.
+#[derive(Debug)]
+struct DiskFactory {
+    dir: tempfile::TempDir,
+    made: usize,
+    /// Path of the last store made (the suite reopens the store it was given last).
+    last: Option<PathBuf>,
+    open: fn(&std::path::Path) -> Box<dyn KvStore>,
+}
+
+impl DiskFactory {
+    fn new(open: fn(&std::path::Path) -> Box<dyn KvStore>) -> DiskFactory {
+        DiskFactory { dir: tempfile::tempdir().unwrap(), made: 0, last: None, open }
+    }
+
+    fn redb() -> DiskFactory {
+        DiskFactory::new(|path| Box::new(RedbStore::open(path).unwrap()))
+    }
+
+    fn fjall() -> DiskFactory {
+        DiskFactory::new(|path| Box::new(FjallStore::open(path).unwrap()))
+    }
+}
+
+impl StoreFactory for DiskFactory {
+    fn fresh(&mut self) -> Box<dyn KvStore> {
+        self.made += 1;
+        let path = self.dir.path().join(format!("store-{}", self.made));
+        self.last = Some(path.clone());
+        (self.open)(&path)
+    }
+
+    fn reopen(&mut self, store: Box<dyn KvStore>) -> Option<Box<dyn KvStore>> {
+        drop(store);
+        Some((self.open)(self.last.as_ref().expect("a store was made")))
+    }
+}
+
+mod memory {
+    meridian_state::store_suite!(super::MemoryFactory);
+}
+
+mod redb {
+    meridian_state::store_suite!(super::DiskFactory::redb());
+}
+
+mod fjall {
+    meridian_state::store_suite!(super::DiskFactory::fjall());
+}
 
 #[test]
 fn memory_store_conforms() {
