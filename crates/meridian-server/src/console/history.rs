@@ -32,7 +32,7 @@ pub(crate) fn section(ctx: &ModuleContext<'_>) -> ConsoleSection {
 /// Items per page of a history.
 const PAGE: usize = 50;
 /// Records read from the end of each partition to find recently active users.
-const TAIL: u64 = 400;
+const TAIL: u64 = 200;
 /// Recently active users shown.
 const RECENT: usize = 12;
 

@@ -244,9 +244,11 @@ pub(crate) struct Change {
     changed: bool,
 }
 
-fn compact(value: Option<&serde_json::Value>) -> String {
+/// A value as text; integer times (fields named `…_ms`) as times in `zone`.
+fn compact(field: &str, value: Option<&serde_json::Value>, zone: &TimeZoneName) -> String {
     match value {
         None | Some(serde_json::Value::Null) => "—".to_owned(),
+        Some(serde_json::Value::Number(n)) if field.ends_with("_ms") && n.as_i64().is_some() => super::render::format_time(n.as_i64().unwrap_or_default(), zone),
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }
@@ -254,7 +256,7 @@ fn compact(value: Option<&serde_json::Value>) -> String {
 
 /// What changed: for objects one row per field (both sides' fields, changed ones marked),
 /// else one row for the whole value.
-pub(crate) fn changes(before: Option<&serde_json::Value>, after: Option<&serde_json::Value>) -> Vec<Change> {
+pub(crate) fn changes(before: Option<&serde_json::Value>, after: Option<&serde_json::Value>, zone: &TimeZoneName) -> Vec<Change> {
     use serde_json::Value as J;
     match (before, after) {
         (None, None) => Vec::new(),
@@ -267,10 +269,10 @@ pub(crate) fn changes(before: Option<&serde_json::Value>, after: Option<&serde_j
             fields.dedup();
             fields
                 .into_iter()
-                .map(|f| Change { field: f.clone(), before: compact(b.get(f)), after: compact(a.get(f)), changed: b.get(f) != a.get(f) })
+                .map(|f| Change { field: f.clone(), before: compact(f, b.get(f), zone), after: compact(f, a.get(f), zone), changed: b.get(f) != a.get(f) })
                 .collect()
         }
-        (b, a) => vec![Change { field: "value".to_owned(), before: compact(b), after: compact(a), changed: b != a }],
+        (b, a) => vec![Change { field: "value".to_owned(), before: compact("value", b, zone), after: compact("value", a, zone), changed: b != a }],
     }
 }
 
@@ -286,7 +288,8 @@ const KNOWN_ACTIONS: &[&str] =
     &["app.", "key.", "operator.", "session.", "webhook.", "delivery.", "user.erase", "dead_letters.replay", "processor.", "pipeline.", "history."];
 
 async fn audit_page(page: Page, api_path: String, show_app: bool) -> Response {
-    let zone = page.app().map(|a| a.time_zone).filter(|_| !show_app).unwrap_or_default();
+    // Days and times are those of the app chosen in the switcher, as every time shown.
+    let zone = page.app().map(|a| a.time_zone).unwrap_or_default();
     let filter = context! {
         actor => page.query("actor"),
         action => page.query("action"),
@@ -325,7 +328,7 @@ async fn audit_page(page: Page, api_path: String, show_app: bool) -> Response {
                 .map(|e| {
                     context! {
                         time_ms => e.time_ms, actor => &e.actor, app => &e.app, action => &e.action, target => &e.target,
-                        changes => ser(changes(e.before.as_ref(), e.after.as_ref())),
+                        changes => ser(changes(e.before.as_ref(), e.after.as_ref(), &zone)),
                     }
                 })
                 .collect();
@@ -383,7 +386,7 @@ async fn app_audit(State(state): State<Arc<AppState>>, Path(app): Path<String>, 
     params(
         ("actor" = Option<String>, Query, description = "Only this actor (master, system, key:<id>, operator:<login>)"),
         ("action" = Option<String>, Query, description = "Only actions starting with this"),
-        ("from" = Option<String>, Query, description = "From this day (YYYY-MM-DD, UTC)"),
+        ("from" = Option<String>, Query, description = "From this day (YYYY-MM-DD, in the time zone of the app chosen in the switcher)"),
         ("to" = Option<String>, Query, description = "Up to and including this day"),
         ("cursor" = Option<String>, Query, description = "The page after this cursor"),
     ),
@@ -520,7 +523,8 @@ mod tests {
 
     #[test]
     fn changes_pair_fields_of_both_sides() {
-        let rows = changes(Some(&json!({"a": 1, "b": "x"})), Some(&json!({"b": "y", "c": [1]})));
+        let utc = TimeZoneName::default();
+        let rows = changes(Some(&json!({"a": 1, "b": "x"})), Some(&json!({"b": "y", "c": [1]})), &utc);
         assert_eq!(
             rows,
             vec![
@@ -529,9 +533,11 @@ mod tests {
                 Change { field: "c".into(), before: "—".into(), after: "[1]".into(), changed: true },
             ]
         );
-        assert_eq!(changes(None, Some(&json!({"k": 1})))[0].before, "—");
-        assert_eq!(changes(Some(&json!(3)), None), vec![Change { field: "value".into(), before: "3".into(), after: "—".into(), changed: true }]);
-        assert!(changes(None, None).is_empty());
+        assert_eq!(changes(None, Some(&json!({"k": 1})), &utc)[0].before, "—");
+        assert_eq!(changes(Some(&json!(3)), None, &utc), vec![Change { field: "value".into(), before: "3".into(), after: "—".into(), changed: true }]);
+        assert!(changes(None, None, &utc).is_empty());
+        let shanghai = TimeZoneName::new("Asia/Shanghai").unwrap();
+        assert_eq!(changes(None, Some(&json!({"created_ms": 0})), &shanghai)[0].after, "1970-01-01 08:00:00", "times read as times");
     }
 
     #[test]

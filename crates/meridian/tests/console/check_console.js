@@ -93,6 +93,7 @@ function receiver() {
     await Promise.all([page.waitForURL(/\?user=/), page.click('#recent-users a >> nth=0')]);
     const user = new URL(page.url()).searchParams.get('user');
     await page.waitForSelector('#history-items tbody tr');
+    await audit('user-history');
     const skus = await page.$$eval('#history-items tbody tr', (rows) => rows.map((r) => r.dataset.sku));
     const deleted = skus[0];
     await page.click(`#history-items tr[data-sku="${deleted}"] .delete-item`);
@@ -100,7 +101,6 @@ function receiver() {
     check(await page.$(`#history-items tr[data-sku="${deleted}"]`) === null, 'the deleted row stays');
     await page.reload();
     check(await page.$(`#history-items tr[data-sku="${deleted}"]`) === null, `sku ${deleted} is back after a reload`);
-    await audit('user-history');
     await page.click('#erase-open');
     await page.fill('#erase-confirm-id', user);
     await page.click('#erase-confirm');

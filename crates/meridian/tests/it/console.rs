@@ -99,7 +99,7 @@ async fn every_console_page_works_in_a_browser_with_no_serious_accessibility_vio
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     eprintln!("{stdout}");
-    if let Ok(keep) = std::env::var("MERIDIAN_KEEP_SCREENSHOTS") {
+    if let Ok(keep) = std::env::var("KEEP_CONSOLE_SCREENSHOTS") {
         let _ = Command::new("cp").arg("-r").arg(dir.path().join("screenshots")).arg(keep).status();
     }
 }
