@@ -57,11 +57,14 @@ const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q 
   const rows = [];
   for (const [name, path] of pages) {
     const times = [];
-    for (let i = 0; i < n; i++) {
+    let refused = false;
+    for (let i = 0; i < n && !refused; i++) {
       const r = await request('GET', path, { cookie: path === '/console/login' ? undefined : cookie });
+      if (r.status === 403) { refused = true; break; }
       if (r.status !== 200) throw new Error(`${path}: ${r.status}`);
       times.push(r.ms);
     }
+    if (refused) { console.log(`${name}: 403 for ${login} (not its page), skipped`); continue; }
     times.sort((a, b) => a - b);
     rows.push({ name, path, p50: quantile(times, 0.5), p99: quantile(times, 0.99), max: times[times.length - 1], bytes: 0 });
   }
