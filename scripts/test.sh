@@ -25,10 +25,10 @@ if ! schemathesis --version 2>/dev/null | grep -q "$schemathesis_version"; then
 fi
 
 console_tests=crates/meridian/tests/console
-if [ ! -d "$console_tests/node_modules/playwright-core" ] && command -v npm >/dev/null; then
-  echo "installing playwright-core for the browser test of the console"
+if { [ ! -d "$console_tests/node_modules/playwright-core" ] || [ ! -d "$console_tests/node_modules/axe-core" ]; } && command -v npm >/dev/null; then
+  echo "installing playwright-core and axe-core for the browser test of the console"
   (cd "$console_tests" && npm ci --silent --no-audit --no-fund) \
-    || echo "WARNING: could not install playwright-core; the console test will skip (or fail in CI)"
+    || echo "WARNING: could not install playwright-core and axe-core; the console test will skip (or fail in CI)"
 fi
 
 bash scripts/check-architecture.sh

@@ -6,13 +6,16 @@
 //! plus an adapter in `modules/` implementing [`Capability`]. `open` builds a [`Module`]
 //! with [`ModuleBuilder`]: its processors (the server spawns them), its routes with their
 //! OpenAPI operations (merged into the router and `/openapi.json`), its background tasks,
-//! and — required — how it erases a user ([`Erasure`]). The server is composition only:
-//! it opens every entry of [`crate::modules::CAPABILITIES`] and wires what they return.
+//! its console pages ([`ConsoleSection`]: navigation entries and page routes, registered
+//! with one `ModuleBuilder::console` line; the page code lives in `src/console/`), and —
+//! required — how it erases a user ([`Erasure`]). The server is composition only: it opens
+//! every entry of [`crate::modules::CAPABILITIES`] and wires what they return.
 
 use crate::config::Config;
 use crate::state::AppState;
 use meridian_catalog::CatalogLookup;
 use meridian_runtime::Processor;
+use meridian_tenancy::Permission;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
@@ -57,6 +60,58 @@ pub trait Service: Send + Sync {
     fn stop(&self);
 }
 
+/// Where a console page is listed in the layout's navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NavGroup {
+    /// Pages of the app chosen in the app switcher (`/console/apps/{app}/…`).
+    App,
+    /// Pages of the whole server, for global roles (`/console/…`).
+    Admin,
+}
+
+/// Who sees a console page: the navigation lists an entry only to operators who may open it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NavAccess {
+    /// A permission on the current app.
+    App(Permission),
+    /// A permission on every app (a global grant).
+    Global(Permission),
+}
+
+/// One entry of the console's navigation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NavEntry {
+    /// Stable id; the page with this id is shown as the current one.
+    pub id: &'static str,
+    /// Key of its label in the console's message catalogs (`assets/console/i18n`).
+    pub label: &'static str,
+    /// Where it links; `{app}` is replaced by the current app.
+    pub href: &'static str,
+    /// Who sees it.
+    pub access: NavAccess,
+    /// Its group.
+    pub group: NavGroup,
+    /// Position within the group (smaller first).
+    pub order: u16,
+}
+
+/// A capability's console pages: its navigation entries and the routes that serve them
+/// (each documented like any route: tag `console`, `text/html`, the `session` security
+/// scheme, `x-permission`). A module that is off registers none, so its pages disappear.
+#[derive(Default)]
+pub struct ConsoleSection {
+    /// Its entries in the layout's navigation.
+    pub nav: Vec<NavEntry>,
+    /// Its page routes (handlers carry their state).
+    pub routes: OpenApiRouter,
+}
+
+impl std::fmt::Debug for ConsoleSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleSection").field("nav", &self.nav).finish_non_exhaustive()
+    }
+}
+
 /// An open capability, ready to be wired in.
 pub struct Module {
     pub(crate) name: &'static str,
@@ -65,6 +120,7 @@ pub struct Module {
     pub(crate) erasure: Erasure,
     pub(crate) tasks: Vec<Task>,
     pub(crate) services: Vec<Arc<dyn Service>>,
+    pub(crate) console: ConsoleSection,
 }
 
 impl std::fmt::Debug for Module {
@@ -73,6 +129,7 @@ impl std::fmt::Debug for Module {
             .field("name", &self.name)
             .field("processors", &self.processors.iter().map(|p| p.name().to_owned()).collect::<Vec<_>>())
             .field("erasure", &self.erasure)
+            .field("console", &self.console.nav.iter().map(|n| n.id).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +164,7 @@ impl ModuleBuilder {
     /// A module named `name` (its config section's name).
     pub fn new(name: &'static str) -> ModuleBuilder {
         ModuleBuilder {
-            module: Module { name, processors: Vec::new(), routes: OpenApiRouter::new(), erasure: Erasure::NoUserData { why: "" }, tasks: Vec::new(), services: Vec::new() },
+            module: Module { name, processors: Vec::new(), routes: OpenApiRouter::new(), erasure: Erasure::NoUserData { why: "" }, tasks: Vec::new(), services: Vec::new(), console: ConsoleSection::default() },
             erasure: None,
         }
     }
@@ -133,6 +190,14 @@ impl ModuleBuilder {
     /// Adds a periodic maintenance task.
     pub fn task(mut self, task: Task) -> ModuleBuilder {
         self.module.tasks.push(task);
+        self
+    }
+
+    /// Adds console pages: navigation entries and their routes.
+    pub fn console(mut self, section: ConsoleSection) -> ModuleBuilder {
+        let console = &mut self.module.console;
+        console.nav.extend(section.nav);
+        console.routes = std::mem::take(&mut console.routes).merge(section.routes);
         self
     }
 

@@ -1,6 +1,7 @@
 //! Composition: opens the log, the state store, tenancy, the collector and the runtime;
 //! opens every capability module and wires what it returns (processors, routes with their
-//! OpenAPI operations, tasks, erasure); serves with graceful shutdown.
+//! OpenAPI operations, tasks, erasure, console pages and navigation); serves with graceful
+//! shutdown.
 
 use crate::config::Config;
 use crate::module::{Capability, Module, ModuleContext, ModuleError, Registered, Service, Task};
@@ -129,6 +130,7 @@ impl Server {
             events_topic,
             modules: OnceLock::new(),
             openapi: OnceLock::new(),
+            console: crate::console::ConsoleState::default(),
         });
 
         let mut api: OpenApiRouter = OpenApiRouter::with_openapi(BaseDoc::openapi())
@@ -141,7 +143,9 @@ impl Server {
             .merge(routes::admin::routes())
             .merge(routes::observe::routes())
             .merge(routes::docs::routes())
+            .merge(crate::console::routes())
             .with_state(state.clone());
+        let mut nav = crate::console::server_nav();
         let mut registered = Vec::new();
         let mut tasks = Vec::new();
         let mut services = Vec::new();
@@ -151,7 +155,7 @@ impl Server {
                 tracing::info!(capability = capability.name(), "capability turned off by its config section");
                 continue;
             };
-            let Module { name, processors, routes, erasure, tasks: module_tasks, services: module_services } = module;
+            let Module { name, processors, routes, erasure, tasks: module_tasks, services: module_services, console } = module;
             if registered.iter().any(|r: &Registered| r.name == name) {
                 return Err(ModuleError::Duplicate(name).into());
             }
@@ -159,17 +163,20 @@ impl Server {
             for processor in processors {
                 runtime.spawn_in(processor, store.clone())?;
             }
-            api = api.merge(routes);
+            api = api.merge(routes).merge(console.routes);
+            nav.extend(console.nav);
             tasks.extend(module_tasks);
             services.extend(module_services);
             registered.push(Registered { name, erasure });
         }
         let _ = state.modules.set(registered);
+        state.console.set_nav(nav);
         let (router, doc) = api.split_for_parts();
         let _ = state.openapi.set(complete(doc));
+        let router = router.fallback(routes::docs::not_found).method_not_allowed_fallback(routes::docs::method_not_allowed);
+        // Console pages read capabilities' data through their own JSON routes, in process.
+        state.console.set_router(router.clone());
         let router = router
-            .fallback(routes::docs::not_found)
-            .method_not_allowed_fallback(routes::docs::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(state.clone(), crate::session::csrf_guard))
             .layer(axum::middleware::from_fn(routes::observe::track_requests));
         Ok(Server { state, router, tasks: Mutex::new(tasks), services })

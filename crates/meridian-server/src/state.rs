@@ -1,5 +1,6 @@
 //! The state every handler shares: config, log, state store, tenancy, collector, runtime,
-//! rate limits, the pipeline in force and the registered capability modules.
+//! rate limits, the pipeline in force, the registered capability modules and the console's
+//! navigation.
 
 use crate::config::Config;
 use crate::module::Registered;
@@ -33,6 +34,8 @@ pub(crate) struct AppState {
     pub(crate) pipeline_mtime: Mutex<Option<SystemTime>>,
     /// The OpenAPI document, rendered once the router is built.
     pub(crate) openapi: OnceLock<serde_json::Value>,
+    /// The console's navigation and the router its pages read through.
+    pub(crate) console: crate::console::ConsoleState,
 }
 
 impl std::fmt::Debug for AppState {

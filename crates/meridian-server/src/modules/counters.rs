@@ -37,6 +37,7 @@ impl Capability for Counters {
         let module = ModuleBuilder::new("counters")
             .processor(Box::new(CountersProcessor::new(ctx.state.events_topic.clone())))
             .routes(OpenApiRouter::new().routes(routes!(counters)).with_state(state))
+            .console(crate::console::counters::section(ctx))
             .erasure(Erasure::NoUserData { why: "counts per app, action and day; nothing per user" })
             .build()?;
         Ok(Some(module))

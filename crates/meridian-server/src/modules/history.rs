@@ -79,6 +79,7 @@ impl Capability for History {
         let module = ModuleBuilder::new("history")
             .processor(Box::new(processor))
             .routes(routes)
+            .console(crate::console::history::section(ctx))
             .erasure(Erasure::ByProcessors(vec![PROCESSOR_NAME.to_owned()]))
             .build()?;
         Ok(Some(module))

@@ -71,6 +71,7 @@ impl Capability for Notify {
         let module = ModuleBuilder::new("notify")
             .processor(Box::new(processor))
             .routes(routes)
+            .console(crate::console::notify::section(ctx))
             .service(Arc::new(Worker(notifier)))
             .erasure(Erasure::NoUserData { why: "webhook endpoints and the log of what was sent to them; notification payloads are written by the app's own rules" })
             .build()?;

@@ -1,18 +1,18 @@
 //! The API document (`/openapi.json`), its browsable form (`/docs`, Swagger UI vendored
-//! in `assets/vendor/swagger-ui`), the console page, and the JSON 404.
+//! in `assets/vendor/swagger-ui`), and the 404 of unknown routes (JSON; the console's page
+//! under `/console/`). The console itself is in `crate::console`.
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::extract::Path;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-const CONSOLE_HTML: &str = include_str!("../../assets/console.html");
 const SWAGGER_UI_JS: &str = include_str!("../../assets/vendor/swagger-ui/swagger-ui-bundle.js");
 const SWAGGER_UI_CSS: &str = include_str!("../../assets/vendor/swagger-ui/swagger-ui.css");
 const DOCS_HTML: &str = r##"<!doctype html>
@@ -23,16 +23,9 @@ const DOCS_HTML: &str = r##"<!doctype html>
 <script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs", deepLinking: true, persistAuthorization: true});</script>
 </body></html>"##;
 
-/// The document, docs and console routes (all public).
+/// The document and docs routes (all public).
 pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new()
-        .routes(routes!(openapi))
-        .routes(routes!(docs))
-        .routes(routes!(docs_asset))
-        .routes(routes!(console))
-        .routes(routes!(console_slash))
-        .routes(routes!(root))
-        .routes(routes!(favicon))
+    OpenApiRouter::new().routes(routes!(openapi)).routes(routes!(docs)).routes(routes!(docs_asset))
 }
 
 /// This document: every route with its parameters, bodies, security and error codes.
@@ -83,60 +76,12 @@ async fn docs_asset(Path(file): Path<String>) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=86400")], body).into_response()
 }
 
-/// The web console.
-#[utoipa::path(
-    get,
-    path = "/console",
-    tag = "console",
-    responses((status = 200, description = "HTML page", body = String, content_type = "text/html")),
-    security(()),
-    extensions(("x-permission" = json!("public"))),
-)]
-async fn console() -> Html<&'static str> {
-    Html(CONSOLE_HTML)
-}
-
-/// The web console.
-#[utoipa::path(
-    get,
-    path = "/console/",
-    tag = "console",
-    responses((status = 200, description = "HTML page", body = String, content_type = "text/html")),
-    security(()),
-    extensions(("x-permission" = json!("public"))),
-)]
-async fn console_slash() -> Html<&'static str> {
-    Html(CONSOLE_HTML)
-}
-
-/// Redirects to the console.
-#[utoipa::path(
-    get,
-    path = "/",
-    tag = "console",
-    responses((status = 307, description = "To /console")),
-    security(()),
-    extensions(("x-permission" = json!("public"))),
-)]
-async fn root() -> Redirect {
-    Redirect::temporary("/console")
-}
-
-/// No icon.
-#[utoipa::path(
-    get,
-    path = "/favicon.ico",
-    tag = "console",
-    responses((status = 204, description = "No icon")),
-    security(()),
-    extensions(("x-permission" = json!("public"))),
-)]
-async fn favicon() -> StatusCode {
-    StatusCode::NO_CONTENT
-}
-
-/// Unknown routes answer with the JSON error shape.
-pub(crate) async fn not_found() -> Response {
+/// Unknown routes answer with the JSON error shape (an unknown console page with the
+/// console's 404 page).
+pub(crate) async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    if uri.path() == "/console" || uri.path().starts_with("/console/") {
+        return crate::console::unknown_page(&headers, &uri);
+    }
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /openapi.json or /docs").into_response()
 }
 

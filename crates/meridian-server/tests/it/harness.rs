@@ -25,6 +25,20 @@ pub(crate) struct Session {
     pub(crate) set_cookie: String,
 }
 
+/// A console page as the browser gets it.
+pub(crate) struct PageReply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
+}
+
+impl PageReply {
+    /// The `Location` of a redirect.
+    pub(crate) fn location(&self) -> &str {
+        self.headers.get("location").map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+}
+
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
@@ -115,6 +129,26 @@ impl TestServer {
         let mut headers: Vec<(&str, &str)> = vec![("cookie", &session.cookie), ("content-type", "application/json"), ("x-csrf-token", &session.csrf)];
         headers.extend_from_slice(extra);
         self.request(method, uri, &headers, body).await
+    }
+
+    /// A console page as a browser asks for it: with the session's cookie (if any) and
+    /// `extra` headers; the body as text.
+    pub(crate) async fn page(&self, session: Option<&Session>, uri: &str, extra: &[(&str, &str)]) -> PageReply {
+        let mut builder = Request::builder().method(Method::GET).uri(uri);
+        if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
+            builder = builder.header("accept", "text/html,application/xhtml+xml");
+        }
+        if let Some(session) = session {
+            builder = builder.header("cookie", &session.cookie);
+        }
+        for (k, v) in extra {
+            builder = builder.header(*k, *v);
+        }
+        let response = self.router.clone().oneshot(builder.body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        PageReply { status, headers, body: String::from_utf8(bytes.to_vec()).expect("pages are UTF-8") }
     }
 
     /// Creates `app` and returns a key with `scopes`.

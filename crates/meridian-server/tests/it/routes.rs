@@ -180,7 +180,7 @@ async fn health_metrics_console_and_openapi() {
     assert_eq!((ready.status, ready.json["status"].as_str()), (StatusCode::OK, Some("ready")));
     assert!(t.get("/openapi.json", "").await.json["paths"]["/v1/events"].is_object());
     let console = t.router.clone().oneshot(Request::builder().uri("/console").body(Body::empty()).unwrap()).await.unwrap();
-    assert_eq!(console.status(), StatusCode::OK);
+    assert_eq!((console.status(), console.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/login?next=%2Fconsole"), "the console asks to sign in");
     let metrics = t.router.clone().oneshot(Request::builder().uri("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
 }
