@@ -261,6 +261,7 @@ impl Server {
     /// Stops processors (after their current batch commits) and closes the log (queued
     /// appends become durable first).
     pub fn shutdown(&self) {
+        self.state.console.clear_router();
         for service in &self.services {
             service.stop();
         }
@@ -268,6 +269,14 @@ impl Server {
         if let Err(e) = self.state.log.close() {
             tracing::warn!(error = %e, "closing the log failed");
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The console keeps a clone of the router, which holds the state: break the cycle
+        // so the stores close when the server goes.
+        self.state.console.clear_router();
     }
 }
 

@@ -58,11 +58,12 @@ pub(crate) static SOURCES: &[&str] = &[
 ];
 
 /// What the console keeps in the server's state: the navigation of every registered
-/// module and the router its pages read the API through (both set once the router is built).
+/// module and the router its pages read the API through (both set once the router is built;
+/// the router is let go at shutdown, since it holds the state that holds it).
 #[derive(Default)]
 pub(crate) struct ConsoleState {
     nav: OnceLock<Vec<NavEntry>>,
-    router: OnceLock<Router>,
+    router: parking_lot::RwLock<Option<Router>>,
 }
 
 impl std::fmt::Debug for ConsoleState {
@@ -80,7 +81,12 @@ impl ConsoleState {
 
     /// Sets the router pages read the API through.
     pub(crate) fn set_router(&self, router: Router) {
-        let _ = self.router.set(router);
+        *self.router.write() = Some(router);
+    }
+
+    /// Lets go of the router (it holds the server's state, which holds this).
+    pub(crate) fn clear_router(&self) {
+        self.router.write().take();
     }
 
     /// Every navigation entry.
@@ -354,8 +360,8 @@ impl Page {
 
     /// `GET path` of the JSON API as this operator.
     pub(crate) async fn api<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
-        let router = self.state.console.router.get().ok_or_else(|| ApiFailure { status: StatusCode::SERVICE_UNAVAILABLE, code: "starting".into(), message: "the server is starting; retry".into() })?;
-        api::get(router, &self.token, path).await
+        let router = self.state.console.router.read().clone().ok_or_else(|| ApiFailure { status: StatusCode::SERVICE_UNAVAILABLE, code: "unavailable".into(), message: "the server is starting or stopping; retry".into() })?;
+        api::get(&router, &self.token, path).await
     }
 
     /// The first page of the navigation this operator may open (app pages first).

@@ -49,7 +49,7 @@ async fn world() -> World {
     let webhook_id = created.json["id"].as_str().unwrap().to_owned();
     // A request is delivered to the endpoints that existed when it was made.
     let now = meridian_event::Timestamp::now().millis();
-    let request = NotificationRequest { id: "n-1".into(), app: shop, event_type: "trigger.fired".into(), payload: json!({"user": "ann"}), created_ms: now };
+    let request = NotificationRequest { id: "n-1".into(), app: shop, event_type: "trigger.fired".into(), payload: json!({"user": "ann"}), created_ms: now, endpoint: None };
     let record = AppendRecord { key: Bytes::from("ann"), value: Bytes::from(request.to_record_value()), timestamp: now };
     t.server.log().append(&TopicName::new("notifications").unwrap(), vec![record]).await.unwrap();
     assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
