@@ -100,9 +100,10 @@ impl Server {
         config.validate()?;
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        // The log first: its lock names the process holding the data directory.
+        let log: Arc<dyn Log> = EmbeddedLog::open(data_dir.join("log"), config.log.embedded()).context("cannot open the event log")?;
         let (store, existed) = open_store(&config)?;
         let stores = crate::layout::Stores::open(&data_dir, config.state_backend(), store.clone(), existed)?;
-        let log: Arc<dyn Log> = EmbeddedLog::open(data_dir.join("log"), config.log.embedded()).context("cannot open the event log")?;
         let clock = parts.clock.unwrap_or_else(|| Arc::new(meridian_tenancy::SystemClock));
         let tenancy = Arc::new(
             Tenancy::open_with_clock(store.clone(), config.server.master_key.as_deref(), config.tenancy.clone(), clock).context("cannot open apps, keys and operators")?,

@@ -17,7 +17,6 @@ use meridian_collector::BodyFormat;
 use meridian_event::AppId;
 use meridian_tenancy::{Permission, Principal};
 use serde::Deserialize;
-use std::io::Read;
 use std::sync::Arc;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -36,6 +35,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(segment_alias))
 }
 
+/// Gzip bodies up to this size (compressed) are decompressed on the request's thread.
+const INLINE_GZIP_BYTES: usize = 32 << 10;
+
 /// Reads the body within the wire limit and gunzips it within the decompressed limit.
 pub(crate) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let max = state.config.server.max_body_bytes;
@@ -52,15 +54,17 @@ pub(crate) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body)
         "identity" | "" => Ok(bytes),
         "gzip" | "x-gzip" => {
             let limit = state.config.server.max_decompressed_bytes;
-            let mut out = Vec::with_capacity(bytes.len() * 4);
-            let read = flate2::read::MultiGzDecoder::new(&bytes[..])
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| ApiError::bad_request("invalid_gzip", format!("the body is not valid gzip: {e}")))?;
-            if read > limit {
-                return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("decompressed body exceeds {limit} bytes; send smaller batches")));
-            }
-            Ok(Bytes::from(out))
+            // A small body decompresses in microseconds; a large one (up to the decompressed
+            // limit) is milliseconds of CPU: that goes off the async threads.
+            let small = bytes.len() <= INLINE_GZIP_BYTES;
+            let decompress = move || meridian_collector::body::decompress(&bytes, limit);
+            let decompressed = if small { decompress() } else { tokio::task::spawn_blocking(decompress).await.map_err(ApiError::internal)? };
+            decompressed.map_err(|e| match e {
+                meridian_collector::body::BodyError::TooLarge { .. } => {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("decompressed body exceeds {limit} bytes; send smaller batches"))
+                }
+                other => ApiError::bad_request("invalid_gzip", format!("the body is not valid gzip: {other}")),
+            })
         }
         other => Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", format!("content encoding {other:?} is not supported; use gzip or none"))),
     }

@@ -223,3 +223,22 @@ async fn operators_created_offline_sign_in_and_disabled_ones_cannot() {
     assert_eq!(actions, vec!["operator.disable", "operator.create", "operator.create"], "the CLI's changes are audited as the system");
     assert_eq!(audit["entries"][0]["actor"], "system");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_directory_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = ServerProcess::start(&data, free_port(), &[]).await;
+    let second = Command::new(binary())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(&data)
+        .env("MERIDIAN_MASTER_KEY", crate::process::MASTER)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second server started: {stderr}");
+    assert!(stderr.contains(&format!("in use by process {}", first.child.id())), "{stderr}");
+    // The first one is unharmed.
+    let ready = reqwest::get(format!("{}/readyz", first.base)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
