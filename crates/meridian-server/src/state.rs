@@ -108,3 +108,13 @@ impl AppState {
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, crate::error::ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(crate::error::ApiError::internal)
 }
+
+/// `prefix` and `n_bytes` random bytes in hex: ids of erasures, test notifications…
+pub(crate) fn random_id(prefix: &str, n_bytes: usize) -> Result<String, crate::error::ApiError> {
+    let mut bytes = vec![0u8; n_bytes];
+    getrandom::getrandom(&mut bytes).map_err(crate::error::ApiError::internal)?;
+    Ok(bytes.iter().fold(String::from(prefix), |mut out, b| {
+        out.push_str(&format!("{b:02x}"));
+        out
+    }))
+}

@@ -6,7 +6,7 @@
 use crate::auth::{app_id, require};
 use crate::error::{parse_json, ApiError};
 use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, Service};
-use crate::state::{blocking, AppState};
+use crate::state::{blocking, random_id, AppState};
 use axum::body::Bytes;
 use crate::extract::{Path, Query};
 use axum::extract::State;
@@ -290,9 +290,7 @@ async fn send_test(State(state): State<Arc<NotifyState>>, Path((app, id)): Path<
     let app = app_id(&app)?;
     let principal = require(&state.app, &headers, Permission::Admin, &app)?;
     let endpoint = endpoint_of(&state, &app, &id).await?;
-    let mut nonce = [0u8; 8];
-    getrandom::getrandom(&mut nonce).map_err(ApiError::internal)?;
-    let request_id = format!("test-{}", nonce.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let request_id = random_id("test-", 8)?;
     let now = meridian_event::Timestamp::now().millis();
     let request = NotificationRequest {
         id: request_id.clone(),

@@ -7,7 +7,7 @@
 use crate::auth::{app_id, require};
 use crate::error::ApiError;
 use crate::module::Erasure as ModuleErasurePolicy;
-use crate::state::{blocking, AppState};
+use crate::state::{blocking, random_id, AppState};
 use crate::extract::{Path, Query};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -40,12 +40,6 @@ struct SubjectQuery {
     /// `user` (default) or `device`.
     #[param(pattern = "^(user|device)$")]
     kind: Option<String>,
-}
-
-fn random_id() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 12];
-    getrandom::getrandom(&mut bytes).map_err(ApiError::internal)?;
-    Ok(format!("er_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
 /// Whether every processor in `names` has committed a position past `offset` of `partition`.
@@ -88,7 +82,7 @@ async fn erase_user(State(state): State<Arc<AppState>>, Path((app, user)): Path<
     if !state.tenancy.app_exists(&app) {
         return Err(ApiError::not_found("unknown_app", format!("unknown app {:?}", app.as_str())));
     }
-    let erasure = Erasure { id: random_id()?, app: app.clone(), kind, subject: user.clone(), requested_ms: Timestamp::now().millis(), requested_by: principal.actor().to_string() };
+    let erasure = Erasure { id: random_id("er_", 12)?, app: app.clone(), kind, subject: user.clone(), requested_ms: Timestamp::now().millis(), requested_by: principal.actor().to_string() };
     let record = AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: erasure.requested_ms };
     let position = state.log.append(&state.events_topic, vec![record]).await.map_err(|e| match e {
         meridian_log::LogError::Overloaded { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the event log cannot keep up; retry shortly").retry_after(1),

@@ -184,3 +184,17 @@ impl TestServer {
 pub(crate) fn now_ms() -> i64 {
     meridian_event::Timestamp::now().millis()
 }
+
+/// `path` with every `{param}` replaced by `value(param)`.
+pub(crate) fn fill_path(path: &str, value: impl Fn(&str) -> &'static str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closed parameter") + start;
+        out.push_str(value(&rest[start + 1..end]));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -19,16 +19,7 @@ fn sample(param: &str) -> &'static str {
 }
 
 fn fill(path: &str) -> String {
-    let mut out = String::new();
-    let mut rest = path;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').expect("closed parameter") + start;
-        out.push_str(sample(&rest[start + 1..end]));
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
+    crate::harness::fill_path(path, sample)
 }
 
 #[tokio::test]

@@ -29,7 +29,14 @@ async fn server() -> (TestServer, Arc<ManualClock>) {
 
 /// A path with every `{param}` filled so that the route finds what it names.
 fn fill(path: &str) -> String {
-    path.replace("{app}", "shop").replace("{user}", "ann").replace("{sku}", "11").replace("{name}", "counters").replace("{login}", "ops").replace("{key_id}", "k").replace("{id}", "x")
+    crate::harness::fill_path(path, |param| match param {
+        "app" => "shop",
+        "user" => "ann",
+        "sku" => "11",
+        "name" => "counters",
+        "login" => "ops",
+        _ => "x",
+    })
 }
 
 #[tokio::test]
