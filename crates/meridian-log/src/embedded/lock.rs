@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 /// Name of the lock file inside the log directory.
 pub(crate) const LOCK_FILE: &str = "lock";
 
+/// How long `acquire` keeps trying a held lock before reporting its holder.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the lock file says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Holder {
@@ -36,14 +39,27 @@ impl DirectoryLock {
     /// Locks `dir` (which must exist) or fails with [`LogError::Locked`] naming the
     /// process that holds it.
     pub(crate) fn acquire(dir: &Path) -> Result<DirectoryLock> {
+        DirectoryLock::acquire_within(dir, RELEASE_GRACE)
+    }
+
+    /// As [`DirectoryLock::acquire`], trying again for up to `grace` while the lock is held:
+    /// a lock is shared by every copy of its file descriptor, and a process that forks a
+    /// child (a test harness, a supervisor) lends its descriptors to the child until the
+    /// child's `exec` closes them, so a lock released just then stays held for a moment.
+    /// A running holder holds it for good, and is reported after `grace`.
+    pub(crate) fn acquire_within(dir: &Path, grace: std::time::Duration) -> Result<DirectoryLock> {
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LogError::Locked { path: dir.display().to_string(), holder: describe_holder(&mut file) });
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(LogError::Locked { path: dir.display().to_string(), holder: describe_holder(&mut file) });
+                }
+                Err(TryLockError::Error(e)) => return Err(e.into()),
             }
-            Err(TryLockError::Error(e)) => return Err(e.into()),
         }
         let holder = Holder { pid: std::process::id(), host: host_name() };
         let json = serde_json::to_vec(&holder).map_err(std::io::Error::other)?;
@@ -121,5 +137,23 @@ mod tests {
             Err(LogError::Locked { holder, .. }) => assert_eq!(holder, "another process"),
             other => panic!("expected a lock error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_lock_released_within_the_grace_is_taken_and_a_held_one_is_reported_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirectoryLock::acquire(dir.path()).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        let started = std::time::Instant::now();
+        let second = DirectoryLock::acquire_within(dir.path(), std::time::Duration::from_secs(5)).expect("taken once released");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150), "it waited for the release");
+        releaser.join().unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(DirectoryLock::acquire_within(dir.path(), std::time::Duration::from_millis(100)), Err(LogError::Locked { .. })));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(100), "reported after the grace, not before");
+        drop(second);
     }
 }
