@@ -32,4 +32,4 @@ if { [ ! -d "$console_tests/node_modules/playwright-core" ] || [ ! -d "$console_
 fi
 
 bash scripts/check-architecture.sh
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
