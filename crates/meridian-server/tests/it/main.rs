@@ -1,9 +1,12 @@
 //! Handler tests without a socket (`Router::oneshot`), on a real embedded log and state
-//! store in a temporary directory: bad input, auth, dead letters, streams, Segment routes.
+//! store in a temporary directory: bad input, auth, dead letters, streams, Segment routes,
+//! the history module's purge task.
 
 mod bad_input;
 mod harness;
 mod history;
 mod modules;
 mod openapi;
+mod purge;
 mod routes;
+mod streams;
