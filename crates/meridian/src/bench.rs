@@ -1,5 +1,7 @@
 //! `meridian bench ingest`: sustained ingest over HTTP on loopback into the durable log,
 //! against a baseline measured in the same run (raw appends to the embedded log alone).
+//! `meridian bench history`: history list/count latency at a fixed rate against `/healthz`,
+//! and the list's p99 with a stream of DELETEs beside it against the list alone.
 //!
 //! The server is this binary started as a child process (`serve` on a temporary data
 //! directory), so its peak RSS is its own. Each request carries `--batch` events with
@@ -59,6 +61,10 @@ struct HistoryBenchArgs {
     /// Items per list page.
     #[arg(long, default_value_t = 20)]
     page: usize,
+    /// DELETEs per second sent beside the lists in the last phase (`DELETE …/history/{sku}`
+    /// of random users and SKUs: a marks commit with fsync each); 0 skips that phase.
+    #[arg(long, default_value_t = 500)]
+    delete_rate: u64,
     /// HTTP worker threads of the server under test (default: one per core).
     #[arg(long)]
     server_threads: Option<usize>,
@@ -228,11 +234,23 @@ where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
+    let (mut phases, lag) = open_loop_mixed(rate, duration, max_in_flight, 1, move |k| (0, request(k))).await?;
+    Ok((phases.remove(0), lag))
+}
+
+/// [`open_loop`] over requests of `kinds` kinds: `request(k)` says which kind the k-th
+/// request is and sends it; each kind's answers are measured in a phase of its own
+/// (requests per second over the whole run).
+async fn open_loop_mixed<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, kinds: usize, request: F) -> anyhow::Result<(Vec<Phase>, Histogram<u64>)>
+where
+    F: Fn(u64) -> (usize, Fut) + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let start = Instant::now();
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-    let errors = Arc::new(AtomicU64::new(0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let errors: Arc<Vec<AtomicU64>> = Arc::new((0..kinds).map(|_| AtomicU64::new(0)).collect());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
     let mut schedule_lag_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let due = |k: u64| start + Duration::from_secs_f64(k as f64 / rate as f64);
     let mut k = 0u64;
@@ -242,18 +260,18 @@ where
             let permit = permits.clone().acquire_owned().await?;
             let dispatched = Instant::now();
             schedule_lag_us.record(dispatched.saturating_duration_since(due(k)).as_micros().max(1) as u64)?;
-            let (request, errors, tx) = (request.clone(), errors.clone(), tx.clone());
-            let n = k;
+            let (errors, tx) = (errors.clone(), tx.clone());
+            let (kind, sent) = request(k);
             tokio::spawn(async move {
-                let result = request(n).await;
+                let result = sent.await;
                 let latency_us = dispatched.elapsed().as_micros() as u64;
                 drop(permit);
                 match result {
                     Ok(()) => {
-                        let _ = tx.send(latency_us);
+                        let _ = tx.send((kind, latency_us));
                     }
                     Err(e) => {
-                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        if errors[kind].fetch_add(1, Ordering::Relaxed) < 3 {
                             eprintln!("request failed: {e:#}");
                         }
                     }
@@ -273,13 +291,15 @@ where
         }
     }
     drop(tx);
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut ok = 0u64;
-    while let Some(us) = rx.recv().await {
-        latency_us.record(us.max(1))?;
-        ok += 1;
+    let mut latencies = (0..kinds).map(|_| Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)).collect::<Result<Vec<_>, _>>()?;
+    let mut ok = vec![0u64; kinds];
+    while let Some((kind, us)) = rx.recv().await {
+        latencies[kind].record(us.max(1))?;
+        ok[kind] += 1;
     }
-    Ok((Phase { events: ok, elapsed: start.elapsed(), latency_us, errors: errors.load(Ordering::Relaxed) }, schedule_lag_us))
+    let elapsed = start.elapsed();
+    let phases = latencies.into_iter().zip(ok).zip(errors.iter()).map(|((latency_us, events), errors)| Phase { events, elapsed, latency_us, errors: errors.load(Ordering::Relaxed) }).collect();
+    Ok((phases, schedule_lag_us))
 }
 
 /// A plain-HTTP connector without Nagle's delay (as the server sets on its side).
@@ -611,6 +631,49 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             phase(format!("list: GET …/history?limit={page}"), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)))).await?;
         let count_user = user_of.clone();
         let (count, count_lag, count_cpu) = phase("count: GET …/history/count".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)))).await?;
+        // Last, as its deletes give some users marks (their reads then go to the store):
+        // lists at the same rate with a stream of DELETEs beside them, in one schedule.
+        let with_deletes = if args.delete_rate > 0 {
+            let skus: Arc<Vec<String>> = Arc::new(world.catalog.skus.iter().map(|s| s.id.clone()).collect());
+            let delete_client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(64).build(http_connector());
+            let (auth, base_uri, delete_rate, total_rate) = (format!("Bearer {key}"), base.clone(), args.delete_rate, rate + args.delete_rate);
+            let list = make(Arc::new({
+                let user_of = user_of.clone();
+                move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", user_of(k))
+            }));
+            let user_of = user_of.clone();
+            let request = move |k: u64| -> (usize, std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>) {
+                // Deletes spread evenly among the lists.
+                if (k + 1) * delete_rate / total_rate == k * delete_rate / total_rate {
+                    return (0, Box::pin(list(k)));
+                }
+                let sku = &skus[(k.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 17) as usize % skus.len()];
+                let uri = format!("{base_uri}/v1/apps/bench/users/{}/history/{sku}", user_of(k.wrapping_mul(0x9E37_79B9)));
+                let request = hyper::Request::delete(uri).header("authorization", auth.clone()).body(Full::new(Bytes::new()));
+                let client = delete_client.clone();
+                (
+                    1,
+                    Box::pin(async move {
+                        let response = client.request(request?).await?;
+                        let status = response.status();
+                        response.into_body().collect().await?;
+                        anyhow::ensure!(status == hyper::StatusCode::NO_CONTENT, "DELETE answered {status}");
+                        Ok(())
+                    }),
+                )
+            };
+            eprintln!("list at {rate} req/s with {delete_rate} DELETE/s beside it…");
+            if !warmup.is_zero() {
+                open_loop_mixed(total_rate, warmup, 512, 2, request.clone()).await?;
+            }
+            let (mut phases, lag) = open_loop_mixed(total_rate, duration, 512, 2, request).await?;
+            let deletes = phases.pop().expect("two kinds");
+            let lists = phases.pop().expect("two kinds");
+            Some((lists, deletes, lag))
+        } else {
+            None
+        };
         let server_side = server_quantiles(&base).await.unwrap_or_default();
         let rss = peak_rss_kib(server.0.id());
         drop(server);
@@ -634,13 +697,28 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             args.duration_secs,
             args.warmup_secs
         );
-        print_phase_table(&[("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)]);
+        let mut rows = vec![("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)];
+        if let Some((lists, deletes, _)) = &with_deletes {
+            rows.push(("GET history (list), DELETEs beside", lists));
+            rows.push(("DELETE history/{sku} (beside the lists)", deletes));
+        }
+        print_phase_table(&rows);
         for (route, q50, q99, q999) in &server_side {
             println!("server-side handler time {route}: p50 {q50:.3} ms, p99 {q99:.3} ms, p999 {q999:.3} ms");
         }
         let lag_ms = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         println!("generator schedule lag p99 (dispatch vs schedule, not in the latencies): healthz {:.3} ms, list {:.3} ms, count {:.3} ms", lag_ms(&health_lag), lag_ms(&list_lag), lag_ms(&count_lag));
         println!("p99 ratio list / healthz: {:.2}; count / healthz: {:.2}", list.quantile_ms(0.99) / health.quantile_ms(0.99), count.quantile_ms(0.99) / health.quantile_ms(0.99));
+        let delete_ratio = with_deletes.as_ref().map(|(lists, _, _)| list.quantile_ms(0.99) / lists.quantile_ms(0.99));
+        if let (Some(ratio), Some((lists, _, lag))) = (delete_ratio, &with_deletes) {
+            println!(
+                "list p99 without / with {} DELETE/s beside: {:.3} / {:.3} ms = {ratio:.2} (1.0: the deletes cost the lists nothing); generator lag p99 {:.3} ms",
+                args.delete_rate,
+                list.quantile_ms(0.99),
+                lists.quantile_ms(0.99),
+                lag_ms(lag)
+            );
+        }
         if let (Some(h), Some(l), Some(c)) = (health_cpu, list_cpu, count_cpu) {
             println!("server CPU per request (user + system, measured run): healthz {h:.1} µs, list {l:.1} µs, count {c:.1} µs; list / healthz {:.2}, count / healthz {:.2}", l / h, c / h);
         }
@@ -656,7 +734,16 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
                 "list_rps": list.events_per_sec(), "list_p50_ms": list.quantile_ms(0.5), "list_p99_ms": list.quantile_ms(0.99), "list_p999_ms": list.quantile_ms(0.999), "list_errors": list.errors,
                 "count_rps": count.events_per_sec(), "count_p50_ms": count.quantile_ms(0.5), "count_p99_ms": count.quantile_ms(0.99), "count_errors": count.errors,
                 "server_peak_rss_mib": rss.map(|k| k as f64 / 1024.0),
-                "server_cpu_us_per_request": {"healthz": health_cpu, "list": list_cpu, "count": count_cpu}
+                "server_cpu_us_per_request": {"healthz": health_cpu, "list": list_cpu, "count": count_cpu},
+                "delete_rate": args.delete_rate,
+                "list_with_deletes_p50_ms": with_deletes.as_ref().map(|(l, _, _)| l.quantile_ms(0.5)),
+                "list_with_deletes_p99_ms": with_deletes.as_ref().map(|(l, _, _)| l.quantile_ms(0.99)),
+                "list_with_deletes_errors": with_deletes.as_ref().map(|(l, _, _)| l.errors),
+                "delete_p50_ms": with_deletes.as_ref().map(|(_, d, _)| d.quantile_ms(0.5)),
+                "delete_p99_ms": with_deletes.as_ref().map(|(_, d, _)| d.quantile_ms(0.99)),
+                "deletes_per_sec": with_deletes.as_ref().map(|(_, d, _)| d.events_per_sec()),
+                "delete_errors": with_deletes.as_ref().map(|(_, d, _)| d.errors),
+                "list_p99_ratio_without_over_with_deletes": delete_ratio
             })
         );
         Ok(())
