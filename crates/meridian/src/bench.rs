@@ -61,10 +61,14 @@ struct HistoryBenchArgs {
     /// Items per list page.
     #[arg(long, default_value_t = 20)]
     page: usize,
-    /// DELETEs per second sent beside the lists in the last phase (`DELETE …/history/{sku}`
-    /// of random users and SKUs: a marks commit with fsync each); 0 skips that phase.
+    /// DELETEs per second sent beside the lists in the comparison at the end (`DELETE
+    /// …/history/{sku}` of random users and SKUs: a marks commit with fsync each); 0 skips it.
     #[arg(long, default_value_t = 500)]
     delete_rate: u64,
+    /// Pairs of phases in that comparison, alternating: lists alone, then lists with the
+    /// DELETEs beside them (alternating spreads a noisy neighbour's bursts over both).
+    #[arg(long, default_value_t = 3)]
+    delete_pairs: usize,
     /// HTTP worker threads of the server under test (default: one per core).
     #[arg(long)]
     server_threads: Option<usize>,
@@ -90,6 +94,36 @@ struct IngestArgs {
     /// Directory for the temporary data (default: the system temp dir).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+}
+
+/// Lists alone against lists with DELETEs beside them, over alternating pairs of phases.
+#[derive(Debug)]
+struct DeleteComparison {
+    /// Lists alone, every pair's phase merged.
+    alone: Phase,
+    /// Lists with the DELETEs beside them, merged.
+    beside: Phase,
+    /// The DELETEs, merged.
+    deletes: Phase,
+    /// Per pair: list p99 alone and beside the DELETEs, ms.
+    pairs: Vec<(f64, f64)>,
+    /// Generator lag p99 over the phases with DELETEs, ms.
+    lag_p99_ms: f64,
+}
+
+impl Phase {
+    fn merge(phases: &[Phase]) -> anyhow::Result<Phase> {
+        let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        for p in phases {
+            latency_us.add(&p.latency_us)?;
+        }
+        Ok(Phase {
+            events: phases.iter().map(|p| p.events).sum(),
+            elapsed: phases.iter().map(|p| p.elapsed).sum(),
+            latency_us,
+            errors: phases.iter().map(|p| p.errors).sum(),
+        })
+    }
 }
 
 /// Results of one load phase.
@@ -632,7 +666,8 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         let count_user = user_of.clone();
         let (count, count_lag, count_cpu) = phase("count: GET …/history/count".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)))).await?;
         // Last, as its deletes give some users marks (their reads then go to the store):
-        // lists at the same rate with a stream of DELETEs beside them, in one schedule.
+        // lists alone and lists at the same rate with a stream of DELETEs beside them (one
+        // schedule), in alternating pairs of phases.
         let with_deletes = if args.delete_rate > 0 {
             let skus: Arc<Vec<String>> = Arc::new(world.catalog.skus.iter().map(|s| s.id.clone()).collect());
             let delete_client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
@@ -642,14 +677,14 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
                 let user_of = user_of.clone();
                 move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", user_of(k))
             }));
-            let user_of = user_of.clone();
+            let delete_user = user_of.clone();
             let request = move |k: u64| -> (usize, std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>) {
                 // Deletes spread evenly among the lists.
                 if (k + 1) * delete_rate / total_rate == k * delete_rate / total_rate {
                     return (0, Box::pin(list(k)));
                 }
                 let sku = &skus[(k.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 17) as usize % skus.len()];
-                let uri = format!("{base_uri}/v1/apps/bench/users/{}/history/{sku}", user_of(k.wrapping_mul(0x9E37_79B9)));
+                let uri = format!("{base_uri}/v1/apps/bench/users/{}/history/{sku}", delete_user(k.wrapping_mul(0x9E37_79B9)));
                 let request = hyper::Request::delete(uri).header("authorization", auth.clone()).body(Full::new(Bytes::new()));
                 let client = delete_client.clone();
                 (
@@ -663,14 +698,30 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
                     }),
                 )
             };
-            eprintln!("list at {rate} req/s with {delete_rate} DELETE/s beside it…");
-            if !warmup.is_zero() {
-                open_loop_mixed(total_rate, warmup, 512, 2, request.clone()).await?;
+            let (mut alone, mut beside, mut deletes, mut pairs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut lag = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            for pair in 1..=args.delete_pairs.max(1) {
+                let list_user = user_of.clone();
+                let (lists, _, _) = phase(format!("pair {pair}: list alone"), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)))).await?;
+                eprintln!("pair {pair}: list at {rate} req/s with {delete_rate} DELETE/s beside it…");
+                if !warmup.is_zero() {
+                    open_loop_mixed(total_rate, warmup, 512, 2, request.clone()).await?;
+                }
+                let (mut phases, phase_lag) = open_loop_mixed(total_rate, duration, 512, 2, request.clone()).await?;
+                lag.add(&phase_lag)?;
+                let (with, del) = (phases.remove(0), phases.remove(0));
+                pairs.push((lists.quantile_ms(0.99), with.quantile_ms(0.99)));
+                alone.push(lists);
+                beside.push(with);
+                deletes.push(del);
             }
-            let (mut phases, lag) = open_loop_mixed(total_rate, duration, 512, 2, request).await?;
-            let deletes = phases.pop().expect("two kinds");
-            let lists = phases.pop().expect("two kinds");
-            Some((lists, deletes, lag))
+            Some(DeleteComparison {
+                alone: Phase::merge(&alone)?,
+                beside: Phase::merge(&beside)?,
+                deletes: Phase::merge(&deletes)?,
+                pairs,
+                lag_p99_ms: lag.value_at_quantile(0.99) as f64 / 1000.0,
+            })
         } else {
             None
         };
@@ -698,9 +749,10 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             args.warmup_secs
         );
         let mut rows = vec![("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)];
-        if let Some((lists, deletes, _)) = &with_deletes {
-            rows.push(("GET history (list), DELETEs beside", lists));
-            rows.push(("DELETE history/{sku} (beside the lists)", deletes));
+        if let Some(c) = &with_deletes {
+            rows.push(("GET history (list), alone (pairs merged)", &c.alone));
+            rows.push(("GET history (list), DELETEs beside (pairs merged)", &c.beside));
+            rows.push(("DELETE history/{sku} (beside the lists)", &c.deletes));
         }
         print_phase_table(&rows);
         for (route, q50, q99, q999) in &server_side {
@@ -709,14 +761,16 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         let lag_ms = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         println!("generator schedule lag p99 (dispatch vs schedule, not in the latencies): healthz {:.3} ms, list {:.3} ms, count {:.3} ms", lag_ms(&health_lag), lag_ms(&list_lag), lag_ms(&count_lag));
         println!("p99 ratio list / healthz: {:.2}; count / healthz: {:.2}", list.quantile_ms(0.99) / health.quantile_ms(0.99), count.quantile_ms(0.99) / health.quantile_ms(0.99));
-        let delete_ratio = with_deletes.as_ref().map(|(lists, _, _)| list.quantile_ms(0.99) / lists.quantile_ms(0.99));
-        if let (Some(ratio), Some((lists, _, lag))) = (delete_ratio, &with_deletes) {
+        let delete_ratio = with_deletes.as_ref().map(|c| c.alone.quantile_ms(0.99) / c.beside.quantile_ms(0.99));
+        if let (Some(ratio), Some(c)) = (delete_ratio, &with_deletes) {
+            let pairs: Vec<String> = c.pairs.iter().map(|(a, b)| format!("{a:.3} / {b:.3} ms")).collect();
             println!(
-                "list p99 without / with {} DELETE/s beside: {:.3} / {:.3} ms = {ratio:.2} (1.0: the deletes cost the lists nothing); generator lag p99 {:.3} ms",
+                "list p99 alone / with {} DELETE/s beside: {:.3} / {:.3} ms = {ratio:.2} (1.0: the deletes cost the lists nothing); per pair {}; generator lag p99 beside the deletes {:.3} ms",
                 args.delete_rate,
-                list.quantile_ms(0.99),
-                lists.quantile_ms(0.99),
-                lag_ms(lag)
+                c.alone.quantile_ms(0.99),
+                c.beside.quantile_ms(0.99),
+                pairs.join(", "),
+                c.lag_p99_ms
             );
         }
         if let (Some(h), Some(l), Some(c)) = (health_cpu, list_cpu, count_cpu) {
@@ -736,13 +790,15 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
                 "server_peak_rss_mib": rss.map(|k| k as f64 / 1024.0),
                 "server_cpu_us_per_request": {"healthz": health_cpu, "list": list_cpu, "count": count_cpu},
                 "delete_rate": args.delete_rate,
-                "list_with_deletes_p50_ms": with_deletes.as_ref().map(|(l, _, _)| l.quantile_ms(0.5)),
-                "list_with_deletes_p99_ms": with_deletes.as_ref().map(|(l, _, _)| l.quantile_ms(0.99)),
-                "list_with_deletes_errors": with_deletes.as_ref().map(|(l, _, _)| l.errors),
-                "delete_p50_ms": with_deletes.as_ref().map(|(_, d, _)| d.quantile_ms(0.5)),
-                "delete_p99_ms": with_deletes.as_ref().map(|(_, d, _)| d.quantile_ms(0.99)),
-                "deletes_per_sec": with_deletes.as_ref().map(|(_, d, _)| d.events_per_sec()),
-                "delete_errors": with_deletes.as_ref().map(|(_, d, _)| d.errors),
+                "list_alone_p99_ms": with_deletes.as_ref().map(|c| c.alone.quantile_ms(0.99)),
+                "list_with_deletes_p50_ms": with_deletes.as_ref().map(|c| c.beside.quantile_ms(0.5)),
+                "list_with_deletes_p99_ms": with_deletes.as_ref().map(|c| c.beside.quantile_ms(0.99)),
+                "list_with_deletes_errors": with_deletes.as_ref().map(|c| c.beside.errors),
+                "delete_p50_ms": with_deletes.as_ref().map(|c| c.deletes.quantile_ms(0.5)),
+                "delete_p99_ms": with_deletes.as_ref().map(|c| c.deletes.quantile_ms(0.99)),
+                "deletes_per_sec": with_deletes.as_ref().map(|c| c.deletes.events_per_sec()),
+                "delete_errors": with_deletes.as_ref().map(|c| c.deletes.errors),
+                "delete_pairs_p99_ms": with_deletes.as_ref().map(|c| c.pairs.clone()),
                 "list_p99_ratio_without_over_with_deletes": delete_ratio
             })
         );
