@@ -8,8 +8,9 @@
 //! a complete or full hot list, or a cached count: `HistoryService::list_in_memory`) is
 //! answered inline in microseconds; every other call — reads that need the cold tier or
 //! the owner's marks, deletes and clears (a commit with fsync) — goes to the blocking
-//! pool, bounded by a semaphore so load queues asynchronously. With Redis every call goes
-//! to the blocking pool (network round trips).
+//! pool, bounded so load queues asynchronously: reads and writes by semaphores of their
+//! own, so a read never waits behind fsyncs. With Redis every call goes to the blocking
+//! pool (network round trips), all bounded together by the connection pool's size.
 
 use crate::auth::{app_id, require, require_global_admin};
 use crate::error::ApiError;
@@ -36,7 +37,8 @@ use utoipa_axum::routes;
 #[derive(Debug)]
 pub(crate) struct History;
 
-/// Blocking calls in flight at once with the embedded hot tier (store reads and commits).
+/// Blocking calls of each kind (store reads; commits) in flight at once with the embedded
+/// hot tier.
 const EMBEDDED_BLOCKING_CALLS: usize = 16;
 
 /// History's handler state.
@@ -52,20 +54,31 @@ struct HistoryCalls {
     service: Arc<HistoryService>,
     /// The hot tier is in this process: reads that need no store are answered inline.
     in_memory_reads: bool,
-    /// Bounds concurrent blocking calls, so load queues here (asynchronously) instead of
+    /// Bounds concurrent blocking reads, so load queues here (asynchronously) instead of
     /// growing threads and connections.
-    blocking: Arc<tokio::sync::Semaphore>,
+    reads: Arc<tokio::sync::Semaphore>,
+    /// Bounds concurrent blocking writes (the same semaphore as `reads` with Redis).
+    writes: Arc<tokio::sync::Semaphore>,
 }
 
 impl HistoryCalls {
     fn new(service: Arc<HistoryService>, in_memory_reads: bool) -> HistoryCalls {
-        let permits = if in_memory_reads { EMBEDDED_BLOCKING_CALLS } else { meridian_history_redis::POOL_IDLE };
-        HistoryCalls { service, in_memory_reads, blocking: Arc::new(tokio::sync::Semaphore::new(permits)) }
+        let (reads, writes) = if in_memory_reads {
+            (Arc::new(tokio::sync::Semaphore::new(EMBEDDED_BLOCKING_CALLS)), Arc::new(tokio::sync::Semaphore::new(EMBEDDED_BLOCKING_CALLS)))
+        } else {
+            let shared = Arc::new(tokio::sync::Semaphore::new(meridian_history_redis::POOL_IDLE));
+            (shared.clone(), shared)
+        };
+        HistoryCalls { service, in_memory_reads, reads, writes }
     }
 
-    /// Runs `f` on the blocking pool.
-    async fn off_thread<T: Send + 'static>(&self, f: impl FnOnce(&HistoryService) -> meridian_history::Result<T> + Send + 'static) -> Result<T, ApiError> {
-        let permit = self.blocking.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    /// Runs `f` on the blocking pool once `permits` has room.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        permits: &Arc<tokio::sync::Semaphore>,
+        f: impl FnOnce(&HistoryService) -> meridian_history::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = permits.clone().acquire_owned().await.map_err(ApiError::internal)?;
         let service = self.service.clone();
         let result = tokio::task::spawn_blocking(move || f(&service)).await.map_err(ApiError::internal)?;
         drop(permit);
@@ -78,7 +91,7 @@ impl HistoryCalls {
                 return Ok(page);
             }
         }
-        self.off_thread(move |s| s.list(&owner, limit, cursor.as_deref())).await
+        self.off_thread(&self.reads, move |s| s.list(&owner, limit, cursor.as_deref())).await
     }
 
     async fn count(&self, owner: Owner) -> Result<usize, ApiError> {
@@ -87,15 +100,15 @@ impl HistoryCalls {
                 return Ok(count);
             }
         }
-        self.off_thread(move |s| s.count(&owner)).await
+        self.off_thread(&self.reads, move |s| s.count(&owner)).await
     }
 
     async fn delete(&self, owner: Owner, sku: String) -> Result<(), ApiError> {
-        self.off_thread(move |s| s.delete(&owner, &sku)).await
+        self.off_thread(&self.writes, move |s| s.delete(&owner, &sku)).await
     }
 
     async fn clear(&self, owner: Owner) -> Result<(), ApiError> {
-        self.off_thread(move |s| s.clear(&owner)).await
+        self.off_thread(&self.writes, move |s| s.clear(&owner)).await
     }
 }
 
