@@ -1,7 +1,7 @@
 //! The collector: split → pipeline → de-duplicate → append (acknowledged after fsync)
 //! → per-event report; invalid events go to the dead-letter topic.
 
-use crate::dedup::{event_hash, Deduplicator};
+use crate::dedup::{event_hash, Deduplicator, Reservation};
 use crate::split::{split_events, Framing};
 use crate::{segment, CollectorError, Result};
 use arc_swap::ArcSwap;
@@ -113,7 +113,7 @@ pub struct Collector {
     log: Arc<dyn Log>,
     store: Arc<dyn KvStore>,
     pipeline: ArcSwap<Pipeline>,
-    dedup: Deduplicator,
+    dedup: Arc<Deduplicator>,
     config: CollectorConfig,
     dead_letter_topic: TopicName,
     id_prefix: String,
@@ -137,7 +137,7 @@ impl Collector {
         let mut nonce = [0u8; 4];
         getrandom::getrandom(&mut nonce).map_err(|e| CollectorError::InvalidArgument(format!("no random source: {e}")))?;
         let collector = Collector {
-            dedup: Deduplicator::new(config.dedup_window, config.dedup_max_entries, now),
+            dedup: Arc::new(Deduplicator::new(config.dedup_window, config.dedup_max_entries, now)),
             log,
             store,
             pipeline: ArcSwap::from_pointee(Pipeline::default()),
@@ -281,7 +281,8 @@ impl Collector {
                     routes: Vec::new(),
                     dead_letter: Some(AppendRecord {
                         key: Bytes::copy_from_slice(app.as_str().as_bytes()),
-                        value: Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
+                        // Strings and integers only: serialising it cannot fail.
+                        value: Bytes::from(serde_json::to_vec(&letter).expect("a dead letter always serialises to JSON")),
                         timestamp: received.millis(),
                     }),
                 }
@@ -315,7 +316,8 @@ impl Collector {
                     .enumerate()
                     .map(|(i, message)| {
                         let kind = message.get("type").and_then(Value::as_str).and_then(|t| segment::MESSAGE_TYPES.iter().copied().find(|k| *k == t));
-                        let raw = serde_json::to_vec(message).unwrap_or_default();
+                        // A JSON value just parsed: writing it back cannot fail.
+                        let raw = serde_json::to_vec(message).expect("a parsed JSON value always serialises");
                         match kind {
                             Some(kind) => self.prepare_value(&pipeline, app, i, Ok(message.clone()), &raw, kind, received),
                             None => self.prepare_value(
@@ -347,15 +349,26 @@ impl Collector {
 
     async fn store_prepared(&self, mut prepared: Vec<Prepared>, received: Timestamp) -> Result<IngestReport> {
         let hashes: Vec<u64> = prepared.iter().filter_map(|p| p.hash).collect();
-        let fresh = self.dedup.check_and_insert(&hashes, received.millis());
+        // A retry of an event whose first append is still in flight waits for its outcome:
+        // it is a duplicate only once that append is durable.
+        let (fresh, claim) = loop {
+            match self.dedup.reserve(&hashes, received.millis()) {
+                Reservation::Claimed(fresh, claim) => break (fresh, claim),
+                Reservation::InFlight(waits) => {
+                    metrics::counter!("meridian_collector_retry_waits_total").increment(1);
+                    for wait in waits {
+                        wait.settled().await;
+                    }
+                }
+            }
+        };
         let mut fresh_iter = fresh.into_iter();
         let mut by_topic: BTreeMap<TopicName, Vec<AppendRecord>> = BTreeMap::new();
         let mut dead_letters = Vec::new();
-        let mut inserted = Vec::new();
         for p in prepared.iter_mut() {
             if let Some(hash) = p.hash {
+                debug_assert!(hashes.contains(&hash));
                 if fresh_iter.next() == Some(true) {
-                    inserted.push(hash);
                     for (topic, record) in std::mem::take(&mut p.routes) {
                         by_topic.entry(topic).or_default().push(record);
                     }
@@ -376,9 +389,19 @@ impl Collector {
             by_topic.entry(self.dead_letter_topic.clone()).or_default().extend(dead_letters);
         }
         let appends: Vec<_> = by_topic.into_iter().map(|(topic, records)| self.log.append(&topic, records)).collect();
-        let results = futures::future::join_all(appends).await;
-        if let Some(error) = results.into_iter().find_map(|r| r.err()) {
-            self.dedup.forget(&inserted);
+        // The appends are awaited and the claim settled in a task of its own, so the
+        // outcome is recorded even if this request is dropped meanwhile (client gone):
+        // retries waiting for it then see what really happened.
+        let outcome = tokio::spawn(async move {
+            let results = futures::future::join_all(appends).await;
+            let error = results.into_iter().find_map(|r| r.err());
+            claim.settle(error.is_none());
+            error
+        });
+        // Only a panic or a runtime shutting down ends the task early; its claim then
+        // counted as failed, so a retry is stored.
+        let error = outcome.await.map_err(|e| LogError::Io(std::io::Error::other(format!("the append ended without an outcome: {e}"))))?;
+        if let Some(error) = error {
             return Err(match error {
                 LogError::Overloaded { .. } => {
                     metrics::counter!("meridian_collector_overloaded_total").increment(1);
@@ -435,47 +458,61 @@ impl Collector {
 
     /// Sends `app`'s dead letters received since the last replay through the current
     /// pipeline again. Valid ones are stored (de-duplicated by id), the others written
-    /// again with their new reason.
-    pub async fn replay_dead_letters(&self, app: &AppId) -> Result<ReplayReport> {
+    /// again with their new reason. The log reads, the pipeline and the cursor's commit
+    /// run on the blocking pool; only the appends are awaited here.
+    pub async fn replay_dead_letters(self: &Arc<Self>, app: &AppId) -> Result<ReplayReport> {
         let _guard = self.replay_lock.lock().await;
         let cursor_key = app.as_str().as_bytes().to_vec();
-        let from = self.store.get(DEAD_LETTER_CURSORS_TABLE, &cursor_key)?.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
-        let end = self.log.offsets(&self.dead_letter_topic, 0)?.end;
+        let (from, end) = {
+            let (this, key) = (self.clone(), cursor_key.clone());
+            off_async_thread(move || {
+                let from = this.store.get(DEAD_LETTER_CURSORS_TABLE, &key)?.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+                Ok((from, this.log.offsets(&this.dead_letter_topic, 0)?.end))
+            })
+            .await?
+        };
         let pipeline = self.pipeline();
         let mut report = ReplayReport::default();
         let mut next = from;
         while next < end {
-            let (letters, after) = self.dead_letters(app, next, 500)?;
-            let after = after.min(end);
-            let letters: Vec<DeadLetter> = letters.into_iter().filter(|l| l.offset < end).collect();
+            let (this, app, pipeline) = (self.clone(), app.clone(), pipeline.clone());
+            let (prepared, after) = off_async_thread(move || {
+                let (letters, after) = this.dead_letters(&app, next, 500)?;
+                let prepared: Vec<Prepared> = letters
+                    .iter()
+                    .filter(|l| l.offset < end)
+                    .enumerate()
+                    .map(|(i, letter)| {
+                        let format = match letter.format.as_str() {
+                            "event" => None,
+                            other => segment::MESSAGE_TYPES.iter().copied().find(|k| *k == other),
+                        };
+                        // Replays keep the original receive time so the time policy judges
+                        // the event as it was judged when it arrived.
+                        this.prepare(&pipeline, &app, i, letter.raw.as_bytes(), format, Timestamp(letter.received))
+                    })
+                    .collect();
+                Ok((prepared, after.min(end)))
+            })
+            .await?;
             next = after;
-            if letters.is_empty() {
+            if prepared.is_empty() {
                 continue;
             }
-            let received = Timestamp::now();
-            let prepared: Vec<Prepared> = letters
-                .iter()
-                .enumerate()
-                .map(|(i, letter)| {
-                    let format = match letter.format.as_str() {
-                        "event" => None,
-                        other => segment::MESSAGE_TYPES.iter().copied().find(|k| *k == other),
-                    };
-                    // Replays keep the original receive time so the time policy judges
-                    // the event as it was judged when it arrived.
-                    self.prepare(&pipeline, app, i, letter.raw.as_bytes(), format, Timestamp(letter.received))
-                })
-                .collect();
             report.replayed += prepared.len();
-            let stored = self.store_prepared(prepared, received).await?;
+            let stored = self.store_prepared(prepared, Timestamp::now()).await?;
             report.accepted += stored.accepted;
             report.duplicates += stored.duplicates;
             report.still_failing += stored.rejected;
             report.filtered += stored.filtered;
         }
-        let mut batch = WriteBatch::new();
-        batch.put(DEAD_LETTER_CURSORS_TABLE, cursor_key, end.to_be_bytes().to_vec());
-        self.store.commit(batch)?;
+        let this = self.clone();
+        off_async_thread(move || {
+            let mut batch = WriteBatch::new();
+            batch.put(DEAD_LETTER_CURSORS_TABLE, cursor_key, end.to_be_bytes().to_vec());
+            Ok(this.store.commit(batch)?)
+        })
+        .await?;
         Ok(report)
     }
 
@@ -491,4 +528,9 @@ impl Collector {
         }
         Ok(counts)
     }
+}
+
+/// Runs blocking work (log reads, store reads and commits) on the blocking pool.
+async fn off_async_thread<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| LogError::Io(std::io::Error::other(format!("blocking task failed: {e}"))))?
 }

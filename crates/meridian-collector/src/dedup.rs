@@ -1,14 +1,24 @@
 //! De-duplication of client retries by `(app, event id)` within a time window.
 //!
-//! Two generations of 64-bit hashes: ids go into the current one; every half window the
-//! previous generation is dropped and the current one becomes previous, so an id is
-//! remembered for at least half a window and at most a whole one. Memory is bounded by
-//! `max_entries`: when the current generation is full it rotates early (the effective
-//! window shrinks, counted in `meridian_dedup_early_rotations_total`).
+//! Two generations of 64-bit hashes, each spanning one whole window: ids go into the
+//! current one; once it is a window old the previous generation is dropped and the current
+//! one becomes previous. An id is therefore remembered for at least the whole window and
+//! at most two. Memory is bounded by `max_entries` per generation: when the current
+//! generation is full it rotates early (the effective window shrinks, counted in
+//! `meridian_dedup_early_rotations_total`).
+//!
+//! Durability first: an id is *claimed* before its event is appended and *settled* when
+//! the append's outcome is known. While a claim is open, a retry with the same id is not
+//! answered at all: [`Deduplicator::reserve`] hands back the open claims to wait for, and
+//! the retry checks again once they settle. A failed append forgets its ids, so the retry
+//! is stored; a successful one keeps them, so the retry is a duplicate. A retry is thus
+//! never told "duplicate" for an event that is not durable.
 
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The de-duplication hash of an event.
 pub fn event_hash(app: &str, event_id: &str) -> u64 {
@@ -24,37 +34,109 @@ struct Generations {
     current: HashSet<u64>,
     previous: HashSet<u64>,
     current_started_ms: i64,
+    /// Ids whose append is in flight; a receiver that completes when their claim settles.
+    in_flight: HashMap<u64, watch::Receiver<()>>,
 }
 
 /// Remembers recently accepted events.
 #[derive(Debug)]
 pub struct Deduplicator {
-    half_window_ms: i64,
+    window_ms: i64,
     max_entries: usize,
     state: Mutex<Generations>,
 }
 
+/// What [`Deduplicator::reserve`] found.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Nothing was in flight: per hash, true if new (now claimed), false if a duplicate
+    /// of a durable event (or of an earlier hash of the same slice). Settle the claim
+    /// with the outcome of the append.
+    Claimed(Vec<bool>, Claim),
+    /// Some hashes belong to appends still in flight; nothing was claimed. Wait for these
+    /// (each completes when its claim settles, however it ends) and reserve again.
+    InFlight(Vec<InFlight>),
+}
+
+/// An append in flight that a retry waits for.
+#[derive(Debug)]
+pub struct InFlight(watch::Receiver<()>);
+
+impl InFlight {
+    /// Completes once the claim settled (stored, failed or dropped).
+    pub async fn settled(mut self) {
+        // The sender is never used to send: it is dropped when the claim settles, which
+        // ends `changed` with an error.
+        while self.0.changed().await.is_ok() {}
+    }
+}
+
+/// Ids claimed for one append. [`Claim::settle`] records its outcome; dropping a claim
+/// without settling counts as a failed append (the ids are forgotten, so a retry is
+/// stored rather than lost).
+#[derive(Debug)]
+pub struct Claim {
+    dedup: Arc<Deduplicator>,
+    hashes: Vec<u64>,
+    done: Option<watch::Sender<()>>,
+}
+
+impl Claim {
+    /// Records whether the append of the claimed ids became durable, and releases the
+    /// retries waiting for it.
+    pub fn settle(mut self, durable: bool) {
+        self.finish(durable);
+    }
+
+    fn finish(&mut self, durable: bool) {
+        let Some(done) = self.done.take() else { return };
+        {
+            let mut g = self.dedup.state.lock();
+            for h in &self.hashes {
+                g.in_flight.remove(h);
+                if durable {
+                    // A rotation may have dropped it while in flight; it counts from now.
+                    if !g.previous.contains(h) {
+                        g.current.insert(*h);
+                    }
+                } else {
+                    g.current.remove(h);
+                    g.previous.remove(h);
+                }
+            }
+        }
+        drop(done);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
 impl Deduplicator {
-    /// Remembers ids for `window` (at least half of it), at most `max_entries` ids per generation.
+    /// Remembers ids for at least `window` (at most twice that), at most `max_entries`
+    /// ids per generation.
     pub fn new(window: Duration, max_entries: usize, now_ms: i64) -> Deduplicator {
         Deduplicator {
-            half_window_ms: (window.as_millis() as i64 / 2).max(1),
+            window_ms: (window.as_millis() as i64).max(1),
             max_entries: max_entries.max(1),
-            state: Mutex::new(Generations { current: HashSet::new(), previous: HashSet::new(), current_started_ms: now_ms }),
+            state: Mutex::new(Generations { current: HashSet::new(), previous: HashSet::new(), current_started_ms: now_ms, in_flight: HashMap::new() }),
         }
     }
 
-    /// The full window in milliseconds.
+    /// The window in milliseconds: an id is remembered at least this long.
     pub fn window_ms(&self) -> i64 {
-        self.half_window_ms * 2
+        self.window_ms
     }
 
     fn rotate_if_due(&self, g: &mut Generations, now_ms: i64) {
-        if now_ms - g.current_started_ms >= 2 * self.half_window_ms {
+        if now_ms - g.current_started_ms >= 2 * self.window_ms {
             g.previous.clear();
             g.current.clear();
             g.current_started_ms = now_ms;
-        } else if now_ms - g.current_started_ms >= self.half_window_ms || g.current.len() >= self.max_entries {
+        } else if now_ms - g.current_started_ms >= self.window_ms || g.current.len() >= self.max_entries {
             if g.current.len() >= self.max_entries {
                 metrics::counter!("meridian_dedup_early_rotations_total").increment(1);
             }
@@ -63,30 +145,29 @@ impl Deduplicator {
         }
     }
 
-    /// For each hash, true if it is new (and now remembered), false if it is a duplicate
-    /// (also of an earlier hash in the same slice).
-    pub fn check_and_insert(&self, hashes: &[u64], now_ms: i64) -> Vec<bool> {
+    /// Checks `hashes` (the events of one request) and, unless one of them is in flight
+    /// elsewhere, claims the new ones for this request's append. See [`Reservation`].
+    pub fn reserve(self: &Arc<Self>, hashes: &[u64], now_ms: i64) -> Reservation {
         let mut g = self.state.lock();
+        let waits: Vec<InFlight> = hashes.iter().filter_map(|h| g.in_flight.get(h)).map(|rx| InFlight(rx.clone())).collect();
+        if !waits.is_empty() {
+            return Reservation::InFlight(waits);
+        }
         self.rotate_if_due(&mut g, now_ms);
-        hashes
+        let (done, rx) = watch::channel(());
+        let mut claimed = Vec::new();
+        let fresh = hashes
             .iter()
             .map(|h| {
-                if g.previous.contains(h) {
-                    false
-                } else {
-                    g.current.insert(*h)
+                let new = !g.previous.contains(h) && g.current.insert(*h);
+                if new {
+                    g.in_flight.insert(*h, rx.clone());
+                    claimed.push(*h);
                 }
+                new
             })
-            .collect()
-    }
-
-    /// Forgets hashes that were inserted but whose events were not stored after all.
-    pub fn forget(&self, hashes: &[u64]) {
-        let mut g = self.state.lock();
-        for h in hashes {
-            g.current.remove(h);
-            g.previous.remove(h);
-        }
+            .collect();
+        Reservation::Claimed(fresh, Claim { dedup: self.clone(), hashes: claimed, done: Some(done) })
     }
 
     /// Remembers an event found in the log during recovery.
@@ -94,7 +175,7 @@ impl Deduplicator {
         self.state.lock().current.insert(hash);
     }
 
-    /// Number of remembered ids.
+    /// Number of remembered ids (in flight included).
     pub fn len(&self) -> usize {
         let g = self.state.lock();
         g.current.len() + g.previous.len()
@@ -110,30 +191,83 @@ impl Deduplicator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn duplicates_within_window_and_batch() {
-        let d = Deduplicator::new(Duration::from_secs(60), 1000, 0);
-        assert_eq!(d.check_and_insert(&[1, 2, 1], 0), vec![true, true, false]);
-        assert_eq!(d.check_and_insert(&[2, 3], 10_000), vec![false, true]);
-        // After half a window the ids move to the previous generation and still count.
-        assert_eq!(d.check_and_insert(&[1], 31_000), vec![false]);
-        // After a whole window without use they are forgotten.
-        assert_eq!(d.check_and_insert(&[1], 200_000), vec![true]);
+    fn dedup(window_secs: u64, max_entries: usize) -> Arc<Deduplicator> {
+        Arc::new(Deduplicator::new(Duration::from_secs(window_secs), max_entries, 0))
+    }
+
+    /// Reserves and settles at once, as a request whose append succeeds.
+    fn stored(d: &Arc<Deduplicator>, hashes: &[u64], now_ms: i64) -> Vec<bool> {
+        match d.reserve(hashes, now_ms) {
+            Reservation::Claimed(fresh, claim) => {
+                claim.settle(true);
+                fresh
+            }
+            Reservation::InFlight(_) => panic!("nothing is in flight"),
+        }
     }
 
     #[test]
-    fn forget_undoes_an_insert() {
-        let d = Deduplicator::new(Duration::from_secs(60), 1000, 0);
-        assert_eq!(d.check_and_insert(&[7], 0), vec![true]);
-        d.forget(&[7]);
-        assert_eq!(d.check_and_insert(&[7], 1), vec![true]);
+    fn duplicates_within_window_and_batch() {
+        let d = dedup(60, 1000);
+        assert_eq!(stored(&d, &[1, 2, 1], 0), vec![true, true, false]);
+        assert_eq!(stored(&d, &[2, 3], 10_000), vec![false, true]);
+        // After a window the ids move to the previous generation and still count.
+        assert_eq!(stored(&d, &[1], 61_000), vec![false]);
+        // After two windows without use they are forgotten.
+        assert_eq!(stored(&d, &[1], 200_000), vec![true]);
+    }
+
+    #[test]
+    fn an_id_is_remembered_for_the_whole_window_wherever_it_falls_in_a_generation() {
+        let window_ms = 60_000;
+        for inserted_at in [0, 1, 29_999, 30_000, 45_000, 59_999] {
+            let d = dedup(60, 1000);
+            // Something at 0 starts the first generation.
+            stored(&d, &[999], 0);
+            assert_eq!(stored(&d, &[7], inserted_at), vec![true]);
+            // Other traffic keeps the generations turning.
+            for t in (inserted_at..inserted_at + window_ms).step_by(5_000) {
+                stored(&d, &[t as u64 + 10_000_000], t);
+            }
+            assert_eq!(stored(&d, &[7], inserted_at + window_ms - 1), vec![false], "id inserted at {inserted_at} ms forgotten before a whole window passed");
+        }
+    }
+
+    #[test]
+    fn a_failed_or_dropped_claim_forgets_its_ids() {
+        let d = dedup(60, 1000);
+        let Reservation::Claimed(fresh, claim) = d.reserve(&[7, 8], 0) else { panic!() };
+        assert_eq!(fresh, vec![true, true]);
+        claim.settle(false);
+        assert_eq!(stored(&d, &[7], 1), vec![true], "a failed append is not a duplicate");
+        let Reservation::Claimed(_, claim) = d.reserve(&[9], 2) else { panic!() };
+        drop(claim);
+        assert_eq!(stored(&d, &[9], 3), vec![true], "a claim dropped unsettled counts as failed");
+    }
+
+    #[test]
+    fn a_retry_waits_while_the_first_append_is_in_flight() {
+        let d = dedup(60, 1000);
+        let Reservation::Claimed(_, claim) = d.reserve(&[7], 0) else { panic!() };
+        let Reservation::InFlight(waits) = d.reserve(&[5, 7], 1) else { panic!("the retry must wait, not be answered") };
+        assert_eq!(waits.len(), 1);
+        assert_eq!(stored(&d, &[5], 1), vec![true], "nothing of the waiting request was claimed");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let waiter = rt.spawn(async move {
+            for w in waits {
+                w.settled().await;
+            }
+        });
+        claim.settle(true);
+        rt.block_on(waiter).unwrap();
+        assert_eq!(stored(&d, &[7], 2), vec![false], "settled as stored: now a duplicate");
     }
 
     #[test]
     fn memory_is_bounded() {
-        let d = Deduplicator::new(Duration::from_secs(3600), 10, 0);
+        let d = dedup(3600, 10);
         for i in 0..100u64 {
-            d.check_and_insert(&[i], 1);
+            stored(&d, &[i], 1);
         }
         assert!(d.len() <= 20, "{}", d.len());
     }

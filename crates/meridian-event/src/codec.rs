@@ -59,7 +59,8 @@ struct WireEvent<'a> {
 impl Event {
     /// Appends the encoding of this event to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let props = if self.props.is_empty() { String::new() } else { serde_json::to_string(&self.props).unwrap_or_default() };
+        // A map of JSON values with string keys: writing it cannot fail.
+        let props = if self.props.is_empty() { String::new() } else { serde_json::to_string(&self.props).expect("JSON props always serialise") };
         let c = &self.context;
         let wire = WireEvent {
             id: self.id.as_str(),
@@ -84,9 +85,9 @@ impl Event {
             props: &props,
         };
         out.push(CODEC_VERSION);
-        // Serialising borrowed strings and integers into a Vec cannot fail.
-        let encoded = postcard::to_extend(&wire, std::mem::take(out)).unwrap_or_default();
-        *out = encoded;
+        // Borrowed strings and integers into a growable Vec: postcard cannot fail here (it
+        // fails only on a full fixed buffer or a sequence of unknown length).
+        *out = postcard::to_extend(&wire, std::mem::take(out)).expect("an event always encodes into a Vec");
     }
 
     /// The encoding of this event.
@@ -204,6 +205,22 @@ mod tests {
         assert_eq!(Event::decode(&bytes).unwrap(), event);
         let json_len = serde_json::to_vec(&event).unwrap().len();
         assert!(bytes.len() * 2 < json_len, "binary {} vs json {json_len}", bytes.len());
+    }
+
+    #[test]
+    fn encode_into_appends_to_the_callers_buffer_and_deep_props_round_trip() {
+        let mut event = sample();
+        // As deep as an event parsed from JSON can be (serde_json stops at 128 levels).
+        let mut deep = serde_json::json!("leaf \u{1F600} \"quoted\"");
+        for _ in 0..120 {
+            deep = serde_json::json!({"k": deep, "n": [1.5e300, -0.0, u64::MAX]});
+        }
+        event.props = serde_json::json!({"deep": deep}).as_object().unwrap().clone();
+        let mut out = b"earlier".to_vec();
+        event.encode_into(&mut out);
+        assert_eq!(&out[..7], b"earlier", "the buffer's earlier bytes are kept");
+        assert!(out.len() > 7 + 120 * 8);
+        assert_eq!(Event::decode(&out[7..]).unwrap(), event);
     }
 
     #[test]

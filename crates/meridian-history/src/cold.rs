@@ -7,14 +7,25 @@
 //! delta-coded entry list, newest first (4–6 bytes per entry).
 //!
 //! TTL: an owner's cold history expires `ttl` after its newest view (checked at read;
-//! [`ColdTier::purge_expired`] deletes expired keys). Using the newest view time rather
-//! than a wall-clock write time makes the value a pure function of the events, so replays
-//! and rebuilds produce the same bytes.
+//! [`ColdTier::purge_expired`], run periodically through
+//! [`crate::HistoryService::purge_expired`], deletes expired keys). Using the newest view
+//! time rather than a wall-clock write time makes the value a pure function of the events,
+//! so replays and rebuilds produce the same bytes.
+//!
+//! The purge runs beside the processor, which may be writing a fresh value for an owner
+//! the purge just read as expired (a view after two idle months). A [`ColdWriteFence`]
+//! keeps it from deleting that value: the processor registers the owners of a round
+//! before the round commits, and the purge drops registered owners from its deletions
+//! and commits them while holding the fence, so a registration either comes first (the
+//! owner is spared) or after the purge's commit (the processor's write lands after the
+//! delete).
 
 use crate::codec::{decode_entries, encode_entries};
 use crate::model::{Entry, OwnerKey};
 use crate::Result;
 use meridian_state::{KvStore, WriteBatch};
+use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -81,17 +92,53 @@ impl Drop for RebuildGuard {
     }
 }
 
+/// Owners whose cold value the processor writes in a round that may not have committed
+/// yet (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub struct ColdWriteFence {
+    rounds: Arc<Mutex<FenceRounds>>,
+}
+
+#[derive(Debug, Default)]
+struct FenceRounds {
+    /// Owners written in the round in progress.
+    current: HashSet<OwnerKey>,
+    /// Owners written in the round before: its commit comes after its end of round, so it
+    /// is certainly done only once the next round ends.
+    previous: HashSet<OwnerKey>,
+}
+
+impl ColdWriteFence {
+    /// Registers owners whose cold value the round in progress writes (before the commit).
+    pub fn writing(&self, owners: impl IntoIterator<Item = OwnerKey>) {
+        self.rounds.lock().current.extend(owners);
+    }
+
+    /// Called at the end of every round: the round before it has committed by now.
+    pub fn round_ended(&self) {
+        let mut rounds = self.rounds.lock();
+        rounds.previous = std::mem::take(&mut rounds.current);
+    }
+}
+
 /// The cold tier (see the module docs).
 #[derive(Debug, Clone)]
 pub struct ColdTier {
     store: Arc<dyn KvStore>,
     ttl_ms: i64,
+    /// Shared by clones: the processor's and the service's copies.
+    fence: ColdWriteFence,
 }
 
 impl ColdTier {
     /// A cold tier in `store` whose histories expire `ttl_ms` after their newest view.
     pub fn new(store: Arc<dyn KvStore>, ttl_ms: i64) -> ColdTier {
-        ColdTier { store, ttl_ms }
+        ColdTier { store, ttl_ms, fence: ColdWriteFence::default() }
+    }
+
+    /// The fence the processor registers its writes with (see the module docs).
+    pub fn fence(&self) -> &ColdWriteFence {
+        &self.fence
     }
 
     /// The store.
@@ -150,7 +197,8 @@ impl ColdTier {
     }
 
     /// Deletes expired histories, `chunk` keys per scan and commit (so live reads and the
-    /// processor are not held up). Returns how many were deleted.
+    /// processor are not held up), sparing owners the processor is writing (registered
+    /// with [`Self::fence`]). Returns how many were deleted.
     pub fn purge_expired(&self, now_ms: i64, chunk: usize) -> Result<u64> {
         let chunk = chunk.max(1);
         let mut removed = 0;
@@ -163,14 +211,21 @@ impl ColdTier {
             let rows = self.store.range(COLD_TABLE, start, Bound::Unbounded, chunk)?;
             let Some((last, _)) = rows.last() else { break };
             after = Some(last.clone());
-            let mut batch = WriteBatch::new();
-            for (k, v) in &rows {
-                if self.decode(v, now_ms).is_none() {
-                    batch.delete(COLD_TABLE, k.clone());
+            let expired: Vec<&Vec<u8>> = rows.iter().filter(|(_, v)| self.decode(v, now_ms).is_none()).map(|(k, _)| k).collect();
+            if !expired.is_empty() {
+                let rounds = self.fence.rounds.lock();
+                let mut batch = WriteBatch::new();
+                for key in expired {
+                    if OwnerKey::from_bytes(key).is_some_and(|o| rounds.current.contains(&o) || rounds.previous.contains(&o)) {
+                        continue;
+                    }
+                    batch.delete(COLD_TABLE, key.clone());
                     removed += 1;
                 }
+                // Under the fence: see the module docs.
+                self.store.commit(batch)?;
+                drop(rounds);
             }
-            self.store.commit(batch)?;
             if rows.len() < chunk {
                 break;
             }
@@ -205,6 +260,32 @@ mod tests {
         ColdTier::put(&mut batch, a, &[]);
         cold.store().commit(batch).unwrap();
         assert_eq!(cold.get(a, t).unwrap(), None, "empty list deletes");
+    }
+
+    #[test]
+    fn the_purge_spares_owners_the_processor_writes_until_their_round_committed() {
+        let cold = ColdTier::new(Arc::new(MemoryStore::new()), 86_400_000);
+        let t = BASE_MS + 100_000_000_000;
+        let owners: Vec<OwnerKey> = (1..=4u128).map(OwnerKey).collect();
+        let mut batch = WriteBatch::new();
+        for o in &owners {
+            ColdTier::put(&mut batch, *o, &[Entry::new(5, t)]);
+        }
+        cold.store().commit(batch).unwrap();
+        let later = t + 2 * 86_400_000;
+        // The processor's copy registers owner 1 in a round, owner 2 in the next one.
+        let processor_copy = cold.clone();
+        processor_copy.fence().writing([owners[0]]);
+        processor_copy.fence().round_ended();
+        processor_copy.fence().writing([owners[1]]);
+        assert_eq!(cold.purge_expired(later, 2).unwrap(), 2, "owners 3 and 4 only");
+        let present = |o: OwnerKey| cold.store().get(COLD_TABLE, &ColdTier::key(o)).unwrap().is_some();
+        assert!(present(owners[0]) && present(owners[1]) && !present(owners[2]) && !present(owners[3]));
+        processor_copy.fence().round_ended();
+        assert_eq!(cold.purge_expired(later, 2).unwrap(), 1, "owner 1's round is committed: the next round ended");
+        processor_copy.fence().round_ended();
+        assert_eq!(cold.purge_expired(later, 2).unwrap(), 1);
+        assert!(!present(owners[1]));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `[history]` config section: N, tiers, TTLs, catalog batching, count cache.
+//! The `[history]` config section: N, tiers, TTLs and purge interval, catalog batching,
+//! count cache.
 
 use crate::hot::HotConfig;
 use meridian_config::{check, check_range, FieldError, Section};
@@ -35,8 +36,11 @@ pub struct HistoryConfig {
     pub redis_prefix: String,
     /// Hot-tier TTL after an owner's last write, hours.
     pub hot_ttl_hours: u64,
-    /// Cold-tier TTL after an owner's newest view, days.
+    /// Cold-tier TTL after an owner's newest view, days (reads hide expired histories at
+    /// once; the purge frees their space).
     pub cold_ttl_days: u64,
+    /// Seconds between purges of expired histories (cold tier and the embedded hot tier).
+    pub purge_interval_secs: u64,
     /// SKUs per catalog lookup when filling a list.
     pub catalog_batch_size: usize,
     /// Owners whose count is cached.
@@ -56,6 +60,7 @@ impl Default for HistoryConfig {
             redis_prefix: "meridian:history:".into(),
             hot_ttl_hours: 96,
             cold_ttl_days: 62,
+            purge_interval_secs: 3600,
             catalog_batch_size: 50,
             count_cache_capacity: 100_000,
             count_cache_ttl_secs: 600,
@@ -72,6 +77,11 @@ impl HistoryConfig {
     /// Cold-tier TTL in milliseconds.
     pub fn cold_ttl_ms(&self) -> i64 {
         self.cold_ttl_days as i64 * 86_400_000
+    }
+
+    /// Time between purges of expired histories.
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_secs(self.purge_interval_secs)
     }
 
     /// Longest a cached count is kept.
@@ -99,6 +109,7 @@ impl Section for HistoryConfig {
         check_range("memory_mb", self.memory_mb, 1, 1 << 20)?;
         check_range("hot_ttl_hours", self.hot_ttl_hours, 1, 24 * 365)?;
         check_range("cold_ttl_days", self.cold_ttl_days, 1, 3650)?;
+        check_range("purge_interval_secs", self.purge_interval_secs, 1, 7 * 86_400)?;
         check_range("catalog_batch_size", self.catalog_batch_size, 1, 10_000)?;
         check_range("count_cache_ttl_secs", self.count_cache_ttl_secs, 1, 86_400)?;
         check(self.hot != HotTierKind::Redis || self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"), "redis_url", || {

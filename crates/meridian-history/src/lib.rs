@@ -23,7 +23,7 @@ pub mod rebuild;
 pub mod service;
 
 pub use meridian_catalog::{CatalogLookup, InMemoryCatalog, SkuInfo};
-pub use cold::{ColdGeneration, ColdTier};
+pub use cold::{ColdGeneration, ColdTier, ColdWriteFence};
 pub use hot::embedded::EmbeddedHotTier;
 pub use hot::{HotConfig, HotList, HotTier, OwnerUpdate};
 pub use marks::{Marks, OwnerMarks};
@@ -31,7 +31,7 @@ pub use model::{Clock, Entry, ManualClock, Owner, OwnerKey, OwnerKind, SystemClo
 pub use processor::{CountInvalidator, HistoryProcessor, ProcessorConfig, PROCESSOR_NAME};
 pub use rebuild::{RebuildConfig, RebuildReport};
 pub use config::{HistoryConfig, HotTierKind};
-pub use service::{HistoryService, Item, Page};
+pub use service::{HistoryService, Item, Page, PurgeReport};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -193,7 +193,7 @@ impl HistoryProcessor {
         let removed = serde_json::json!({
             "cold_entries": cold_entries,
             "hot_entries": hot_entries,
-            "deletion_marks": marks.deleted.len() + usize::from(marks.clear_ms.is_some()),
+            "deletion_marks": marks.deleted().len() + usize::from(marks.clear_ms.is_some()),
         });
         ctx.erasure_receipt(&erasure.id, removed)?;
         self.stats.erasures += 1;
@@ -291,6 +291,8 @@ impl Processor for HistoryProcessor {
         if order.is_empty() {
             return Ok(());
         }
+        // Before the commit: a purge running beside the processor spares these owners.
+        self.cold.fence().writing(order.iter().copied());
         let mut updates = Vec::with_capacity(order.len());
         let generation = self.generation.current();
         for owner in order {
@@ -315,6 +317,7 @@ impl Processor for HistoryProcessor {
     /// before the commit: a failed hot write fails the round (it is retried with the same
     /// records); the cold writes are still only in the uncommitted batch.
     fn end_of_round(&mut self, _ctx: &mut ProcessContext<'_>) -> meridian_runtime::Result<()> {
+        self.cold.fence().round_ended();
         let now = self.clock.now_ms();
         let mut views: Vec<OwnerUpdate> = Vec::new();
         for write in std::mem::take(&mut self.hot_writes) {

@@ -18,6 +18,7 @@ use crate::processor::{CountInvalidator, HistoryProcessor, ProcessorConfig};
 use crate::{Error, Result};
 use meridian_log::TopicName;
 use meridian_state::KvStore;
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -46,9 +47,26 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// What a purge of expired histories removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// Owners whose cold history was deleted.
+    pub cold_owners: u64,
+    /// Owners removed from the hot tier (0 for tiers that expire entries themselves).
+    pub hot_owners: u64,
+    /// False when it did not run because a rebuild of the cold tier was running.
+    pub ran: bool,
+}
+
+/// Cold keys per scan and commit of a purge.
+const PURGE_CHUNK: usize = 1000;
+
 /// The query service (see the module docs). Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct HistoryService {
+    /// Held by a cold-tier rebuild and by a purge: they do not run at once (a purge could
+    /// delete a value the rebuild just wrote for an owner it read as expired).
+    maintenance: Mutex<()>,
     config: HistoryConfig,
     hot: Arc<dyn HotTier>,
     cold: ColdTier,
@@ -79,7 +97,8 @@ impl HistoryService {
         let counts = CountInvalidator::new(config.count_cache_capacity, config.count_cache_ttl());
         let generation = ColdGeneration::load(&*store)?;
         let cold = ColdTier::new(store.clone(), config.cold_ttl_ms());
-        Ok(HistoryService { config, hot, cold, generation, marks: Marks::new(store), catalog, clock, counts })
+        let marks = Marks::with_presence_filter(store)?;
+        Ok(HistoryService { maintenance: Mutex::new(()), config, hot, cold, generation, marks, catalog, clock, counts })
     }
 
     /// The processor feeding this service (sharing its tiers, marks and count cache).
@@ -98,8 +117,23 @@ impl HistoryService {
     /// hot lists' complete marks are neither trusted nor set while it runs, and marks
     /// from before it no longer count after it. Reads and the processor keep going.
     pub fn rebuild(&self, log: &dyn meridian_log::Log, config: &crate::rebuild::RebuildConfig, now_ms: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<crate::rebuild::RebuildReport> {
+        let _maintenance = self.maintenance.lock();
         let _suspended = self.generation.begin_rebuild(&**self.cold.store())?;
         crate::rebuild::rebuild_cold(log, self.cold.store(), config, now_ms, progress)
+    }
+
+    /// Frees what expired owners hold: cold histories whose newest view is older than the
+    /// cold TTL (deleted in chunks, sparing owners the processor is writing) and expired
+    /// hot-tier owners. Reads already hide both; this gives the space back. Skipped (and
+    /// reported as not run) while a rebuild of the cold tier runs.
+    pub fn purge_expired(&self) -> Result<PurgeReport> {
+        let Some(_maintenance) = self.maintenance.try_lock() else { return Ok(PurgeReport::default()) };
+        let now = self.clock.now_ms();
+        let hot_owners = self.hot.remove_expired(now)?;
+        let cold_owners = self.cold.purge_expired(now, PURGE_CHUNK)?;
+        metrics::counter!("meridian_history_purged_owners_total", "tier" => "hot").increment(hot_owners);
+        metrics::counter!("meridian_history_purged_owners_total", "tier" => "cold").increment(cold_owners);
+        Ok(PurgeReport { cold_owners, hot_owners, ran: true })
     }
 
     /// The configuration.
@@ -127,6 +161,24 @@ impl HistoryService {
             return Err(Error::InvalidOwner(format!("ids are 1-128 bytes, got {}", owner.id.len())));
         }
         Ok(owner.key())
+    }
+
+    /// The owner's visible entries from the hot tier alone, when that is the whole answer
+    /// and no store read is needed: the owner has no marks (known from memory) and its hot
+    /// list is marked complete in the current cold generation or holds N entries. `None`
+    /// when the store must be read ([`Self::entries`]). Touches the hot tier only.
+    pub fn entries_in_memory(&self, owner: &Owner) -> Result<Option<Vec<Entry>>> {
+        let key = Self::check_owner(owner)?;
+        if self.marks.may_have_marks(key) {
+            return Ok(None);
+        }
+        let generation = self.generation.current();
+        let Some(h) = self.hot.read(key, self.clock.now_ms())? else { return Ok(None) };
+        if (generation.is_some() && h.complete_in == generation) || h.entries.len() >= self.config.max_items {
+            metrics::counter!("meridian_history_cold_reads_skipped_total").increment(1);
+            return Ok(Some(h.entries));
+        }
+        Ok(None)
     }
 
     /// The owner's visible entries (before SPU de-dup), newest first; promotes cold data.
@@ -206,13 +258,28 @@ impl HistoryService {
     /// A page of the owner's history, newest first. `limit` is 1..=N; `cursor` is a
     /// previous page's `next_cursor`. An unknown owner has an empty list.
     pub fn list(&self, owner: &Owner, limit: usize, cursor: Option<&str>) -> Result<Page> {
+        let after = self.check_page(limit, cursor)?;
+        let entries = self.entries(owner)?;
+        Ok(self.page(&entries, limit, after))
+    }
+
+    /// [`Self::list`] when it needs no store read ([`Self::entries_in_memory`]); `None`
+    /// when it does.
+    pub fn list_in_memory(&self, owner: &Owner, limit: usize, cursor: Option<&str>) -> Result<Option<Page>> {
+        let after = self.check_page(limit, cursor)?;
+        Ok(self.entries_in_memory(owner)?.map(|entries| self.page(&entries, limit, after)))
+    }
+
+    fn check_page(&self, limit: usize, cursor: Option<&str>) -> Result<Option<(i64, u64)>> {
         if limit == 0 || limit > self.config.max_items {
             return Err(Error::InvalidLimit { limit, max: self.config.max_items });
         }
-        let after = cursor.map(decode_cursor).transpose()?;
-        let entries = self.entries(owner)?;
+        cursor.map(decode_cursor).transpose()
+    }
+
+    fn page(&self, entries: &[Entry], limit: usize, after: Option<(i64, u64)>) -> Page {
         let mut items: Vec<(Entry, Item)> = Vec::with_capacity(limit + 1);
-        self.walk(&entries, |e, info| {
+        self.walk(entries, |e, info| {
             if let Some((t, s)) = after {
                 if (e.time_ms, e.sku) >= (t, s) {
                     return true;
@@ -227,24 +294,41 @@ impl HistoryService {
         } else {
             None
         };
-        Ok(Page { items: items.into_iter().map(|(_, i)| i).collect(), next_cursor })
+        Page { items: items.into_iter().map(|(_, i)| i).collect(), next_cursor }
     }
 
     /// min(distinct items after SPU de-dup and deletions, N), cached until the owner is
     /// written or deleted from.
     pub fn count(&self, owner: &Owner) -> Result<usize> {
-        let key = Self::check_owner(owner)?;
-        if let Some(c) = self.counts.cache.get(&key.0) {
+        if let Some(c) = self.cached_count(owner)? {
             return Ok(c);
         }
         let entries = self.entries(owner)?;
+        Ok(self.count_of(owner.key(), &entries))
+    }
+
+    /// [`Self::count`] when it needs no store read (a cached count, or
+    /// [`Self::entries_in_memory`]); `None` when it does.
+    pub fn count_in_memory(&self, owner: &Owner) -> Result<Option<usize>> {
+        if let Some(c) = self.cached_count(owner)? {
+            return Ok(Some(c));
+        }
+        Ok(self.entries_in_memory(owner)?.map(|entries| self.count_of(owner.key(), &entries)))
+    }
+
+    fn cached_count(&self, owner: &Owner) -> Result<Option<usize>> {
+        let key = Self::check_owner(owner)?;
+        Ok(self.counts.cache.get(&key.0))
+    }
+
+    fn count_of(&self, key: OwnerKey, entries: &[Entry]) -> usize {
         let mut count = 0;
-        self.walk(&entries, |_, _| {
+        self.walk(entries, |_, _| {
             count += 1;
             true
         });
         self.counts.cache.insert(key.0, count);
-        Ok(count)
+        count
     }
 
     /// Deletes one SKU (given as its decimal id) from the owner's history.

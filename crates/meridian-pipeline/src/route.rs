@@ -182,8 +182,8 @@ fn copy_props_path(from: &Map<String, Value>, to: &mut Map<String, Value>, keys:
 pub(crate) fn encode(event: &Event, format: PayloadFormat) -> Vec<u8> {
     match format {
         PayloadFormat::Binary => event.encode(),
-        // Serialising an Event (string keys, finite numbers) cannot fail.
-        PayloadFormat::Json => serde_json::to_vec(event).unwrap_or_default(),
+        // Serialising an Event (string keys, JSON values, integers) cannot fail.
+        PayloadFormat::Json => serde_json::to_vec(event).expect("an event always serialises to JSON"),
     }
 }
 

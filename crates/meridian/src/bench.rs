@@ -1,5 +1,7 @@
 //! `meridian bench ingest`: sustained ingest over HTTP on loopback into the durable log,
 //! against a baseline measured in the same run (raw appends to the embedded log alone).
+//! `meridian bench history`: history list/count latency at a fixed rate against `/healthz`,
+//! and the list's p99 with a stream of DELETEs beside it against the list alone.
 //!
 //! The server is this binary started as a child process (`serve` on a temporary data
 //! directory), so its peak RSS is its own. Each request carries `--batch` events with
@@ -59,6 +61,14 @@ struct HistoryBenchArgs {
     /// Items per list page.
     #[arg(long, default_value_t = 20)]
     page: usize,
+    /// DELETEs per second sent beside the lists in the comparison at the end (`DELETE
+    /// …/history/{sku}` of random users and SKUs: a marks commit with fsync each); 0 skips it.
+    #[arg(long, default_value_t = 500)]
+    delete_rate: u64,
+    /// Pairs of phases in that comparison, alternating: lists alone, then lists with the
+    /// DELETEs beside them (alternating spreads a noisy neighbour's bursts over both).
+    #[arg(long, default_value_t = 3)]
+    delete_pairs: usize,
     /// HTTP worker threads of the server under test (default: one per core).
     #[arg(long)]
     server_threads: Option<usize>,
@@ -84,6 +94,36 @@ struct IngestArgs {
     /// Directory for the temporary data (default: the system temp dir).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+}
+
+/// Lists alone against lists with DELETEs beside them, over alternating pairs of phases.
+#[derive(Debug)]
+struct DeleteComparison {
+    /// Lists alone, every pair's phase merged.
+    alone: Phase,
+    /// Lists with the DELETEs beside them, merged.
+    beside: Phase,
+    /// The DELETEs, merged.
+    deletes: Phase,
+    /// Per pair: list p99 alone and beside the DELETEs, ms.
+    pairs: Vec<(f64, f64)>,
+    /// Generator lag p99 over the phases with DELETEs, ms.
+    lag_p99_ms: f64,
+}
+
+impl Phase {
+    fn merge(phases: &[Phase]) -> anyhow::Result<Phase> {
+        let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        for p in phases {
+            latency_us.add(&p.latency_us)?;
+        }
+        Ok(Phase {
+            events: phases.iter().map(|p| p.events).sum(),
+            elapsed: phases.iter().map(|p| p.elapsed).sum(),
+            latency_us,
+            errors: phases.iter().map(|p| p.errors).sum(),
+        })
+    }
 }
 
 /// Results of one load phase.
@@ -228,11 +268,23 @@ where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
+    let (mut phases, lag) = open_loop_mixed(rate, duration, max_in_flight, 1, move |k| (0, request(k))).await?;
+    Ok((phases.remove(0), lag))
+}
+
+/// [`open_loop`] over requests of `kinds` kinds: `request(k)` says which kind the k-th
+/// request is and sends it; each kind's answers are measured in a phase of its own
+/// (requests per second over the whole run).
+async fn open_loop_mixed<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, kinds: usize, request: F) -> anyhow::Result<(Vec<Phase>, Histogram<u64>)>
+where
+    F: Fn(u64) -> (usize, Fut) + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let start = Instant::now();
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-    let errors = Arc::new(AtomicU64::new(0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let errors: Arc<Vec<AtomicU64>> = Arc::new((0..kinds).map(|_| AtomicU64::new(0)).collect());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
     let mut schedule_lag_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let due = |k: u64| start + Duration::from_secs_f64(k as f64 / rate as f64);
     let mut k = 0u64;
@@ -242,18 +294,18 @@ where
             let permit = permits.clone().acquire_owned().await?;
             let dispatched = Instant::now();
             schedule_lag_us.record(dispatched.saturating_duration_since(due(k)).as_micros().max(1) as u64)?;
-            let (request, errors, tx) = (request.clone(), errors.clone(), tx.clone());
-            let n = k;
+            let (errors, tx) = (errors.clone(), tx.clone());
+            let (kind, sent) = request(k);
             tokio::spawn(async move {
-                let result = request(n).await;
+                let result = sent.await;
                 let latency_us = dispatched.elapsed().as_micros() as u64;
                 drop(permit);
                 match result {
                     Ok(()) => {
-                        let _ = tx.send(latency_us);
+                        let _ = tx.send((kind, latency_us));
                     }
                     Err(e) => {
-                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        if errors[kind].fetch_add(1, Ordering::Relaxed) < 3 {
                             eprintln!("request failed: {e:#}");
                         }
                     }
@@ -273,13 +325,15 @@ where
         }
     }
     drop(tx);
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut ok = 0u64;
-    while let Some(us) = rx.recv().await {
-        latency_us.record(us.max(1))?;
-        ok += 1;
+    let mut latencies = (0..kinds).map(|_| Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)).collect::<Result<Vec<_>, _>>()?;
+    let mut ok = vec![0u64; kinds];
+    while let Some((kind, us)) = rx.recv().await {
+        latencies[kind].record(us.max(1))?;
+        ok[kind] += 1;
     }
-    Ok((Phase { events: ok, elapsed: start.elapsed(), latency_us, errors: errors.load(Ordering::Relaxed) }, schedule_lag_us))
+    let elapsed = start.elapsed();
+    let phases = latencies.into_iter().zip(ok).zip(errors.iter()).map(|((latency_us, events), errors)| Phase { events, elapsed, latency_us, errors: errors.load(Ordering::Relaxed) }).collect();
+    Ok((phases, schedule_lag_us))
 }
 
 /// A plain-HTTP connector without Nagle's delay (as the server sets on its side).
@@ -611,6 +665,66 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             phase(format!("list: GET …/history?limit={page}"), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)))).await?;
         let count_user = user_of.clone();
         let (count, count_lag, count_cpu) = phase("count: GET …/history/count".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history/count", count_user(k)))).await?;
+        // Last, as its deletes give some users marks (their reads then go to the store):
+        // lists alone and lists at the same rate with a stream of DELETEs beside them (one
+        // schedule), in alternating pairs of phases.
+        let with_deletes = if args.delete_rate > 0 {
+            let skus: Arc<Vec<String>> = Arc::new(world.catalog.skus.iter().map(|s| s.id.clone()).collect());
+            let delete_client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(64).build(http_connector());
+            let (auth, base_uri, delete_rate, total_rate) = (format!("Bearer {key}"), base.clone(), args.delete_rate, rate + args.delete_rate);
+            let list = make(Arc::new({
+                let user_of = user_of.clone();
+                move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", user_of(k))
+            }));
+            let delete_user = user_of.clone();
+            let request = move |k: u64| -> (usize, std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>) {
+                // Deletes spread evenly among the lists.
+                if (k + 1) * delete_rate / total_rate == k * delete_rate / total_rate {
+                    return (0, Box::pin(list(k)));
+                }
+                let sku = &skus[(k.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 17) as usize % skus.len()];
+                let uri = format!("{base_uri}/v1/apps/bench/users/{}/history/{sku}", delete_user(k.wrapping_mul(0x9E37_79B9)));
+                let request = hyper::Request::delete(uri).header("authorization", auth.clone()).body(Full::new(Bytes::new()));
+                let client = delete_client.clone();
+                (
+                    1,
+                    Box::pin(async move {
+                        let response = client.request(request?).await?;
+                        let status = response.status();
+                        response.into_body().collect().await?;
+                        anyhow::ensure!(status == hyper::StatusCode::NO_CONTENT, "DELETE answered {status}");
+                        Ok(())
+                    }),
+                )
+            };
+            let (mut alone, mut beside, mut deletes, mut pairs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut lag = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            for pair in 1..=args.delete_pairs.max(1) {
+                let list_user = user_of.clone();
+                let (lists, _, _) = phase(format!("pair {pair}: list alone"), Arc::new(move |k| format!("/v1/apps/bench/users/{}/history?limit={page}", list_user(k)))).await?;
+                eprintln!("pair {pair}: list at {rate} req/s with {delete_rate} DELETE/s beside it…");
+                if !warmup.is_zero() {
+                    open_loop_mixed(total_rate, warmup, 512, 2, request.clone()).await?;
+                }
+                let (mut phases, phase_lag) = open_loop_mixed(total_rate, duration, 512, 2, request.clone()).await?;
+                lag.add(&phase_lag)?;
+                let (with, del) = (phases.remove(0), phases.remove(0));
+                pairs.push((lists.quantile_ms(0.99), with.quantile_ms(0.99)));
+                alone.push(lists);
+                beside.push(with);
+                deletes.push(del);
+            }
+            Some(DeleteComparison {
+                alone: Phase::merge(&alone)?,
+                beside: Phase::merge(&beside)?,
+                deletes: Phase::merge(&deletes)?,
+                pairs,
+                lag_p99_ms: lag.value_at_quantile(0.99) as f64 / 1000.0,
+            })
+        } else {
+            None
+        };
         let server_side = server_quantiles(&base).await.unwrap_or_default();
         let rss = peak_rss_kib(server.0.id());
         drop(server);
@@ -634,13 +748,31 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             args.duration_secs,
             args.warmup_secs
         );
-        print_phase_table(&[("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)]);
+        let mut rows = vec![("baseline: GET /healthz", &health), ("GET history (list)", &list), ("GET history/count", &count)];
+        if let Some(c) = &with_deletes {
+            rows.push(("GET history (list), alone (pairs merged)", &c.alone));
+            rows.push(("GET history (list), DELETEs beside (pairs merged)", &c.beside));
+            rows.push(("DELETE history/{sku} (beside the lists)", &c.deletes));
+        }
+        print_phase_table(&rows);
         for (route, q50, q99, q999) in &server_side {
             println!("server-side handler time {route}: p50 {q50:.3} ms, p99 {q99:.3} ms, p999 {q999:.3} ms");
         }
         let lag_ms = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         println!("generator schedule lag p99 (dispatch vs schedule, not in the latencies): healthz {:.3} ms, list {:.3} ms, count {:.3} ms", lag_ms(&health_lag), lag_ms(&list_lag), lag_ms(&count_lag));
         println!("p99 ratio list / healthz: {:.2}; count / healthz: {:.2}", list.quantile_ms(0.99) / health.quantile_ms(0.99), count.quantile_ms(0.99) / health.quantile_ms(0.99));
+        let delete_ratio = with_deletes.as_ref().map(|c| c.alone.quantile_ms(0.99) / c.beside.quantile_ms(0.99));
+        if let (Some(ratio), Some(c)) = (delete_ratio, &with_deletes) {
+            let pairs: Vec<String> = c.pairs.iter().map(|(a, b)| format!("{a:.3} / {b:.3} ms")).collect();
+            println!(
+                "list p99 alone / with {} DELETE/s beside: {:.3} / {:.3} ms = {ratio:.2} (1.0: the deletes cost the lists nothing); per pair {}; generator lag p99 beside the deletes {:.3} ms",
+                args.delete_rate,
+                c.alone.quantile_ms(0.99),
+                c.beside.quantile_ms(0.99),
+                pairs.join(", "),
+                c.lag_p99_ms
+            );
+        }
         if let (Some(h), Some(l), Some(c)) = (health_cpu, list_cpu, count_cpu) {
             println!("server CPU per request (user + system, measured run): healthz {h:.1} µs, list {l:.1} µs, count {c:.1} µs; list / healthz {:.2}, count / healthz {:.2}", l / h, c / h);
         }
@@ -656,7 +788,18 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
                 "list_rps": list.events_per_sec(), "list_p50_ms": list.quantile_ms(0.5), "list_p99_ms": list.quantile_ms(0.99), "list_p999_ms": list.quantile_ms(0.999), "list_errors": list.errors,
                 "count_rps": count.events_per_sec(), "count_p50_ms": count.quantile_ms(0.5), "count_p99_ms": count.quantile_ms(0.99), "count_errors": count.errors,
                 "server_peak_rss_mib": rss.map(|k| k as f64 / 1024.0),
-                "server_cpu_us_per_request": {"healthz": health_cpu, "list": list_cpu, "count": count_cpu}
+                "server_cpu_us_per_request": {"healthz": health_cpu, "list": list_cpu, "count": count_cpu},
+                "delete_rate": args.delete_rate,
+                "list_alone_p99_ms": with_deletes.as_ref().map(|c| c.alone.quantile_ms(0.99)),
+                "list_with_deletes_p50_ms": with_deletes.as_ref().map(|c| c.beside.quantile_ms(0.5)),
+                "list_with_deletes_p99_ms": with_deletes.as_ref().map(|c| c.beside.quantile_ms(0.99)),
+                "list_with_deletes_errors": with_deletes.as_ref().map(|c| c.beside.errors),
+                "delete_p50_ms": with_deletes.as_ref().map(|c| c.deletes.quantile_ms(0.5)),
+                "delete_p99_ms": with_deletes.as_ref().map(|c| c.deletes.quantile_ms(0.99)),
+                "deletes_per_sec": with_deletes.as_ref().map(|c| c.deletes.events_per_sec()),
+                "delete_errors": with_deletes.as_ref().map(|c| c.deletes.errors),
+                "delete_pairs_p99_ms": with_deletes.as_ref().map(|c| c.pairs.clone()),
+                "list_p99_ratio_without_over_with_deletes": delete_ratio
             })
         );
         Ok(())

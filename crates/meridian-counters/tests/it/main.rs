@@ -1,5 +1,7 @@
 //! Counters tests on the real embedded log and fjall store: counts equal the events of the
-//! log across a restart and a rebuild.
+//! log across a clean restart, a SIGKILL in the middle of a round (`crash`) and a rebuild.
+
+mod crash;
 
 use bytes::Bytes;
 use meridian_counters::{CountersProcessor, CountersService, PROCESSOR_NAME};
@@ -26,6 +28,18 @@ fn event(app: &str, n: usize) -> Event {
     }
 }
 
+/// The log record of `event(app, n)`.
+fn event_record(app: &str, n: usize) -> AppendRecord {
+    let e = event(app, n);
+    AppendRecord { key: Bytes::from(e.partition_key().to_owned()), value: Bytes::from(e.encode()), timestamp: e.received.millis() }
+}
+
+/// A runtime over `log` and `store` with small rounds (64 records per partition).
+fn runtime_over(log: Arc<EmbeddedLog>, store: Arc<dyn KvStore>) -> Runtime {
+    let config = RuntimeConfig { max_batch_records: 64, idle_wait: Duration::from_millis(20), ..RuntimeConfig::default() };
+    Runtime::new(log, store, config)
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     log: Arc<EmbeddedLog>,
@@ -44,18 +58,12 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     async fn append(&self, app: &str, from: usize, to: usize) {
-        let records = (from..to)
-            .map(|n| {
-                let e = event(app, n);
-                AppendRecord { key: Bytes::from(e.partition_key().to_owned()), value: Bytes::from(e.encode()), timestamp: e.received.millis() }
-            })
-            .collect();
+        let records = (from..to).map(|n| event_record(app, n)).collect();
         self.log.append(&self.topic, records).await.unwrap();
     }
 
     fn runtime(&self) -> Runtime {
-        let config = RuntimeConfig { max_batch_records: 64, idle_wait: Duration::from_millis(20), ..RuntimeConfig::default() };
-        let runtime = Runtime::new(self.log.clone(), self.store.clone(), config);
+        let runtime = runtime_over(self.log.clone(), self.store.clone());
         runtime.spawn(Box::new(CountersProcessor::new(self.topic.clone()))).unwrap();
         runtime
     }

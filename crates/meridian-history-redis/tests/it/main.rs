@@ -1,6 +1,7 @@
 //! Integration tests of the Redis hot tier against a real server (127.0.0.1:6379, or
-//! `MERIDIAN_REDIS_URL`). Without a server they print "SKIPPED: redis absent" and pass,
-//! unless `MERIDIAN_REQUIRE_BACKENDS=1`.
+//! `MERIDIAN_REDIS_URL`; the test that flushes the script cache starts a private
+//! `redis-server`). Without a server they print "SKIPPED: …" and pass, unless
+//! `MERIDIAN_REQUIRE_BACKENDS=1`.
 
 use meridian_history::hot::{HotConfig, HotTier, OwnerUpdate};
 use meridian_history::model::{Clock, Entry, OwnerKey, SystemClock};
@@ -72,16 +73,66 @@ fn one_script_call_leaves_n_newest_with_expiry_and_naive_path_agrees() {
     naive.delete_all().unwrap();
 }
 
+/// A Redis server of this test's own (`redis-server` on a free port, no persistence),
+/// stopped on drop: what a test does to it (flushing its script cache) touches no one else.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    /// Starts one, or None (with a loud line) when `redis-server` is not installed.
+    fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = match std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                if std::env::var("MERIDIAN_REQUIRE_BACKENDS").as_deref() == Ok("1") {
+                    panic!("redis-server required (MERIDIAN_REQUIRE_BACKENDS=1) but cannot be started: {e}");
+                }
+                eprintln!("\n!!!!!!!!!! SKIPPED: redis-server is absent ({e}); install it — CI sets MERIDIAN_REQUIRE_BACKENDS=1 and fails instead !!!!!!!!!!\n");
+                return None;
+            }
+        };
+        let redis = PrivateRedis { child, url: format!("redis://127.0.0.1:{port}") };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let ping = redis::Client::open(redis.url.as_str()).and_then(|c| c.get_connection()).and_then(|mut con| redis::cmd("PING").query::<String>(&mut con));
+            if ping.is_ok() {
+                return Some(redis);
+            }
+            assert!(std::time::Instant::now() < deadline, "redis-server on {} did not answer within 10 s: {ping:?}", redis.url);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn lost_script_cache_falls_back_to_eval() {
-    let Some(t1) = tier("noscript", HotConfig::default()) else { return };
+    // SCRIPT FLUSH empties the script cache of the whole server: on a private one, so
+    // tests (and benchmarks) using the shared server keep theirs.
+    let Some(redis) = PrivateRedis::start() else { return };
+    let t1 = RedisHotTier::connect(&redis.url, &unique_prefix("noscript"), HotConfig::default()).unwrap();
     let t = now();
-    let mut con = redis::Client::open(url()).unwrap().get_connection().unwrap();
+    let mut con = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
     redis::cmd("SCRIPT").arg("FLUSH").query::<()>(&mut con).unwrap();
     let owner = OwnerKey(7);
     t1.record(&[OwnerUpdate::views(owner, vec![Entry::new(1, t)])], t).unwrap();
     assert_eq!(t1.get(owner, t).unwrap(), Some(vec![Entry::new(1, t)]));
     // And the script is cached again for the next EVALSHA.
+    let cached: Vec<bool> = redis::cmd("SCRIPT").arg("EXISTS").arg(redis::Script::new(meridian_history_redis::UPDATE_SCRIPT).get_hash()).query(&mut con).unwrap();
+    assert_eq!(cached, vec![true], "EVAL cached the script again");
     t1.record(&[OwnerUpdate::views(owner, vec![Entry::new(2, t + 1000)])], t).unwrap();
     assert_eq!(t1.get(owner, t).unwrap().unwrap().len(), 2);
     assert_eq!(t1.delete_all().unwrap(), 1);

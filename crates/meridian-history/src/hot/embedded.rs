@@ -470,6 +470,10 @@ impl HotTier for EmbeddedHotTier {
         self.remove_slot(&mut shard, key);
         Ok(())
     }
+
+    fn remove_expired(&self, now_ms: i64) -> Result<u64> {
+        Ok(self.purge_expired(now_ms) as u64)
+    }
 }
 
 #[cfg(test)]

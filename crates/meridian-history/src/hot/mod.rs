@@ -85,4 +85,11 @@ pub trait HotTier: Send + Sync + fmt::Debug {
 
     /// Removes an owner entirely.
     fn remove_owner(&self, owner: OwnerKey) -> Result<()>;
+
+    /// Frees what expired owners hold, now (reads already treat them as absent); returns
+    /// how many owners were removed. Backends that expire entries themselves (Redis) do
+    /// nothing and return 0.
+    fn remove_expired(&self, _now_ms: i64) -> Result<u64> {
+        Ok(0)
+    }
 }

@@ -1,6 +1,6 @@
 //! End-to-end tests of the history subsystem: events appended to the real embedded log,
 //! the history processor run by the real runtime over a redb store, read through the
-//! service, with an injected clock.
+//! service, with an injected clock; `crash` kills a child process in the middle of a round.
 
 use bytes::Bytes;
 use meridian_event::{Action, AppId, DeviceId, Event, EventId, Target, TargetType, Timestamp, UserId};
@@ -17,6 +17,8 @@ use meridian_state::{KvStore, RedbStore};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod crash;
 
 const DAY: i64 = 86_400_000;
 const APP: &str = "shop";
@@ -43,9 +45,15 @@ fn catalog() -> Arc<InMemoryCatalog> {
 
 fn fixture(max_items: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn KvStore> = Arc::new(RedbStore::open(dir.path().join("state.redb")).unwrap());
+    fixture_on(dir, store, max_items)
+}
+
+/// A fixture over `store` (a `MemoryStore` where a test commits thousands of times and
+/// fsyncs would only make it slow).
+fn fixture_on(dir: tempfile::TempDir, store: Arc<dyn KvStore>, max_items: usize) -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let log = rt.block_on(async { EmbeddedLog::open(dir.path().join("log"), EmbeddedLogConfig::default()) }).unwrap();
-    let store: Arc<dyn KvStore> = Arc::new(RedbStore::open(dir.path().join("state.redb")).unwrap());
     let topic = TopicName::new("events").unwrap();
     log.ensure_topic(&topic, 3).unwrap();
     let t0 = normalize_ms(Timestamp::now().0);
@@ -258,6 +266,40 @@ fn rebuild_restores_a_lost_cold_tier_within_the_window_minus_deletions() {
 }
 
 #[test]
+fn five_thousand_deletions_all_hold_through_a_rebuild_and_a_restart() {
+    let mut f = fixture_on(tempfile::tempdir().unwrap(), Arc::new(meridian_state::MemoryStore::new()), 200);
+    let heavy = user("heavy");
+    // 5,000 distinct SKUs, one a second: the list holds the newest 200 (4801..=5000).
+    let views: Vec<(u64, i64)> = (1..=5000u64).map(|s| (s, -10_000_000 + s as i64 * 1000)).collect();
+    f.views("heavy", &views);
+    assert_eq!(f.service.entries(&heavy).unwrap().len(), 200);
+    // Deleted newest-viewed first: the oldest deletions are of the SKUs still in the list.
+    for sku in (1..=5000u64).rev() {
+        f.clock.advance(1);
+        f.service.delete(&heavy, &sku.to_string()).unwrap();
+    }
+    let back = f.service.entries(&heavy).unwrap().len();
+    assert_eq!(back, 0, "every deleted SKU stays hidden: {back} deleted SKUs visible");
+    // A restart: the hot tier is empty, the cold tier still holds the 200 newest views.
+    f.restart_with_empty_hot_tier();
+    let back = f.service.entries(&heavy).unwrap().len();
+    assert_eq!(back, 0, "the cold tier's copies stay hidden: {back} deleted SKUs visible");
+    // The cold tier is lost and rebuilt from the log, the hot tier restarts empty.
+    f.lose_cold_tier();
+    f.restart_with_empty_hot_tier();
+    let report = f.service.rebuild(&*f.log, &f.service.rebuild_config(f.topic.clone()), f.clock_now(), &mut |_, _| {}).unwrap();
+    assert_eq!(report.views, 5000);
+    assert_eq!(report.entries, 0, "the rebuild writes none of the deleted views");
+    let back = f.service.entries(&heavy).unwrap().len();
+    assert_eq!(back, 0, "nothing came back after the rebuild: {back} deleted SKUs visible");
+    assert_eq!(f.service.marks().get(heavy.key()).unwrap().deleted().len(), 5000);
+    // A later view of a deleted SKU shows it again.
+    f.clock.advance(1000);
+    f.views("heavy", &[(4321, 10_000)]);
+    assert_eq!(f.service.entries(&heavy).unwrap().iter().map(|e| e.sku).collect::<Vec<_>>(), vec![4321]);
+}
+
+#[test]
 fn hot_expiry_falls_back_to_cold_and_promotes_then_cold_expires() {
     let f = fixture(200);
     f.views("u1", &[(10, -5_000), (20, -4_000)]);
@@ -270,7 +312,47 @@ fn hot_expiry_falls_back_to_cold_and_promotes_then_cold_expires() {
     f.clock.advance(60 * DAY);
     f.hot.remove_owner(key).unwrap();
     assert!(f.skus(&user("u1")).is_empty(), "cold tier expired 62 days after the newest view");
-    assert_eq!(f.service.cold().purge_expired(f.clock_now(), 10).unwrap(), 1);
+    // Another owner's view is a later processor round: u1's round has committed, the
+    // purge no longer spares it.
+    f.views("u9", &[(30, 65 * DAY)]);
+    assert_eq!(f.service.purge_expired().unwrap().cold_owners, 1);
+}
+
+fn cold_keys(f: &Fixture) -> usize {
+    f.store.range(meridian_history::cold::COLD_TABLE, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, usize::MAX).unwrap().len()
+}
+
+#[test]
+fn a_purge_frees_expired_owners_on_disk_and_in_memory_and_keeps_live_ones() {
+    let mut f = fixture(200);
+    // 40 owners viewed things; 10 of them again 50 days later.
+    for u in 0..40 {
+        f.views(&format!("p{u}"), &[(10 + u as u64, -5_000), (20, -4_000)]);
+    }
+    f.clock.advance(50 * DAY);
+    for u in 0..10 {
+        f.views(&format!("p{u}"), &[(30, 50 * DAY)]);
+    }
+    assert_eq!(cold_keys(&f), 40);
+    // 20 days on: the 30 owners idle since the start are past the 62-day TTL.
+    f.clock.advance(20 * DAY);
+    let owners_before = f.hot.stats().owners;
+    assert!(owners_before >= 10, "{owners_before}");
+    // An idle owner comes back before the purge: its new value is not expired. (A view
+    // racing the purge's read is spared by the fence: `cold` unit tests.)
+    f.views("p39", &[(40, 70 * DAY)]);
+    let report = f.service.purge_expired().unwrap();
+    assert!(report.ran);
+    assert_eq!(report.cold_owners, 29, "{report:?}");
+    assert_eq!(cold_keys(&f), 11, "expired owners' keys are gone from the store");
+    assert_eq!(report.hot_owners, 39, "hot owners past their 4-day TTL are freed too");
+    assert_eq!(f.hot.stats().owners, 1, "only the owner written just now stays in memory");
+    // Reads are unchanged: expired owners were already hidden, live ones are intact.
+    f.restart_with_empty_hot_tier();
+    assert!(f.skus(&user("p20")).is_empty());
+    assert_eq!(f.skus(&user("p3")), vec![30, 20, 13]);
+    assert_eq!(f.skus(&user("p39")), vec![40], "the fresh view survived the purge");
+    assert_eq!(f.service.purge_expired().unwrap().cold_owners, 0, "nothing left to purge");
 }
 
 #[test]
@@ -347,7 +429,7 @@ fn identify_merges_the_device_history_into_the_user() {
 }
 
 #[test]
-fn restart_loses_nothing_and_applies_nothing_twice() {
+fn a_clean_restart_loses_nothing_and_a_full_replay_changes_nothing() {
     let mut f = fixture(200);
     let views: Vec<(u64, i64)> = (1..=40u64).map(|i| (i * 10 % 800 + 1, -200_000 + i as i64 * 1000)).collect();
     f.views("u1", &views);
@@ -516,4 +598,34 @@ fn views_before_an_erasure_in_the_same_round_are_erased_and_later_ones_kept() {
     assert_eq!(f.skus(&user("cy")), vec![37]);
     let receipts = f.runtime.as_ref().unwrap().erasure_receipts("er-2").unwrap();
     assert_eq!(receipts[0].1["cold_entries"], 2, "the two views of the same round were counted and erased");
+}
+
+#[test]
+fn reads_that_need_no_store_are_answered_from_memory_and_agree_with_full_reads() {
+    let mut f = fixture(200);
+    f.views("u1", &[(10, -5_000), (20, -4_000), (30, -3_000)]);
+    let u1 = user("u1");
+    // A complete hot list and no marks: answered without the store, the same as a read.
+    let fast = f.service.list_in_memory(&u1, 2, None).unwrap().expect("complete hot list, no marks: no store read needed");
+    assert_eq!(fast, f.service.list(&u1, 2, None).unwrap());
+    let next = f.service.list_in_memory(&u1, 2, fast.next_cursor.as_deref()).unwrap().unwrap();
+    assert_eq!(next.items.iter().map(|i| i.sku).collect::<Vec<_>>(), vec![10]);
+    assert_eq!(f.service.count_in_memory(&u1).unwrap(), Some(3));
+    assert!(matches!(f.service.list_in_memory(&u1, 0, None), Err(Error::InvalidLimit { .. })), "inputs are checked the same way");
+    // Once the owner has marks, they live in the store: the in-memory path declines.
+    f.service.delete(&u1, "20").unwrap();
+    assert_eq!(f.service.list_in_memory(&u1, 10, None).unwrap(), None);
+    assert_eq!(f.service.count_in_memory(&u1).unwrap(), None, "the delete dropped the cached count");
+    assert_eq!(f.skus(&u1), vec![30, 10]);
+    assert_eq!(f.service.count(&u1).unwrap(), 2);
+    assert_eq!(f.service.count_in_memory(&u1).unwrap(), Some(2), "a cached count needs no store");
+    // A hot list that is not known to be complete needs the cold tier.
+    f.views("u2", &[(40, -2_000)]);
+    f.restart_with_empty_hot_tier();
+    assert_eq!(f.service.list_in_memory(&user("u2"), 10, None).unwrap(), None, "nothing in memory after a restart");
+    assert_eq!(f.skus(&user("u2")), vec![40]);
+    assert!(f.service.list_in_memory(&user("u2"), 10, None).unwrap().is_some(), "promoted and marked complete by the read");
+    // The presence filter is rebuilt from the store at restart: u1 still reads its marks.
+    assert_eq!(f.service.list_in_memory(&u1, 10, None).unwrap(), None);
+    assert_eq!(f.skus(&u1), vec![30, 10]);
 }

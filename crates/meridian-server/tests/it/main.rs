@@ -1,6 +1,6 @@
 //! Handler tests without a socket (`Router::oneshot`), on a real embedded log and state
 //! store in a temporary directory: bad input, auth, dead letters, streams, Segment routes,
-//! the console's pages.
+//! the console's pages, the history module's purge task.
 
 mod bad_input;
 mod console;
@@ -8,6 +8,8 @@ mod harness;
 mod history;
 mod modules;
 mod openapi;
+mod purge;
 mod routes;
+mod streams;
 mod tenancy;
 mod webhooks;

@@ -100,12 +100,15 @@ async fn streams_are_filtered_by_app_and_resume_from_last_event_id() {
 async fn live_stream_delivers_events_appended_after_connecting() {
     let t = TestServer::start();
     let shop = t.app_with_key("shop", &["write", "read"]).await;
+    let (connected, is_connected) = tokio::sync::oneshot::channel();
     let reader = {
         let router = t.router.clone();
         let key = shop.clone();
         tokio::spawn(async move {
             let request = Request::builder().uri("/v1/streams/events").header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap();
             let response = router.oneshot(request).await.unwrap();
+            // The stream's start (the log's end) is fixed once the handler answered.
+            connected.send(()).unwrap();
             let mut body = response.into_body().into_data_stream();
             let mut text = String::new();
             while !text.contains("live-1") {
@@ -115,7 +118,7 @@ async fn live_stream_delivers_events_appended_after_connecting() {
             text
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    is_connected.await.unwrap();
     t.post("/v1/events", &shop, json!([{"id": "live-1", "user": "u", "action": "click"}]).to_string()).await;
     let text = reader.await.unwrap();
     assert!(text.contains("event: click"), "{text}");

@@ -95,7 +95,14 @@ async fn crash_run(backend: &[&str]) {
     for round in 0..2 {
         let stop = Arc::new(AtomicBool::new(false));
         let loader = tokio::spawn(load(server.base.clone(), key.clone(), round, ledger.clone(), stop.clone()));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Kill under load, once this round has had enough acknowledged to mean something.
+        let enough = 1000 * (round + 1) + 500;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while ledger.lock().unwrap().acked.len() < enough {
+            assert!(std::time::Instant::now() < deadline, "fewer than {enough} events acknowledged within 60 s");
+            assert!(!loader.is_finished(), "the senders stopped before the kill");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         server.kill9();
         stop.store(true, Ordering::SeqCst);
         loader.await.unwrap();
