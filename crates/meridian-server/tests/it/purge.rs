@@ -37,9 +37,10 @@ async fn purged_cold_owners(server: &Server) -> f64 {
     text.lines().find_map(|l| l.strip_prefix("meridian_history_purged_owners_total{tier=\"cold\"} ")).map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
-/// Keys of the cold tier, read from the data directory with no server running.
+/// Keys of the cold tier, read from the history module's store with no server running.
 fn cold_keys(data: &Path) -> usize {
-    let store = StateBackend::detect(data).expect("a state store").open(data).unwrap();
+    let history = data.join("modules").join("history");
+    let store = StateBackend::detect(&history).expect("the history module's store").open(&history).unwrap();
     store.range(meridian_history::cold::COLD_TABLE, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, usize::MAX).unwrap().len()
 }
 
