@@ -5,6 +5,7 @@ use crate::dedup::{event_hash, Deduplicator, Reservation};
 use crate::split::{split_events, Framing};
 use crate::{segment, CollectorError, Result};
 use arc_swap::ArcSwap;
+pub use meridian_api::dead_letters::ReplayReport;
 pub use meridian_api::events::{EventOutcome, EventStatus, IngestReport, OutcomeError};
 use bytes::Bytes;
 use meridian_event::{AppId, ErrorCode, Event, EventError, EventId, Timestamp, ValidationPolicy};
@@ -86,20 +87,6 @@ pub struct DeadLetter {
     pub format: String,
 }
 
-/// What a replay did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplayReport {
-    /// Dead letters of the app read.
-    pub replayed: usize,
-    /// Now valid and stored.
-    pub accepted: usize,
-    /// Already stored (e.g. replayed before).
-    pub duplicates: usize,
-    /// Still invalid; written again to the dead-letter topic with the new reason.
-    pub still_failing: usize,
-    /// Dropped by a filter.
-    pub filtered: usize,
-}
 
 struct Prepared {
     outcome: EventOutcome,

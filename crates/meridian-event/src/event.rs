@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 /// Longest accepted free-text string (context values, target ids), in bytes.
 pub const MAX_STRING_LEN: usize = 1024;
-/// Largest accepted event, in bytes of its JSON form.
+/// Largest accepted `props` of an event, in bytes of their JSON form. Every other field has
+/// a limit of its own (ids 128 bytes, strings [`MAX_STRING_LEN`]), so a whole event stays
+/// under about 45 KiB.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 
 /// Where the event happened (the "where" of 5W1H).

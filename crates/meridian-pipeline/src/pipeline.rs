@@ -183,7 +183,7 @@ impl Pipeline {
     fn compile(config: PipelineConfig, base_dir: &Path, locator: &Locator<'_>) -> Result<Pipeline> {
         let invalid = |section: &str, index: usize, (field, message): (String, String)| Error::Invalid { location: locator.locate(section, index, &field), message };
         let mut hasher = Xxh3::new();
-        hasher.update(&serde_json::to_vec(&config).unwrap_or_default());
+        hasher.update(&serde_json::to_vec(&config).expect("a pipeline config (strings, numbers, tables) always serialises as JSON"));
 
         let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
         for (i, table_config) in config.tables.iter().enumerate() {

@@ -75,7 +75,6 @@ async fn replay_dead_letters(State(state): State<Arc<AppState>>, Path(app): Path
     let app = app_id(&app)?;
     let principal = require(&state, &headers, Permission::Admin, &app)?;
     let report = state.collector.replay_dead_letters(&app).await?;
-    let report = ReplayReport { replayed: report.replayed, accepted: report.accepted, duplicates: report.duplicates, still_failing: report.still_failing, filtered: report.filtered };
     let entry = NewAuditEntry::new(principal.actor(), "dead_letters.replay", app.to_string()).app(app).after(serde_json::to_value(&report).map_err(ApiError::internal)?);
     let tenancy = state.tenancy.clone();
     blocking(move || tenancy.audit().record(entry)).await??;

@@ -69,8 +69,11 @@ headers = {{ Cookie = "{cookie}" }}
     );
     let config_file = dir.path().join("schemathesis.toml");
     std::fs::write(&config_file, config).unwrap();
+    // Schemathesis keeps a `.schemathesis/` cache in its working directory: keep it in the temp dir.
+    let work_dir = dir.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("schemathesis")
+            .current_dir(&work_dir)
             .arg("--config-file")
             .arg(&config_file)
             .args(["run", &format!("{base}/openapi.json"), "-H", &format!("Authorization: Bearer {MASTER}")])
