@@ -3,6 +3,7 @@
 //! live event stream (an `EventSource` on `/v1/streams/events?app=…`, which takes the
 //! session cookie).
 
+use super::answers::AppPage;
 use super::{api, charts, ser, with_query, Page, PageRequest, PageSpec};
 use crate::module::{ConsoleSection, ModuleContext, NavAccess, NavEntry, NavGroup};
 use crate::state::{AppState, EVENTS_TOPIC};
@@ -37,12 +38,7 @@ const ACTIONS: usize = 12;
     path = "/console/apps/{app}/overview",
     tag = "console",
     params(("app" = String, Path, description = "App id"), ("dead_cursor" = Option<String>, Query, description = "The dead letters' page after this cursor")),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "The operator lacks the role: a page naming it and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "Unknown app", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(AppPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("read"))),
 )]

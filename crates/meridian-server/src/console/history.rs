@@ -2,6 +2,7 @@
 //! with delete and clear, erasing the user everywhere with the per-capability report, and
 //! (global admins) the cold-tier rebuild with a progress bar.
 
+use super::answers::{AppPage, GlobalAdminPage};
 use super::{api, ser, with_query, Page, PageRequest, PageSpec};
 use crate::module::{ConsoleSection, ModuleContext, NavAccess, NavEntry, NavGroup};
 use crate::state::{blocking, AppState};
@@ -85,12 +86,7 @@ fn recent_viewers(log: &dyn Log, topic: &TopicName, app: &AppId, max: usize) -> 
         ("kind" = Option<String>, Query, description = "user (default) or device"),
         ("cursor" = Option<String>, Query, description = "The history's page after this cursor"),
     ),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "The operator lacks the role: a page naming it and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "Unknown app", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(AppPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("read"))),
 )]
@@ -151,11 +147,7 @@ async fn users(State(state): State<Arc<AppState>>, Path(app): Path<String>, requ
     get,
     path = "/console/admin/history",
     tag = "console",
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "Not a global admin: a page saying so and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(GlobalAdminPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("global_admin"))),
 )]

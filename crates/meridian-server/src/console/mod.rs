@@ -17,6 +17,7 @@
 //! * Templates, style sheet, script and message catalogs are embedded in the binary:
 //!   no build step, no CDN.
 
+mod answers;
 pub(crate) mod api;
 mod charts;
 pub(crate) mod counters;

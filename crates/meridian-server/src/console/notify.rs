@@ -2,6 +2,7 @@
 //! rotate the secret — shown once —, delete), the delivery log with a state filter, and a
 //! delivery's attempts and body with redelivery.
 
+use super::answers::{AppPage, SignedInPage};
 use super::{api, ser, with_query, Page, PageRequest, PageSpec};
 use crate::module::{ConsoleSection, ModuleContext, NavAccess, NavEntry, NavGroup};
 use crate::state::AppState;
@@ -37,12 +38,7 @@ fn failure_context(failure: &super::ApiFailure) -> minijinja::Value {
     path = "/console/apps/{app}/webhooks",
     tag = "console",
     params(("app" = String, Path, description = "App id")),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "The operator lacks the role: a page naming it and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "Unknown app", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(AppPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -70,12 +66,7 @@ async fn webhooks(State(state): State<Arc<AppState>>, Path(app): Path<String>, r
         ("endpoint" = Option<String>, Query, description = "Only this endpoint's"),
         ("cursor" = Option<String>, Query, description = "The page after this cursor"),
     ),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "The operator lacks the role: a page naming it and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "Unknown app", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(AppPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("read"))),
 )]
@@ -124,8 +115,7 @@ async fn deliveries(State(state): State<Arc<AppState>>, Path(app): Path<String>,
     tag = "console",
     params(("app" = String, Path, description = "App id"), ("id" = String, Path, description = "Delivery id")),
     responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
+        SignedInPage,
         (status = 403, description = "The operator lacks the role: a page naming it and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
         (status = 404, description = "Unknown app or delivery", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
     ),

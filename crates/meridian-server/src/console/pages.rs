@@ -2,6 +2,7 @@
 //! (per app and whole), operators, administration (processors, pipeline, topics), and the
 //! console's embedded style sheet, script and icon.
 
+use super::answers::{AppPage, GlobalAdminPage};
 use super::{api, ser, see_other, with_query, Page, PageRequest, PageSpec};
 use crate::auth::session_cookie;
 use crate::error::ApiError;
@@ -215,12 +216,7 @@ struct KeyRow {
     path = "/console/apps/{app}/keys",
     tag = "console",
     params(("app" = String, Path, description = "App id")),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "The operator lacks the role: a page naming it and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "Unknown app", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(AppPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -360,12 +356,7 @@ async fn audit_page(page: Page, api_path: String, show_app: bool) -> Response {
         ("to" = Option<String>, Query, description = "Up to and including this day"),
         ("cursor" = Option<String>, Query, description = "The page after this cursor"),
     ),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "The operator lacks the role: a page naming it and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "Unknown app", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(AppPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("admin"))),
 )]
@@ -391,11 +382,7 @@ async fn app_audit(State(state): State<Arc<AppState>>, Path(app): Path<String>, 
         ("to" = Option<String>, Query, description = "Up to and including this day"),
         ("cursor" = Option<String>, Query, description = "The page after this cursor"),
     ),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "Not a global admin: a page saying so and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(GlobalAdminPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("global_admin"))),
 )]
@@ -429,11 +416,7 @@ struct GrantRow {
     get,
     path = "/console/operators",
     tag = "console",
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "Not a global admin: a page saying so and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(GlobalAdminPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("global_admin"))),
 )]
@@ -470,11 +453,7 @@ async fn operators(State(state): State<Arc<AppState>>, request: PageRequest) -> 
     get,
     path = "/console/admin",
     tag = "console",
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 303, description = "Not signed in: to /console/login?next=…"),
-        (status = 403, description = "Not a global admin: a page saying so and whom to ask (JSON when asked with Accept: application/json)", content((meridian_api::ErrorBody = "application/json"), (String = "text/html"))),
-    ),
+    responses(GlobalAdminPage),
     security(("session" = [])),
     extensions(("x-permission" = json!("global_admin"))),
 )]
