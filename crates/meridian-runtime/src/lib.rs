@@ -20,6 +20,8 @@ mod erasure;
 mod outbox;
 mod processor;
 mod runtime;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use outbox::Emit;
 pub use processor::{ProcessContext, Processor, Timer};

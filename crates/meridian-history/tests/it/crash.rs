@@ -10,18 +10,15 @@ use meridian_history::hot::embedded::EmbeddedHotTier;
 use meridian_history::hot::HotConfig;
 use meridian_history::{HistoryConfig, HistoryService, InMemoryCatalog, Owner, SkuInfo, SystemClock};
 use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
-use meridian_log::{AppendRecord, Log, Record, TopicName};
-use meridian_runtime::{ProcessContext, Processor, Runtime, RuntimeConfig, Timer};
-use meridian_state::{KvStore, MemoryStore, RedbStore, WriteBatch};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
+use meridian_log::{AppendRecord, Log, TopicName};
+use meridian_runtime::testing::{sigkill_mid_round, Killed, StopAt, StopsMidRound};
+use meridian_runtime::{Runtime, RuntimeConfig};
+use meridian_state::{KvStore, MemoryStore, RedbStore};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHILD_DIR: &str = "MERIDIAN_HISTORY_CRASH_CHILD_DIR";
-const MID_ROUND: &str = "MID-ROUND";
 const TEST: &str = "crash::a_sigkill_in_the_middle_of_a_round_loses_nothing_and_applies_nothing_twice";
 const USERS: usize = 40;
 const VIEWS: usize = 3000;
@@ -71,62 +68,12 @@ fn append_views(log: &EmbeddedLog) {
     futures::executor::block_on(log.append(&topic(), records)).unwrap();
 }
 
-/// The history processor, stopping for good in the middle of round `CRASH_ROUND`.
-struct StopsMidRound {
-    inner: Box<dyn Processor>,
-    rounds: usize,
-    committed_records: usize,
-    round_records: usize,
-}
-
-impl Processor for StopsMidRound {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn topics(&self) -> Vec<TopicName> {
-        self.inner.topics()
-    }
-
-    fn process(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, records: &[Record]) -> meridian_runtime::Result<()> {
-        self.round_records += records.len();
-        self.inner.process(ctx, topic, records)
-    }
-
-    fn end_of_round(&mut self, ctx: &mut ProcessContext<'_>) -> meridian_runtime::Result<()> {
-        self.inner.end_of_round(ctx)?;
-        self.rounds += 1;
-        if self.rounds == CRASH_ROUND {
-            // The round's views are in the batch and the hot tier; nothing is committed.
-            println!("{MID_ROUND} committed={} in_round={}", self.committed_records, self.round_records);
-            std::io::stdout().flush().unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-            panic!("the child was not killed");
-        }
-        // Every earlier round commits before the next one starts.
-        self.committed_records += std::mem::take(&mut self.round_records);
-        Ok(())
-    }
-
-    fn on_timer(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> meridian_runtime::Result<()> {
-        self.inner.on_timer(ctx, timer)
-    }
-
-    fn reset_cache(&mut self) {
-        self.inner.reset_cache();
-    }
-
-    fn clear_state(&mut self, batch: &mut WriteBatch) {
-        self.inner.clear_state(batch);
-    }
-}
-
 fn child_main(dir: &Path) {
     let log = open_log(dir);
     let store: Arc<dyn KvStore> = Arc::new(RedbStore::open(dir.join("state.redb")).unwrap());
     let service = service(store.clone());
     let rt = runtime(&log, &store);
-    rt.spawn(Box::new(StopsMidRound { inner: Box::new(service.processor(topic())), rounds: 0, committed_records: 0, round_records: 0 })).unwrap();
+    rt.spawn(Box::new(StopsMidRound::new(Box::new(service.processor(topic())), StopAt::EndOfRound(CRASH_ROUND)))).unwrap();
     std::thread::sleep(Duration::from_secs(60));
     panic!("the crash round was never reached");
 }
@@ -149,27 +96,8 @@ fn a_sigkill_in_the_middle_of_a_round_loses_nothing_and_applies_nothing_twice() 
         append_views(&log);
         log.close().unwrap();
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(at) = line.find(MID_ROUND) {
-                let _ = tx.send(line[at..].to_owned());
-            }
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(60)).expect("the child reached the middle of its crash round");
-    child.kill().unwrap();
-    assert_eq!(child.wait().unwrap().signal(), Some(9), "killed by SIGKILL");
-    let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)?.parse::<usize>().ok()).unwrap();
-    let (committed, in_round) = (field("committed="), field("in_round="));
-    assert!(committed > 0 && in_round > 0 && committed + in_round < VIEWS, "killed mid-stream: {line}");
+    let Killed { committed, in_round } = sigkill_mid_round(TEST, CHILD_DIR, dir.path());
+    assert!(committed > 0 && in_round > 0 && committed + in_round < VIEWS, "killed mid-stream: committed {committed}, in round {in_round}");
 
     // Restart on the same data: the processor resumes from the committed positions.
     let log = open_log(dir.path());
