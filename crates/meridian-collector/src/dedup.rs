@@ -15,7 +15,7 @@
 //! never told "duplicate" for an event that is not durable.
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -29,13 +29,20 @@ pub fn event_hash(app: &str, event_id: &str) -> u64 {
     h.digest()
 }
 
-#[derive(Debug)]
+// The keys are xxh3 hashes already: the sets hash them with Fx (one multiply), not SipHash.
+#[derive(Debug, Default)]
 struct Generations {
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
+    current: FxHashSet<u64>,
+    previous: FxHashSet<u64>,
     current_started_ms: i64,
-    /// Ids whose append is in flight; a receiver that completes when their claim settles.
-    in_flight: HashMap<u64, watch::Receiver<()>>,
+    /// Rotations so far: a claim settled in the generation it was made in is already
+    /// remembered and needs no second look-up.
+    rotations: u64,
+    /// Ids whose append is in flight → the claim holding them.
+    in_flight: FxHashMap<u64, u64>,
+    /// Open claims (with ids in flight) → a receiver that completes when the claim settles.
+    claims: FxHashMap<u64, watch::Receiver<()>>,
+    next_claim: u64,
 }
 
 /// Remembers recently accepted events.
@@ -77,7 +84,10 @@ impl InFlight {
 #[derive(Debug)]
 pub struct Claim {
     dedup: Arc<Deduplicator>,
+    id: u64,
     hashes: Vec<u64>,
+    rotations: u64,
+    /// `None` once settled, or when nothing was claimed.
     done: Option<watch::Sender<()>>,
 }
 
@@ -91,17 +101,18 @@ impl Claim {
     fn finish(&mut self, durable: bool) {
         let Some(done) = self.done.take() else { return };
         {
-            let mut g = self.dedup.state.lock();
+            let mut guard = self.dedup.state.lock();
+            let g = &mut *guard;
+            g.claims.remove(&self.id);
+            let rotated = g.rotations != self.rotations;
             for h in &self.hashes {
                 g.in_flight.remove(h);
-                if durable {
-                    // A rotation may have dropped it while in flight; it counts from now.
-                    if !g.previous.contains(h) {
-                        g.current.insert(*h);
-                    }
-                } else {
+                if !durable {
                     g.current.remove(h);
                     g.previous.remove(h);
+                } else if rotated && !g.previous.contains(h) {
+                    // Generations turned while in flight and dropped it: it counts from now.
+                    g.current.insert(*h);
                 }
             }
         }
@@ -122,7 +133,7 @@ impl Deduplicator {
         Deduplicator {
             window_ms: (window.as_millis() as i64).max(1),
             max_entries: max_entries.max(1),
-            state: Mutex::new(Generations { current: HashSet::new(), previous: HashSet::new(), current_started_ms: now_ms, in_flight: HashMap::new() }),
+            state: Mutex::new(Generations { current_started_ms: now_ms, ..Generations::default() }),
         }
     }
 
@@ -136,38 +147,53 @@ impl Deduplicator {
             g.previous.clear();
             g.current.clear();
             g.current_started_ms = now_ms;
+            g.rotations += 1;
         } else if now_ms - g.current_started_ms >= self.window_ms || g.current.len() >= self.max_entries {
             if g.current.len() >= self.max_entries {
                 metrics::counter!("meridian_dedup_early_rotations_total").increment(1);
             }
             g.previous = std::mem::take(&mut g.current);
             g.current_started_ms = now_ms;
+            g.rotations += 1;
         }
     }
 
     /// Checks `hashes` (the events of one request) and, unless one of them is in flight
     /// elsewhere, claims the new ones for this request's append. See [`Reservation`].
     pub fn reserve(self: &Arc<Self>, hashes: &[u64], now_ms: i64) -> Reservation {
-        let mut g = self.state.lock();
-        let waits: Vec<InFlight> = hashes.iter().filter_map(|h| g.in_flight.get(h)).map(|rx| InFlight(rx.clone())).collect();
-        if !waits.is_empty() {
-            return Reservation::InFlight(waits);
+        let mut guard = self.state.lock();
+        let g = &mut *guard;
+        if !g.in_flight.is_empty() {
+            let mut waits: Vec<u64> = hashes.iter().filter_map(|h| g.in_flight.get(h).copied()).collect();
+            if !waits.is_empty() {
+                waits.sort_unstable();
+                waits.dedup();
+                return Reservation::InFlight(waits.iter().filter_map(|c| g.claims.get(c)).map(|rx| InFlight(rx.clone())).collect());
+            }
         }
-        self.rotate_if_due(&mut g, now_ms);
-        let (done, rx) = watch::channel(());
+        self.rotate_if_due(g, now_ms);
+        let id = g.next_claim;
+        g.next_claim += 1;
         let mut claimed = Vec::new();
         let fresh = hashes
             .iter()
             .map(|h| {
                 let new = !g.previous.contains(h) && g.current.insert(*h);
                 if new {
-                    g.in_flight.insert(*h, rx.clone());
+                    g.in_flight.insert(*h, id);
                     claimed.push(*h);
                 }
                 new
             })
             .collect();
-        Reservation::Claimed(fresh, Claim { dedup: self.clone(), hashes: claimed, done: Some(done) })
+        let done = (!claimed.is_empty()).then(|| {
+            let (done, rx) = watch::channel(());
+            g.claims.insert(id, rx);
+            done
+        });
+        let rotations = g.rotations;
+        drop(guard);
+        Reservation::Claimed(fresh, Claim { dedup: self.clone(), id, hashes: claimed, rotations, done })
     }
 
     /// Remembers an event found in the log during recovery.
@@ -261,6 +287,20 @@ mod tests {
         claim.settle(true);
         rt.block_on(waiter).unwrap();
         assert_eq!(stored(&d, &[7], 2), vec![false], "settled as stored: now a duplicate");
+    }
+
+    #[test]
+    fn an_append_durable_after_the_generations_turned_is_still_remembered() {
+        let d = dedup(60, 1000);
+        let Reservation::Claimed(_, slow) = d.reserve(&[7], 0) else { panic!() };
+        let Reservation::Claimed(_, other) = d.reserve(&[8], 61_000) else { panic!() };
+        other.settle(true);
+        let Reservation::Claimed(_, late) = d.reserve(&[9], 200_000) else { panic!() };
+        late.settle(true);
+        // Both rotations dropped 7 while its append was in flight.
+        slow.settle(true);
+        assert_eq!(stored(&d, &[7], 200_001), vec![false], "durable after the rotations: a duplicate");
+        assert_eq!(stored(&d, &[8], 200_001), vec![true], "8 is two windows old: forgotten");
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl Event {
         }
         let id = match object.remove("id") {
             None | Some(Value::Null) => fallback_id(),
-            Some(v) => id_from(&v, "id", EventId::new)?,
+            Some(v) => id_from(v, "id", EventId::new)?,
         };
         let user = optional_id(object.remove("user"), "user", UserId::new)?;
         let device = optional_id(object.remove("device"), "device", DeviceId::new)?;
@@ -159,7 +159,7 @@ impl Event {
         }
         let action = match object.remove("action") {
             None | Some(Value::Null) => return Err(EventError::field(ErrorCode::MissingField, "action", "\"action\" is required (view, click, order…)")),
-            Some(v) => id_from(&v, "action", Action::new)?,
+            Some(v) => id_from(v, "action", Action::new)?,
         };
         let time = match object.remove("time") {
             None | Some(Value::Null) => received,
@@ -189,12 +189,13 @@ impl Event {
             Some(Value::Object(mut t)) => {
                 let kind = match t.remove("type") {
                     None | Some(Value::Null) => return Err(EventError::field(ErrorCode::MissingField, "target.type", "\"target.type\" is required when a target is given")),
-                    Some(v) => id_from(&v, "target.type", TargetType::new)?,
+                    Some(v) => id_from(v, "target.type", TargetType::new)?,
                 };
                 let id = match t.remove("id") {
                     None | Some(Value::Null) => return Err(EventError::field(ErrorCode::MissingField, "target.id", "\"target.id\" is required when a target is given")),
                     Some(Value::Number(n)) => n.to_string(),
-                    Some(v) => expect_str(&v, "target.id")?.to_owned(),
+                    Some(Value::String(id)) => id,
+                    Some(other) => return Err(type_error("target.id", "a string", &other)),
                 };
                 check_len(&id, "target.id")?;
                 if id.is_empty() {
@@ -218,9 +219,12 @@ impl Event {
             Some(other) => return Err(type_error("props", "an object", &other)),
         };
         let event = Event { id, app: app.clone(), user, device, time, received, action, target, context, props };
-        let size = serde_json::to_vec(&event.props).map(|v| v.len()).unwrap_or(usize::MAX);
-        if size > MAX_EVENT_BYTES {
-            return Err(EventError::whole(ErrorCode::EventTooLarge, format!("event props are {size} bytes, the limit is {MAX_EVENT_BYTES}")));
+        // Only props whose bound is large pay for the exact length (writing their JSON).
+        if props_json_len_bound(&event.props) > MAX_EVENT_BYTES {
+            let size = json_len(&event.props);
+            if size > MAX_EVENT_BYTES {
+                return Err(EventError::whole(ErrorCode::EventTooLarge, format!("event props are {size} bytes, the limit is {MAX_EVENT_BYTES}")));
+            }
         }
         Ok(event)
     }
@@ -248,27 +252,27 @@ fn context_from(mut c: Map<String, Value>) -> Result<Context, EventError> {
         },
         Some(other) => return Err(type_error("context.city", "an integer city id", &other)),
     };
-    let mut text = |name: &str| -> Result<Option<String>, EventError> {
+    // `path` is "context." + `name`, spelled out so that no event pays for a format!.
+    let mut text = |name: &str, path: &str| -> Result<Option<String>, EventError> {
         match c.remove(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => {
-                let path = format!("context.{name}");
-                let s = expect_str(&v, &path)?;
-                check_len(s, &path)?;
-                Ok(Some(s.to_owned()))
+            Some(Value::String(s)) => {
+                check_len(&s, path)?;
+                Ok(Some(s))
             }
+            Some(other) => Err(type_error(path, "a string", &other)),
         }
     };
     let context = Context {
         city,
-        platform: text("platform")?,
-        version: text("version")?,
-        channel: text("channel")?,
-        page: text("page")?,
-        source: text("source")?,
-        session: text("session")?,
-        ip: text("ip")?,
-        user_agent: text("user_agent")?,
+        platform: text("platform", "context.platform")?,
+        version: text("version", "context.version")?,
+        channel: text("channel", "context.channel")?,
+        page: text("page", "context.page")?,
+        source: text("source", "context.source")?,
+        session: text("session", "context.session")?,
+        ip: text("ip", "context.ip")?,
+        user_agent: text("user_agent", "context.user_agent")?,
     };
     if let Some(version) = &context.version {
         if !is_semver_like(version) {
@@ -297,6 +301,45 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
+/// An upper bound of the length of `props` written as JSON, found without writing it: a
+/// string byte becomes at most 6 (`\u00XX`), an integer at most 20 characters, a float at
+/// most 24 (the longest shortest-round-trip form, e.g. `-2.2250738585072014e-308`).
+fn props_json_len_bound(props: &Map<String, Value>) -> usize {
+    fn string(s: &str) -> usize {
+        2 + 6 * s.len()
+    }
+    fn value(v: &Value) -> usize {
+        match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(n) if n.is_f64() => 24,
+            Value::Number(_) => 20,
+            Value::String(s) => string(s),
+            Value::Array(items) => 2 + items.iter().map(|v| value(v) + 1).sum::<usize>(),
+            Value::Object(map) => object(map),
+        }
+    }
+    fn object(map: &Map<String, Value>) -> usize {
+        2 + map.iter().map(|(k, v)| string(k) + 1 + value(v) + 1).sum::<usize>()
+    }
+    object(props)
+}
+
+/// The exact length of `props` written as JSON (counted, not kept).
+fn json_len(props: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, props).map(|()| count.0).unwrap_or(usize::MAX)
+}
+
 fn type_error(field: &str, expected: &str, got: &Value) -> EventError {
     EventError::field(ErrorCode::InvalidType, field, format!("\"{field}\" must be {expected}, got {}", json_type(got)))
 }
@@ -312,11 +355,11 @@ fn check_len(value: &str, field: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-fn id_from<T>(value: &Value, field: &str, make: impl FnOnce(String) -> Result<T, IdError>) -> Result<T, EventError> {
+fn id_from<T>(value: Value, field: &str, make: impl FnOnce(String) -> Result<T, IdError>) -> Result<T, EventError> {
     let text = match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s,
         Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
-        other => return Err(type_error(field, "a string", other)),
+        other => return Err(type_error(field, "a string", &other)),
     };
     make(text).map_err(|e| {
         let code = match e {
@@ -330,7 +373,7 @@ fn id_from<T>(value: &Value, field: &str, make: impl FnOnce(String) -> Result<T,
 fn optional_id<T>(value: Option<Value>, field: &str, make: impl FnOnce(String) -> Result<T, IdError>) -> Result<Option<T>, EventError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => id_from(&v, field, make).map(Some),
+        Some(v) => id_from(v, field, make).map(Some),
     }
 }
 
@@ -340,6 +383,30 @@ mod tests {
     use serde_json::json;
 
     const NOW: Timestamp = Timestamp(1_763_700_000_000);
+
+    #[test]
+    fn the_props_length_bound_is_never_below_the_written_length() {
+        let nasty = "\u{0}\u{1f}\"\\/\n\t é 😀 \u{7f}";
+        let props = json!({
+            "s": nasty, nasty: [nasty, 1.7976931348623157e308, -2.2250738585072014e-308, 5e-324, -0.0],
+            "n": [u64::MAX, i64::MIN, 0], "b": [true, false, null], "deep": {"a": {"b": [[], {}, ""]}},
+        });
+        let props = props.as_object().unwrap();
+        let written = serde_json::to_vec(props).unwrap().len();
+        assert_eq!(json_len(props), written);
+        assert!(props_json_len_bound(props) >= written, "bound {} < written {written}", props_json_len_bound(props));
+    }
+
+    #[test]
+    fn props_at_the_limit_are_accepted_and_one_byte_over_refused() {
+        // {"p":"…"} is 8 bytes plus the string: a bound far above the limit, an exact check.
+        let at_limit = "x".repeat(MAX_EVENT_BYTES - 8);
+        let ok = parse(json!({"user": "u", "action": "view", "props": {"p": at_limit}}));
+        assert!(ok.is_ok(), "{ok:?}");
+        let over = "x".repeat(MAX_EVENT_BYTES - 7);
+        let err = parse(json!({"user": "u", "action": "view", "props": {"p": over}})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::EventTooLarge);
+    }
 
     fn parse(value: Value) -> Result<Event, EventError> {
         let app = AppId::new("shop").unwrap();
