@@ -184,6 +184,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = args.config.load()?;
     let generated_key = master_key(&mut config)?;
     init_logging(config.server.log_format);
+    if args.demo && !config.notify.network.allow_loopback {
+        // The demo's webhook receiver runs in this process, on loopback.
+        config.notify.network.allow_loopback = true;
+        eprintln!("--demo: webhooks may target loopback addresses (notify.network.allow_loopback) for the demo receiver");
+    }
     // The demo's catalog names the SKUs its events view, so history lists show them.
     let demo_world = if args.demo { Some(Arc::new(meridian_demo::DemoWorld::generate(&crate::demo::feed_config())?)) } else { None };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -226,6 +231,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await??;
             eprintln!("--demo: sign in to the console at http://{local}/console as demo / {password}");
             let base = format!("http://{local}");
+            let (hook_base, hook_key) = (base.clone(), master_key.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::demo::webhook(&hook_base, &hook_key).await {
+                    tracing::warn!(error = %e, "demo webhook receiver not set up");
+                }
+            });
             let (n, rate) = (args.demo_events, args.demo_rate);
             tokio::spawn(async move {
                 if let Err(e) = crate::demo::feed(&base, &write_key, world, n, rate).await {

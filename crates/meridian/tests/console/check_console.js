@@ -136,6 +136,9 @@ function receiver() {
     // Deliveries: filter by state.
     await page.click('nav.side >> text=Deliveries');
     await page.waitForURL(/\/deliveries$/);
+    // --demo registers a receiver of its own and sends it a test notification.
+    const deliveries = await page.textContent('main');
+    check(deliveries.includes('webhook.test') && /delivered/i.test(deliveries), `the demo receiver's test delivery is not shown as delivered: ${deliveries.slice(0, 400)}`);
     await page.selectOption('#filter-state', 'dead');
     await Promise.all([page.waitForURL(/state=dead/), page.click('main form button[type=submit]')]);
     await audit('deliveries');
