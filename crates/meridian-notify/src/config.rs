@@ -41,6 +41,11 @@ pub struct NotifyConfig {
     pub extra_root_certificates: Vec<PathBuf>,
     /// `User-Agent` header of deliveries.
     pub user_agent: String,
+    /// Days a delivered or dead delivery (with its attempts) is kept after its last
+    /// change; pending ones are kept whatever their age. 0 keeps them forever.
+    pub retention_days: u32,
+    /// How often old deliveries are purged.
+    pub purge_interval_secs: u64,
 }
 
 impl Default for NotifyConfig {
@@ -59,6 +64,8 @@ impl Default for NotifyConfig {
             network: NetworkPolicy::default(),
             extra_root_certificates: Vec::new(),
             user_agent: concat!("Meridian-Webhooks/", env!("CARGO_PKG_VERSION")).into(),
+            retention_days: 30,
+            purge_interval_secs: 3_600,
         }
     }
 }
@@ -98,12 +105,23 @@ impl NotifyConfig {
         if self.user_agent.is_empty() || hyper::header::HeaderValue::from_str(&self.user_agent).is_err() {
             return Err(invalid("user_agent", "must be a non-empty, visible-ASCII header value"));
         }
+        if self.retention_days > 3_650 {
+            return Err(invalid("retention_days", format!("{} is out of range; use 0 (forever) to 3650", self.retention_days)));
+        }
+        if self.purge_interval_secs == 0 || self.purge_interval_secs > 7 * 86_400 {
+            return Err(invalid("purge_interval_secs", format!("{} is out of range; use 1-604800", self.purge_interval_secs)));
+        }
         Ok(())
     }
 
     /// The log topic of notification requests.
     pub fn topic_name(&self) -> Result<meridian_log::TopicName> {
         meridian_log::TopicName::new(self.topic.clone()).map_err(|e| invalid("topic", e.to_string()))
+    }
+
+    /// How long finished deliveries are kept; `None`: forever.
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention_days > 0).then(|| Duration::from_secs(u64::from(self.retention_days) * 86_400))
     }
 
     /// Attempt timeout.

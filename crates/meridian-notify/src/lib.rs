@@ -47,7 +47,7 @@ pub use model::{
     Attempt, Delivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryPage, DeliveryState, Endpoint, EndpointId, EndpointSecret,
     EndpointUpdate, NewEndpoint, NotificationRequest,
 };
-pub use notifier::{DeliveryWaker, Notifier, NotifierStats};
+pub use notifier::{DeliveryWaker, Notifier, NotifierStats, PurgeReport};
 pub use processor::NotificationProcessor;
 pub use ssrf::{canonical, classify, AddressClass, NetworkPolicy, SsrfRefusal};
 

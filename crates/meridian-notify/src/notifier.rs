@@ -20,6 +20,7 @@ use meridian_state::{KvStore, WriteBatch};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashSet;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -557,6 +558,46 @@ impl Notifier {
         .await
     }
 
+    /// Deletes delivered and dead deliveries whose last change (delivery, else last
+    /// attempt, else creation) is before `cutoff_ms`, with their attempts and index
+    /// entries. Pending deliveries are kept whatever their age. Works in chunks, each read
+    /// and committed under the delivery lock (so it never races an attempt's result or a
+    /// redelivery); blocking: call it off the async threads.
+    pub fn purge_finished_before(&self, cutoff_ms: i64) -> Result<PurgeReport> {
+        const CHUNK: usize = 512;
+        let mut report = PurgeReport::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let _guard = self.delivery_lock.lock();
+            let start = match &after {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let entries = self.store.range(store::DELIVERIES, start, Bound::Unbounded, CHUNK)?;
+            let mut batch = WriteBatch::new();
+            for (_, value) in &entries {
+                let delivery: Delivery = serde_json::from_slice(value).map_err(|e| NotifyError::Corrupt { table: store::DELIVERIES, message: e.to_string() })?;
+                let last_change = delivery.delivered_ms.or(delivery.last_attempt_ms).unwrap_or(delivery.created_ms);
+                if delivery.state == DeliveryState::Pending || last_change >= cutoff_ms {
+                    continue;
+                }
+                store::delete_delivery(&mut batch, &delivery);
+                report.deliveries += 1;
+                report.attempts += u64::from(delivery.attempts);
+            }
+            if !batch.is_empty() {
+                self.store.commit(batch)?;
+            }
+            let done = entries.len() < CHUNK;
+            after = entries.into_iter().next_back().map(|(key, _)| key);
+            if done || after.is_none() {
+                break;
+            }
+        }
+        metrics::counter!("meridian_notify_purged_deliveries_total").increment(report.deliveries);
+        Ok(report)
+    }
+
     /// Sends a dead or delivered delivery again: it becomes pending and due now, with a
     /// fresh budget of attempts (its attempt numbers go on).
     pub async fn redeliver(&self, id: &DeliveryId) -> Result<Delivery> {
@@ -584,6 +625,16 @@ impl Notifier {
         self.progress.notify_one();
         Ok(delivery)
     }
+}
+
+
+/// What [`Notifier::purge_finished_before`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Deliveries deleted.
+    pub deliveries: u64,
+    /// Their attempts deleted with them.
+    pub attempts: u64,
 }
 
 

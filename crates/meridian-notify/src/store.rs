@@ -119,6 +119,15 @@ pub(crate) fn replace_delivery(batch: &mut WriteBatch, previous: &Delivery, deli
     put_delivery(batch, delivery);
 }
 
+/// Deletes a finished delivery (not in the due index), its index entry and its attempts.
+pub(crate) fn delete_delivery(batch: &mut WriteBatch, delivery: &Delivery) {
+    batch.delete(DELIVERIES, delivery.id.as_str().as_bytes().to_vec());
+    batch.delete(APP_DELIVERIES, app_delivery_key(&delivery.app, delivery.created_ms, &delivery.id));
+    let mut attempts = delivery.id.as_str().as_bytes().to_vec();
+    attempts.push(0);
+    batch.delete_prefix(ATTEMPTS, attempts);
+}
+
 fn put_delivery(batch: &mut WriteBatch, delivery: &Delivery) {
     batch.put(DELIVERIES, delivery.id.as_str().as_bytes().to_vec(), encode(delivery));
 }

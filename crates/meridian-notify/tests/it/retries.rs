@@ -1,8 +1,9 @@
 //! Retries, backoff with full jitter, dead-lettering and manual redelivery against real
 //! failing receivers.
 
-use crate::{app, request, test_config, Fixture, Receiver, Reply};
-use meridian_notify::{DeliveryFilter, DeliveryId, DeliveryState, NotifyConfig};
+use crate::{app, now_ms, request, test_config, Fixture, Receiver, Reply};
+use meridian_notify::{DeliveryFilter, DeliveryId, DeliveryState, NotifyConfig, PurgeReport};
+use meridian_state::KvStore;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,5 +137,54 @@ async fn timeouts_and_refused_connections_are_failed_attempts_with_their_codes()
     assert!(timed_out.attempts.iter().all(|a| (250_000..2_000_000).contains(&a.latency_us)), "the timeout bounds an attempt: {:?}", timed_out.attempts);
     let refused = f.wait_state(&DeliveryId::derive(&r.id, &closed_endpoint.id), DeliveryState::Dead, Duration::from_secs(10)).await;
     assert!(refused.attempts.iter().all(|a| a.error_code.as_deref() == Some("connection_error")), "{:?}", refused.attempts);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_deletes_finished_deliveries_before_the_cutoff_with_their_attempts_and_keeps_pending_ones() {
+    // /ok answers 200 at once, /dead 500 at once, /slow 500 after a second (its delivery is
+    // pending, its attempt in flight, while the purge runs).
+    let receiver = Receiver::start("127.0.0.1", |_, path| match path {
+        "/ok" => Reply::status(200),
+        "/slow" => Reply { delay: Duration::from_secs(1), ..Reply::status(500) },
+        _ => Reply::status(500),
+    })
+    .await;
+    let base = format!("http://{}", receiver.addr);
+    let f = Fixture::start(NotifyConfig { max_attempts: 1, ..test_config() }).await;
+    let ok = f.endpoint(&format!("{base}/ok"), &["ok"]).await;
+    let dead = f.endpoint(&format!("{base}/dead"), &["dead"]).await;
+    let slow = f.endpoint(&format!("{base}/slow"), &["slow"]).await;
+    let (r_ok, r_dead, r_slow) = (request("purge-ok", "ok"), request("purge-dead", "dead"), request("purge-slow", "slow"));
+    f.emit(&[r_ok.clone(), r_dead.clone()]).await;
+    let id_ok = DeliveryId::derive(&r_ok.id, &ok.id);
+    let id_dead = DeliveryId::derive(&r_dead.id, &dead.id);
+    let id_slow = DeliveryId::derive(&r_slow.id, &slow.id);
+    f.wait_state(&id_ok, DeliveryState::Delivered, Duration::from_secs(10)).await;
+    f.wait_state(&id_dead, DeliveryState::Dead, Duration::from_secs(10)).await;
+    f.emit(std::slice::from_ref(&r_slow)).await;
+    crate::wait_until("the slow attempt to reach the receiver", Duration::from_secs(10), || async { receiver.received().iter().any(|r| r.path == "/slow") }).await;
+    assert_eq!(f.notifier.delivery(&id_slow).await.unwrap().delivery.state, DeliveryState::Pending);
+
+    // A cutoff before they finished removes nothing.
+    let notifier = f.notifier.clone();
+    let none = tokio::task::spawn_blocking(move || notifier.purge_finished_before(0)).await.unwrap().unwrap();
+    assert_eq!(none, PurgeReport::default());
+
+    let notifier = f.notifier.clone();
+    let cutoff = now_ms() + 1;
+    let report = tokio::task::spawn_blocking(move || notifier.purge_finished_before(cutoff)).await.unwrap().unwrap();
+    assert_eq!(report, PurgeReport { deliveries: 2, attempts: 2 }, "the delivered one and the dead one, one attempt each");
+    for id in [&id_ok, &id_dead] {
+        assert!(matches!(f.notifier.delivery(id).await, Err(meridian_notify::NotifyError::DeliveryNotFound(_))), "{id} still there");
+    }
+    let page = f.notifier.deliveries(&app(), DeliveryFilter::default(), None, 10).await.unwrap();
+    assert_eq!(page.deliveries.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), vec![id_slow.clone()], "the list keeps only the pending one");
+    let attempts_left = f.store.scan_prefix("notify_attempts", b"", usize::MAX).unwrap();
+    assert!(attempts_left.is_empty(), "the purged deliveries' attempts are gone: {attempts_left:?}");
+
+    // The attempt in flight during the purge still lands.
+    let finished = f.wait_state(&id_slow, DeliveryState::Dead, Duration::from_secs(10)).await;
+    assert_eq!(finished.attempts.len(), 1);
     f.stop().await;
 }

@@ -5,7 +5,7 @@
 
 use crate::auth::{app_id, require};
 use crate::error::{parse_json, ApiError};
-use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, Service};
+use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, Service, Task};
 use crate::state::{blocking, random_id, AppState};
 use axum::body::Bytes;
 use crate::extract::{Path, Query};
@@ -46,6 +46,19 @@ impl Service for Worker {
     }
 }
 
+/// Deletes delivered and dead deliveries older than the retention (`notify.retention_days`).
+fn purge_task(notifier: Arc<Notifier>, retention: Duration, every: Duration) -> Task {
+    Task {
+        name: "notify_purge",
+        every,
+        run: Arc::new(move || {
+            let cutoff = meridian_event::Timestamp::now().millis() - retention.as_millis() as i64;
+            let report = notifier.purge_finished_before(cutoff)?;
+            Ok(if report.deliveries > 0 { format!("purged {} finished deliveries ({} attempts)", report.deliveries, report.attempts) } else { String::new() })
+        }),
+    }
+}
+
 impl Capability for Notify {
     fn name(&self) -> &'static str {
         "notify"
@@ -68,7 +81,11 @@ impl Capability for Notify {
             .routes(routes!(get_delivery))
             .routes(routes!(redeliver))
             .with_state(state);
-        let module = ModuleBuilder::new("notify")
+        let mut module = ModuleBuilder::new("notify");
+        if let Some(retention) = config.retention() {
+            module = module.task(purge_task(notifier.clone(), retention, Duration::from_secs(config.purge_interval_secs)));
+        }
+        let module = module
             .processor(Box::new(processor))
             .routes(routes)
             .console(crate::console::notify::section(ctx))
