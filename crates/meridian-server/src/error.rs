@@ -115,6 +115,7 @@ impl From<meridian_tenancy::Error> for ApiError {
             E::InvalidCursor(_) => ApiError::bad_request("invalid_cursor", e.to_string()),
             E::AppExists(_) => ApiError::conflict("app_exists", e.to_string()),
             E::OperatorExists(_) => ApiError::conflict("operator_exists", e.to_string()),
+            E::LastGlobalAdmin(_) => ApiError::conflict("last_global_admin", e.to_string()),
             E::UnknownApp(_) => ApiError::not_found("unknown_app", e.to_string()),
             E::UnknownKey { .. } => ApiError::not_found("unknown_key", e.to_string()),
             E::UnknownOperator(_) => ApiError::not_found("unknown_operator", e.to_string()),

@@ -120,6 +120,9 @@ pub enum Error {
     /// The operator does not exist.
     #[error("operator {0} does not exist")]
     UnknownOperator(String),
+    /// The change would leave no enabled operator with the global admin role.
+    #[error("operator {0} is the last enabled global admin; make another operator a global admin first")]
+    LastGlobalAdmin(String),
     /// A new password is too short.
     #[error("a password needs at least {min_chars} characters; choose a longer one")]
     WeakPassword {

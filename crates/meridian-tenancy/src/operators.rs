@@ -292,6 +292,14 @@ impl Tenancy {
         let before = self.operators.read().get(login).cloned().ok_or_else(|| Error::UnknownOperator(login.to_string()))?;
         let mut after = before.clone();
         change(&mut after)?;
+        // Operators can only be managed by a global admin in the console: losing the last one
+        // leaves the master key as the only way in.
+        if is_global_admin(&before.operator) && !is_global_admin(&after.operator) {
+            let others = self.operators.read().values().any(|other| other.operator.login != *login && is_global_admin(&other.operator));
+            if !others {
+                return Err(Error::LastGlobalAdmin(login.to_string()));
+            }
+        }
         let mut batch = WriteBatch::new();
         batch.put(OPERATORS_TABLE, login.as_str().as_bytes().to_vec(), crate::to_json(&after));
         let revoked = if revoke_sessions { self.session_digests_of(login) } else { Vec::new() };
@@ -311,6 +319,12 @@ impl Tenancy {
         self.operators.write().insert(login.clone(), after);
         Ok(operator)
     }
+}
+
+
+/// An enabled operator holding the admin role globally.
+fn is_global_admin(operator: &Operator) -> bool {
+    !operator.disabled && operator.grants.iter().any(|grant| grant.allows_global(crate::Permission::Admin))
 }
 
 #[cfg(test)]

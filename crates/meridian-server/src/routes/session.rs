@@ -179,7 +179,11 @@ async fn get_operator(State(state): State<Arc<AppState>>, Path(login): Path<Stri
     tag = "apps",
     params(("login" = String, Path, description = "Operator login", pattern = "^[a-z0-9_.@-]{1,64}$")),
     request_body(content = UpdateOperator, content_type = "application/json"),
-    responses((status = 200, description = "The operator", body = OperatorView), (status = 404, description = "Unknown operator, or a grant names an unknown app", body = meridian_api::ErrorBody)),
+    responses(
+        (status = 200, description = "The operator", body = OperatorView),
+        (status = 404, description = "Unknown operator, or a grant names an unknown app", body = meridian_api::ErrorBody),
+        (status = 409, description = "The change would leave no enabled global admin (`last_global_admin`)", body = meridian_api::ErrorBody),
+    ),
     extensions(("x-permission" = json!("global_admin"))),
 )]
 async fn update_operator(State(state): State<Arc<AppState>>, Path(login): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Json<OperatorView>, ApiError> {

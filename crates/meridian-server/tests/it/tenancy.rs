@@ -148,6 +148,13 @@ async fn logins_are_rate_limited_and_fail_alike_for_unknown_logins_and_wrong_pas
     let limited = limited.expect("the login limit answers 429 within 10 wrong passwords");
     assert_eq!(limited.code(), "rate_limited");
     assert!(limited.headers.get("retry-after").is_some());
+    // boss is the only global admin: it cannot be disabled or demoted, and nothing changes.
+    let refused = t.patch("/v1/operators/boss", MASTER, json!({"disabled": true}).to_string()).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "last_global_admin"), "{:?}", refused.json);
+    let refused = t.patch("/v1/operators/boss", MASTER, json!({"grants": [{"app": "shop", "role": "admin"}]}).to_string()).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "last_global_admin"), "{:?}", refused.json);
+    let boss = t.server.tenancy().operator(&OperatorId::new("boss").unwrap()).unwrap();
+    assert!(!boss.disabled && boss.grants == vec![Grant { app: None, role: Role::Admin }]);
     let disabled = t.patch("/v1/operators/viewer", MASTER, json!({"disabled": true}).to_string()).await;
     assert_eq!(disabled.json["disabled"], true);
     let reply = t.request(Method::POST, "/v1/session", &[], attempt("viewer", PASSWORD)).await;

@@ -16,6 +16,7 @@ both_stores!(
     logout_revocation_and_password_changes_end_sessions,
     grant_changes_reach_open_sessions,
     ensure_operator_is_idempotent,
+    the_last_enabled_global_admin_cannot_be_disabled_or_demoted,
 );
 
 fn with_operator(backend: Backend) -> Fixture {
@@ -285,4 +286,23 @@ fn ensure_operator_is_idempotent(backend: Backend) {
     let fixture = fixture.reopen();
     assert_eq!(fixture.tenancy.ensure_operator(&login("demo"), "demo-password", &[]).unwrap(), demo);
     assert_eq!(fixture.tenancy.list_operators().len(), 1);
+}
+
+fn the_last_enabled_global_admin_cannot_be_disabled_or_demoted(backend: Backend) {
+    let fixture = with_operator(backend);
+    let tenancy = &fixture.tenancy;
+    tenancy.create_operator(&root(), &login("root1"), "Root 1", PASSWORD, &[Grant::global(Role::Admin)]).unwrap();
+    tenancy.create_operator(&root(), &login("root2"), "Root 2", PASSWORD, &[Grant::global(Role::Admin)]).unwrap();
+    // Another global admin remains: allowed.
+    tenancy.disable_operator(&root(), &login("root1")).unwrap();
+    let last = |r: Result<meridian_tenancy::Operator, Error>| matches!(r, Err(Error::LastGlobalAdmin(ref who)) if who == "root2");
+    assert!(last(tenancy.disable_operator(&root(), &login("root2"))), "disabling the last global admin is refused");
+    assert!(last(tenancy.set_grants(&root(), &login("root2"), &[Grant::on_app(app("shop"), Role::Admin)])), "demoting it too");
+    assert!(!tenancy.operator(&login("root2")).unwrap().disabled, "the refused change changed nothing");
+    // Operators who are not global admins are not held back by it.
+    tenancy.disable_operator(&root(), &login("alice")).unwrap();
+    // With root1 enabled again, root2 may go.
+    tenancy.enable_operator(&root(), &login("root1")).unwrap();
+    tenancy.set_grants(&root(), &login("root2"), &[Grant::on_app(app("shop"), Role::Admin)]).unwrap();
+    assert!(matches!(tenancy.disable_operator(&root(), &login("root1")), Err(Error::LastGlobalAdmin(ref who)) if who == "root1"));
 }
