@@ -303,6 +303,18 @@ async fn read_prefix(mut body: hyper::body::Incoming) -> String {
     String::from_utf8_lossy(&kept).into_owned()
 }
 
+/// The rustls error in `e`, looking through nested `io::Error`s (the TLS stream wraps its
+/// error in one, the connector in another; `io::Error::source` skips the wrapped error).
+fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = e;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
 /// Maps a client error to a stable code by walking its causes.
 fn classify_error(error: &(dyn std::error::Error + 'static)) -> Failure {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -316,15 +328,8 @@ fn classify_error(error: &(dyn std::error::Error + 'static)) -> Failure {
             };
             return Failure::new(code, failure.to_string());
         }
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            return Failure::new("tls_error", e.to_string());
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if inner.downcast_ref::<rustls::Error>().is_some() {
-                    return Failure::new("tls_error", inner.to_string());
-                }
-            }
+        if let Some(tls) = tls_error_in(e) {
+            return Failure::new("tls_error", tls.to_string());
         }
         cause = e.source();
     }

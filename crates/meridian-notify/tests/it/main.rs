@@ -6,6 +6,7 @@ mod restart;
 mod retries;
 mod signing;
 mod ssrf;
+mod tls;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
