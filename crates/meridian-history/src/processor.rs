@@ -40,6 +40,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The processor's name (and the key of its positions).
+/// Devices linked to users by `identify`: key = user owner key (16 bytes) ++ device owner
+/// key (16 bytes), empty value. Erasing a user erases its linked devices.
+pub const LINKS_TABLE: &str = "history_links";
+
 pub const PROCESSOR_NAME: &str = "history";
 /// Owners whose last written cold value is remembered per generation.
 pub const RECENT_OWNERS: usize = 131_072;
@@ -170,30 +174,56 @@ impl HistoryProcessor {
         self.recent.insert(owner, value);
     }
 
-    /// Erases `erasure`'s owner: cold value and marks in the batch, the hot list at the end
-    /// of the round, this call's earlier views; files what was there as a receipt.
-    fn erase(&mut self, ctx: &mut ProcessContext<'_>, erasure: &Erasure, pending: &mut HashMap<OwnerKey, Vec<Entry>>, erased: &mut HashSet<OwnerKey>, now: i64) -> meridian_runtime::Result<()> {
+    /// Erases `erasure`'s owner — and, for a user, every device an `identify` linked to it
+    /// (their views are the user's behaviour too): cold values and marks in the batch, hot
+    /// lists at the end of the round, this call's earlier views; files what was there as a
+    /// receipt.
+    fn erase(
+        &mut self,
+        ctx: &mut ProcessContext<'_>,
+        erasure: &Erasure,
+        pending: &mut HashMap<OwnerKey, Vec<Entry>>,
+        erased: &mut HashSet<OwnerKey>,
+        links: &mut HashMap<OwnerKey, Vec<OwnerKey>>,
+        now: i64,
+    ) -> meridian_runtime::Result<()> {
         let owner = match erasure.kind {
             SubjectKind::User => Owner::user(erasure.app.as_str(), &erasure.subject),
             SubjectKind::Device => Owner::device(erasure.app.as_str(), &erasure.subject),
         };
         let key = owner.key();
-        let base = if erased.contains(&key) { Vec::new() } else { self.cold_current(ctx, key, now)? };
-        let in_call = pending.remove(&key).unwrap_or_default();
-        let cold_entries = merge_entries([&base[..], &in_call[..]], self.config.max_items).len();
-        let hot_entries = self.hot.get(key, now)?.map_or(0, |h| h.len());
-        let marks = self.marks.get(key)?;
-        ctx.batch().delete(crate::cold::COLD_TABLE, ColdTier::key(key).to_vec());
-        ctx.batch().delete(crate::marks::MARKS_TABLE, key.to_bytes().to_vec());
-        self.recent.remove(&key);
-        self.recent_old.remove(&key);
-        self.counts.invalidate(key);
-        erased.insert(key);
-        self.hot_writes.push(HotWrite::Remove(key));
+        let mut owners = vec![key];
+        if erasure.kind == SubjectKind::User {
+            let prefix = key.to_bytes();
+            let stored = ctx.store().scan_prefix(LINKS_TABLE, &prefix, usize::MAX)?;
+            let mut devices: Vec<OwnerKey> = stored.iter().filter_map(|(k, _)| k.get(16..).and_then(OwnerKey::from_bytes)).collect();
+            devices.extend(links.remove(&key).unwrap_or_default());
+            devices.sort_unstable_by_key(|d| d.0);
+            devices.dedup();
+            ctx.batch().delete_prefix(LINKS_TABLE, prefix.to_vec());
+            owners.extend(devices);
+        }
+        let (mut cold_entries, mut hot_entries, mut deletion_marks) = (0, 0, 0);
+        for &owner in &owners {
+            let base = if erased.contains(&owner) { Vec::new() } else { self.cold_current(ctx, owner, now)? };
+            let in_call = pending.remove(&owner).unwrap_or_default();
+            cold_entries += merge_entries([&base[..], &in_call[..]], self.config.max_items).len();
+            hot_entries += self.hot.get(owner, now)?.map_or(0, |h| h.len());
+            let marks = self.marks.get(owner)?;
+            deletion_marks += marks.deleted().len() + usize::from(marks.clear_ms.is_some());
+            ctx.batch().delete(crate::cold::COLD_TABLE, ColdTier::key(owner).to_vec());
+            ctx.batch().delete(crate::marks::MARKS_TABLE, owner.to_bytes().to_vec());
+            self.recent.remove(&owner);
+            self.recent_old.remove(&owner);
+            self.counts.invalidate(owner);
+            erased.insert(owner);
+            self.hot_writes.push(HotWrite::Remove(owner));
+        }
         let removed = serde_json::json!({
             "cold_entries": cold_entries,
             "hot_entries": hot_entries,
-            "deletion_marks": marks.deleted().len() + usize::from(marks.clear_ms.is_some()),
+            "deletion_marks": deletion_marks,
+            "linked_devices": owners.len() - 1,
         });
         ctx.erasure_receipt(&erasure.id, removed)?;
         self.stats.erasures += 1;
@@ -228,11 +258,13 @@ impl Processor for HistoryProcessor {
         let mut pending: HashMap<OwnerKey, Vec<Entry>> = HashMap::new();
         // Owners erased in this call: their committed cold value no longer counts.
         let mut erased: HashSet<OwnerKey> = HashSet::new();
+        // user → devices linked by an identify of this call (not yet in the store).
+        let mut links: HashMap<OwnerKey, Vec<OwnerKey>> = HashMap::new();
         for record in records {
             let event = match LogEntry::decode(&record.value) {
                 Ok(LogEntry::Event(e)) => e,
                 Ok(LogEntry::Erasure(erasure)) => {
-                    self.erase(ctx, &erasure, &mut pending, &mut erased, now)?;
+                    self.erase(ctx, &erasure, &mut pending, &mut erased, &mut links, now)?;
                     continue;
                 }
                 Err(e) => {
@@ -268,6 +300,9 @@ impl Processor for HistoryProcessor {
                 let app = event.app.as_str();
                 let device_key = Owner::device(app, device.as_str()).key();
                 let user_key = Owner::user(app, user.as_str()).key();
+                // The link outlives this merge: erasing the user erases the device too.
+                ctx.batch().put(LINKS_TABLE, [user_key.to_bytes(), device_key.to_bytes()].concat(), Vec::new());
+                links.entry(user_key).or_default().push(device_key);
                 // The device's whole visible history right now: hot, cold (incl. this
                 // processor's pending writes) and this call's views.
                 let hot = if erased.contains(&device_key) { Vec::new() } else { self.hot.get(device_key, now)?.unwrap_or_default() };
@@ -345,6 +380,7 @@ impl Processor for HistoryProcessor {
 
     fn clear_state(&mut self, batch: &mut WriteBatch) {
         batch.delete_prefix(crate::cold::COLD_TABLE, Vec::new());
+        batch.delete_prefix(LINKS_TABLE, Vec::new());
         self.reset_cache();
     }
 }

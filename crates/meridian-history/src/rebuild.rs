@@ -1,6 +1,7 @@
 //! Offline rebuild of the cold tier from the log: the last 60 days of views (and
 //! identify merges), N per owner, minus deletions and erasures (an erasure record drops
-//! what was gathered for its owner before it).
+//! its owner's views up to its time — a user's erasure also those of the devices linked to
+//! it by identify — in whichever partition they are).
 //!
 //! The log is scanned partition by partition (records older than the window by their
 //! log timestamp are skipped, as are views older than the window by event time). The
@@ -84,6 +85,12 @@ pub(crate) fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &Reb
     }
     let mut report = RebuildReport::default();
     let mut acc: HashMap<OwnerKey, Vec<Entry>> = HashMap::new();
+    // user → devices linked by identify events of the scan (the store's links, written by
+    // the live processor, are read when an erasure needs them).
+    let mut links: HashMap<OwnerKey, Vec<OwnerKey>> = HashMap::new();
+    // Owner → time of its latest erasure: its views up to then are gone, whichever
+    // partition (scanned earlier or later) they are in.
+    let mut erased_at: HashMap<OwnerKey, i64> = HashMap::new();
     progress(0, total);
     for (p, start, end) in ranges {
         let mut from = start;
@@ -99,13 +106,25 @@ pub(crate) fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &Reb
                 let event = match LogEntry::decode(&r.value) {
                     Ok(LogEntry::Event(event)) => event,
                     Ok(LogEntry::Erasure(erasure)) => {
-                        // Everything of the owner before the erasure is gone.
+                        // Everything of the owner (and of a user's linked devices) before
+                        // the erasure is gone.
                         let owner = match erasure.kind {
                             SubjectKind::User => Owner::user(erasure.app.as_str(), &erasure.subject),
                             SubjectKind::Device => Owner::device(erasure.app.as_str(), &erasure.subject),
-                        };
-                        if let Some(list) = acc.remove(&owner.key()) {
-                            report.hidden += merge_entries([&list[..]], n).len() as u64;
+                        }
+                        .key();
+                        let mut owners = vec![owner];
+                        if erasure.kind == SubjectKind::User {
+                            owners.extend(links.remove(&owner).unwrap_or_default());
+                            let stored = store.scan_prefix(crate::processor::LINKS_TABLE, &owner.to_bytes(), usize::MAX)?;
+                            owners.extend(stored.iter().filter_map(|(k, _)| k.get(16..).and_then(OwnerKey::from_bytes)));
+                        }
+                        for owner in owners {
+                            if let Some(list) = acc.remove(&owner) {
+                                report.hidden += merge_entries([&list[..]], n).len() as u64;
+                            }
+                            let at = erased_at.entry(owner).or_insert(i64::MIN);
+                            *at = (*at).max(erasure.requested_ms);
                         }
                         continue;
                     }
@@ -123,6 +142,10 @@ pub(crate) fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &Reb
                             (None, Some(d)) => Owner::device(app, d.as_str()),
                             _ => continue,
                         };
+                        if erased_at.get(&owner.key()).is_some_and(|at| event.time.0 <= *at) {
+                            report.hidden += 1;
+                            continue;
+                        }
                         let list = acc.entry(owner.key()).or_default();
                         list.push(Entry::new(sku, event.time.0));
                         compact(list, n);
@@ -131,6 +154,7 @@ pub(crate) fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &Reb
                     "identify" => {
                         let (Some(u), Some(d)) = (&event.user, &event.device) else { continue };
                         let device = Owner::device(app, d.as_str()).key();
+                        links.entry(Owner::user(app, u.as_str()).key()).or_default().push(device);
                         let Some(list) = acc.get(&device) else { continue };
                         let mut device_entries = merge_entries([&list[..]], n);
                         marks.get(device)?.filter(&mut device_entries);
@@ -150,7 +174,11 @@ pub(crate) fn rebuild_cold(log: &dyn Log, store: &Arc<dyn KvStore>, config: &Reb
     let mut batch = WriteBatch::new();
     let mut in_batch = 0;
     for (owner, list) in acc {
-        let current = cold.get(owner, now_ms)?.unwrap_or_default();
+        let mut current = cold.get(owner, now_ms)?.unwrap_or_default();
+        // A live cold value not yet erased (the processor lagging) loses what the erasure covers.
+        if let Some(at) = erased_at.get(&owner) {
+            current.retain(|e| e.time_ms > *at);
+        }
         let mut merged: Vec<Entry> = merge_entries([&list[..], &current[..]], n).into_iter().filter(|e| e.time_ms >= since).collect();
         let before = merged.len();
         marks.get(owner)?.filter(&mut merged);

@@ -551,7 +551,7 @@ fn an_erasure_removes_every_tier_files_a_receipt_and_holds_through_replays() {
     assert_eq!(receipts.len(), 1);
     assert_eq!(receipts[0].0, "history");
     // The delete took SKU 25 out of the hot list; the cold value keeps it behind the mark.
-    assert_eq!(receipts[0].1, serde_json::json!({"cold_entries": 3, "hot_entries": 2, "deletion_marks": 1}));
+    assert_eq!(receipts[0].1, serde_json::json!({"cold_entries": 3, "hot_entries": 2, "deletion_marks": 1, "linked_devices": 0}));
 
     // She comes back: new views count, the old ones stay gone.
     f.views("ann", &[(48, 5000)]);
@@ -573,6 +573,61 @@ fn an_erasure_removes_every_tier_files_a_receipt_and_holds_through_replays() {
     assert!(report.hidden >= 3, "{report:?}");
     assert_eq!(f.skus(&user("ann")), vec![48], "the rebuild brought back nothing from before the erasure");
     assert_eq!(f.skus(&user("bob")), vec![11]);
+}
+
+#[test]
+fn erasing_a_user_erases_the_devices_identify_linked_to_it_also_after_a_rebuild() {
+    use meridian_event::SubjectKind;
+    let mut f = fixture(200);
+    let device = |id: &str| Owner::device(APP, id);
+    f.ingest(vec![
+        f.event(None, Some("d1"), "view", Some("10"), f.t0 - 9_000),
+        f.event(None, Some("d2"), "view", Some("20"), f.t0 - 8_000),
+        f.event(None, Some("d3"), "view", Some("30"), f.t0 - 7_000),
+        f.event(Some("u1"), None, "view", Some("40"), f.t0 - 6_000),
+    ]);
+    f.ingest(vec![f.event(Some("u1"), Some("d1"), "identify", None, f.t0 - 5_000)]);
+    assert_eq!(f.skus(&user("u1")), vec![40, 10]);
+    // d2 is linked in the same append, so the same round, as the erasure: its link is not
+    // in the store yet when the erasure is met.
+    let identify = f.event(Some("u1"), Some("d2"), "identify", None, f.t0 - 4_000);
+    let erasure = meridian_event::Erasure {
+        id: "er-linked".into(),
+        app: AppId::new(APP).unwrap(),
+        kind: SubjectKind::User,
+        subject: "u1".into(),
+        requested_ms: f.t0 - 3_000,
+        requested_by: "test".into(),
+    };
+    let records = vec![
+        AppendRecord { key: Bytes::from(identify.partition_key().to_owned()), value: Bytes::from(identify.encode()), timestamp: f.t0 - 4_000 },
+        AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: f.t0 - 3_000 },
+    ];
+    f.rt.block_on(f.log.append(&f.topic, records)).unwrap();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    assert!(f.skus(&user("u1")).is_empty());
+    assert!(f.skus(&device("d1")).is_empty(), "a linked device's own history is the user's behaviour too");
+    assert!(f.skus(&device("d2")).is_empty());
+    assert_eq!(f.skus(&device("d3")), vec![30], "an unlinked device keeps its history");
+    let receipts = f.runtime.as_ref().unwrap().erasure_receipts("er-linked").unwrap();
+    assert_eq!(receipts[0].1["linked_devices"], 2, "{:?}", receipts[0].1);
+    assert_eq!(receipts[0].1["cold_entries"], 3 + 1 + 1, "u1's three entries and one of each device");
+
+    // The offline rebuild from the log (all partitions, in any order) brings nothing back.
+    f.lose_cold_tier();
+    f.restart_with_empty_hot_tier();
+    let config = f.service.rebuild_config(f.topic.clone());
+    f.service.rebuild(&*f.log, &config, f.clock_now(), &mut |_, _| {}).unwrap();
+    assert!(f.skus(&user("u1")).is_empty(), "after the rebuild: {:?}", f.skus(&user("u1")));
+    assert!(f.skus(&device("d1")).is_empty() && f.skus(&device("d2")).is_empty(), "linked devices stay erased after the rebuild");
+    assert_eq!(f.skus(&device("d3")), vec![30]);
+    // So does a replay of the processor from the start.
+    f.runtime.as_ref().unwrap().rebuild("history").unwrap();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    f.restart_with_empty_hot_tier();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    assert!(f.skus(&user("u1")).is_empty() && f.skus(&device("d1")).is_empty() && f.skus(&device("d2")).is_empty());
+    assert_eq!(f.skus(&device("d3")), vec![30]);
 }
 
 #[test]
