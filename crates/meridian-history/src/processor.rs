@@ -44,6 +44,11 @@ use std::sync::Arc;
 /// key (16 bytes), empty value. Erasing a user erases its linked devices.
 pub const LINKS_TABLE: &str = "history_links";
 
+/// Erased owners: key = owner key (16 bytes), value = the latest erasure's time (ms, i64
+/// BE). A view of the owner from up to then that arrives later (a client re-sending old
+/// events, a device partition read after the user's) is dropped, as the rebuild does.
+pub const ERASED_TABLE: &str = "history_erased";
+
 pub const PROCESSOR_NAME: &str = "history";
 /// Owners whose last written cold value is remembered per generation.
 pub const RECENT_OWNERS: usize = 131_072;
@@ -96,6 +101,8 @@ pub struct ProcessorStats {
     pub views: u64,
     /// Identify merges applied.
     pub merges: u64,
+    /// Views of erased owners from before their erasure, arriving after it: dropped.
+    pub erased_late: u64,
     /// Views skipped because the SKU id is not numeric.
     pub non_numeric_skus: u64,
     /// Records that did not decode.
@@ -120,6 +127,9 @@ pub struct HistoryProcessor {
     recent_old: HashMap<OwnerKey, Vec<u8>>,
     /// Hot-tier writes of this round, in order, written at its end.
     hot_writes: Vec<HotWrite>,
+    /// Erased owners → time of their latest erasure (from [`ERASED_TABLE`], loaded at the
+    /// first round): their views up to then are dropped when they arrive late.
+    erased_at: Option<HashMap<OwnerKey, i64>>,
     stats: ProcessorStats,
 }
 
@@ -146,8 +156,22 @@ impl HistoryProcessor {
             recent: HashMap::new(),
             recent_old: HashMap::new(),
             hot_writes: Vec::new(),
+            erased_at: None,
             stats: ProcessorStats::default(),
         }
+    }
+
+    /// The erased owners, read from the store at the first call (and after a cache reset).
+    fn erased_at(&mut self, ctx: &ProcessContext<'_>) -> meridian_runtime::Result<&mut HashMap<OwnerKey, i64>> {
+        if self.erased_at.is_none() {
+            let rows = ctx.store().scan_prefix(ERASED_TABLE, &[], usize::MAX)?;
+            let map = rows
+                .iter()
+                .filter_map(|(k, v)| Some((OwnerKey::from_bytes(k)?, i64::from_be_bytes(v.as_slice().try_into().ok()?))))
+                .collect();
+            self.erased_at = Some(map);
+        }
+        Ok(self.erased_at.get_or_insert_with(HashMap::new))
     }
 
     /// What it saw so far.
@@ -205,6 +229,11 @@ impl HistoryProcessor {
         }
         let (mut cold_entries, mut hot_entries, mut deletion_marks) = (0, 0, 0);
         for &owner in &owners {
+            let erased_at = self.erased_at(ctx)?;
+            let at = erased_at.entry(owner).or_insert(i64::MIN);
+            *at = (*at).max(erasure.requested_ms);
+            let at = *at;
+            ctx.batch().put(ERASED_TABLE, owner.to_bytes().to_vec(), at.to_be_bytes().to_vec());
             let base = if erased.contains(&owner) { Vec::new() } else { self.cold_current(ctx, owner, now)? };
             let in_call = pending.remove(&owner).unwrap_or_default();
             cold_entries += merge_entries([&base[..], &in_call[..]], self.config.max_items).len();
@@ -287,6 +316,10 @@ impl Processor for HistoryProcessor {
                     continue;
                 };
                 let key = owner.key();
+                if self.erased_at(ctx)?.get(&key).is_some_and(|at| event.time.0 <= *at) {
+                    self.stats.erased_late += 1;
+                    continue;
+                }
                 pending
                     .entry(key)
                     .or_insert_with(|| {
@@ -376,6 +409,7 @@ impl Processor for HistoryProcessor {
         self.recent.clear();
         self.recent_old.clear();
         self.hot_writes.clear();
+        self.erased_at = None;
     }
 
     fn clear_state(&mut self, batch: &mut WriteBatch) {

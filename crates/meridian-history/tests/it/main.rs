@@ -631,6 +631,28 @@ fn erasing_a_user_erases_the_devices_identify_linked_to_it_also_after_a_rebuild(
 }
 
 #[test]
+fn views_from_before_an_erasure_that_arrive_after_it_stay_erased() {
+    use meridian_event::SubjectKind;
+    let mut f = fixture(200);
+    f.views("eve", &[(11, -5_000)]);
+    f.erase(SubjectKind::User, "eve", "er-late");
+    // A client re-sends buffered events from before the erasure, and one from after it.
+    f.views("eve", &[(12, -4_000), (13, -1)]);
+    f.clock.advance(1_000);
+    f.views("eve", &[(14, 500)]);
+    assert_eq!(f.skus(&user("eve")), vec![14], "only the view made after the erasure");
+    // Also across a restart (the erased owners are read back from the store) and a replay.
+    f.restart_with_empty_hot_tier();
+    f.views("eve", &[(15, -3_000)]);
+    assert_eq!(f.skus(&user("eve")), vec![14]);
+    f.runtime.as_ref().unwrap().rebuild("history").unwrap();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    f.restart_with_empty_hot_tier();
+    assert!(f.runtime.as_ref().unwrap().wait_caught_up(Duration::from_secs(20)));
+    assert_eq!(f.skus(&user("eve")), vec![14]);
+}
+
+#[test]
 fn views_before_an_erasure_in_the_same_round_are_erased_and_later_ones_kept() {
     use meridian_event::SubjectKind;
     let f = fixture(200);
