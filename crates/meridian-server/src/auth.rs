@@ -30,17 +30,21 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ApiEr
     Err(ApiError::unauthorized("unsupported Authorization scheme; send 'Authorization: Bearer <key>'"))
 }
 
-/// The session token of the request's session cookie, if any.
-pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The value of cookie `name` in the request, if any.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
-        .filter(|v| !v.is_empty())
+}
+
+/// The session token of the request's session cookie, if any.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE).filter(|v| !v.is_empty())
 }
 
 /// Authenticates a presented API key.

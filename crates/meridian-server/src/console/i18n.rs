@@ -107,18 +107,6 @@ fn catalogs() -> &'static HashMap<Lang, Catalog> {
     })
 }
 
-/// The value of cookie `name` in the request, if any.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value)
-}
-
 /// The best language of an `Accept-Language` header (highest q first, order breaks ties).
 fn from_accept_language(value: &str) -> Option<Lang> {
     let mut ranges: Vec<(f32, usize, Lang)> = value
@@ -141,7 +129,7 @@ pub(crate) fn negotiate(headers: &HeaderMap, query_lang: Option<&str>) -> (Lang,
     if let Some(lang) = query_lang.and_then(Lang::from_tag) {
         return (lang, true);
     }
-    if let Some(lang) = cookie(headers, LANG_COOKIE).and_then(Lang::from_tag) {
+    if let Some(lang) = crate::auth::cookie(headers, LANG_COOKIE).and_then(Lang::from_tag) {
         return (lang, false);
     }
     let accepted = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).and_then(from_accept_language);

@@ -12,7 +12,6 @@ use crate::extract::Path;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use meridian_api::admin::{PartitionOffsets, TopicOffsets};
 use meridian_api::audit::AuditPage;
 use meridian_tenancy::{Permission, Role, TimeZoneName};
 use minijinja::{context, Value};
@@ -475,19 +474,7 @@ async fn admin(State(state): State<Arc<AppState>>, request: PageRequest) -> Resp
         .collect();
     let pipeline = state.pipeline_status.lock().clone();
     let log = state.log.clone();
-    let topics = blocking(move || -> Result<Vec<TopicOffsets>, meridian_log::LogError> {
-        let mut out = Vec::new();
-        for info in log.topics() {
-            let mut partitions = Vec::new();
-            for p in 0..info.partitions {
-                let offsets = log.offsets(&info.name, p)?;
-                partitions.push(PartitionOffsets { partition: p, start: offsets.start, end: offsets.end });
-            }
-            out.push(TopicOffsets { name: info.name.to_string(), partitions });
-        }
-        Ok(out)
-    })
-    .await;
+    let topics = blocking(move || crate::routes::admin::topic_offsets(&*log)).await;
     let (topics, topics_error) = match topics {
         Ok(Ok(topics)) => (topics, None),
         Ok(Err(e)) => (Vec::new(), Some(context! { message => e.to_string(), code => "internal" })),

@@ -162,19 +162,20 @@ async fn reload_pipeline(State(state): State<Arc<AppState>>, headers: HeaderMap)
 async fn topics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<TopicList>, ApiError> {
     require_global_admin(&state, &headers)?;
     let log = state.log.clone();
-    let topics = blocking(move || -> Result<Vec<TopicOffsets>, meridian_log::LogError> {
-        let mut out = Vec::new();
-        for info in log.topics() {
-            let mut partitions = Vec::new();
-            for p in 0..info.partitions {
-                let offsets = log.offsets(&info.name, p)?;
-                partitions.push(PartitionOffsets { partition: p, start: offsets.start, end: offsets.end });
-            }
-            out.push(TopicOffsets { name: info.name.to_string(), partitions });
-        }
-        Ok(out)
-    })
-    .await?
-    .map_err(ApiError::internal)?;
+    let topics = blocking(move || topic_offsets(&*log)).await?.map_err(ApiError::internal)?;
     Ok(Json(TopicList { topics }))
+}
+
+/// Every topic's partitions with their start and end offsets (blocking: log reads).
+pub(crate) fn topic_offsets(log: &dyn meridian_log::Log) -> Result<Vec<TopicOffsets>, meridian_log::LogError> {
+    let mut out = Vec::new();
+    for info in log.topics() {
+        let mut partitions = Vec::new();
+        for p in 0..info.partitions {
+            let offsets = log.offsets(&info.name, p)?;
+            partitions.push(PartitionOffsets { partition: p, start: offsets.start, end: offsets.end });
+        }
+        out.push(TopicOffsets { name: info.name.to_string(), partitions });
+    }
+    Ok(out)
 }
