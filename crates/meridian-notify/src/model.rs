@@ -68,7 +68,7 @@ impl EndpointId {
     pub(crate) fn generate() -> EndpointId {
         let mut bytes = [0u8; 12];
         getrandom::getrandom(&mut bytes).expect("the operating system's random source works");
-        EndpointId(format!("ep_{}", hex(&bytes)))
+        EndpointId(format!("ep_{}", hex::encode(bytes)))
     }
 }
 
@@ -80,17 +80,8 @@ impl DeliveryId {
         hasher.update(request_id.as_bytes());
         hasher.update(endpoint.as_str().as_bytes());
         let digest = hasher.finalize();
-        DeliveryId(format!("msg_{}", hex(&digest[..16])))
+        DeliveryId(format!("msg_{}", hex::encode(&digest[..16])))
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// What a processor asks to be notified: one record of the notifications topic.

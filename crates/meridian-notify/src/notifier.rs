@@ -543,7 +543,7 @@ impl Notifier {
                     if wanted {
                         deliveries.push(delivery);
                         if deliveries.len() == limit {
-                            return Ok(DeliveryPage { deliveries, next_cursor: last_key.as_deref().map(crate::model::hex) });
+                            return Ok(DeliveryPage { deliveries, next_cursor: last_key.as_deref().map(hex::encode) });
                         }
                     }
                 }
@@ -551,7 +551,7 @@ impl Notifier {
                     return Ok(DeliveryPage { deliveries, next_cursor: None });
                 }
                 if scanned >= 10_000 {
-                    return Ok(DeliveryPage { deliveries, next_cursor: last_key.as_deref().map(crate::model::hex) });
+                    return Ok(DeliveryPage { deliveries, next_cursor: last_key.as_deref().map(hex::encode) });
                 }
             }
         })
@@ -644,10 +644,10 @@ fn refused(code: &'static str, message: &str) -> SendOutcome {
 
 fn decode_cursor(app: &AppId, cursor: &str) -> Result<Vec<u8>> {
     let bad = || NotifyError::InvalidRequest(format!("cursor {cursor:?} is not one this api returned; start again without it"));
-    if !cursor.len().is_multiple_of(2) || cursor.len() > 512 {
+    if cursor.len() > 512 {
         return Err(bad());
     }
-    let bytes = (0..cursor.len()).step_by(2).map(|i| u8::from_str_radix(cursor.get(i..i + 2).unwrap_or("zz"), 16)).collect::<std::result::Result<Vec<u8>, _>>().map_err(|_| bad())?;
+    let bytes = hex::decode(cursor).map_err(|_| bad())?;
     if !bytes.starts_with(&store::app_prefix(app)) {
         return Err(bad());
     }

@@ -113,8 +113,5 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 pub(crate) fn random_id(prefix: &str, n_bytes: usize) -> Result<String, crate::error::ApiError> {
     let mut bytes = vec![0u8; n_bytes];
     getrandom::getrandom(&mut bytes).map_err(crate::error::ApiError::internal)?;
-    Ok(bytes.iter().fold(String::from(prefix), |mut out, b| {
-        out.push_str(&format!("{b:02x}"));
-        out
-    }))
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
 }

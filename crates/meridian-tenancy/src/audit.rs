@@ -269,7 +269,7 @@ impl AuditLog {
             Some((key, _)) => {
                 let cursor = cursor_of_key(key)
                     .filter(|_| key.len() == 16)
-                    .ok_or_else(|| Error::CorruptRecord { table: AUDIT_TABLE, key: crate::hex(key), reason: "the key is not 16 bytes".into() })?;
+                    .ok_or_else(|| Error::CorruptRecord { table: AUDIT_TABLE, key: hex::encode(key), reason: "the key is not 16 bytes".into() })?;
                 AuditHead { next_id: cursor.id.0 + 1, last_time_ms: cursor.time_ms }
             }
             None => AuditHead { next_id: 1, last_time_ms: 0 },

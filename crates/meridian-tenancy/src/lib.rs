@@ -204,23 +204,13 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(table: &'static str, key
 pub(crate) fn printable_key(key: &[u8]) -> String {
     match std::str::from_utf8(key) {
         Ok(text) if text.chars().all(|c| !c.is_control()) => text.to_owned(),
-        _ => hex(key),
+        _ => hex::encode(key),
     }
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// `n_bytes` from the operating system's random source, as hex.
 pub(crate) fn random_hex(n_bytes: usize) -> String {
-    hex(&random_bytes(n_bytes))
+    hex::encode(random_bytes(n_bytes))
 }
 
 /// `n_bytes` from the operating system's random source.

@@ -50,7 +50,7 @@ pub struct CsrfToken(String);
 
 impl CsrfToken {
     fn derive(token: &str) -> CsrfToken {
-        CsrfToken(crate::hex(&crate::sha256(&format!("meridian-csrf\0{token}"))))
+        CsrfToken(hex::encode(crate::sha256(&format!("meridian-csrf\0{token}"))))
     }
 
     /// The token's text, to hand to the console.
@@ -73,7 +73,7 @@ pub struct SessionId(String);
 
 impl SessionId {
     fn of(digest: &[u8; 32]) -> SessionId {
-        SessionId(crate::hex(&digest[..8]))
+        SessionId(hex::encode(&digest[..8]))
     }
 
     /// The id's text.

@@ -80,7 +80,7 @@ impl Tenancy {
             // Only the master key has no app, and it is never stored: such a record would
             // authenticate as the master key.
             if api_key.app.is_none() {
-                return Err(Error::CorruptRecord { table: KEYS_TABLE, key: crate::hex(&key), reason: "a stored key has no app".into() });
+                return Err(Error::CorruptRecord { table: KEYS_TABLE, key: hex::encode(&key), reason: "a stored key has no app".into() });
             }
             keys.insert(digest, api_key);
         }

@@ -177,7 +177,7 @@ fn master_key(config: &mut Config) -> anyhow::Result<bool> {
 fn demo_password() -> anyhow::Result<String> {
     let mut bytes = [0u8; 9];
     getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-    Ok(format!("demo-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!("demo-{}", hex::encode(bytes)))
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
