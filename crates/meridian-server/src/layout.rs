@@ -61,6 +61,14 @@ impl Stores {
         &self.core
     }
 
+    /// The store of `module` if it was asked for ([`Self::module`]).
+    pub(crate) fn opened(&self, module: &str) -> Option<Arc<dyn KvStore>> {
+        if !self.per_module {
+            return None;
+        }
+        self.opened.lock().get(module).cloned()
+    }
+
     /// The store of `module` (opened once).
     pub(crate) fn module(&self, module: &'static str) -> anyhow::Result<Arc<dyn KvStore>> {
         if !self.per_module {

@@ -229,8 +229,6 @@ pub struct ModuleContext<'a> {
     pub(crate) catalog: Arc<dyn CatalogLookup>,
     pub(crate) name: &'static str,
     pub(crate) stores: &'a crate::layout::Stores,
-    /// The module's store, once it asked for it (its processors run in it).
-    pub(crate) store: std::sync::OnceLock<Arc<dyn meridian_state::KvStore>>,
 }
 
 impl ModuleContext<'_> {
@@ -239,11 +237,7 @@ impl ModuleContext<'_> {
     /// module's (docs/benchmarks.md, "state isolation"); the shared store in data
     /// directories created before per-module stores.
     pub fn store(&self) -> anyhow::Result<Arc<dyn meridian_state::KvStore>> {
-        if let Some(store) = self.store.get() {
-            return Ok(store.clone());
-        }
-        let store = self.stores.module(self.name)?;
-        Ok(self.store.get_or_init(|| store).clone())
+        self.stores.module(self.name)
     }
 
     /// The whole config (a module reads its own section).

@@ -66,8 +66,9 @@ impl std::fmt::Debug for Server {
 fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn KvStore>, bool)> {
     let data_dir = &config.server.data_dir;
     let backend = config.state_backend();
-    let existed = StateBackend::detect(data_dir).is_some();
-    if let Some(existing) = StateBackend::detect(data_dir).filter(|b| *b != backend) {
+    let detected = StateBackend::detect(data_dir);
+    let existed = detected.is_some();
+    if let Some(existing) = detected.filter(|b| *b != backend) {
         anyhow::bail!("data directory {} holds {existing} state, not {backend}; start with the backend it was created with", data_dir.display());
     }
     match backend.open(data_dir) {
@@ -151,7 +152,7 @@ impl Server {
         let mut tasks = Vec::new();
         let mut services = Vec::new();
         for capability in parts.capabilities {
-            let ctx = ModuleContext { config: &config, state: &state, catalog: catalog.clone(), name: capability.name(), stores: &stores, store: OnceLock::new() };
+            let ctx = ModuleContext { config: &config, state: &state, catalog: catalog.clone(), name: capability.name(), stores: &stores };
             let Some(module) = capability.open(&ctx).with_context(|| format!("cannot open the {} capability", capability.name()))? else {
                 tracing::info!(capability = capability.name(), "capability turned off by its config section");
                 continue;
@@ -160,7 +161,8 @@ impl Server {
             if registered.iter().any(|r: &Registered| r.name == name) {
                 return Err(ModuleError::Duplicate(name).into());
             }
-            let store = ctx.store.get().cloned().unwrap_or_else(|| stores.core().clone());
+            // Its processors run in its store if it asked for one, else in the core store.
+            let store = stores.opened(ctx.name).unwrap_or_else(|| stores.core().clone());
             for processor in processors {
                 runtime.spawn_in(processor, store.clone())?;
             }
