@@ -41,6 +41,7 @@
 mod condition;
 mod config;
 mod error;
+mod filter;
 mod parser;
 mod path;
 mod pipeline;
@@ -53,6 +54,7 @@ pub use config::{
     SplitConfig, TableConfig, TableFormat, TransformerConfig, ValueType,
 };
 pub use error::{Error, PayloadError, Result};
+pub use filter::{EventField, EventFilter, FieldValue};
 pub use pipeline::{Pipeline, Processed, Routed, DEFAULT_TOPIC};
 pub use route::decode_payload;
 

@@ -24,7 +24,7 @@ mod runtime;
 pub mod testing;
 
 pub use outbox::Emit;
-pub use processor::{ProcessContext, Processor, Timer};
+pub use processor::{schedule_timer, ProcessContext, Processor, Timer};
 pub use runtime::{CrashPoint, PartitionStatus, ProcessorStatus, Runtime, RuntimeConfig};
 
 /// Result type of this crate.

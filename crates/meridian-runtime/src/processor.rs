@@ -46,6 +46,13 @@ impl<'a> ProcessContext<'a> {
         self.store
     }
 
+    /// The processor's committed position on a partition (the next offset it reads), as
+    /// of the start of this round; `None` before its first commit there.
+    pub fn committed_position(&self, topic: &TopicName, partition: u32) -> Result<Option<u64>> {
+        let key = crate::runtime::position_key(self.processor, topic, partition);
+        Ok(self.store.get(crate::runtime::POSITIONS_TABLE, &key)?.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes))
+    }
+
     /// The batch this processor's writes go into.
     pub fn batch(&mut self) -> &mut WriteBatch {
         self.batch
@@ -106,6 +113,16 @@ impl<'a> ProcessContext<'a> {
     }
 }
 
+/// Schedules a timer of `processor` from outside its rounds (e.g. a service asking the
+/// processor to start a job): commits the timer to the processor's store at once. It
+/// fires like one scheduled with [`ProcessContext::schedule_timer`].
+pub fn schedule_timer(store: &dyn KvStore, processor: &str, due_ms: i64, key: &[u8]) -> Result<()> {
+    let mut batch = WriteBatch::new();
+    batch.put(TIMERS_TABLE, timer_key(processor, due_ms, key), Vec::new());
+    store.commit(batch)?;
+    Ok(())
+}
+
 pub(crate) fn timer_prefix(processor: &str) -> Vec<u8> {
     let mut k = processor.as_bytes().to_vec();
     k.push(0);
@@ -152,6 +169,15 @@ pub trait Processor: Send + 'static {
 
     /// Handles a due timer.
     fn on_timer(&mut self, _ctx: &mut ProcessContext<'_>, _timer: &Timer) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called after a round's batch has committed (not after idle rounds). For state kept
+    /// outside the runtime's store (e.g. Redis): write there what the committed round
+    /// recorded as to be written, so that a crash between the commit and this call leaves
+    /// the intent in the store for the processor to finish. An error fails the round (the
+    /// committed batch stays committed; the processor must retry what is left).
+    fn after_commit(&mut self) -> Result<()> {
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// Table of committed positions: key = processor, 0, topic, 0, partition (u32 BE);
 /// value = next offset (u64 BE).
-const POSITIONS_TABLE: &str = "runtime_positions";
+pub(crate) const POSITIONS_TABLE: &str = "runtime_positions";
 
 /// Most bytes of keys and values one outbox append call carries (an eighth of the
 /// embedded log's default write queue, so it is rarely refused as `Overloaded`).
@@ -131,7 +131,7 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn position_key(processor: &str, topic: &TopicName, partition: u32) -> Vec<u8> {
+pub(crate) fn position_key(processor: &str, topic: &TopicName, partition: u32) -> Vec<u8> {
     let mut k = position_prefix(processor);
     k.extend_from_slice(topic.as_str().as_bytes());
     k.push(0);
@@ -523,6 +523,7 @@ impl WorkerLoop {
         }
         if !batch.is_empty() {
             self.store.commit(batch)?;
+            self.processor.after_commit()?;
         }
         if outbox_entry.is_some() {
             self.crash_if(CrashPoint::AfterOutboxCommit);

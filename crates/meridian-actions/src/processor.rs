@@ -1,0 +1,927 @@
+//! The actions processor: one per isolation group. Per event: the group's aggregations
+//! (filters, then a bucket update on the event's local day), the user's activity and
+//! timeline, then — as of the event's time — the lifecycle stage, segment memberships
+//! (enter/exit records on change) and triggers (a record and a webhook request each time
+//! a condition turns true). A user's fields are written once per round.
+//!
+//! Time alone changes stages, segments and triggers (`days_inactive`, windows sliding
+//! past old buckets): after a user's events the processor schedules a review at the
+//! next local midnight, and each review schedules the next, until `horizon_days` after
+//! the last event. A review is a runtime timer, so it fires exactly once and commits
+//! with what it changes.
+//!
+//! Back-fills also run here, as timers (one step of records each), so a step's merged
+//! buckets commit with the step's cursor: see [`crate::service::ActionsService::request_backfill`].
+
+use crate::config::{AggregationKind, DEFAULT_GROUP};
+use crate::defs::{Definitions, Var, WindowRef};
+use crate::expr::Val;
+use crate::state::{agg_field, encode, meta_field, TimelineEntry, UserKey, UserState};
+use crate::store::{ProfileStore, UserWrite};
+use crate::value::{Bucket, Buckets, Input};
+use crate::window::{day_start_ms, local_day, Day};
+use crate::{AppZones, Clock};
+use bytes::Bytes;
+use meridian_event::{AppId, Event, LogEntry};
+use meridian_log::{Log, Record, TopicName};
+use meridian_runtime::{Emit, ProcessContext, Processor, Result, RuntimeError, Timer};
+use meridian_state::WriteBatch;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Interned distinct values: key = app, 0, field path, 0, value; value = id (u32 BE).
+pub const INTERN_TABLE: &str = "actions_intern";
+/// Next id per (app, field path): key = app, 0, field path; value = u32 BE.
+pub const INTERN_NEXT_TABLE: &str = "actions_intern_next";
+/// Segment members: key = app, 0, segment, 0, user; value empty.
+pub const MEMBERS_TABLE: &str = "actions_members";
+/// Segment member counts: key = app, 0, segment; value = i64 BE.
+pub const COUNTS_TABLE: &str = "actions_segment_counts";
+/// Where each aggregation went live: key = aggregation key; value = JSON [`LiveSince`].
+pub const DEFS_TABLE: &str = "actions_defs";
+/// Back-fill jobs: key = aggregation key; value = JSON [`Job`].
+pub const JOBS_TABLE: &str = "actions_jobs";
+/// Erased users: key = app, 0, user; value = JSON {partition: offset} of their erasures.
+pub const ERASED_TABLE: &str = "actions_erased";
+/// Store writes of committed rounds not yet known to be applied (non-embedded stores):
+/// key = processor, 0, sequence (u64 BE); value = JSON writes.
+pub const REDO_TABLE: &str = "actions_redo";
+
+/// Timer keys of back-fill steps start with this byte (user review keys start with an
+/// app id, which never does).
+const JOB_TIMER: u8 = 1;
+
+/// Records read per back-fill step.
+pub const BACKFILL_STEP_RECORDS: usize = 20_000;
+
+/// Users whose decoded state is kept between rounds.
+const CACHE_USERS: usize = 200_000;
+
+/// Where an aggregation went live: the processor's positions on its topic in the first
+/// round that had it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSince {
+    /// The topic.
+    pub topic: String,
+    /// Partition → first offset counted live.
+    pub positions: std::collections::BTreeMap<u32, u64>,
+    /// When, ms.
+    pub at_ms: i64,
+}
+
+/// A back-fill job, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The aggregation's name.
+    pub aggregation: String,
+    /// Its key.
+    pub key: String,
+    /// Whether crossings found by the back-fill fire triggers.
+    pub refire: bool,
+    /// The topic read.
+    pub topic: String,
+    /// Partition → next offset to read.
+    pub cursor: std::collections::BTreeMap<u32, u64>,
+    /// Partition → offset where live counting began (read up to, excluded).
+    pub until: std::collections::BTreeMap<u32, u64>,
+    /// Records to read in all.
+    pub total: u64,
+    /// Records read so far.
+    pub read: u64,
+    /// Events merged into profiles.
+    pub merged: u64,
+    /// Steps done.
+    pub steps: u64,
+    /// Done.
+    pub done: bool,
+    /// When it was asked, ms.
+    pub requested_ms: i64,
+    /// When it finished, ms (0 until then).
+    pub finished_ms: i64,
+}
+
+/// The job timer key of an aggregation key.
+pub fn job_timer_key(agg_key: &str) -> Vec<u8> {
+    let mut k = vec![JOB_TIMER];
+    k.extend_from_slice(agg_key.as_bytes());
+    k
+}
+
+/// The processor name of a group.
+pub fn processor_name(group: &str) -> String {
+    if group == DEFAULT_GROUP {
+        "actions".to_owned()
+    } else {
+        format!("actions-{group}")
+    }
+}
+
+/// Topics and tuning of the processors.
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// The events topic (the default group's input and where erasures are).
+    pub events_topic: TopicName,
+    /// Segment enter/exit records.
+    pub segments_topic: TopicName,
+    /// Trigger records.
+    pub triggers_topic: TopicName,
+    /// Webhook requests for the notify module.
+    pub notifications_topic: TopicName,
+}
+
+/// What changed for a user in the current round.
+#[derive(Debug, Default)]
+struct Dirty {
+    clear: bool,
+    meta: bool,
+    aggs: FxHashSet<String>,
+    /// Schedule the next review from this time instead of the wall clock (reviews).
+    review_from: Option<i64>,
+}
+
+/// Why a condition is being evaluated: the id part of what it emits.
+#[derive(Debug, Clone)]
+enum Cause {
+    Event { topic: TopicName, partition: u32, offset: u64, event_id: String },
+    Review(i64),
+    Backfill { key: String, step: u64 },
+}
+
+impl Cause {
+    fn id(&self) -> String {
+        match self {
+            Cause::Event { topic, partition, offset, .. } => format!("e:{topic}:{partition}:{offset}"),
+            Cause::Review(due) => format!("r:{due}"),
+            Cause::Backfill { key, step } => format!("b:{key}:{step}"),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cause::Event { event_id, .. } => serde_json::json!({"kind": "event", "event_id": event_id}),
+            Cause::Review(due) => serde_json::json!({"kind": "review", "at_ms": due}),
+            Cause::Backfill { key, .. } => serde_json::json!({"kind": "backfill", "aggregation": key}),
+        }
+    }
+}
+
+/// The actions processor of one group (see the module docs).
+pub struct ActionsProcessor {
+    name: String,
+    group: String,
+    topic: TopicName,
+    settings: ProcessorSettings,
+    defs: Arc<Definitions>,
+    aggs: Vec<usize>,
+    agg_keys: Vec<String>,
+    segments: Vec<usize>,
+    triggers: Vec<usize>,
+    evaluates_stage: bool,
+    meta_field: String,
+    store: Arc<dyn ProfileStore>,
+    zones: Arc<dyn AppZones>,
+    clock: Arc<dyn Clock>,
+    log: Arc<dyn Log>,
+    cache: FxHashMap<UserKey, UserState>,
+    dirty: FxHashMap<UserKey, Dirty>,
+    interned: FxHashMap<Vec<u8>, u32>,
+    intern_next: FxHashMap<Vec<u8>, u32>,
+    counts: FxHashMap<Vec<u8>, i64>,
+    count_deltas: FxHashMap<Vec<u8>, i64>,
+    /// Erased users seen this run (also in [`ERASED_TABLE`]).
+    erased: FxHashMap<Vec<u8>, std::collections::BTreeMap<u32, u64>>,
+    started: bool,
+    redo_seq: u64,
+    /// Redo records of the current round (not committed yet).
+    redo_staged: Vec<(Vec<u8>, Vec<UserWrite>)>,
+    /// Committed redo records not yet applied to the store.
+    redo_unapplied: Vec<(Vec<u8>, Vec<UserWrite>)>,
+    /// Applied redo records whose deletion rides in the next batch.
+    redo_done: Vec<Vec<u8>>,
+    skipped_anonymous: u64,
+}
+
+impl std::fmt::Debug for ActionsProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionsProcessor").field("name", &self.name).field("topic", &self.topic).field("aggregations", &self.agg_keys).finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RedoWrite {
+    app: String,
+    user: String,
+    clear: bool,
+    set: Vec<(String, Vec<u8>)>,
+    remove: Vec<String>,
+}
+
+fn encode_redo(writes: &[UserWrite]) -> Vec<u8> {
+    let list: Vec<RedoWrite> = writes
+        .iter()
+        .filter_map(|w| {
+            let u = w.user.as_ref()?;
+            Some(RedoWrite { app: u.app.as_str().to_owned(), user: u.user.clone(), clear: w.clear, set: w.set.clone(), remove: w.remove.clone() })
+        })
+        .collect();
+    encode(&list)
+}
+
+fn decode_redo(bytes: &[u8]) -> std::result::Result<Vec<UserWrite>, crate::Error> {
+    let list: Vec<RedoWrite> = crate::state::decode("redo", bytes)?;
+    list.into_iter()
+        .map(|r| {
+            let app = AppId::new(r.app).map_err(|e| crate::Error::Corrupt(format!("redo record: {e}")))?;
+            Ok(UserWrite { user: Some(UserKey::new(app, r.user)), clear: r.clear, set: r.set, remove: r.remove })
+        })
+        .collect()
+}
+
+fn failed(name: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Processor { processor: name.to_owned(), message: e.to_string() }
+}
+
+fn user_prefix(app: &str, user: &str) -> Vec<u8> {
+    let mut k = app.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(user.as_bytes());
+    k
+}
+
+impl ActionsProcessor {
+    /// The processor of `group`.
+    pub fn new(
+        group: &str,
+        defs: Arc<Definitions>,
+        settings: ProcessorSettings,
+        store: Arc<dyn ProfileStore>,
+        zones: Arc<dyn AppZones>,
+        clock: Arc<dyn Clock>,
+        log: Arc<dyn Log>,
+    ) -> std::result::Result<ActionsProcessor, crate::Error> {
+        let g = defs.groups.iter().find(|g| g.name == group).ok_or_else(|| crate::Error::Backfill(format!("unknown group {group:?}")))?;
+        let topic = match &g.topic {
+            Some(t) => TopicName::new(t.as_str()).map_err(|e| crate::Error::Backfill(e.to_string()))?,
+            None => settings.events_topic.clone(),
+        };
+        let aggs: Vec<usize> = defs.aggregations.iter().enumerate().filter(|(_, a)| a.group == group).map(|(i, _)| i).collect();
+        let agg_keys = aggs.iter().map(|i| defs.aggregations[*i].key.clone()).collect();
+        let segments = defs.segments.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
+        let triggers = defs.triggers.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
+        Ok(ActionsProcessor {
+            name: processor_name(group),
+            group: group.to_owned(),
+            topic,
+            settings,
+            evaluates_stage: group == DEFAULT_GROUP,
+            meta_field: meta_field(group),
+            defs,
+            aggs,
+            agg_keys,
+            segments,
+            triggers,
+            store,
+            zones,
+            clock,
+            log,
+            cache: FxHashMap::default(),
+            dirty: FxHashMap::default(),
+            interned: FxHashMap::default(),
+            intern_next: FxHashMap::default(),
+            counts: FxHashMap::default(),
+            count_deltas: FxHashMap::default(),
+            erased: FxHashMap::default(),
+            started: false,
+            redo_seq: 0,
+            redo_staged: Vec::new(),
+            redo_unapplied: Vec::new(),
+            redo_done: Vec::new(),
+            skipped_anonymous: 0,
+        })
+    }
+
+    /// The topic it reads.
+    pub fn topic(&self) -> &TopicName {
+        &self.topic
+    }
+
+    /// First call of a run: store writes left by a crash are applied, and aggregations
+    /// new to this processor are recorded as live from its current positions.
+    fn begin(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
+        if !self.started {
+            let prefix = { let mut p = self.name.as_bytes().to_vec(); p.push(0); p };
+            for (key, value) in ctx.store().scan_prefix(REDO_TABLE, &prefix, usize::MAX)? {
+                let seq = key[prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
+                self.redo_seq = self.redo_seq.max(seq + 1);
+                self.redo_unapplied.push((key, decode_redo(&value).map_err(|e| failed(&self.name, e))?));
+            }
+            let partitions = match self.log.partition_count(&self.topic) {
+                Ok(n) => n,
+                Err(meridian_log::LogError::UnknownTopic(_)) => 0,
+                Err(e) => return Err(e.into()),
+            };
+            for key in &self.agg_keys {
+                if ctx.store().get(DEFS_TABLE, key.as_bytes())?.is_some() {
+                    continue;
+                }
+                let mut since = LiveSince { topic: self.topic.as_str().to_owned(), at_ms: self.clock.now_ms(), ..LiveSince::default() };
+                for p in 0..partitions {
+                    since.positions.insert(p, ctx.committed_position(&self.topic, p)?.unwrap_or(0));
+                }
+                ctx.batch().put(DEFS_TABLE, key.as_bytes().to_vec(), serde_json::to_vec(&since).unwrap_or_default());
+            }
+            self.started = true;
+        }
+        if !self.redo_unapplied.is_empty() {
+            let writes: Vec<UserWrite> = self.redo_unapplied.iter().flat_map(|(_, w)| w.iter().cloned()).collect();
+            self.store.apply(&writes).map_err(|e| failed(&self.name, e))?;
+            self.redo_done.extend(self.redo_unapplied.drain(..).map(|(k, _)| k));
+        }
+        Ok(())
+    }
+
+    fn today(&self, tz: chrono_tz::Tz) -> Day {
+        local_day(tz, self.clock.now_ms())
+    }
+
+    /// The user's state, loaded once per run (cache) or from the store.
+    fn load(&mut self, key: &UserKey) -> Result<()> {
+        if self.cache.contains_key(key) {
+            return Ok(());
+        }
+        let fields = self.store.read_many(std::slice::from_ref(key)).map_err(|e| failed(&self.name, e))?.pop().unwrap_or_default();
+        let keys: Vec<&str> = self.agg_keys.iter().map(String::as_str).collect();
+        let state = UserState::decode(&fields, &self.meta_field, &keys).map_err(|e| failed(&self.name, e))?;
+        self.cache.insert(key.clone(), state);
+        Ok(())
+    }
+
+    /// The interned id of a distinct value.
+    fn intern(&mut self, ctx: &mut ProcessContext<'_>, app: &str, path: &str, value: &str) -> Result<u32> {
+        let mut key = Vec::with_capacity(app.len() + path.len() + value.len() + 2);
+        key.extend_from_slice(app.as_bytes());
+        key.push(0);
+        key.extend_from_slice(path.as_bytes());
+        let space_len = key.len();
+        key.push(0);
+        key.extend_from_slice(value.as_bytes());
+        if let Some(id) = self.interned.get(&key) {
+            return Ok(*id);
+        }
+        if let Some(stored) = ctx.store().get(INTERN_TABLE, &key)? {
+            let id = stored.try_into().map(u32::from_be_bytes).map_err(|_| failed(&self.name, "corrupt interned id"))?;
+            self.interned.insert(key, id);
+            return Ok(id);
+        }
+        let space = key[..space_len].to_vec();
+        let next = match self.intern_next.get(&space) {
+            Some(n) => *n,
+            None => ctx.store().get(INTERN_NEXT_TABLE, &space)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes).unwrap_or(0),
+        };
+        ctx.batch().put(INTERN_TABLE, key.clone(), next.to_be_bytes().to_vec());
+        ctx.batch().put(INTERN_NEXT_TABLE, space.clone(), (next + 1).to_be_bytes().to_vec());
+        self.intern_next.insert(space, next + 1);
+        self.interned.insert(key, next);
+        Ok(next)
+    }
+
+    /// What an event adds to aggregation `index`, if it matches.
+    fn input(&mut self, ctx: &mut ProcessContext<'_>, index: usize, event: &Event) -> Result<Option<Input>> {
+        let defs = self.defs.clone();
+        let agg = &defs.aggregations[index];
+        if let Some(filter) = &agg.filter {
+            if !filter.matches(event) {
+                return Ok(None);
+            }
+        }
+        let t = event.time.millis();
+        Ok(match agg.kind {
+            AggregationKind::Count | AggregationKind::FirstTime | AggregationKind::LastTime => Some(Input::Event(t)),
+            AggregationKind::Sum | AggregationKind::Min | AggregationKind::Max => agg.field.as_ref().and_then(|f| f.number(event)).map(Input::Number),
+            AggregationKind::LastValue => agg.field.as_ref().and_then(|f| f.read(event)).map(|v| {
+                let text = match v {
+                    meridian_pipeline::FieldValue::Str(s) => serde_json::Value::String(s.to_owned()).to_string(),
+                    meridian_pipeline::FieldValue::Int(i) => i.to_string(),
+                    meridian_pipeline::FieldValue::Json(j) => j.to_string(),
+                };
+                Input::Value(t, text)
+            }),
+            AggregationKind::Distinct => match agg.field.as_ref().and_then(|f| f.text(event)) {
+                Some(value) => Some(Input::Id(self.intern(ctx, event.app.as_str(), &agg.field_path, &value)?)),
+                None => None,
+            },
+        })
+    }
+
+    fn handle_event(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, record: &Record, event: &Event) -> Result<()> {
+        let Some(user) = &event.user else {
+            self.skipped_anonymous += 1;
+            return Ok(());
+        };
+        let tz = self.zones.zone(&event.app);
+        let day = local_day(tz, event.time.millis());
+        let oldest = self.today(tz) - (self.defs.retention_days as Day - 1);
+        if day < oldest {
+            metrics::counter!("meridian_actions_events_beyond_retention_total").increment(1);
+            return Ok(());
+        }
+        let key = UserKey::new(event.app.clone(), user.as_str());
+        if let Some(erased) = self.erased_at(ctx, &key)? {
+            if erased.get(&record.partition).is_some_and(|at| record.offset < *at) {
+                return Ok(());
+            }
+        }
+        let mut inputs = Vec::new();
+        for i in self.aggs.clone() {
+            if let Some(input) = self.input(ctx, i, event)? {
+                inputs.push((i, input));
+            }
+        }
+        self.load(&key)?;
+        let list_max = self.defs.distinct_list_max;
+        let timeline_len = self.defs.timeline_len;
+        let state = self.cache.get_mut(&key).expect("loaded");
+        let dirty = self.dirty.entry(key.clone()).or_default();
+        for (i, input) in &inputs {
+            let agg = &self.defs.aggregations[*i];
+            let buckets = state.aggs.entry(agg.key.clone()).or_default();
+            if buckets.add(agg.kind, day, input, list_max) {
+                buckets.prune(oldest);
+                dirty.aggs.insert(agg.key.clone());
+            }
+        }
+        let t = event.time.millis();
+        let meta = &mut state.meta;
+        if meta.first_seen_ms == 0 || t < meta.first_seen_ms {
+            meta.first_seen_ms = t;
+        }
+        meta.last_active_ms = meta.last_active_ms.max(t);
+        meta.activity.add(AggregationKind::Count, day, &Input::Event(t), list_max);
+        meta.activity.prune(oldest);
+        if timeline_len > 0 {
+            let entry = TimelineEntry { time_ms: t, action: event.action.as_str().to_owned(), target: event.target.as_ref().map(|x| (x.kind.as_str().to_owned(), x.id.clone())) };
+            let at = meta.timeline.partition_point(|e| e.time_ms > t);
+            meta.timeline.insert(at, entry);
+            meta.timeline.truncate(timeline_len);
+        }
+        dirty.meta = true;
+        let eval_ms = meta.last_active_ms;
+        let cause = Cause::Event { topic: topic.clone(), partition: record.partition, offset: record.offset, event_id: event.id.as_str().to_owned() };
+        self.evaluate(ctx, &key, tz, eval_ms, &cause, true)
+    }
+
+    fn erased_at(&mut self, ctx: &ProcessContext<'_>, key: &UserKey) -> Result<Option<std::collections::BTreeMap<u32, u64>>> {
+        let k = user_prefix(key.app.as_str(), &key.user);
+        if let Some(e) = self.erased.get(&k) {
+            return Ok(Some(e.clone()));
+        }
+        // Only users erased before this run are looked up in the table (rare: the table
+        // is read once per such user and then cached here).
+        match ctx.store().get(ERASED_TABLE, &k)? {
+            Some(v) => {
+                let map: std::collections::BTreeMap<u32, u64> = serde_json::from_slice(&v).unwrap_or_default();
+                self.erased.insert(k, map.clone());
+                Ok(Some(map))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Re-evaluates stage, segments and triggers of a loaded user as of `eval_ms`,
+    /// emitting what changed. Triggers fire only when `fire`.
+    fn evaluate(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<()> {
+        let defs = self.defs.clone();
+        let eval_day = local_day(tz, eval_ms);
+        let state = self.cache.get_mut(key).expect("loaded");
+        let mut changed = false;
+        if self.evaluates_stage {
+            let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v))).map(|s| s.name.clone()).unwrap_or_default();
+            if stage != state.meta.stage {
+                state.meta.stage = stage;
+                state.meta.stage_since_ms = eval_ms;
+                changed = true;
+            }
+        }
+        let mut emits: Vec<Emit> = Vec::new();
+        let mut member_changes: Vec<(String, bool)> = Vec::new();
+        for i in &self.segments {
+            let seg = &defs.segments[*i];
+            let now_in = seg.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v));
+            let was_in = state.meta.segments.binary_search(&seg.name);
+            match (was_in, now_in) {
+                (Err(at), true) => state.meta.segments.insert(at, seg.name.clone()),
+                (Ok(at), false) => {
+                    state.meta.segments.remove(at);
+                }
+                _ => continue,
+            }
+            changed = true;
+            member_changes.push((seg.name.clone(), now_in));
+        }
+        let mut fired: Vec<String> = Vec::new();
+        for i in &self.triggers {
+            let trig = &defs.triggers[*i];
+            let now_true = trig.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v));
+            match (state.meta.triggers_true.binary_search(&trig.name), now_true) {
+                (Err(at), true) => {
+                    state.meta.triggers_true.insert(at, trig.name.clone());
+                    if fire {
+                        fired.push(trig.name.clone());
+                    }
+                }
+                (Ok(at), false) => {
+                    state.meta.triggers_true.remove(at);
+                }
+                _ => continue,
+            }
+            changed = true;
+        }
+        let stage = state.meta.stage.clone();
+        for (segment, entered) in member_changes {
+            let change = if entered { "enter" } else { "exit" };
+            let id = emit_id("seg", &[key.app.as_str(), &segment, &key.user, change, &cause.id()]);
+            let body = serde_json::json!({
+                "id": id, "app": key.app.as_str(), "user": key.user, "segment": segment, "change": change,
+                "time_ms": eval_ms, "cause": cause.json(),
+            });
+            emits.push(Emit { topic: self.settings.segments_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id });
+            let mut member = user_prefix(key.app.as_str(), &segment);
+            member.push(0);
+            member.extend_from_slice(key.user.as_bytes());
+            if entered {
+                ctx.batch().put(MEMBERS_TABLE, member, Vec::new());
+            } else {
+                ctx.batch().delete(MEMBERS_TABLE, member);
+            }
+            *self.count_deltas.entry(user_prefix(key.app.as_str(), &segment)).or_default() += if entered { 1 } else { -1 };
+        }
+        for trigger in fired {
+            let id = emit_id("trg", &[key.app.as_str(), &trigger, &key.user, &cause.id()]);
+            let trig = defs.triggers.iter().find(|t| t.name == trigger).expect("configured");
+            let body = serde_json::json!({
+                "id": id, "app": key.app.as_str(), "user": key.user, "trigger": trigger, "condition": trig.text,
+                "stage": stage, "time_ms": eval_ms, "cause": cause.json(),
+            });
+            emits.push(Emit { topic: self.settings.triggers_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id: id.clone() });
+            if trig.webhook {
+                let request = meridian_notify::NotificationRequest { id: id.clone(), app: key.app.clone(), event_type: "trigger.fired".into(), payload: body, created_ms: eval_ms, endpoint: None };
+                emits.push(Emit { topic: self.settings.notifications_topic.clone(), key: Bytes::from(key.app.as_str().to_owned()), value: Bytes::from(request.to_record_value()), id });
+            }
+            metrics::counter!("meridian_actions_triggers_fired_total", "trigger" => trigger).increment(1);
+        }
+        if changed {
+            self.dirty.entry(key.clone()).or_default().meta = true;
+        }
+        for emit in emits {
+            ctx.emit(emit)?;
+        }
+        Ok(())
+    }
+
+    fn erase(&mut self, ctx: &mut ProcessContext<'_>, record: &Record, erasure: &meridian_event::Erasure) -> Result<()> {
+        if erasure.kind != meridian_event::SubjectKind::User {
+            ctx.erasure_receipt(&erasure.id, serde_json::json!({"profiles": 0}))?;
+            return Ok(());
+        }
+        let key = UserKey::new(erasure.app.clone(), erasure.subject.as_str());
+        self.load(&key)?;
+        let state = self.cache.remove(&key).unwrap_or_default();
+        let existed = !state.is_empty();
+        for segment in &state.meta.segments {
+            let mut member = user_prefix(key.app.as_str(), segment);
+            member.push(0);
+            member.extend_from_slice(key.user.as_bytes());
+            ctx.batch().delete(MEMBERS_TABLE, member);
+            *self.count_deltas.entry(user_prefix(key.app.as_str(), segment)).or_default() -= 1;
+        }
+        self.cache.insert(key.clone(), UserState::default());
+        let dirty = self.dirty.entry(key.clone()).or_default();
+        *dirty = Dirty { clear: true, ..Dirty::default() };
+        let k = user_prefix(key.app.as_str(), &key.user);
+        let mut at = self.erased_at(ctx, &key)?.unwrap_or_default();
+        at.insert(record.partition, record.offset);
+        ctx.batch().put(ERASED_TABLE, k.clone(), serde_json::to_vec(&at).unwrap_or_default());
+        self.erased.insert(k, at);
+        ctx.erasure_receipt(
+            &erasure.id,
+            serde_json::json!({"profiles": u64::from(existed), "aggregations": state.aggs.len(), "segments": state.meta.segments.len()}),
+        )?;
+        Ok(())
+    }
+
+    /// Writes the round's changed users (stage or redo), their reviews and the segment
+    /// counts.
+    fn flush(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
+        for key in self.redo_done.drain(..) {
+            ctx.batch().delete(REDO_TABLE, key);
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut writes = Vec::with_capacity(dirty.len());
+        let horizon = i64::from(self.defs.horizon_days);
+        let now = self.clock.now_ms();
+        for (key, d) in dirty {
+            let Some(state) = self.cache.get_mut(&key) else { continue };
+            let mut write = UserWrite { clear: d.clear, ..UserWrite::new(key.clone()) };
+            if !d.clear && state.meta.last_active_ms > 0 {
+                // The next daily review, while time can still change something.
+                let tz = self.zones.zone(&key.app);
+                let today = local_day(tz, d.review_from.unwrap_or(now).max(state.meta.last_active_ms));
+                let last = local_day(tz, state.meta.last_active_ms);
+                let due = if i64::from(today - last) < horizon { day_start_ms(tz, today + 1) } else { 0 };
+                if due != state.meta.review_at_ms {
+                    state.meta.review_at_ms = due;
+                    if due > 0 {
+                        ctx.schedule_timer(due, &user_prefix(key.app.as_str(), &key.user));
+                    }
+                }
+            }
+            if d.meta || !d.aggs.is_empty() {
+                write.set.push((self.meta_field.clone(), encode(&state.meta)));
+            }
+            for agg in &d.aggs {
+                match state.aggs.get(agg) {
+                    Some(b) if !b.0.is_empty() => write.set.push((agg_field(agg), encode(b))),
+                    _ => write.remove.push(agg_field(agg)),
+                }
+            }
+            writes.push(write);
+        }
+        for (key, delta) in std::mem::take(&mut self.count_deltas) {
+            let current = match self.counts.get(&key) {
+                Some(c) => *c,
+                None => ctx.store().get(COUNTS_TABLE, &key)?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0),
+            };
+            let next = (current + delta).max(0);
+            ctx.batch().put(COUNTS_TABLE, key.clone(), next.to_be_bytes().to_vec());
+            self.counts.insert(key, next);
+        }
+        if !writes.is_empty() && !self.store.stage(ctx.batch(), &writes) {
+            let mut key = self.name.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&self.redo_seq.to_be_bytes());
+            self.redo_seq += 1;
+            ctx.batch().put(REDO_TABLE, key.clone(), encode_redo(&writes));
+            self.redo_staged.push((key, writes));
+        }
+        if self.cache.len() > CACHE_USERS {
+            self.cache.clear();
+        }
+        Ok(())
+    }
+
+    fn review(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
+        let Some(split) = timer.key.iter().position(|b| *b == 0) else { return Ok(()) };
+        let (Ok(app), Ok(user)) = (std::str::from_utf8(&timer.key[..split]), std::str::from_utf8(&timer.key[split + 1..])) else { return Ok(()) };
+        let Ok(app) = AppId::new(app) else { return Ok(()) };
+        let key = UserKey::new(app, user);
+        self.load(&key)?;
+        let state = self.cache.get(&key).expect("loaded");
+        if state.meta.review_at_ms != timer.due_ms {
+            // Superseded by a later event (which scheduled another review) or erased.
+            return Ok(());
+        }
+        let tz = self.zones.zone(&key.app);
+        self.evaluate(ctx, &key, tz, timer.due_ms, &Cause::Review(timer.due_ms), true)?;
+        // The next review counts from the review's own day, not the wall clock.
+        let d = self.dirty.entry(key).or_default();
+        d.meta = true;
+        d.review_from = Some(timer.due_ms);
+        self.flush(ctx)
+    }
+
+    fn backfill_step(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
+        let agg_key = String::from_utf8_lossy(&timer.key[1..]).into_owned();
+        let Some(raw) = ctx.store().get(JOBS_TABLE, agg_key.as_bytes())? else { return Ok(()) };
+        let mut job: Job = serde_json::from_slice(&raw).map_err(|e| failed(&self.name, format!("corrupt back-fill job {agg_key}: {e}")))?;
+        if job.done {
+            return Ok(());
+        }
+        let Some(index) = self.defs.aggregations.iter().position(|a| a.key == agg_key && a.group == self.group) else {
+            job.done = true;
+            job.finished_ms = self.clock.now_ms();
+            ctx.batch().put(JOBS_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
+            return Ok(());
+        };
+        let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.name, e))?;
+        let mut partial: FxHashMap<UserKey, (Buckets, i64)> = FxHashMap::default();
+        let mut budget = BACKFILL_STEP_RECORDS;
+        let kind = self.defs.aggregations[index].kind;
+        let list_max = self.defs.distinct_list_max;
+        let partitions: Vec<(u32, u64)> = job.until.iter().map(|(p, u)| (*p, *u)).collect();
+        for (partition, until) in partitions {
+            while budget > 0 {
+                let cursor = *job.cursor.get(&partition).unwrap_or(&0);
+                let start = self.log.offsets(&topic, partition)?.start;
+                let from = cursor.max(start);
+                if from >= until {
+                    job.cursor.insert(partition, until);
+                    break;
+                }
+                let records = self.log.read(&topic, partition, from, budget.min((until - from) as usize), 16 << 20)?;
+                if records.is_empty() {
+                    job.cursor.insert(partition, until);
+                    break;
+                }
+                for record in records.iter().filter(|r| r.offset < until) {
+                    job.read += 1;
+                    budget = budget.saturating_sub(1);
+                    let Ok(LogEntry::Event(event)) = LogEntry::decode(&record.value) else { continue };
+                    let Some(user) = &event.user else { continue };
+                    let key = UserKey::new(event.app.clone(), user.as_str());
+                    if let Some(erased) = self.erased_at(ctx, &key)? {
+                        if erased.get(&partition).is_some_and(|at| record.offset < *at) {
+                            continue;
+                        }
+                    }
+                    let tz = self.zones.zone(&event.app);
+                    let day = local_day(tz, event.time.millis());
+                    if day < self.today(tz) - (self.defs.retention_days as Day - 1) {
+                        continue;
+                    }
+                    if let Some(input) = self.input(ctx, index, &event)? {
+                        let entry = partial.entry(key).or_default();
+                        entry.0.add(kind, day, &input, list_max);
+                        entry.1 = entry.1.max(event.time.millis());
+                        job.merged += 1;
+                    }
+                }
+                let next = records.last().map_or(until, |r| (r.offset + 1).min(until));
+                job.cursor.insert(partition, next);
+            }
+        }
+        let agg_key_owned = self.defs.aggregations[index].key.clone();
+        let cause = Cause::Backfill { key: agg_key_owned.clone(), step: job.steps };
+        for (key, (buckets, _latest)) in partial {
+            self.load(&key)?;
+            let tz = self.zones.zone(&key.app);
+            let state = self.cache.get_mut(&key).expect("loaded");
+            state.aggs.entry(agg_key_owned.clone()).or_default().merge(&buckets, list_max);
+            self.dirty.entry(key.clone()).or_default().aggs.insert(agg_key_owned.clone());
+            let eval_ms = state.meta.last_active_ms.max(1);
+            self.evaluate(ctx, &key, tz, eval_ms, &cause, job.refire)?;
+        }
+        job.steps += 1;
+        let remaining = job.until.iter().any(|(p, u)| job.cursor.get(p).copied().unwrap_or(0) < *u);
+        if remaining {
+            ctx.schedule_timer(meridian_event::Timestamp::now().millis(), &timer.key);
+        } else {
+            job.done = true;
+            job.finished_ms = self.clock.now_ms();
+            tracing::info!(aggregation = %job.aggregation, read = job.read, merged = job.merged, "back-fill done");
+        }
+        ctx.batch().put(JOBS_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
+        self.flush(ctx)
+    }
+}
+
+/// An id for an emitted record: readable when short, hashed when long.
+fn emit_id(kind: &str, parts: &[&str]) -> String {
+    let readable = format!("{kind}:{}", parts.join(":"));
+    if readable.len() <= 200 {
+        readable
+    } else {
+        format!("{kind}:{:032x}", xxhash_rust::xxh3::xxh3_128(readable.as_bytes()))
+    }
+}
+
+/// The value of a variable for a user, as of local day `today`.
+pub(crate) fn value<'a>(defs: &Definitions, state: &'a UserState, tz: chrono_tz::Tz, today: Day, var: &Var) -> Val<'a> {
+    let retention = defs.retention_days;
+    let range = |w: WindowRef| w.window().days(today, retention);
+    match var {
+        Var::Stage => Val::Str(&state.meta.stage),
+        Var::DaysInactive => {
+            if state.meta.last_active_ms == 0 {
+                Val::Empty
+            } else {
+                Val::Num(f64::from(today - local_day(tz, state.meta.last_active_ms)).max(0.0))
+            }
+        }
+        Var::DaysSinceFirstSeen => {
+            if state.meta.first_seen_ms == 0 {
+                Val::Empty
+            } else {
+                Val::Num(f64::from(today - local_day(tz, state.meta.first_seen_ms)).max(0.0))
+            }
+        }
+        Var::Events(w) => {
+            let (from, to) = range(*w);
+            match state.meta.activity.window(AggregationKind::Count, from, to, defs.distinct_list_max) {
+                crate::value::Summary::Int(n) => Val::Num(n as f64),
+                _ => Val::Num(0.0),
+            }
+        }
+        Var::ActiveDays(w) => {
+            let (from, to) = range(*w);
+            Val::Num(state.meta.activity.0.iter().filter(|(d, _)| *d >= from && *d <= to).count() as f64)
+        }
+        Var::Agg(i, w) => {
+            let agg = &defs.aggregations[*i];
+            let (from, to) = range(*w);
+            let empty = match agg.kind {
+                AggregationKind::Count | AggregationKind::Distinct | AggregationKind::Sum => Val::Num(0.0),
+                _ => Val::Empty,
+            };
+            let Some(buckets) = state.aggs.get(&agg.key) else { return empty };
+            if agg.kind == AggregationKind::LastValue {
+                let mut best: Option<(i64, &'a str)> = None;
+                for (d, b) in &buckets.0 {
+                    if *d < from || *d > to {
+                        continue;
+                    }
+                    if let Bucket::LastValue(t, v) = b {
+                        if best.is_none_or(|(bt, bv)| *t > bt || (*t == bt && v.as_str() > bv)) {
+                            best = Some((*t, v.as_str()));
+                        }
+                    }
+                }
+                return match best {
+                    None => Val::Empty,
+                    Some((_, text)) => match text.parse::<f64>() {
+                        Ok(n) => Val::Num(n),
+                        Err(_) if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') && !text.contains('\\') => Val::Str(&text[1..text.len() - 1]),
+                        Err(_) => Val::Str(text),
+                    },
+                };
+            }
+            match buckets.window(agg.kind, from, to, defs.distinct_list_max) {
+                crate::value::Summary::Empty => empty,
+                crate::value::Summary::Int(n) => Val::Num(n as f64),
+                crate::value::Summary::Float(f) => Val::Num(f),
+                crate::value::Summary::Time(t) => Val::Num(t as f64),
+                crate::value::Summary::Value(..) => Val::Empty,
+            }
+        }
+    }
+}
+
+impl Processor for ActionsProcessor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn topics(&self) -> Vec<TopicName> {
+        vec![self.topic.clone()]
+    }
+
+    fn process(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, records: &[Record]) -> Result<()> {
+        self.begin(ctx)?;
+        for record in records {
+            match LogEntry::decode(&record.value) {
+                Ok(LogEntry::Event(event)) => self.handle_event(ctx, topic, record, &event)?,
+                Ok(LogEntry::Erasure(erasure)) => self.erase(ctx, record, &erasure)?,
+                Err(e) => {
+                    tracing::warn!(processor = %self.name, partition = record.partition, offset = record.offset, error = %e, "skipping undecodable record");
+                    metrics::counter!("meridian_actions_undecodable_total").increment(1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_of_round(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
+        self.flush(ctx)
+    }
+
+    fn on_timer(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
+        self.begin(ctx)?;
+        if timer.key.first() == Some(&JOB_TIMER) {
+            self.backfill_step(ctx, timer)
+        } else {
+            self.review(ctx, timer)
+        }
+    }
+
+    fn after_commit(&mut self) -> Result<()> {
+        if self.redo_staged.is_empty() {
+            return Ok(());
+        }
+        self.redo_unapplied.append(&mut self.redo_staged);
+        let writes: Vec<UserWrite> = self.redo_unapplied.iter().flat_map(|(_, w)| w.iter().cloned()).collect();
+        self.store.apply(&writes).map_err(|e| failed(&self.name, e))?;
+        self.redo_done.extend(self.redo_unapplied.drain(..).map(|(k, _)| k));
+        Ok(())
+    }
+
+    fn reset_cache(&mut self) {
+        self.cache.clear();
+        self.dirty.clear();
+        self.interned.clear();
+        self.intern_next.clear();
+        self.counts.clear();
+        self.count_deltas.clear();
+        self.erased.clear();
+        self.redo_staged.clear();
+        // A failed round may have been the first: look for new aggregations again.
+        self.started = false;
+        self.redo_unapplied.clear();
+        self.redo_done.clear();
+    }
+
+    fn clear_state(&mut self, batch: &mut WriteBatch) {
+        for table in [INTERN_TABLE, INTERN_NEXT_TABLE, MEMBERS_TABLE, COUNTS_TABLE, crate::store::USERS_TABLE] {
+            batch.delete_prefix(table, Vec::new());
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Queries of the user action system, used by the HTTP adapter, the CLI and other
+//! capabilities (operations config targets segments; analytics breaks down by them), and
+//! back-fill requests. Every call blocks (store reads); callers on async threads move
+//! them to a blocking pool.
+
+use crate::config::{ActionsConfig, AggregationKind, DEFAULT_GROUP};
+use crate::defs::Definitions;
+use crate::processor::{job_timer_key, processor_name, ActionsProcessor, Job, LiveSince, ProcessorSettings, COUNTS_TABLE, DEFS_TABLE, JOBS_TABLE, MEMBERS_TABLE};
+use crate::state::{agg_field, decode, meta_field, Meta, TimelineEntry, UserKey};
+use crate::store::ProfileStore;
+use crate::value::{Buckets, Summary};
+use crate::window::{day_to_date, local_day, Window};
+use crate::{check_user, AppZones, Clock, Error, Result};
+use hmac::{Hmac, Mac};
+use meridian_event::AppId;
+use meridian_log::Log;
+use meridian_state::{KvStore, WriteBatch};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An aggregation's value over a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AggregateValue {
+    /// The aggregation.
+    pub aggregation: String,
+    /// Its kind.
+    pub kind: &'static str,
+    /// The window as asked.
+    pub window: String,
+    /// First day covered (local, `YYYY-MM-DD`).
+    pub from: String,
+    /// Last day covered.
+    pub to: String,
+    /// The value (`null` when no event matched, for kinds without a zero).
+    pub value: serde_json::Value,
+}
+
+/// A user's profile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    /// The user.
+    pub user: String,
+    /// Whether anything is known of the user.
+    pub known: bool,
+    /// First event, ms (0: none).
+    pub first_seen_ms: i64,
+    /// Latest event, ms.
+    pub last_active_ms: i64,
+    /// Lifecycle stage (empty when unknown).
+    pub stage: String,
+    /// When the stage was entered, ms.
+    pub stage_since_ms: i64,
+    /// Segments the user is in.
+    pub segments: Vec<String>,
+    /// Every aggregation's current values: today, 7d, 30d and all.
+    pub values: BTreeMap<String, ProfileValues>,
+    /// Events today, last 7 and 30 days.
+    pub events: ProfileValues,
+    /// Latest events, newest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// An aggregation's values over the standard windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct ProfileValues {
+    /// Today.
+    pub today: serde_json::Value,
+    /// The last 7 days.
+    #[serde(rename = "7d")]
+    pub d7: serde_json::Value,
+    /// The last 30 days.
+    #[serde(rename = "30d")]
+    pub d30: serde_json::Value,
+    /// Everything kept.
+    pub all: serde_json::Value,
+}
+
+/// A definition with its live figures, for the console and `GET …/actions/definitions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefinitionSummary {
+    /// `aggregation`, `segment`, `trigger` or `stage`.
+    pub kind: &'static str,
+    /// Name.
+    pub name: String,
+    /// Aggregation kind, or the condition.
+    pub detail: String,
+    /// Filter (aggregations).
+    pub filter: String,
+    /// Group.
+    pub group: String,
+    /// Description.
+    pub description: String,
+    /// Members (segments of the asked app).
+    pub members: Option<u64>,
+    /// Back-fill state (aggregations).
+    pub backfill: Option<Job>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// A header line, then one row per member.
+    Csv,
+}
+
+/// The user action system's queries (see the module docs).
+pub struct ActionsService {
+    defs: Arc<Definitions>,
+    config: ActionsConfig,
+    store: Arc<dyn ProfileStore>,
+    kv: Arc<dyn KvStore>,
+    zones: Arc<dyn AppZones>,
+    clock: Arc<dyn Clock>,
+    log: Arc<dyn Log>,
+    settings: ProcessorSettings,
+}
+
+impl std::fmt::Debug for ActionsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionsService").field("store", &self.store.backend()).finish_non_exhaustive()
+    }
+}
+
+impl ActionsService {
+    /// A service over the module's state store `kv` and the profile store.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ActionsConfig,
+        store: Arc<dyn ProfileStore>,
+        kv: Arc<dyn KvStore>,
+        zones: Arc<dyn AppZones>,
+        clock: Arc<dyn Clock>,
+        log: Arc<dyn Log>,
+        settings: ProcessorSettings,
+    ) -> Result<ActionsService> {
+        let defs = Definitions::compile(&config).map_err(|e| Error::Backfill(format!("actions.{}: {}", e.field, e.message)))?;
+        Ok(ActionsService { defs: Arc::new(defs), config, store, kv, zones, clock, log, settings })
+    }
+
+    /// One processor per group (`default` first).
+    pub fn processors(&self) -> Result<Vec<ActionsProcessor>> {
+        self.defs
+            .groups
+            .iter()
+            .map(|g| ActionsProcessor::new(&g.name, self.defs.clone(), self.settings.clone(), self.store.clone(), self.zones.clone(), self.clock.clone(), self.log.clone()))
+            .collect()
+    }
+
+    /// The compiled definitions.
+    pub fn definitions(&self) -> &Definitions {
+        &self.defs
+    }
+
+    /// The config section.
+    pub fn config(&self) -> &ActionsConfig {
+        &self.config
+    }
+
+    /// The profile store.
+    pub fn store(&self) -> &Arc<dyn ProfileStore> {
+        &self.store
+    }
+
+    fn today(&self, app: &AppId) -> (chrono_tz::Tz, i32) {
+        let tz = self.zones.zone(app);
+        (tz, local_day(tz, self.clock.now_ms()))
+    }
+
+    /// Aggregation `name` of a user over `window` (`today`, `7d`, `month`, `2026-01`,
+    /// `2026-01-01..2026-01-15`, `all`).
+    pub fn aggregate(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<AggregateValue> {
+        let (_, agg) = self.defs.aggregation(name).ok_or_else(|| Error::UnknownAggregation(name.to_owned()))?;
+        check_user(user)?;
+        let (_, today) = self.today(app);
+        let (from, to) = Window::parse(window)?.check(today, self.defs.retention_days)?;
+        let field = self.store.read_field(&UserKey::new(app.clone(), user), &agg_field(&agg.key))?;
+        let buckets: Buckets = field.map(|b| decode(&agg.key, &b)).transpose()?.unwrap_or_default();
+        let value = summary_json(agg.kind, buckets.window(agg.kind, from, to, self.defs.distinct_list_max));
+        Ok(AggregateValue { aggregation: agg.name.clone(), kind: agg.kind.as_str(), window: window.to_owned(), from: day_to_date(from).to_string(), to: day_to_date(to).to_string(), value })
+    }
+
+    /// A user's whole profile.
+    pub fn profile(&self, app: &AppId, user: &str) -> Result<Profile> {
+        Ok(self.profiles(app, &[user.to_owned()])?.remove(0))
+    }
+
+    /// Profiles of up to `max_batch_users` users, in the order asked.
+    pub fn profiles(&self, app: &AppId, users: &[String]) -> Result<Vec<Profile>> {
+        if users.len() > self.config.max_batch_users {
+            return Err(Error::TooManyUsers { got: users.len(), limit: self.config.max_batch_users });
+        }
+        for u in users {
+            check_user(u)?;
+        }
+        let keys: Vec<UserKey> = users.iter().map(|u| UserKey::new(app.clone(), u.as_str())).collect();
+        let all = self.store.read_many(&keys)?;
+        let (_, today) = self.today(app);
+        let retention = self.defs.retention_days;
+        let windows = [Window::Today, Window::Days(7), Window::Days(30), Window::All].map(|w| w.days(today, retention));
+        let list_max = self.defs.distinct_list_max;
+        let mut out = Vec::with_capacity(users.len());
+        for (user, fields) in users.iter().zip(all) {
+            let mut profile = Profile {
+                user: user.clone(),
+                known: !fields.is_empty(),
+                first_seen_ms: 0,
+                last_active_ms: 0,
+                stage: String::new(),
+                stage_since_ms: 0,
+                segments: Vec::new(),
+                values: BTreeMap::new(),
+                events: ProfileValues::default(),
+                timeline: Vec::new(),
+            };
+            let default_meta = meta_field(DEFAULT_GROUP);
+            for (name, value) in &fields {
+                if name == &default_meta {
+                    let meta: Meta = decode(name, value)?;
+                    profile.first_seen_ms = meta.first_seen_ms;
+                    profile.last_active_ms = meta.last_active_ms;
+                    profile.stage = meta.stage.clone();
+                    profile.stage_since_ms = meta.stage_since_ms;
+                    profile.segments.extend(meta.segments.iter().cloned());
+                    profile.timeline = meta.timeline.clone();
+                    let [t, w, m, a] = windows.map(|(f, to)| summary_json(AggregationKind::Count, meta.activity.window(AggregationKind::Count, f, to, list_max)));
+                    profile.events = ProfileValues { today: t, d7: w, d30: m, all: a };
+                } else if name.starts_with("m:") {
+                    let meta: Meta = decode(name, value)?;
+                    profile.segments.extend(meta.segments.iter().cloned());
+                }
+            }
+            for agg in &self.defs.aggregations {
+                let field = agg_field(&agg.key);
+                let buckets: Buckets = match fields.iter().find(|(n, _)| *n == field) {
+                    Some((n, v)) => decode(n, v)?,
+                    None => Buckets::default(),
+                };
+                let [t, w, m, a] = windows.map(|(f, to)| summary_json(agg.kind, buckets.window(agg.kind, f, to, list_max)));
+                profile.values.insert(agg.name.clone(), ProfileValues { today: t, d7: w, d30: m, all: a });
+            }
+            profile.segments.sort();
+            out.push(profile);
+        }
+        Ok(out)
+    }
+
+    fn segment_exists(&self, segment: &str) -> Result<()> {
+        self.defs.segment(segment).map(|_| ()).ok_or_else(|| Error::UnknownSegment(segment.to_owned()))
+    }
+
+    /// Whether a user is in `segment`.
+    pub fn in_segment(&self, app: &AppId, user: &str, segment: &str) -> Result<bool> {
+        self.segment_exists(segment)?;
+        check_user(user)?;
+        Ok(self.kv.get(MEMBERS_TABLE, &member_key(app, segment, Some(user)))?.is_some())
+    }
+
+    /// Members of `segment`.
+    pub fn segment_count(&self, app: &AppId, segment: &str) -> Result<u64> {
+        self.segment_exists(segment)?;
+        let mut key = app.as_str().as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(segment.as_bytes());
+        Ok(self.kv.get(COUNTS_TABLE, &key)?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0).max(0) as u64)
+    }
+
+    /// Member ids of `segment`, in id order, after `after`, at most `limit`.
+    pub fn segment_members(&self, app: &AppId, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.segment_exists(segment)?;
+        let prefix = member_key(app, segment, None);
+        let start = match after {
+            Some(a) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(a.as_bytes());
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut end = prefix.clone();
+        *end.last_mut().unwrap_or(&mut 0) = 1;
+        let rows = self.kv.range(MEMBERS_TABLE, std::ops::Bound::Included(&start), std::ops::Bound::Excluded(&end), limit)?;
+        Ok(rows.into_iter().map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned()).collect())
+    }
+
+    /// The masked form of a user id: a keyed hash (HMAC-SHA256 with `actions.mask_key`,
+    /// 128 bits in hex), stable for a key, so exports can be joined without ids.
+    pub fn mask(&self, app: &AppId, user: &str) -> Option<String> {
+        if self.config.mask_key.is_empty() {
+            return None;
+        }
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.config.mask_key.as_bytes()).ok()?;
+        mac.update(app.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(user.as_bytes());
+        Some(hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    /// Writes the members of `segment` to `out`; ids masked unless `unmask`. Returns the
+    /// number of members written.
+    pub fn export(&self, app: &AppId, segment: &str, format: ExportFormat, unmask: bool, out: &mut dyn std::io::Write) -> Result<u64> {
+        self.segment_exists(segment)?;
+        if !unmask && self.config.mask_key.is_empty() {
+            return Err(Error::Backfill("masked exports need actions.mask_key; set it, or export with a key that may unmask (admin)".into()));
+        }
+        let io = |e: std::io::Error| Error::Backend(format!("writing the export: {e}"));
+        let column = if unmask { "user" } else { "user_hash" };
+        if format == ExportFormat::Csv {
+            writeln!(out, "{column}").map_err(io)?;
+        }
+        let mut after: Option<String> = None;
+        let mut n = 0u64;
+        loop {
+            let page = self.segment_members(app, segment, after.as_deref(), 1000)?;
+            if page.is_empty() {
+                break;
+            }
+            for user in &page {
+                let id = if unmask { user.clone() } else { self.mask(app, user).unwrap_or_default() };
+                match format {
+                    ExportFormat::Jsonl => writeln!(out, "{}", serde_json::json!({ column: id, "segment": segment })).map_err(io)?,
+                    ExportFormat::Csv => writeln!(out, "{}", csv_field(&id)).map_err(io)?,
+                }
+                n += 1;
+            }
+            after = page.last().cloned();
+        }
+        Ok(n)
+    }
+
+    /// Every definition with its live figures for `app`.
+    pub fn summaries(&self, app: &AppId) -> Result<Vec<DefinitionSummary>> {
+        let mut out = Vec::new();
+        for a in &self.defs.aggregations {
+            out.push(DefinitionSummary {
+                kind: "aggregation",
+                name: a.name.clone(),
+                detail: match &a.field {
+                    Some(_) => format!("{} of {}", a.kind.as_str(), a.field_path),
+                    None => a.kind.as_str().to_owned(),
+                },
+                filter: a.filter_text.clone(),
+                group: a.group.clone(),
+                description: a.description.clone(),
+                members: None,
+                backfill: self.backfill_status(&a.name)?,
+            });
+        }
+        for s in &self.defs.stages {
+            out.push(DefinitionSummary { kind: "stage", name: s.name.clone(), detail: s.text.clone(), filter: String::new(), group: s.group.clone(), description: String::new(), members: None, backfill: None });
+        }
+        for s in &self.defs.segments {
+            out.push(DefinitionSummary {
+                kind: "segment",
+                name: s.name.clone(),
+                detail: s.text.clone(),
+                filter: String::new(),
+                group: s.group.clone(),
+                description: s.description.clone(),
+                members: Some(self.segment_count(app, &s.name)?),
+                backfill: None,
+            });
+        }
+        for t in &self.defs.triggers {
+            out.push(DefinitionSummary { kind: "trigger", name: t.name.clone(), detail: t.text.clone(), filter: String::new(), group: t.group.clone(), description: t.description.clone(), members: None, backfill: None });
+        }
+        Ok(out)
+    }
+
+    /// Starts the back-fill of aggregation `name` from the log: the events before the
+    /// position where it went live are counted into the users' buckets, in steps run by
+    /// its group's processor (reads keep working; a crash resumes from the last step).
+    /// Crossings it finds fire triggers only when `refire`. Each aggregation definition is
+    /// back-filled once (a changed definition has a new key and starts empty).
+    pub fn request_backfill(&self, name: &str, refire: bool) -> Result<Job> {
+        let (_, agg) = self.defs.aggregation(name).ok_or_else(|| Error::UnknownAggregation(name.to_owned()))?;
+        if let Some(job) = self.backfill_status(name)? {
+            return Err(Error::Backfill(if job.done {
+                format!("aggregation {name:?} was back-filled already (this definition); change the definition to start a new one")
+            } else {
+                format!("aggregation {name:?} is being back-filled ({} of {} records read)", job.read, job.total)
+            }));
+        }
+        let Some(raw) = self.kv.get(DEFS_TABLE, agg.key.as_bytes())? else {
+            return Err(Error::Backfill(format!("aggregation {name:?} is not live yet: its processor records where it starts counting in its first round; retry in a moment")));
+        };
+        let since: LiveSince = serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("live position of {name}: {e}")))?;
+        let topic = meridian_log::TopicName::new(since.topic.as_str()).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let mut job = Job { aggregation: name.to_owned(), key: agg.key.clone(), refire, topic: since.topic.clone(), requested_ms: self.clock.now_ms(), ..Job::default() };
+        for (partition, until) in &since.positions {
+            let start = self.log.offsets(&topic, *partition)?.start;
+            job.cursor.insert(*partition, start.min(*until));
+            job.until.insert(*partition, *until);
+            job.total += until.saturating_sub(start);
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(JOBS_TABLE, agg.key.as_bytes().to_vec(), serde_json::to_vec(&job).unwrap_or_default());
+        self.kv.commit(batch)?;
+        meridian_runtime::schedule_timer(&*self.kv, &processor_name(&agg.group), meridian_event::Timestamp::now().millis(), &job_timer_key(&agg.key))
+            .map_err(|e| Error::Backfill(e.to_string()))?;
+        Ok(job)
+    }
+
+    /// The back-fill of aggregation `name` (its current definition), if one was asked.
+    pub fn backfill_status(&self, name: &str) -> Result<Option<Job>> {
+        let (_, agg) = self.defs.aggregation(name).ok_or_else(|| Error::UnknownAggregation(name.to_owned()))?;
+        match self.kv.get(JOBS_TABLE, agg.key.as_bytes())? {
+            Some(raw) => Ok(Some(serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("back-fill job of {name}: {e}")))?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn member_key(app: &AppId, segment: &str, user: Option<&str>) -> Vec<u8> {
+    let mut k = app.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(segment.as_bytes());
+    k.push(0);
+    if let Some(u) = user {
+        k.extend_from_slice(u.as_bytes());
+    }
+    k
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A summary as JSON; count-like kinds report 0 for an empty window.
+pub fn summary_json(kind: AggregationKind, summary: Summary) -> serde_json::Value {
+    match (kind, &summary) {
+        (AggregationKind::Count | AggregationKind::Distinct, Summary::Empty) => 0.into(),
+        (AggregationKind::Sum, Summary::Empty) => serde_json::json!(0.0),
+        _ => summary.to_json(),
+    }
+}
