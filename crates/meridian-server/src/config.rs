@@ -60,6 +60,7 @@ config_sections! {
     counters: meridian_counters::CountersConfig,
     history: meridian_history::HistoryConfig,
     notify: meridian_notify::NotifyConfig,
+    actions: meridian_actions::ActionsConfig,
 }
 
 /// `MERIDIAN_*` variables that are not settings (read by the CLI and the tests).

@@ -18,6 +18,7 @@ use utoipa::OpenApi;
         (name = "users", description = "A user's data across every capability"),
         (name = "counters", description = "Event counts per app, action and day"),
         (name = "history", description = "Browsing history: recently viewed items"),
+        (name = "actions", description = "User actions: aggregations in daily buckets, profiles, lifecycle stages, segments, triggers"),
         (name = "webhooks", description = "Webhook endpoints (Standard Webhooks signatures) and their delivery log"),
         (name = "admin", description = "Processors, the pipeline, topics"),
         (name = "ops", description = "Metrics, health, readiness"),

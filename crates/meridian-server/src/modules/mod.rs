@@ -3,9 +3,10 @@
 
 use crate::module::Capability;
 
+pub(crate) mod actions;
 pub(crate) mod counters;
 pub(crate) mod history;
 pub(crate) mod notify;
 
 /// Every capability, in the order they are opened.
-pub(crate) static CAPABILITIES: &[&dyn Capability] = &[&counters::Counters, &history::History, &notify::Notify];
+pub(crate) static CAPABILITIES: &[&dyn Capability] = &[&counters::Counters, &history::History, &notify::Notify, &actions::Actions];
