@@ -492,9 +492,11 @@ impl ActionsProcessor {
     /// emitting what changed. Triggers fire only when `fire`.
     fn evaluate(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<()> {
         let defs = self.defs.clone();
-        let eval_day = local_day(tz, eval_ms);
         let state = self.cache.get_mut(key).expect("loaded");
-        let mut changed = false;
+        let eval_ms = eval_ms.max(state.meta.evaluated_ms);
+        let mut changed = state.meta.evaluated_ms != eval_ms;
+        state.meta.evaluated_ms = eval_ms;
+        let eval_day = local_day(tz, eval_ms);
         if self.evaluates_stage {
             let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v))).map(|s| s.name.clone()).unwrap_or_default();
             if stage != state.meta.stage {
@@ -565,8 +567,8 @@ impl ActionsProcessor {
             });
             emits.push(Emit { topic: self.settings.triggers_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id: id.clone() });
             if trig.webhook {
-                let request = meridian_notify::NotificationRequest { id: id.clone(), app: key.app.clone(), event_type: "trigger.fired".into(), payload: body, created_ms: eval_ms, endpoint: None };
-                emits.push(Emit { topic: self.settings.notifications_topic.clone(), key: Bytes::from(key.app.as_str().to_owned()), value: Bytes::from(request.to_record_value()), id });
+                let request = notification_request(&id, &key.app, body, eval_ms);
+                emits.push(Emit { topic: self.settings.notifications_topic.clone(), key: Bytes::from(key.app.as_str().to_owned()), value: Bytes::from(request), id });
             }
             metrics::counter!("meridian_actions_triggers_fired_total", "trigger" => trigger).increment(1);
         }
@@ -773,6 +775,14 @@ impl ActionsProcessor {
         ctx.batch().put(JOBS_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
         self.flush(ctx)
     }
+}
+
+/// A record of the notify module's `notifications` topic (its `NotificationRequest`, as
+/// JSON) asking for a `trigger.fired` webhook. Written here rather than with the notify
+/// crate, which carries an HTTP client this domain crate must not depend on; the test
+/// `lifecycle_segments_and_triggers_follow_events_and_time` reads it with the notify crate.
+pub fn notification_request(id: &str, app: &AppId, payload: serde_json::Value, created_ms: i64) -> Vec<u8> {
+    serde_json::json!({"id": id, "app": app.as_str(), "event_type": "trigger.fired", "payload": payload, "created_ms": created_ms}).to_string().into_bytes()
 }
 
 /// An id for an emitted record: readable when short, hashed when long.

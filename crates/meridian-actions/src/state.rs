@@ -61,6 +61,9 @@ pub struct Meta {
     pub stage: String,
     /// When the stage was entered (evaluation time).
     pub stage_since_ms: i64,
+    /// The latest time conditions were evaluated at, ms: evaluation never goes back in
+    /// time (a late event is judged as of the latest known time).
+    pub evaluated_ms: i64,
     /// When the next daily review is due (0: none).
     pub review_at_ms: i64,
     /// Segments the user is in, sorted.

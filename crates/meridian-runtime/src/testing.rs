@@ -87,6 +87,10 @@ impl Processor for StopsMidRound {
         self.inner.on_timer(ctx, timer)
     }
 
+    fn after_commit(&mut self) -> Result<()> {
+        self.inner.after_commit()
+    }
+
     fn reset_cache(&mut self) {
         self.inner.reset_cache();
     }

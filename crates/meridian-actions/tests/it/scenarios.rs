@@ -1,0 +1,321 @@
+//! Aggregations, windows, zones, lifecycle, segments, triggers, back-fill, erasure,
+//! isolation and bad input, end to end through the runtime.
+
+use crate::*;
+use meridian_actions::{Error, UserKey};
+use meridian_runtime::{ProcessContext, Result as RtResult, Timer};
+use meridian_state::WriteBatch;
+use serde_json::json;
+
+#[test]
+fn every_aggregation_kind_with_its_filters() {
+    let now = real_now();
+    let f = Fixture::new(config(), now);
+    let t = |h: i64| now - h * 3_600_000;
+    fn shop(id: &str) -> Option<(&str, &str)> {
+        Some(("shop", id))
+    }
+    let events = vec![
+        f.event("z", "u1", "view", shop("s1"), t(1), json!({"category": "food"})),
+        f.event("z", "u1", "view", shop("s1"), t(2), json!({"category": "food"})),
+        f.event("z", "u1", "view", shop("s2"), t(3), json!({"category": "toys"})),
+        f.event("z", "u1", "view", Some(("sku", "s3")), t(3), json!({"category": "food"})), // not a shop
+        f.event("z", "u1", "order", None, t(30), json!({"amount": 40.5, "tier": "silver"})),
+        f.event("z", "u1", "order", None, t(50), json!({"amount": "12"})), // numeric string
+        f.event("z", "u1", "order", None, t(24 * 10), json!({"amount": 100, "tier": "bronze"})),
+        f.event("z", "u1", "order", None, t(5), json!({"amount": "n/a"})), // counts, adds no amount
+        f.event("z", "u2", "view", shop("s9"), t(1), json!({"category": "food"})),
+    ];
+    f.ingest(&events);
+    assert_eq!(f.value("z", "u1", "food_views", "today"), json!(2), "views of food shops only");
+    assert_eq!(f.value("z", "u1", "shops_viewed", "7d"), json!(2), "distinct shops, not the sku");
+    assert_eq!(f.value("z", "u1", "orders", "7d"), json!(3));
+    assert_eq!(f.value("z", "u1", "orders", "30d"), json!(4));
+    assert_eq!(f.value("z", "u1", "spend", "7d"), json!(52.5));
+    assert_eq!(f.value("z", "u1", "spend", "all"), json!(152.5));
+    assert_eq!(f.value("z", "u1", "cheapest", "30d"), json!(12.0));
+    assert_eq!(f.value("z", "u1", "dearest", "7d"), json!(40.5));
+    assert_eq!(f.value("z", "u1", "first_order", "all"), json!(t(240)));
+    assert_eq!(f.value("z", "u1", "last_order", "all"), json!(t(5)));
+    assert_eq!(f.value("z", "u1", "tier", "all"), json!("silver"), "the value of the latest event that has it");
+    let ten_days_ago = meridian_actions::window::day_to_date(meridian_actions::window::local_day(chrono_tz::UTC, t(240)));
+    assert_eq!(f.value("z", "u1", "tier", &format!("{ten_days_ago}..{ten_days_ago}")), json!("bronze"));
+    assert_eq!(f.value("z", "u1", "dearest", "today"), json!(null), "no order today: no max");
+    assert_eq!(f.value("z", "u2", "food_views", "today"), json!(1), "users are separate");
+    assert_eq!(f.value("z", "nobody", "orders", "all"), json!(0));
+    let profile = f.service.profile(&app("z"), "u1").unwrap();
+    assert!(profile.known);
+    assert_eq!(profile.values["orders"].d30, json!(4));
+    assert_eq!(profile.events.all, json!(8));
+    assert_eq!(profile.stage, "growing", "first seen 10 days ago: past new, not dormant");
+    assert_eq!(profile.timeline[0].action, "view", "newest first");
+    assert_eq!(profile.segments, vec!["big_spenders".to_owned()], "spent 152.5 in 30 days; not new, so not a new buyer");
+}
+
+#[test]
+fn days_are_local_to_each_app_east_and_west_of_utc() {
+    // 2026-03-01 17:30 UTC is already the 2nd in Shanghai and still the 1st in New York.
+    let now = ms("2026-03-02T03:00:00Z"); // the 2nd in Shanghai (11:00), the 1st in New York (22:00)
+    let f = Fixture::new(config(), now);
+    let at = ms("2026-03-01T17:30:00Z");
+    let before = ms("2026-03-01T15:30:00Z"); // the 1st in Shanghai (23:30)
+    f.ingest(&[
+        f.event("shop", "u", "order", None, at, json!({})),
+        f.event("shop", "u", "order", None, before, json!({})),
+        f.event("ny", "u", "order", None, at, json!({})),
+        f.event("ny", "u", "order", None, ms("2026-03-01T04:00:00Z"), json!({})), // 23:00 on Feb 28 in New York
+    ]);
+    assert_eq!(f.value("shop", "u", "orders", "today"), json!(1), "Shanghai: only the 17:30 UTC order is on the 2nd");
+    assert_eq!(f.value("shop", "u", "orders", "2026-03-01..2026-03-01"), json!(1));
+    assert_eq!(f.value("ny", "u", "orders", "today"), json!(1), "New York: the 1st");
+    assert_eq!(f.value("ny", "u", "orders", "2026-02-28..2026-02-28"), json!(1));
+    assert_eq!(f.value("ny", "u", "orders", "month"), json!(1), "March in New York has one");
+    assert_eq!(f.value("ny", "u", "orders", "2026-02"), json!(1));
+}
+
+#[test]
+fn late_and_out_of_order_events_land_in_their_own_days() {
+    let now = ms("2026-06-20T12:00:00Z");
+    let f = Fixture::new(config(), now);
+    f.ingest(&[f.event("z", "u", "order", None, now - 1000, json!({"amount": 5, "tier": "gold"}))]);
+    // Arrives later, happened earlier.
+    f.ingest(&[f.event("z", "u", "order", None, now - 3 * DAY, json!({"amount": 7, "tier": "tin"}))]);
+    assert_eq!(f.value("z", "u", "orders", "today"), json!(1));
+    assert_eq!(f.value("z", "u", "orders", "7d"), json!(2));
+    assert_eq!(f.value("z", "u", "first_order", "all"), json!(now - 3 * DAY));
+    assert_eq!(f.value("z", "u", "tier", "all"), json!("gold"), "the late event is older: the value stays");
+    let p = f.service.profile(&app("z"), "u").unwrap();
+    assert_eq!(p.last_active_ms, now - 1000);
+    assert_eq!(p.first_seen_ms, now - 3 * DAY);
+    // Beyond retention: ignored, nothing changes.
+    f.ingest(&[f.event("z", "u", "order", None, now - 200 * DAY, json!({"amount": 1}))]);
+    assert_eq!(f.value("z", "u", "orders", "all"), json!(2));
+}
+
+#[test]
+fn lifecycle_segments_and_triggers_follow_events_and_time() {
+    // The processor's clock stands in the past, so the daily reviews it schedules are due
+    // at once in real time: a month of days passes in a second, review by review.
+    let start = ms("2020-01-10T10:00:00Z");
+    let f = Fixture::new(config(), start);
+    // One append: the events are handled in one round, before the first review fires.
+    let mut events = vec![f.event("z", "u", "checkin", None, start, json!({}))];
+    for i in 0..3 {
+        events.push(f.event("z", "u", "order", None, start + i * 60_000, json!({"amount": 50})));
+    }
+    f.ingest(&events);
+    let records = f.records("triggers");
+    let fired: Vec<&str> = records.iter().map(|r| r["trigger"].as_str().unwrap()).collect();
+    assert_eq!(fired[..2], ["first_checkin", "third_order"], "{fired:?}");
+    // Time passes with no event: dormant after 7 days, churned after 30; out of the
+    // 30-day spend window, out of big_spenders.
+    f.eventually("the user becomes churned", || f.service.profile(&app("z"), "u").unwrap().stage == "churned");
+    f.caught_up();
+    let changes = f.records("segment-changes");
+    let seq: Vec<(String, String)> = changes.iter().map(|r| (r["segment"].as_str().unwrap().to_owned(), r["change"].as_str().unwrap().to_owned())).collect();
+    assert_eq!(
+        seq.iter().filter(|(s, _)| s == "big_spenders").map(|(_, c)| c.as_str()).collect::<Vec<_>>(),
+        vec!["enter", "exit"],
+        "entered with the 2nd order, left when it aged out of 30 days"
+    );
+    let exit = changes.iter().find(|r| r["segment"] == "big_spenders" && r["change"] == "exit").unwrap();
+    assert_eq!(exit["cause"]["kind"], "review", "time, not an event, made the user leave");
+    let fired: Vec<Value> = f.records("triggers");
+    let dormant: Vec<&Value> = fired.iter().filter(|r| r["trigger"] == "went_dormant").collect();
+    assert_eq!(dormant.len(), 1, "went_dormant fires once, on the review that made the user dormant");
+    assert_eq!(dormant[0]["time_ms"], json!(meridian_actions::window::day_start_ms(chrono_tz::UTC, meridian_actions::window::local_day(chrono_tz::UTC, start) + 7)));
+    // Every trigger also went to the notify topic, with the same id.
+    let notes = f.records("notifications");
+    assert_eq!(notes.len(), fired.len());
+    assert!(notes.iter().all(|n| n["event_type"] == "trigger.fired"));
+    // The notify module reads them.
+    for note in &notes {
+        let request = meridian_notify::NotificationRequest::from_record_value(note.to_string().as_bytes()).unwrap();
+        assert_eq!(request.app.as_str(), "z");
+        assert!(fired.iter().any(|t| t["id"].as_str() == Some(request.id.as_str())));
+    }
+    // Still exactly one of each after a restart (no re-firing on reload).
+    let mut f = f;
+    let n = f.records("triggers").len();
+    f.restart_with(config());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(f.records("triggers").len(), n);
+    assert_eq!(f.service.segment_count(&app("z"), "big_spenders").unwrap(), 0);
+}
+
+#[test]
+fn a_new_segment_member_is_counted_listed_and_exported() {
+    let now = real_now();
+    let mut c = config();
+    c.mask_key = "secret-key".into();
+    let f = Fixture::new(c, now);
+    for u in ["a", "b", "c"] {
+        f.ingest(&[f.event("z", u, "order", None, now - 1000, json!({"amount": 150}))]);
+    }
+    f.ingest(&[f.event("z", "d", "order", None, now - 1000, json!({"amount": 5}))]);
+    let z = app("z");
+    assert_eq!(f.service.segment_count(&z, "big_spenders").unwrap(), 3);
+    assert!(f.service.in_segment(&z, "a", "big_spenders").unwrap());
+    assert!(!f.service.in_segment(&z, "d", "big_spenders").unwrap());
+    assert_eq!(f.service.segment_members(&z, "big_spenders", Some("a"), 10).unwrap(), vec!["b", "c"]);
+    let mut out = Vec::new();
+    let n = f.service.export(&z, "big_spenders", meridian_actions::service::ExportFormat::Csv, false, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(n, 3);
+    assert!(text.starts_with("user_hash\n"), "{text}");
+    assert!(!text.contains("\na\n"), "ids are masked");
+    assert!(text.contains(&f.service.mask(&z, "a").unwrap()));
+    let mut out = Vec::new();
+    f.service.export(&z, "big_spenders", meridian_actions::service::ExportFormat::Jsonl, true, &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap().lines().next().unwrap(), r#"{"segment":"big_spenders","user":"a"}"#);
+}
+
+#[test]
+fn bad_queries_are_refused_and_change_nothing() {
+    let now = real_now();
+    let f = Fixture::new(config(), now);
+    f.ingest(&[f.event("z", "u", "order", None, now, json!({"amount": 1}))]);
+    let z = app("z");
+    let before = f.service.profile(&z, "u").unwrap();
+    assert!(matches!(f.service.aggregate(&z, "u", "nope", "7d"), Err(Error::UnknownAggregation(n)) if n == "nope"));
+    let e = f.service.aggregate(&z, "u", "orders", "91d").unwrap_err();
+    assert_eq!(e.to_string(), "window 91d reaches 91 days back, beyond the 90 days kept (actions.retention_days)");
+    assert!(matches!(f.service.aggregate(&z, "u", "orders", "fortnight"), Err(Error::Window(_))));
+    assert!(matches!(f.service.aggregate(&z, "", "orders", "7d"), Err(Error::InvalidUser(_))));
+    assert!(matches!(f.service.aggregate(&z, &"x".repeat(129), "orders", "7d"), Err(Error::InvalidUser(_))));
+    assert!(matches!(f.service.in_segment(&z, "u", "ghosts"), Err(Error::UnknownSegment(n)) if n == "ghosts"));
+    let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    assert!(matches!(f.service.profiles(&z, &many), Err(Error::TooManyUsers { got: 1001, limit: 1000 })));
+    let mut out = Vec::new();
+    assert!(f.service.export(&z, "big_spenders", meridian_actions::service::ExportFormat::Csv, false, &mut out).is_err(), "no mask key: masked export refused");
+    assert_eq!(f.service.profile(&z, "u").unwrap(), before, "nothing changed");
+    assert_eq!(f.service.profiles(&z, &many[..1000]).unwrap().len(), 1000);
+}
+
+#[test]
+fn a_backfill_equals_the_live_result_and_fires_no_old_crossings() {
+    let now = real_now();
+    let mut base = config();
+    base.aggregations.retain(|a| a.name != "checkins");
+    base.triggers.retain(|t| t.name != "first_checkin");
+    let f0 = Fixture::new(base.clone(), now);
+    let mut f = f0;
+    let mut events = Vec::new();
+    for i in 0..400 {
+        let user = format!("u{}", i % 37);
+        let action = if i % 3 == 0 { "checkin" } else { "order" };
+        events.push(f.event("z", &user, action, None, now - (i % 20) * DAY / 2, json!({"amount": i % 7})));
+    }
+    let (old, new) = events.split_at(300);
+    f.ingest(old);
+    // The aggregation (and a trigger on it) is added; new events count live.
+    let full = config();
+    f.restart_with(full.clone());
+    f.ingest(new);
+    let triggers_before = f.records("triggers").iter().filter(|r| r["trigger"] == "first_checkin").count();
+    let job = f.service.request_backfill("checkins", false).unwrap();
+    assert_eq!(job.total, 300, "the back-fill reads up to where the aggregation went live");
+    f.eventually("the back-fill finishes", || f.service.backfill_status("checkins").unwrap().is_some_and(|j| j.done));
+    assert!(f.service.request_backfill("checkins", false).is_err(), "once per definition");
+    // Reference: the same events processed with the aggregation from the start.
+    let r = Fixture::new(full, now);
+    r.ingest(&events);
+    for u in 0..37 {
+        let user = format!("u{u}");
+        for w in ["today", "7d", "all"] {
+            assert_eq!(f.value("z", &user, "checkins", w), r.value("z", &user, "checkins", w), "{user} {w}");
+        }
+        assert_eq!(f.service.profile(&app("z"), &user).unwrap().values, r.service.profile(&app("z"), &user).unwrap().values, "{user}");
+    }
+    let after = f.records("triggers").iter().filter(|r| r["trigger"] == "first_checkin").count();
+    assert_eq!(after, triggers_before, "old check-ins found by the back-fill fire nothing");
+    assert!(triggers_before > 0, "new first check-ins fired live");
+}
+
+#[test]
+fn an_erasure_removes_the_profile_and_memberships_and_a_backfill_does_not_bring_it_back() {
+    let now = real_now();
+    let mut f = Fixture::new(config(), now);
+    f.ingest(&[f.event("z", "gone", "order", None, now, json!({"amount": 500})), f.event("z", "stay", "order", None, now, json!({"amount": 500}))]);
+    assert_eq!(f.service.segment_count(&app("z"), "big_spenders").unwrap(), 2);
+    let erasure = meridian_event::Erasure { id: "er_1".into(), app: app("z"), kind: meridian_event::SubjectKind::User, subject: "gone".into(), requested_ms: now, requested_by: "test".into() };
+    let record = AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: now };
+    f.rt.block_on(f.log.append(&TopicName::new("events").unwrap(), vec![record])).unwrap();
+    f.caught_up();
+    let z = app("z");
+    assert!(!f.service.profile(&z, "gone").unwrap().known);
+    assert_eq!(f.service.segment_count(&z, "big_spenders").unwrap(), 1);
+    assert!(!f.service.in_segment(&z, "gone", "big_spenders").unwrap());
+    let receipts = f.runtime.as_ref().unwrap().erasure_receipts("er_1").unwrap();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].1["profiles"], json!(1));
+    // A new aggregation back-filled from the log skips the erased user's old events.
+    let mut c = config();
+    c.aggregations.push(agg("all_orders", AggregationKind::Count, None, Some("action == \"order\"")));
+    f.restart_with(c);
+    f.ingest(&[f.event("z", "stay", "view", None, now, json!({}))]);
+    f.service.request_backfill("all_orders", false).unwrap();
+    f.eventually("back-fill done", || f.service.backfill_status("all_orders").unwrap().is_some_and(|j| j.done));
+    assert_eq!(f.value("z", "gone", "all_orders", "all"), json!(0), "erased stays erased");
+    assert_eq!(f.value("z", "stay", "all_orders", "all"), json!(1));
+    assert!(f.store.get(meridian_actions::store::USERS_TABLE, &{
+        let mut k = UserKey::new(app("z"), "gone").to_bytes();
+        k.push(0);
+        k.extend_from_slice(b"m");
+        k
+    }).unwrap().is_none() || !f.service.profile(&z, "gone").unwrap().known);
+}
+
+/// Slows its processor down: every `process` call sleeps.
+struct Slow(Box<dyn Processor>);
+
+impl Processor for Slow {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn topics(&self) -> Vec<TopicName> {
+        self.0.topics()
+    }
+    fn process(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, records: &[meridian_log::Record]) -> RtResult<()> {
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.process(ctx, topic, records)
+    }
+    fn end_of_round(&mut self, ctx: &mut ProcessContext<'_>) -> RtResult<()> {
+        self.0.end_of_round(ctx)
+    }
+    fn on_timer(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> RtResult<()> {
+        self.0.on_timer(ctx, timer)
+    }
+    fn reset_cache(&mut self) {
+        self.0.reset_cache()
+    }
+    fn clear_state(&mut self, batch: &mut WriteBatch) {
+        self.0.clear_state(batch)
+    }
+}
+
+#[test]
+fn an_isolated_group_counts_orders_while_a_flood_of_clicks_waits() {
+    let now = real_now();
+    let mut c = config();
+    c.groups = vec![group_config("core", "orders")];
+    for a in c.aggregations.iter_mut().filter(|a| ["orders", "spend"].contains(&a.name.as_str())) {
+        a.group = "core".into();
+    }
+    c.segments.retain(|s| s.name == "big_spenders");
+    c.triggers.retain(|t| t.name == "third_order");
+    let mut f = Fixture::new(c.clone(), now);
+    // The default group's processor is slow (a flood it cannot keep up with).
+    f.runtime.take().unwrap().shutdown();
+    f.start_wrapped(&mut |p| if p.name() == "actions" { Box::new(Slow(p)) } else { p });
+    let clicks: Vec<Event> = (0..20_000).map(|i| f.event("z", &format!("c{}", i % 500), "click", None, now, json!({}))).collect();
+    f.append("events", &clicks);
+    let started = Instant::now();
+    f.append("orders", &[f.event("z", "buyer", "order", None, now, json!({"amount": 120}))]);
+    f.eventually("the order is counted", || f.value("z", "buyer", "orders", "today") == json!(1));
+    let waited = started.elapsed();
+    let status = f.runtime.as_ref().unwrap().status();
+    let default_lag = status.iter().find(|s| s.name == "actions").unwrap().lag;
+    assert!(default_lag > 10_000, "the click flood is still waiting ({default_lag} records) while the order is already counted after {waited:?}");
+    assert!(f.service.in_segment(&app("z"), "buyer", "big_spenders").unwrap(), "the core group's segment follows at once");
+}
