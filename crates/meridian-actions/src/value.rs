@@ -387,3 +387,51 @@ mod tests {
         assert!(!a.prune(4));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    proptest! {
+        /// Distinct counts over any window equal a brute-force set of the raw values, for
+        /// random streams (any order, repeats, lists that switch to bitmaps and back through
+        /// merges), and merging two halves equals applying the whole stream.
+        #[test]
+        fn distinct_counts_are_exact(stream in prop::collection::vec((0i32..30, 0u32..200), 0..400), list_max in 1usize..40, from in 0i32..30, len in 1i32..30) {
+            let mut all = Buckets::default();
+            let mut first = Buckets::default();
+            let mut second = Buckets::default();
+            let mut reference: BTreeMap<i32, BTreeSet<u32>> = BTreeMap::new();
+            for (i, (day, id)) in stream.iter().enumerate() {
+                all.add(AggregationKind::Distinct, *day, &Input::Id(*id), list_max);
+                let half = if i % 2 == 0 { &mut first } else { &mut second };
+                half.add(AggregationKind::Distinct, *day, &Input::Id(*id), list_max);
+                reference.entry(*day).or_default().insert(*id);
+            }
+            first.merge(&second, list_max);
+            let to = from + len - 1;
+            let expected: BTreeSet<u32> = reference.range(from..=to).flat_map(|(_, s)| s.iter().copied()).collect();
+            prop_assert_eq!(all.window(AggregationKind::Distinct, from, to, list_max), Summary::Int(expected.len() as u64));
+            prop_assert_eq!(first.window(AggregationKind::Distinct, from, to, list_max), Summary::Int(expected.len() as u64));
+            let decoded: Buckets = postcard::from_bytes(&postcard::to_allocvec(&all).unwrap()).unwrap();
+            prop_assert_eq!(decoded.window(AggregationKind::Distinct, from, to, list_max), Summary::Int(expected.len() as u64));
+        }
+
+        /// Counts and sums over any window equal the brute-force total of the stream.
+        #[test]
+        fn counts_and_sums_are_exact(stream in prop::collection::vec((0i32..60, -1000i32..1000), 0..300), from in 0i32..60, len in 1i32..60) {
+            let mut count = Buckets::default();
+            let mut sum = Buckets::default();
+            for (day, x) in &stream {
+                count.add(AggregationKind::Count, *day, &Input::Event(0), 8);
+                sum.add(AggregationKind::Sum, *day, &Input::Number(f64::from(*x)), 8);
+            }
+            let to = from + len - 1;
+            let inside: Vec<i32> = stream.iter().filter(|(d, _)| *d >= from && *d <= to).map(|(_, x)| *x).collect();
+            prop_assert_eq!(count.window(AggregationKind::Count, from, to, 8), Summary::Int(inside.len() as u64));
+            prop_assert_eq!(sum.window(AggregationKind::Sum, from, to, 8), Summary::Float(inside.iter().map(|x| f64::from(*x)).sum()));
+        }
+    }
+}
