@@ -6,6 +6,7 @@
 //! Errors are always [`ErrorBody`]: `{"error": {"code", "message", "details"}}` with a
 //! stable snake_case code.
 
+pub mod actions;
 pub mod admin;
 pub mod apps;
 pub mod audit;

@@ -266,4 +266,17 @@ pub trait Capability: Sync {
 pub(crate) struct Registered {
     pub(crate) name: &'static str,
     pub(crate) erasure: Erasure,
+    /// Each of its processors and the topics it reads (an erasure record goes to every
+    /// topic an erasing processor reads).
+    pub(crate) topics: Vec<(String, Vec<meridian_log::TopicName>)>,
+}
+
+impl Registered {
+    /// Its erasing processors and the topics each reads.
+    pub(crate) fn erasing(&self) -> Vec<(String, Vec<meridian_log::TopicName>)> {
+        match &self.erasure {
+            Erasure::ByProcessors(names) => names.iter().map(|n| (n.clone(), self.topics.iter().find(|(p, _)| p == n).map(|(_, t)| t.clone()).unwrap_or_default())).collect(),
+            Erasure::NoUserData { .. } => Vec::new(),
+        }
+    }
 }

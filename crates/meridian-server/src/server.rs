@@ -163,6 +163,7 @@ impl Server {
             }
             // Its processors run in its store if it asked for one, else in the core store.
             let store = stores.opened(ctx.name).unwrap_or_else(|| stores.core().clone());
+            let topics = processors.iter().map(|p| (p.name().to_owned(), p.topics())).collect();
             for processor in processors {
                 runtime.spawn_in(processor, store.clone())?;
             }
@@ -170,7 +171,7 @@ impl Server {
             nav.extend(console.nav);
             tasks.extend(module_tasks);
             services.extend(module_services);
-            registered.push(Registered { name, erasure });
+            registered.push(Registered { name, erasure, topics });
         }
         let _ = state.modules.set(registered);
         state.console.set_nav(nav);

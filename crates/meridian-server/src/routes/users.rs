@@ -1,8 +1,10 @@
 //! Erasing a user everywhere: `DELETE /v1/apps/{app}/users/{user}` appends a durable
 //! erasure record to the `events` topic (after the user's earlier events, in their
-//! partition), waits for every capability's erasing processors to pass it, and answers
-//! what each capability removed. A replay of the log meets the record again, so the data
-//! stays gone after a rebuild.
+//! partition) and to every other topic an erasing processor reads (e.g. the topic of an
+//! isolated group of the user action system), waits for every capability's erasing
+//! processors to pass it in each of their topics, and answers what each capability
+//! removed. A replay of the log meets the record again, so the data stays gone after a
+//! rebuild.
 
 use crate::auth::{app_id, require};
 use crate::error::ApiError;
@@ -15,7 +17,8 @@ use axum::Json;
 use bytes::Bytes;
 use meridian_api::users::{ErasureReport, ModuleErasure};
 use meridian_event::{Erasure, SubjectKind, Timestamp};
-use meridian_log::AppendRecord;
+use meridian_log::{AppendRecord, Position, TopicName};
+use meridian_runtime::ProcessorStatus;
 use meridian_tenancy::{NewAuditEntry, Permission};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -42,12 +45,26 @@ struct SubjectQuery {
     kind: Option<String>,
 }
 
-/// Whether every processor in `names` has committed a position past `offset` of `partition`.
-fn passed(state: &AppState, names: &[String], partition: u32, offset: u64) -> bool {
-    let statuses = state.runtime.status();
-    names.iter().all(|name| {
+/// The topics an erasure record goes to: the events topic first, then every other topic
+/// an erasing processor reads.
+fn erasure_topics(events: &TopicName, erasing: &[(String, Vec<TopicName>)]) -> Vec<TopicName> {
+    let mut topics = vec![events.clone()];
+    for topic in erasing.iter().flat_map(|(_, topics)| topics) {
+        if !topics.contains(topic) {
+            topics.push(topic.clone());
+        }
+    }
+    topics
+}
+
+/// Whether every erasing processor has committed a position past the erasure record in
+/// each topic it reads.
+fn passed(statuses: &[ProcessorStatus], erasing: &[(String, Vec<TopicName>)], positions: &[(TopicName, Position)]) -> bool {
+    erasing.iter().all(|(name, topics)| {
         statuses.iter().find(|s| &s.name == name).is_some_and(|s| {
-            s.partitions.iter().any(|p| p.topic == state.events_topic.as_str() && p.partition == partition && p.position > offset)
+            positions.iter().filter(|(topic, _)| topics.contains(topic)).all(|(topic, at)| {
+                s.partitions.iter().any(|p| p.topic == topic.as_str() && p.partition == at.partition && p.position > at.offset)
+            })
         })
     })
 }
@@ -83,23 +100,27 @@ async fn erase_user(State(state): State<Arc<AppState>>, Path((app, user)): Path<
         return Err(ApiError::not_found("unknown_app", format!("unknown app {:?}", app.as_str())));
     }
     let erasure = Erasure { id: random_id("er_", 12)?, app: app.clone(), kind, subject: user.clone(), requested_ms: Timestamp::now().millis(), requested_by: principal.actor().to_string() };
-    let record = AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: erasure.requested_ms };
-    let position = state.log.append(&state.events_topic, vec![record]).await.map_err(|e| match e {
-        meridian_log::LogError::Overloaded { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the event log cannot keep up; retry shortly").retry_after(1),
-        other => ApiError::internal(other),
-    })?[0];
-    let entry = NewAuditEntry::new(principal.actor(), "user.erase", format!("{}:{user}", kind.as_str()))
-        .app(app.clone())
-        .after(serde_json::json!({"erasure_id": erasure.id, "partition": position.partition, "offset": position.offset}));
+    let erasing: Vec<(String, Vec<TopicName>)> = state.modules().iter().flat_map(|m| m.erasing()).collect();
+    let mut positions: Vec<(TopicName, Position)> = Vec::new();
+    for topic in erasure_topics(&state.events_topic, &erasing) {
+        let record = AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: erasure.requested_ms };
+        let position = state.log.append(&topic, vec![record]).await.map_err(|e| match e {
+            meridian_log::LogError::Overloaded { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the event log cannot keep up; retry shortly").retry_after(1),
+            other => ApiError::internal(other),
+        })?[0];
+        positions.push((topic, position));
+    }
+    let position = positions[0].1;
+    let mut after = serde_json::json!({"erasure_id": erasure.id, "partition": position.partition, "offset": position.offset});
+    if positions.len() > 1 {
+        after["also"] = positions[1..].iter().map(|(topic, at)| serde_json::json!({"topic": topic.as_str(), "partition": at.partition, "offset": at.offset})).collect();
+    }
+    let entry = NewAuditEntry::new(principal.actor(), "user.erase", format!("{}:{user}", kind.as_str())).app(app.clone()).after(after);
     let tenancy = state.tenancy.clone();
     blocking(move || tenancy.audit().record(entry)).await??;
 
-    let erasing: Vec<String> = state.modules().iter().flat_map(|m| match &m.erasure {
-        ModuleErasurePolicy::ByProcessors(names) => names.clone(),
-        ModuleErasurePolicy::NoUserData { .. } => Vec::new(),
-    }).collect();
     let deadline = Instant::now() + WAIT;
-    while !passed(&state, &erasing, position.partition, position.offset) && Instant::now() < deadline {
+    while !passed(&state.runtime.status(), &erasing, &positions) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let runtime = state.runtime.clone();
@@ -134,4 +155,39 @@ async fn erase_user(State(state): State<Arc<AppState>>, Path((app, user)): Path<
         complete,
     };
     Ok((if complete { StatusCode::OK } else { StatusCode::ACCEPTED }, Json(report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_runtime::PartitionStatus;
+
+    fn topic(name: &str) -> TopicName {
+        TopicName::new(name).unwrap()
+    }
+
+    fn status(name: &str, at: &[(&str, u32, u64)]) -> ProcessorStatus {
+        let partitions = at.iter().map(|(t, p, position)| PartitionStatus { topic: (*t).to_owned(), partition: *p, position: *position, end: *position, lag: 0 }).collect();
+        ProcessorStatus { name: name.to_owned(), partitions, ..ProcessorStatus::default() }
+    }
+
+    #[test]
+    fn the_record_goes_to_the_events_topic_first_then_to_every_other_topic_an_eraser_reads() {
+        let erasing = vec![("history".to_owned(), vec![topic("events")]), ("actions-core".to_owned(), vec![topic("orders")]), ("actions".to_owned(), vec![topic("events")])];
+        assert_eq!(erasure_topics(&topic("events"), &erasing), vec![topic("events"), topic("orders")]);
+        assert_eq!(erasure_topics(&topic("events"), &[]), vec![topic("events")]);
+    }
+
+    #[test]
+    fn an_erasure_has_passed_when_every_eraser_is_past_it_in_each_of_its_topics() {
+        let erasing = vec![("history".to_owned(), vec![topic("events")]), ("actions-core".to_owned(), vec![topic("orders")])];
+        let positions = vec![(topic("events"), Position { partition: 1, offset: 10 }), (topic("orders"), Position { partition: 0, offset: 4 })];
+        let history_past = status("history", &[("events", 0, 0), ("events", 1, 11)]);
+        assert!(passed(&[history_past.clone(), status("actions-core", &[("orders", 0, 5)])], &erasing, &positions));
+        assert!(!passed(&[history_past.clone(), status("actions-core", &[("orders", 0, 4)])], &erasing, &positions), "at the record, not past it");
+        assert!(!passed(&[history_past.clone(), status("actions-core", &[("orders", 1, 9)])], &erasing, &positions), "another partition");
+        assert!(!passed(&[history_past, status("actions-core", &[])], &erasing, &positions), "no position yet");
+        assert!(!passed(&[status("actions-core", &[("orders", 0, 5)])], &erasing, &positions), "history is not running");
+        assert!(passed(&[], &[], &positions), "nothing erases");
+    }
 }

@@ -71,6 +71,20 @@ impl TestServer {
         TestServer { _dir: dir, server, router }
     }
 
+    /// Stops the server and opens it again on the same data directory, with its config
+    /// changed by `adjust`.
+    pub(crate) fn restart_with(self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let TestServer { _dir, server, router } = self;
+        let mut config = server.config().clone();
+        server.shutdown();
+        drop(router);
+        drop(server);
+        adjust(&mut config);
+        let server = Server::open_with(config, Parts::default()).unwrap();
+        let router = server.router();
+        TestServer { _dir, server, router }
+    }
+
     pub(crate) async fn request(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Reply {
         let mut builder = Request::builder().method(method).uri(uri);
         for (k, v) in headers {

@@ -1,7 +1,8 @@
 //! Handler tests without a socket (`Router::oneshot`), on a real embedded log and state
 //! store in a temporary directory: bad input, auth, dead letters, streams, Segment routes,
-//! the console's pages, the history module's purge task.
+//! the console's pages, the history module's purge task, the user action system.
 
+mod actions;
 mod bad_input;
 mod console;
 mod harness;
