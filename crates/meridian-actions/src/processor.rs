@@ -877,14 +877,48 @@ impl Processor for ActionsProcessor {
 
     fn process(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, records: &[Record]) -> Result<()> {
         self.begin(ctx)?;
-        for record in records {
-            match LogEntry::decode(&record.value) {
-                Ok(LogEntry::Event(event)) => self.handle_event(ctx, topic, record, &event)?,
-                Ok(LogEntry::Erasure(erasure)) => self.erase(ctx, record, &erasure)?,
+        let entries: Vec<(&Record, LogEntry)> = records
+            .iter()
+            .filter_map(|record| match LogEntry::decode(&record.value) {
+                Ok(entry) => Some((record, entry)),
                 Err(e) => {
                     tracing::warn!(processor = %self.name, partition = record.partition, offset = record.offset, error = %e, "skipping undecodable record");
                     metrics::counter!("meridian_actions_undecodable_total").increment(1);
+                    None
                 }
+            })
+            .collect();
+        // Users not in the cache are read in one call (one round trip for Redis).
+        let mut missing: Vec<UserKey> = Vec::new();
+        let mut seen: FxHashSet<(&str, &str)> = FxHashSet::default();
+        for (_, entry) in &entries {
+            let (app, user) = match entry {
+                LogEntry::Event(e) => match &e.user {
+                    Some(u) => (&e.app, u.as_str()),
+                    None => continue,
+                },
+                LogEntry::Erasure(e) => (&e.app, e.subject.as_str()),
+            };
+            if seen.insert((app.as_str(), user)) {
+                let key = UserKey::new(app.clone(), user);
+                if !self.cache.contains_key(&key) {
+                    missing.push(key);
+                }
+            }
+        }
+        drop(seen);
+        if !missing.is_empty() {
+            let keys: Vec<&str> = self.agg_keys.iter().map(String::as_str).collect();
+            let all = self.store.read_many(&missing).map_err(|e| failed(&self.name, e))?;
+            for (key, fields) in missing.into_iter().zip(all) {
+                let state = UserState::decode(&fields, &self.meta_field, &keys).map_err(|e| failed(&self.name, e))?;
+                self.cache.insert(key, state);
+            }
+        }
+        for (record, entry) in &entries {
+            match entry {
+                LogEntry::Event(event) => self.handle_event(ctx, topic, record, event)?,
+                LogEntry::Erasure(erasure) => self.erase(ctx, record, erasure)?,
             }
         }
         Ok(())

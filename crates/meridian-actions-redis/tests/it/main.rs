@@ -292,3 +292,115 @@ fn a_server_that_goes_away_gives_clear_backend_errors() {
     let err = store.apply(&[set(&u, &[("m", b"2")])]).unwrap_err();
     assert!(err.to_string().contains("unreachable") || err.to_string().contains("apply profile writes"), "{err}");
 }
+
+/// Fails its first `apply` calls (Redis unreachable after the round committed), then
+/// passes them on.
+#[derive(Debug)]
+struct FlakyApply {
+    inner: Arc<RedisProfileStore>,
+    failures_left: std::sync::atomic::AtomicUsize,
+}
+
+impl ProfileStore for FlakyApply {
+    fn read_many(&self, users: &[meridian_actions::UserKey]) -> meridian_actions::Result<Vec<meridian_actions::Fields>> {
+        self.inner.read_many(users)
+    }
+    fn read_field(&self, user: &meridian_actions::UserKey, field: &str) -> meridian_actions::Result<Option<Vec<u8>>> {
+        self.inner.read_field(user, field)
+    }
+    fn stage(&self, batch: &mut meridian_state::WriteBatch, writes: &[meridian_actions::UserWrite]) -> bool {
+        self.inner.stage(batch, writes)
+    }
+    fn apply(&self, writes: &[meridian_actions::UserWrite]) -> meridian_actions::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.failures_left.load(Ordering::SeqCst) > 0 {
+            self.failures_left.fetch_sub(1, Ordering::SeqCst);
+            return Err(meridian_actions::Error::Backend("injected: redis unreachable".into()));
+        }
+        self.inner.apply(writes)
+    }
+    fn users(&self, app: &meridian_event::AppId, after: Option<&str>, limit: usize) -> meridian_actions::Result<Vec<String>> {
+        self.inner.users(app, after, limit)
+    }
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// The processor over Redis: its writes go to Redis after each round commits (from a redo
+/// record committed with the round); when Redis refuses them the round is retried from
+/// the redo record, and every order is counted exactly once, as on the embedded store.
+#[test]
+fn the_processor_on_redis_counts_every_event_once_even_when_writes_fail() {
+    let Some(stores) = Stores::shared() else { return };
+    let redis = stores.make();
+    let flaky = Arc::new(FlakyApply { inner: redis.clone(), failures_left: std::sync::atomic::AtomicUsize::new(3) });
+    let dir = tempfile::tempdir().unwrap();
+    let log = meridian_log::embedded::EmbeddedLog::open(dir.path().join("log"), meridian_log::embedded::EmbeddedLogConfig::default()).unwrap();
+    use meridian_log::Log;
+    for (t, p) in [("events", 3), ("segment-changes", 1), ("triggers", 1), ("notifications", 1)] {
+        log.ensure_topic(&meridian_log::TopicName::new(t).unwrap(), p).unwrap();
+    }
+    let config = meridian_actions::ActionsConfig {
+        aggregations: vec![meridian_actions::config::AggregationConfig {
+            name: "orders".into(),
+            kind: meridian_actions::AggregationKind::Count,
+            of: None,
+            prop: None,
+            filter: Some(meridian_pipeline::ConditionConfig::Expr("action == \"order\"".into())),
+            group: "default".into(),
+            description: String::new(),
+        }],
+        triggers: vec![meridian_actions::config::TriggerConfig { name: "third".into(), when: "orders_30d >= 3".into(), webhook: false, description: String::new() }],
+        ..Default::default()
+    };
+    let settings = meridian_actions::ProcessorSettings {
+        events_topic: meridian_log::TopicName::new("events").unwrap(),
+        segments_topic: meridian_log::TopicName::new("segment-changes").unwrap(),
+        triggers_topic: meridian_log::TopicName::new("triggers").unwrap(),
+        notifications_topic: meridian_log::TopicName::new("notifications").unwrap(),
+    };
+    let kv: Arc<dyn meridian_state::KvStore> = Arc::new(meridian_state::MemoryStore::new());
+    let service = meridian_actions::ActionsService::new(config, flaky, kv.clone(), Arc::new(meridian_actions::FixedZone(chrono_tz::UTC)), Arc::new(meridian_actions::SystemClock), log.clone(), settings).unwrap();
+    let now = meridian_event::Timestamp::now().millis();
+    let records: Vec<meridian_log::AppendRecord> = (0..500)
+        .map(|i| {
+            let e = meridian_event::Event {
+                id: meridian_event::EventId::new(format!("r{i}")).unwrap(),
+                app: meridian_event::AppId::new("z").unwrap(),
+                user: Some(meridian_event::UserId::new(format!("u{}", i % 25)).unwrap()),
+                device: None,
+                time: meridian_event::Timestamp(now - i * 1000),
+                received: meridian_event::Timestamp(now),
+                action: meridian_event::Action::new("order").unwrap(),
+                target: None,
+                context: Default::default(),
+                props: Default::default(),
+            };
+            meridian_log::AppendRecord { key: bytes::Bytes::from(e.partition_key().to_owned()), value: bytes::Bytes::from(e.encode()), timestamp: now }
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for chunk in records.chunks(50) {
+        rt.block_on(log.append(&meridian_log::TopicName::new("events").unwrap(), chunk.to_vec())).unwrap();
+    }
+    let runtime = meridian_runtime::Runtime::new(log.clone(), kv.clone(), meridian_runtime::RuntimeConfig { max_batch_records: 16, idle_wait: std::time::Duration::from_millis(5), ..Default::default() });
+    for p in service.processors().unwrap() {
+        runtime.spawn(Box::new(p)).unwrap();
+    }
+    assert!(runtime.wait_caught_up(std::time::Duration::from_secs(30)));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let app = meridian_event::AppId::new("z").unwrap();
+    let total = || (0..25).map(|u| service.aggregate(&app, &format!("u{u}"), "orders", "all").unwrap().value.as_u64().unwrap()).sum::<u64>();
+    while total() != 500 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(total(), 500, "every order once in Redis");
+    let triggers = meridian_log::TopicName::new("triggers").unwrap();
+    while runtime.status().iter().any(|s| s.outbox_pending > 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(log.read(&triggers, 0, 0, 1000, 1 << 20).unwrap().len(), 25, "one crossing per user");
+    runtime.shutdown();
+    stores.cleanup();
+}
