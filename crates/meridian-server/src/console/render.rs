@@ -25,6 +25,8 @@ pub(crate) static TEMPLATES: &[(&str, &str)] = templates![
     "overview.html",
     "users.html",
     "history_rebuild.html",
+    "actions.html",
+    "profile.html",
     "webhooks.html",
     "deliveries.html",
     "delivery.html",

@@ -125,6 +125,7 @@ impl Capability for Actions {
             .with_state(state);
         let module = module
             .routes(routes)
+            .console(crate::console::actions::section(ctx))
             .erasure(Erasure::ByProcessors(erasing))
             .build()?;
         Ok(Some(module))

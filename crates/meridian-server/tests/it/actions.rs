@@ -319,3 +319,32 @@ async fn an_erasure_reaches_the_topic_of_an_isolated_group() {
     let audit = t.get("/v1/audit?action=user.erase", MASTER).await.json;
     assert_eq!(audit["entries"][0]["after"]["also"][0]["topic"], "orders", "{audit}");
 }
+
+#[tokio::test]
+async fn the_console_shows_the_definitions_and_a_users_profile() {
+    let (t, _, _) = world().await;
+    let shop = meridian_event::AppId::new("shop").unwrap();
+    let grant = meridian_tenancy::Grant::on_app(shop, meridian_tenancy::Role::Viewer);
+    t.server.tenancy().create_operator(&meridian_tenancy::Actor::System, &meridian_tenancy::OperatorId::new("viewer").unwrap(), "Viewer", "a long test password", &[grant]).unwrap();
+    let boss = t.login("viewer", "a long test password").await;
+    let page = t.page(Some(&boss), "/console/apps/shop/actions", &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for expected in ["data-aggregation=\"views\"", "data-aggregation=\"skus_viewed\"", "data-trigger=\"big_spender\"", "<strong>churned</strong>"] {
+        assert!(page.body.contains(expected), "the actions page shows {expected}: {}", page.body);
+    }
+    let segment_row = &page.body[page.body.find("data-segment=\"browsers\"").expect("the segment")..];
+    assert!(segment_row[..segment_row.find("</tr>").unwrap()].contains("<td class=\"members\">1</td>"), "its live member count: {segment_row}");
+
+    let profile = t.page(Some(&boss), "/console/apps/shop/profile?user=ann", &[]).await;
+    assert_eq!(profile.status, StatusCode::OK, "{}", profile.body);
+    for expected in ["id=\"profile-facts\"", "data-aggregation=\"views\"", "<td>3</td><td>3</td><td>4</td><td>4</td>", "browsers", "id=\"profile-timeline\""] {
+        assert!(profile.body.contains(expected), "ann's profile shows {expected}: {}", profile.body);
+    }
+    let unknown = t.page(Some(&boss), "/console/apps/shop/profile?user=nobody", &[("accept-language", "zh-CN")]).await;
+    assert!(unknown.body.contains("id=\"profile-unknown\"") && unknown.body.contains("没有关于 nobody 的任何信息"), "{}", unknown.body);
+    let bad = t.page(Some(&boss), &format!("/console/apps/shop/profile?user={}", "u".repeat(129)), &[]).await;
+    assert_eq!(bad.status, StatusCode::OK);
+    assert!(bad.body.contains("invalid_user"), "{}", bad.body);
+    let form = t.page(Some(&boss), "/console/apps/shop/profile", &[]).await;
+    assert!(form.body.contains("id=\"profile-user\"") && !form.body.contains("id=\"profile-facts\""));
+}
