@@ -200,6 +200,8 @@ pub struct ActionsProcessor {
     /// Applied redo records whose deletion rides in the next batch.
     redo_done: Vec<Vec<u8>>,
     skipped_anonymous: u64,
+    /// Reused buffer for interning keys.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for ActionsProcessor {
@@ -298,6 +300,7 @@ impl ActionsProcessor {
             redo_unapplied: Vec::new(),
             redo_done: Vec::new(),
             skipped_anonymous: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -359,15 +362,18 @@ impl ActionsProcessor {
 
     /// The interned id of a distinct value.
     fn intern(&mut self, ctx: &mut ProcessContext<'_>, app: &str, path: &str, value: &str) -> Result<u32> {
-        let mut key = Vec::with_capacity(app.len() + path.len() + value.len() + 2);
+        let mut key = std::mem::take(&mut self.scratch);
+        key.clear();
         key.extend_from_slice(app.as_bytes());
         key.push(0);
         key.extend_from_slice(path.as_bytes());
         let space_len = key.len();
         key.push(0);
         key.extend_from_slice(value.as_bytes());
-        if let Some(id) = self.interned.get(&key) {
-            return Ok(*id);
+        if let Some(id) = self.interned.get(key.as_slice()) {
+            let id = *id;
+            self.scratch = key;
+            return Ok(id);
         }
         if let Some(stored) = ctx.store().get(INTERN_TABLE, &key)? {
             let id = stored.try_into().map(u32::from_be_bytes).map_err(|_| failed(&self.name, "corrupt interned id"))?;
@@ -433,7 +439,8 @@ impl ActionsProcessor {
             }
         }
         let mut inputs = Vec::new();
-        for i in self.aggs.clone() {
+        for n in 0..self.aggs.len() {
+            let i = self.aggs[n];
             if let Some(input) = self.input(ctx, i, event)? {
                 inputs.push((i, input));
             }
@@ -442,13 +449,21 @@ impl ActionsProcessor {
         let list_max = self.defs.distinct_list_max;
         let timeline_len = self.defs.timeline_len;
         let state = self.cache.get_mut(&key).expect("loaded");
-        let dirty = self.dirty.entry(key.clone()).or_default();
+        if !self.dirty.contains_key(&key) {
+            self.dirty.insert(key.clone(), Dirty::default());
+        }
+        let dirty = self.dirty.get_mut(&key).expect("inserted");
         for (i, input) in &inputs {
             let agg = &self.defs.aggregations[*i];
-            let buckets = state.aggs.entry(agg.key.clone()).or_default();
+            if !state.aggs.contains_key(&agg.key) {
+                state.aggs.insert(agg.key.clone(), Buckets::default());
+            }
+            let buckets = state.aggs.get_mut(&agg.key).expect("inserted");
             if buckets.add(agg.kind, day, input, list_max) {
                 buckets.prune(oldest);
-                dirty.aggs.insert(agg.key.clone());
+                if !dirty.aggs.contains(&agg.key) {
+                    dirty.aggs.insert(agg.key.clone());
+                }
             }
         }
         let t = event.time.millis();
@@ -573,7 +588,12 @@ impl ActionsProcessor {
             metrics::counter!("meridian_actions_triggers_fired_total", "trigger" => trigger).increment(1);
         }
         if changed {
-            self.dirty.entry(key.clone()).or_default().meta = true;
+            match self.dirty.get_mut(key) {
+                Some(d) => d.meta = true,
+                None => {
+                    self.dirty.insert(key.clone(), Dirty { meta: true, ..Dirty::default() });
+                }
+            }
         }
         for emit in emits {
             ctx.emit(emit)?;
