@@ -83,6 +83,133 @@ pub(crate) fn feed_config() -> DemoConfig {
     DemoConfig { users: 20_000, spus: 5_000, ..DemoConfig::default() }
 }
 
+/// The `[actions]` of `serve --demo` (when the config file has no aggregations): what the
+/// demo world's events support — views of SKUs and shops, the funnel (cart, order, pay,
+/// with `props.amount` in cents), check-ins, crashes — with the default lifecycle.
+pub(crate) const DEMO_ACTIONS: &str = r#"
+mask_key = "demo-only-mask-key"
+
+[[aggregations]]
+name = "sku_views"
+kind = "count"
+filter = { action = "view", "target.type" = "sku" }
+description = "Product pages viewed"
+
+[[aggregations]]
+name = "skus_viewed"
+kind = "distinct"
+of = "target.id"
+filter = { action = "view", "target.type" = "sku" }
+description = "Distinct products viewed"
+
+[[aggregations]]
+name = "shops_viewed"
+kind = "distinct"
+filter = { action = "view", "target.type" = "shop" }
+description = "Distinct shops visited"
+
+[[aggregations]]
+name = "clicks"
+kind = "count"
+filter = { action = "click" }
+
+[[aggregations]]
+name = "favorites"
+kind = "count"
+filter = { action = "favorite" }
+
+[[aggregations]]
+name = "shares"
+kind = "count"
+filter = { action = "share" }
+
+[[aggregations]]
+name = "carts"
+kind = "count"
+filter = { action = "cart" }
+description = "Items put in the cart"
+
+[[aggregations]]
+name = "orders"
+kind = "count"
+filter = { action = "order" }
+
+[[aggregations]]
+name = "order_amount"
+kind = "sum"
+prop = "props.amount"
+filter = { action = "order" }
+description = "Order value, cents"
+
+[[aggregations]]
+name = "biggest_order"
+kind = "max"
+prop = "props.amount"
+filter = { action = "order" }
+
+[[aggregations]]
+name = "payments"
+kind = "count"
+filter = { action = "pay" }
+
+[[aggregations]]
+name = "last_pay_method"
+kind = "last_value"
+prop = "props.method"
+filter = { action = "pay" }
+
+[[aggregations]]
+name = "checkins"
+kind = "count"
+filter = { action = "checkin" }
+
+[[aggregations]]
+name = "last_checkin"
+kind = "last_time"
+filter = { action = "checkin" }
+
+[[aggregations]]
+name = "crashes"
+kind = "count"
+filter = { action = "crash" }
+
+[[segments]]
+name = "window_shoppers"
+when = "sku_views_7d >= 10 && orders_30d == 0"
+description = "Browse a lot, never buy"
+
+[[segments]]
+name = "big_spenders"
+when = "order_amount_30d >= 50000"
+description = "Ordered for 500 or more in 30 days"
+
+[[segments]]
+name = "loyal_checkers"
+when = "checkins_7d >= 3"
+description = "Checked in at least three times this week"
+
+[[segments]]
+name = "lapsed_buyers"
+when = 'stage == "dormant" && orders_all >= 1'
+description = "Bought before, inactive for a week"
+
+[[triggers]]
+name = "first_order"
+when = "orders_all >= 1"
+description = "A user's first order (a trigger.fired webhook)"
+
+[[triggers]]
+name = "cart_abandoner"
+when = "carts_7d >= 3 && orders_7d == 0"
+webhook = false
+description = "Three items in the cart this week and no order"
+
+[[triggers]]
+name = "crash_loop"
+when = "crashes_today >= 3"
+webhook = false
+"#;
+
 /// The product catalog of a demo catalog (names, images and SPUs for history lists).
 pub(crate) fn catalog_of(catalog: &meridian_demo::Catalog) -> InMemoryCatalog {
     InMemoryCatalog::from_records(&catalog.sku_records())

@@ -1,6 +1,7 @@
 //! The `meridian` command line: serve, config check, apps, keys and operators, demo world,
-//! history maintenance, benchmarks.
+//! history maintenance, user-action back-fills, benchmarks.
 
+mod actions;
 mod bench;
 mod demo;
 mod history;
@@ -40,6 +41,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Browsing history maintenance on a running server.
     History(history::HistoryArgs),
+    /// User actions on a running server: back-fill an aggregation from the log.
+    Actions(actions::ActionsArgs),
     /// Benchmarks that drive the real server.
     Bench(bench::BenchArgs),
 }
@@ -69,6 +72,7 @@ fn main() -> std::process::ExitCode {
         },
         Command::Demo(args) => demo::run(args),
         Command::History(args) => history::run(args),
+        Command::Actions(args) => actions::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -180,6 +180,26 @@ fn demo_password() -> anyhow::Result<String> {
     Ok(format!("demo-{}", hex::encode(bytes)))
 }
 
+/// Gives `config` the demo's aggregations, segments and triggers (and mask key) when its
+/// `[actions]` is on and has no aggregations of its own; whether it did.
+fn demo_actions(config: &mut Config) -> anyhow::Result<bool> {
+    if !config.actions.enabled || !config.actions.aggregations.is_empty() {
+        return Ok(false);
+    }
+    fn parse_like<T: serde::de::DeserializeOwned>(_section: &T, text: &str) -> Result<T, toml::de::Error> {
+        toml::from_str(text)
+    }
+    let demo = parse_like(&config.actions, crate::demo::DEMO_ACTIONS).context("the demo's [actions]")?;
+    config.actions.aggregations = demo.aggregations;
+    config.actions.segments = demo.segments;
+    config.actions.triggers = demo.triggers;
+    if config.actions.mask_key.is_empty() {
+        config.actions.mask_key = demo.mask_key;
+    }
+    config.validate().context("the demo's [actions]")?;
+    Ok(true)
+}
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = args.config.load()?;
     let generated_key = master_key(&mut config)?;
@@ -188,6 +208,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         // The demo's webhook receiver runs in this process, on loopback.
         config.notify.network.allow_loopback = true;
         eprintln!("--demo: webhooks may target loopback addresses (notify.network.allow_loopback) for the demo receiver");
+    }
+    if args.demo && demo_actions(&mut config)? {
+        eprintln!("--demo: [actions] has no aggregations; using the demo's ({} aggregations, segments and triggers)", config.actions.aggregations.len());
     }
     // The demo's catalog names the SKUs its events view, so history lists show them.
     let demo_world = if args.demo { Some(Arc::new(meridian_demo::DemoWorld::generate(&crate::demo::feed_config())?)) } else { None };
@@ -257,6 +280,21 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_demo_brings_its_actions_unless_the_config_has_aggregations() {
+        let mut config = Config::default();
+        assert!(demo_actions(&mut config).unwrap());
+        assert!((8..=20).contains(&config.actions.aggregations.len()), "{}", config.actions.aggregations.len());
+        assert!((3..=4).contains(&config.actions.segments.len()) && (2..=3).contains(&config.actions.triggers.len()));
+        assert!(!config.actions.mask_key.is_empty());
+        let before = config.actions.clone();
+        assert!(!demo_actions(&mut config).unwrap(), "it has aggregations now");
+        assert_eq!(config.actions, before);
+        let mut off = Config::default();
+        off.actions.enabled = false;
+        assert!(!demo_actions(&mut off).unwrap());
     }
 
     #[test]
