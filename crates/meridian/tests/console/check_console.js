@@ -90,6 +90,7 @@ function receiver() {
     await page.click('nav.side >> text=Users');
     await page.waitForURL(/\/users$/);
     await audit('users');
+    const recentUsers = await page.$$eval('#recent-users a', (links) => links.filter((a) => a.href.includes('kind=user')).map((a) => a.textContent.trim()));
     await Promise.all([page.waitForURL(/\?user=/), page.click('#recent-users a >> nth=0')]);
     const user = new URL(page.url()).searchParams.get('user');
     await page.waitForSelector('#history-items tbody tr');
@@ -111,6 +112,33 @@ function receiver() {
     await audit('user-erased');
     await page.reload();
     check((await page.$$('#history-items tbody tr')).length === 0, 'an erased user still has history');
+
+    // User actions: the demo's definitions, segments with their live member counts.
+    await page.click('nav.side >> text=User actions');
+    await page.waitForURL(/\/actions$/);
+    check((await page.$$('#aggregations tbody tr')).length >= 8, 'the demo aggregations are not listed');
+    check(/^[\d,]+$/.test((await page.textContent('#segments tr[data-segment="big_spenders"] td.members')).trim()), 'a segment without its member count');
+    check((await texts('#stages li strong')).includes('dormant'), 'the lifecycle is not listed');
+    check(await page.$('#triggers tr[data-trigger="first_order"]') !== null, 'the triggers are not listed');
+    await audit('actions');
+
+    // Profiles: an active user's facts, values and timeline; the erased user is unknown.
+    await page.click('nav.side >> text=Profiles');
+    await page.waitForURL(/\/profile$/);
+    await audit('profile-lookup');
+    const active = recentUsers.find((u) => u !== user);
+    check(active !== undefined, `no other recently active user: ${recentUsers}`);
+    await page.fill('#profile-user', active);
+    await Promise.all([page.waitForURL(/\?user=/), page.click('form:has(#profile-user) button[type=submit]')]);
+    await page.waitForSelector('#profile-facts');
+    check((await page.$$('#profile-values tbody tr')).length >= 9, 'the profile lacks the aggregations');
+    check((await page.$$('#profile-timeline tbody tr')).length >= 1, 'the profile lacks the timeline');
+    check((await page.textContent('#profile-stage')).trim() !== '—', 'the profile has no stage');
+    await audit('profile');
+    await page.fill('#profile-user', user);
+    await Promise.all([page.waitForURL(new RegExp(`user=${encodeURIComponent(user)}`)), page.click('form:has(#profile-user) button[type=submit]')]);
+    check(/Nothing is known/.test(await page.textContent('#profile-unknown')), 'the erased user is not shown as unknown');
+    await audit('profile-unknown');
 
     // Webhooks: create an endpoint to the receiver (its secret shown once), rotate it.
     await page.click('nav.side >> text=Webhooks');
