@@ -1,5 +1,5 @@
-//! The user action system's adapter: the profile store (embedded, or Redis once
-//! `meridian-actions-redis` lands), one processor per isolation group, app time zones from
+//! The user action system's adapter: the profile store (embedded, or Redis with
+//! `meridian-actions-redis`), one processor per isolation group, app time zones from
 //! tenancy, the topics its processors read and write, and the routes: an aggregation over
 //! a window, profiles (one, or a batch), segment membership, counts and exports, the
 //! definitions with their live figures, and back-fills of an aggregation from the log.
@@ -8,6 +8,7 @@
 //! one runs on the blocking pool, bounded by a semaphore so load queues asynchronously.
 
 use crate::auth::{app_id, require, require_global_admin};
+use anyhow::Context as _;
 use crate::error::{parse_json, ApiError};
 use crate::extract::{Path, Query};
 use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext};
@@ -82,9 +83,10 @@ impl Capability for Actions {
         let kv = ctx.store()?;
         let store: Arc<dyn ProfileStore> = match config.store {
             StoreKind::Embedded => Arc::new(EmbeddedProfileStore::new(kv.clone())),
-            // TODO: `meridian_actions_redis::RedisProfileStore::connect(&config.redis_url,
-            // &config.redis_prefix)` once the meridian-actions-redis crate exists.
-            StoreKind::Redis => anyhow::bail!("the redis profile store needs the meridian-actions-redis crate"),
+            StoreKind::Redis => Arc::new(
+                meridian_actions_redis::RedisProfileStore::connect(&config.redis_url, &config.redis_prefix)
+                    .with_context(|| "cannot connect to the actions profile store (actions.redis_url)")?,
+            ),
         };
         let log = &ctx.state.log;
         let partitions = ctx.config().log.partitions;

@@ -348,3 +348,15 @@ async fn the_console_shows_the_definitions_and_a_users_profile() {
     let form = t.page(Some(&boss), "/console/apps/shop/profile", &[]).await;
     assert!(form.body.contains("id=\"profile-user\"") && !form.body.contains("id=\"profile-facts\""));
 }
+
+#[test]
+fn an_unreachable_redis_profile_store_stops_the_start_with_its_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(dir.path().join("data"));
+    configure(&mut config);
+    config.actions.store = meridian_actions::StoreKind::Redis;
+    config.actions.redis_url = "redis://127.0.0.1:1/0".into();
+    let Err(err) = meridian_server::Server::open(config) else { panic!("no Redis listens on port 1") };
+    let err = format!("{err:#}");
+    assert!(err.contains("actions.redis_url") && err.contains("unreachable"), "{err}");
+}
