@@ -39,7 +39,8 @@ fn agg(name: &str, kind: AggregationKind, field: Option<&str>, filter: &str) -> 
 /// 20 aggregations over the demo world's actions.
 fn config() -> ActionsConfig {
     use AggregationKind::*;
-    ActionsConfig {
+    let bare = std::env::args().any(|a| a == "--no-conditions");
+    let c = ActionsConfig {
         aggregations: vec![
             agg("views", Count, None, "action == \"view\""),
             agg("skus_viewed", Distinct, None, "action == \"view\""),
@@ -71,7 +72,16 @@ fn config() -> ActionsConfig {
             TriggerConfig { name: "went_dormant".into(), when: "stage == \"dormant\"".into(), webhook: true, description: String::new() },
         ],
         ..ActionsConfig::default()
+    };
+    let mut c = c;
+    if let Some(n) = arg("--aggs") {
+        c.aggregations.truncate(n as usize);
     }
+    if bare {
+        // Aggregations only: one stage, no segments, no triggers (to see what conditions cost).
+        return ActionsConfig { segments: vec![], triggers: vec![], lifecycle: vec![meridian_actions::config::StageConfig { stage: "all".into(), when: None }], ..c };
+    }
+    c
 }
 
 fn settings() -> ProcessorSettings {
@@ -195,8 +205,12 @@ fn main() {
     println!("decode-only floor:            {:>9.0} events/s", floor);
 
     let rss0 = rss_bytes();
-    let kv: Arc<dyn KvStore> = Arc::new(FjallStore::open(dir.path().join("embedded")).unwrap());
-    let embedded = Arc::new(EmbeddedProfileStore::new(kv.clone()));
+    let kv: Arc<dyn KvStore> = if std::env::args().any(|a| a == "--memory") {
+        Arc::new(meridian_state::MemoryStore::new())
+    } else {
+        Arc::new(FjallStore::open(dir.path().join("embedded")).unwrap())
+    };
+    let embedded = Arc::new(EmbeddedProfileStore::for_config(kv.clone(), &config()));
     let service = ActionsService::new(config(), embedded.clone(), kv.clone(), Arc::new(FixedZone(chrono_tz::Asia::Shanghai)), Arc::new(SystemClock), log.clone(), settings()).unwrap();
     let processors: Vec<Box<dyn Processor>> = service.processors().unwrap().into_iter().map(|p| Box::new(p) as Box<dyn Processor>).collect();
     let eps = run(&log, kv.clone(), processors, n);

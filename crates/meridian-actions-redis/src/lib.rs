@@ -463,6 +463,7 @@ mod tests {
                             clear,
                             set: pick(set_mask).map(|f| (f.clone(), format!("{f}{ui}{set_mask}{rem_mask}").into_bytes())).collect(),
                             remove: pick(rem_mask).collect(),
+                            scope: String::new(),
                         });
                     }
                 }

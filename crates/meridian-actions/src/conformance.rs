@@ -14,6 +14,7 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn ProfileStore>) {
     users_and_apps_do_not_leak_into_each_other(&*make());
     users_list_in_order_with_paging(&*make());
     binary_values_round_trip(&*make());
+    scopes_of_one_user_read_back_together(&*make());
 }
 
 fn key(app: &str, user: &str) -> UserKey {
@@ -26,6 +27,7 @@ fn write(user: &UserKey, set: &[(&str, &[u8])], remove: &[&str]) -> UserWrite {
         clear: false,
         set: set.iter().map(|(f, v)| (f.to_string(), v.to_vec())).collect(),
         remove: remove.iter().map(|f| f.to_string()).collect(),
+        scope: String::new(),
     }
 }
 
@@ -98,6 +100,23 @@ fn users_list_in_order_with_paging(store: &dyn ProfileStore) {
     assert_eq!(store.users(&app, Some("d"), 2).unwrap(), Vec::<String>::new());
 }
 
+fn scopes_of_one_user_read_back_together(store: &dyn ProfileStore) {
+    let u = key("app", "scoped");
+    let mut core = write(&u, &[("m:core", b"c"), ("a:orders@1", b"o")], &[]);
+    core.scope = "core".into();
+    store.apply(&[write(&u, &[("m", b"d")], &[]), core]).unwrap();
+    assert_eq!(
+        fields(store, &u),
+        vec![("a:orders@1".into(), b"o".to_vec()), ("m".into(), b"d".to_vec()), ("m:core".into(), b"c".to_vec())],
+        "fields written under two scopes all read back"
+    );
+    let mut again = write(&u, &[("m:core", b"c2")], &["a:orders@1"]);
+    again.scope = "core".into();
+    store.apply(&[again]).unwrap();
+    assert_eq!(fields(store, &u), vec![("m".into(), b"d".to_vec()), ("m:core".into(), b"c2".to_vec())], "a scope's write leaves the other scope");
+    assert_eq!(store.users(&AppId::new("app").unwrap(), Some("s"), 10).unwrap(), vec!["scoped"], "listed once");
+}
+
 fn binary_values_round_trip(store: &dyn ProfileStore) {
     let u = key("app", "bin");
     let value: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
@@ -113,6 +132,7 @@ mod tests {
 
     #[test]
     fn embedded_store_passes_the_suite() {
-        super::run_all(&mut || Box::new(EmbeddedProfileStore::new(Arc::new(MemoryStore::new()))));
+        let config = crate::ActionsConfig { groups: vec![crate::config::GroupConfig { name: "core".into(), topic: "orders".into() }], ..Default::default() };
+        super::run_all(&mut || Box::new(EmbeddedProfileStore::for_config(Arc::new(MemoryStore::new()), &config)));
     }
 }

@@ -141,14 +141,14 @@ struct Dirty {
 }
 
 /// Why a condition is being evaluated: the id part of what it emits.
-#[derive(Debug, Clone)]
-enum Cause {
-    Event { topic: TopicName, partition: u32, offset: u64, event_id: String },
+#[derive(Debug, Clone, Copy)]
+enum Cause<'a> {
+    Event { topic: &'a TopicName, partition: u32, offset: u64, event_id: &'a str },
     Review(i64),
-    Backfill { key: String, step: u64 },
+    Backfill { key: &'a str, step: u64 },
 }
 
-impl Cause {
+impl Cause<'_> {
     fn id(&self) -> String {
         match self {
             Cause::Event { topic, partition, offset, .. } => format!("e:{topic}:{partition}:{offset}"),
@@ -217,6 +217,7 @@ struct RedoWrite {
     clear: bool,
     set: Vec<(String, Vec<u8>)>,
     remove: Vec<String>,
+    scope: String,
 }
 
 fn encode_redo(writes: &[UserWrite]) -> Vec<u8> {
@@ -224,7 +225,7 @@ fn encode_redo(writes: &[UserWrite]) -> Vec<u8> {
         .iter()
         .filter_map(|w| {
             let u = w.user.as_ref()?;
-            Some(RedoWrite { app: u.app.as_str().to_owned(), user: u.user.clone(), clear: w.clear, set: w.set.clone(), remove: w.remove.clone() })
+            Some(RedoWrite { app: u.app.as_str().to_owned(), user: u.user.clone(), clear: w.clear, set: w.set.clone(), remove: w.remove.clone(), scope: w.scope.clone() })
         })
         .collect();
     encode(&list)
@@ -235,7 +236,7 @@ fn decode_redo(bytes: &[u8]) -> std::result::Result<Vec<UserWrite>, crate::Error
     list.into_iter()
         .map(|r| {
             let app = AppId::new(r.app).map_err(|e| crate::Error::Corrupt(format!("redo record: {e}")))?;
-            Ok(UserWrite { user: Some(UserKey::new(app, r.user)), clear: r.clear, set: r.set, remove: r.remove })
+            Ok(UserWrite { user: Some(UserKey::new(app, r.user)), clear: r.clear, set: r.set, remove: r.remove, scope: r.scope })
         })
         .collect()
 }
@@ -324,6 +325,12 @@ impl ActionsProcessor {
                 Err(meridian_log::LogError::UnknownTopic(_)) => 0,
                 Err(e) => return Err(e.into()),
             };
+            // Erased users are few: all of them are kept in memory, so events need no
+            // store read to learn that their user was not erased.
+            self.erased.clear();
+            for (key, value) in ctx.store().scan_prefix(ERASED_TABLE, &[], usize::MAX)? {
+                self.erased.insert(key, serde_json::from_slice(&value).unwrap_or_default());
+            }
             for key in &self.agg_keys {
                 if ctx.store().get(DEFS_TABLE, key.as_bytes())?.is_some() {
                     continue;
@@ -433,10 +440,8 @@ impl ActionsProcessor {
             return Ok(());
         }
         let key = UserKey::new(event.app.clone(), user.as_str());
-        if let Some(erased) = self.erased_at(ctx, &key)? {
-            if erased.get(&record.partition).is_some_and(|at| record.offset < *at) {
-                return Ok(());
-            }
+        if self.erased_at(&key).is_some_and(|erased| erased.get(&record.partition).is_some_and(|at| record.offset < *at)) {
+            return Ok(());
         }
         let mut inputs = Vec::new();
         for n in 0..self.aggs.len() {
@@ -482,25 +487,16 @@ impl ActionsProcessor {
         }
         dirty.meta = true;
         let eval_ms = meta.last_active_ms;
-        let cause = Cause::Event { topic: topic.clone(), partition: record.partition, offset: record.offset, event_id: event.id.as_str().to_owned() };
+        let cause = Cause::Event { topic, partition: record.partition, offset: record.offset, event_id: event.id.as_str() };
         self.evaluate(ctx, &key, tz, eval_ms, &cause, true)
     }
 
-    fn erased_at(&mut self, ctx: &ProcessContext<'_>, key: &UserKey) -> Result<Option<std::collections::BTreeMap<u32, u64>>> {
-        let k = user_prefix(key.app.as_str(), &key.user);
-        if let Some(e) = self.erased.get(&k) {
-            return Ok(Some(e.clone()));
+    /// Where `key`'s erasures are (partition → offset), if the user was ever erased.
+    fn erased_at(&self, key: &UserKey) -> Option<&std::collections::BTreeMap<u32, u64>> {
+        if self.erased.is_empty() {
+            return None;
         }
-        // Only users erased before this run are looked up in the table (rare: the table
-        // is read once per such user and then cached here).
-        match ctx.store().get(ERASED_TABLE, &k)? {
-            Some(v) => {
-                let map: std::collections::BTreeMap<u32, u64> = serde_json::from_slice(&v).unwrap_or_default();
-                self.erased.insert(k, map.clone());
-                Ok(Some(map))
-            }
-            None => Ok(None),
-        }
+        self.erased.get(&user_prefix(key.app.as_str(), &key.user))
     }
 
     /// Re-evaluates stage, segments and triggers of a loaded user as of `eval_ms`,
@@ -513,9 +509,9 @@ impl ActionsProcessor {
         state.meta.evaluated_ms = eval_ms;
         let eval_day = local_day(tz, eval_ms);
         if self.evaluates_stage {
-            let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v))).map(|s| s.name.clone()).unwrap_or_default();
+            let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v))).map_or("", |s| s.name.as_str());
             if stage != state.meta.stage {
-                state.meta.stage = stage;
+                state.meta.stage = stage.to_owned();
                 state.meta.stage_since_ms = eval_ms;
                 changed = true;
             }
@@ -554,7 +550,7 @@ impl ActionsProcessor {
             }
             changed = true;
         }
-        let stage = state.meta.stage.clone();
+        let stage = if fired.is_empty() { String::new() } else { state.meta.stage.clone() };
         for (segment, entered) in member_changes {
             let change = if entered { "enter" } else { "exit" };
             let id = emit_id("seg", &[key.app.as_str(), &segment, &key.user, change, &cause.id()]);
@@ -621,7 +617,7 @@ impl ActionsProcessor {
         let dirty = self.dirty.entry(key.clone()).or_default();
         *dirty = Dirty { clear: true, ..Dirty::default() };
         let k = user_prefix(key.app.as_str(), &key.user);
-        let mut at = self.erased_at(ctx, &key)?.unwrap_or_default();
+        let mut at = self.erased_at(&key).cloned().unwrap_or_default();
         at.insert(record.partition, record.offset);
         ctx.batch().put(ERASED_TABLE, k.clone(), serde_json::to_vec(&at).unwrap_or_default());
         self.erased.insert(k, at);
@@ -642,9 +638,11 @@ impl ActionsProcessor {
         let mut writes = Vec::with_capacity(dirty.len());
         let horizon = i64::from(self.defs.horizon_days);
         let now = self.clock.now_ms();
+        let full_writes = self.store.wants_full_writes();
         for (key, d) in dirty {
             let Some(state) = self.cache.get_mut(&key) else { continue };
-            let mut write = UserWrite { clear: d.clear, ..UserWrite::new(key.clone()) };
+            let scope = if self.group == DEFAULT_GROUP { String::new() } else { self.group.clone() };
+            let mut write = UserWrite { clear: d.clear, scope, ..UserWrite::new(key.clone()) };
             if !d.clear && state.meta.last_active_ms > 0 {
                 // The next daily review, while time can still change something.
                 let tz = self.zones.zone(&key.app);
@@ -658,13 +656,33 @@ impl ActionsProcessor {
                     }
                 }
             }
-            if d.meta || !d.aggs.is_empty() {
+            if full_writes && !d.clear {
+                // Every field of the group, replacing what is stored.
+                write.clear = true;
                 write.set.push((self.meta_field.clone(), encode(&state.meta)));
-            }
-            for agg in &d.aggs {
-                match state.aggs.get(agg) {
-                    Some(b) if !b.0.is_empty() => write.set.push((agg_field(agg), encode(b))),
-                    _ => write.remove.push(agg_field(agg)),
+                for (agg, b) in &state.aggs {
+                    if b.0.is_empty() {
+                        continue;
+                    }
+                    let bytes = match state.encoded.get(agg) {
+                        Some(bytes) if !d.aggs.contains(agg) => bytes.clone(),
+                        _ => {
+                            let bytes = encode(b);
+                            state.encoded.insert(agg.clone(), bytes.clone());
+                            bytes
+                        }
+                    };
+                    write.set.push((agg_field(agg), bytes));
+                }
+            } else {
+                if d.meta || !d.aggs.is_empty() {
+                    write.set.push((self.meta_field.clone(), encode(&state.meta)));
+                }
+                for agg in &d.aggs {
+                    match state.aggs.get(agg) {
+                        Some(b) if !b.0.is_empty() => write.set.push((agg_field(agg), encode(b))),
+                        _ => write.remove.push(agg_field(agg)),
+                    }
                 }
             }
             writes.push(write);
@@ -751,10 +769,8 @@ impl ActionsProcessor {
                     let Ok(LogEntry::Event(event)) = LogEntry::decode(&record.value) else { continue };
                     let Some(user) = &event.user else { continue };
                     let key = UserKey::new(event.app.clone(), user.as_str());
-                    if let Some(erased) = self.erased_at(ctx, &key)? {
-                        if erased.get(&partition).is_some_and(|at| record.offset < *at) {
-                            continue;
-                        }
+                    if self.erased_at(&key).is_some_and(|erased| erased.get(&partition).is_some_and(|at| record.offset < *at)) {
+                        continue;
                     }
                     let tz = self.zones.zone(&event.app);
                     let day = local_day(tz, event.time.millis());
@@ -773,7 +789,7 @@ impl ActionsProcessor {
             }
         }
         let agg_key_owned = self.defs.aggregations[index].key.clone();
-        let cause = Cause::Backfill { key: agg_key_owned.clone(), step: job.steps };
+        let step = job.steps;
         for (key, (buckets, _latest)) in partial {
             self.load(&key)?;
             let tz = self.zones.zone(&key.app);
@@ -781,7 +797,7 @@ impl ActionsProcessor {
             state.aggs.entry(agg_key_owned.clone()).or_default().merge(&buckets, list_max);
             self.dirty.entry(key.clone()).or_default().aggs.insert(agg_key_owned.clone());
             let eval_ms = state.meta.last_active_ms.max(1);
-            self.evaluate(ctx, &key, tz, eval_ms, &cause, job.refire)?;
+            self.evaluate(ctx, &key, tz, eval_ms, &Cause::Backfill { key: &agg_key_owned, step }, job.refire)?;
         }
         job.steps += 1;
         let remaining = job.until.iter().any(|(p, u)| job.cursor.get(p).copied().unwrap_or(0) < *u);

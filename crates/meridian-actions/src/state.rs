@@ -112,6 +112,9 @@ pub struct UserState {
     pub meta: Meta,
     /// Buckets per aggregation key.
     pub aggs: FxHashMap<String, Buckets>,
+    /// The stored bytes of aggregation fields not changed since they were read or
+    /// written (so a full write copies them instead of encoding them again).
+    pub encoded: FxHashMap<String, Vec<u8>>,
 }
 
 impl UserState {
@@ -125,6 +128,7 @@ impl UserState {
             } else if let Some(key) = name.strip_prefix("a:") {
                 if agg_keys.contains(&key) {
                     state.aggs.insert(key.to_owned(), decode(name, value)?);
+                    state.encoded.insert(key.to_owned(), value.clone());
                 }
             }
         }

@@ -18,6 +18,10 @@ pub(crate) enum Condition {
     Match(Vec<(EventPath, Vec<Literal>)>),
     /// An expression.
     Expr(Expr),
+    /// An expression that is a conjunction of `path == "text"` comparisons, evaluated
+    /// without evalexpr (no context, no copies): true when every path holds a string
+    /// equal to its text — exactly what evalexpr answers for such an expression.
+    StrEq(Vec<(EventPath, String)>),
 }
 
 /// A compiled expression and the event paths its variables name.
@@ -63,7 +67,15 @@ impl Condition {
                 }
                 Ok(Condition::Match(compiled))
             }
-            ConditionConfig::Expr(text) => Expr::compile(text).map(Condition::Expr),
+            ConditionConfig::Expr(text) => {
+                let expr = Expr::compile(text)?;
+                let mut comparisons = Vec::new();
+                if string_equalities(&expr.node, &mut comparisons) && !comparisons.is_empty() {
+                    let compiled = comparisons.into_iter().map(|(path, text)| EventPath::parse(&path).map(|p| (p, text))).collect::<Result<Vec<_>, _>>()?;
+                    return Ok(Condition::StrEq(compiled));
+                }
+                Ok(Condition::Expr(expr))
+            }
         }
     }
 
@@ -76,6 +88,11 @@ impl Condition {
                 literals.iter().any(|lit| lit.matches(value))
             }),
             Condition::Expr(expr) => expr.eval(event),
+            Condition::StrEq(comparisons) => comparisons.iter().all(|(path, text)| match path.read(event) {
+                FieldRef::Str(s) => s == text,
+                FieldRef::Json(Value::String(s)) => s == text,
+                _ => false,
+            }),
         }
     }
 }
@@ -178,6 +195,30 @@ impl Expr {
         let values = self.vars.iter().map(|(_, path)| to_expr_value(path.read(event))).collect();
         let context = EventContext { vars: &self.vars, values };
         matches!(self.node.eval_with_context(&context), Ok(ExprValue::Boolean(true)))
+    }
+}
+
+/// Collects the comparisons of an expression that is only `&&`s of `identifier == "text"`
+/// (either side); false for any other shape.
+fn string_equalities(node: &Node, out: &mut Vec<(String, String)>) -> bool {
+    let children = node.children();
+    match node.operator() {
+        Operator::RootNode if children.len() == 1 => string_equalities(&children[0], out),
+        Operator::And if children.len() == 2 => string_equalities(&children[0], out) && string_equalities(&children[1], out),
+        Operator::Eq if children.len() == 2 => {
+            let (a, b) = (children[0].operator(), children[1].operator());
+            let pair = match (a, b) {
+                (Operator::VariableIdentifierRead { identifier }, Operator::Const { value: ExprValue::String(text) })
+                | (Operator::Const { value: ExprValue::String(text) }, Operator::VariableIdentifierRead { identifier }) => (identifier.clone(), text.clone()),
+                _ => return false,
+            };
+            if children.iter().any(|c| !c.children().is_empty()) {
+                return false;
+            }
+            out.push(pair);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -292,6 +333,34 @@ mod tests {
         assert!(expr(r#"str::to_uppercase(context.platform) == "IOS""#).unwrap().matches(&e));
         assert!(!expr("props.missing > 1").unwrap().matches(&e), "a type error does not match");
         assert!(!expr("context.city").unwrap().matches(&e), "a non-boolean does not match");
+    }
+
+    #[test]
+    fn string_equality_conjunctions_take_the_fast_path_and_answer_like_evalexpr() {
+        let events = [
+            event(json!({"user": "u", "action": "view", "target": {"type": "shop", "id": "7"}, "context": {"city": 3}, "props": {"category": "food", "n": 1}})),
+            event(json!({"user": "u", "action": "view", "target": {"type": "sku", "id": "7"}, "props": {"category": 5}})),
+            event(json!({"user": "u", "action": "order", "props": {"category": "food"}})),
+            event(json!({"user": "u", "action": "view", "context": {"city": 3}, "props": {"category": ["food"]}})),
+        ];
+        for text in [
+            r#"action == "view""#,
+            r#""view" == action"#,
+            r#"action == "view" && target.type == "shop" && props.category == "food""#,
+            r#"props.category == "food""#,
+            r#"target.id == "7" && (action == "view")"#,
+            r#"context.city == "3""#,
+        ] {
+            let fast = expr(text).unwrap();
+            assert!(matches!(fast, Condition::StrEq(_)), "{text} takes the fast path");
+            let slow = Condition::Expr(Expr::compile(text).unwrap());
+            for (i, e) in events.iter().enumerate() {
+                assert_eq!(fast.matches(e), slow.matches(e), "{text} on event {i}");
+            }
+        }
+        for text in [r#"action == "view" || action == "click""#, "props.n == 1", r#"action != "view""#, r#"str::to_lowercase(action) == "view""#] {
+            assert!(matches!(expr(text).unwrap(), Condition::Expr(_)), "{text} stays an expression");
+        }
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub fn open_log(dir: &std::path::Path) -> Arc<EmbeddedLog> {
 }
 
 pub fn service_on(config: &ActionsConfig, store: Arc<dyn KvStore>, log: Arc<EmbeddedLog>, clock: Arc<ManualClock>) -> ActionsService {
-    let profiles = Arc::new(EmbeddedProfileStore::new(store.clone()));
+    let profiles = Arc::new(EmbeddedProfileStore::for_config(store.clone(), config));
     ActionsService::new(config.clone(), profiles, store, Arc::new(Zones), clock, log, settings()).unwrap()
 }
 

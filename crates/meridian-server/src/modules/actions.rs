@@ -82,7 +82,7 @@ impl Capability for Actions {
         }
         let kv = ctx.store()?;
         let store: Arc<dyn ProfileStore> = match config.store {
-            StoreKind::Embedded => Arc::new(EmbeddedProfileStore::new(kv.clone())),
+            StoreKind::Embedded => Arc::new(EmbeddedProfileStore::for_config(kv.clone(), config)),
             StoreKind::Redis => Arc::new(
                 meridian_actions_redis::RedisProfileStore::connect(&config.redis_url, &config.redis_prefix)
                     .with_context(|| "cannot connect to the actions profile store (actions.redis_url)")?,
