@@ -74,6 +74,13 @@ fn config() -> ActionsConfig {
         ..ActionsConfig::default()
     };
     let mut c = c;
+    if std::env::args().any(|a| a == "--count-only") {
+        for a in &mut c.aggregations {
+            a.kind = Count;
+            a.of = None;
+            a.prop = None;
+        }
+    }
     if let Some(n) = arg("--aggs") {
         c.aggregations.truncate(n as usize);
     }

@@ -135,7 +135,8 @@ pub struct ProcessorSettings {
 struct Dirty {
     clear: bool,
     meta: bool,
-    aggs: FxHashSet<String>,
+    /// Local indices of the group's aggregations that changed.
+    aggs: FxHashSet<usize>,
     /// Schedule the next review from this time instead of the wall clock (reviews).
     review_from: Option<i64>,
 }
@@ -175,6 +176,8 @@ pub struct ActionsProcessor {
     defs: Arc<Definitions>,
     aggs: Vec<usize>,
     agg_keys: Vec<String>,
+    /// Global aggregation index → index within this group.
+    local: Vec<Option<usize>>,
     segments: Vec<usize>,
     triggers: Vec<usize>,
     evaluates_stage: bool,
@@ -200,6 +203,8 @@ pub struct ActionsProcessor {
     /// Applied redo records whose deletion rides in the next batch.
     redo_done: Vec<Vec<u8>>,
     skipped_anonymous: u64,
+    /// Local days, memoised.
+    days: crate::window::Days,
     /// Reused buffer for interning keys.
     scratch: Vec<u8>,
 }
@@ -270,6 +275,10 @@ impl ActionsProcessor {
         };
         let aggs: Vec<usize> = defs.aggregations.iter().enumerate().filter(|(_, a)| a.group == group).map(|(i, _)| i).collect();
         let agg_keys = aggs.iter().map(|i| defs.aggregations[*i].key.clone()).collect();
+        let mut local = vec![None; defs.aggregations.len()];
+        for (n, i) in aggs.iter().enumerate() {
+            local[*i] = Some(n);
+        }
         let segments = defs.segments.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
         let triggers = defs.triggers.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
         Ok(ActionsProcessor {
@@ -282,6 +291,7 @@ impl ActionsProcessor {
             defs,
             aggs,
             agg_keys,
+            local,
             segments,
             triggers,
             store,
@@ -301,6 +311,7 @@ impl ActionsProcessor {
             redo_unapplied: Vec::new(),
             redo_done: Vec::new(),
             skipped_anonymous: 0,
+            days: crate::window::Days::default(),
             scratch: Vec::new(),
         })
     }
@@ -351,8 +362,9 @@ impl ActionsProcessor {
         Ok(())
     }
 
-    fn today(&self, tz: chrono_tz::Tz) -> Day {
-        local_day(tz, self.clock.now_ms())
+    fn today(&mut self, tz: chrono_tz::Tz) -> Day {
+        let now = self.clock.now_ms();
+        self.days.local_day(tz, now)
     }
 
     /// The user's state, loaded once per run (cache) or from the store.
@@ -433,7 +445,7 @@ impl ActionsProcessor {
             return Ok(());
         };
         let tz = self.zones.zone(&event.app);
-        let day = local_day(tz, event.time.millis());
+        let day = self.days.local_day(tz, event.time.millis());
         let oldest = self.today(tz) - (self.defs.retention_days as Day - 1);
         if day < oldest {
             metrics::counter!("meridian_actions_events_beyond_retention_total").increment(1);
@@ -460,15 +472,11 @@ impl ActionsProcessor {
         let dirty = self.dirty.get_mut(&key).expect("inserted");
         for (i, input) in &inputs {
             let agg = &self.defs.aggregations[*i];
-            if !state.aggs.contains_key(&agg.key) {
-                state.aggs.insert(agg.key.clone(), Buckets::default());
-            }
-            let buckets = state.aggs.get_mut(&agg.key).expect("inserted");
+            let Some(li) = self.local[*i] else { continue };
+            let buckets = &mut state.aggs[li];
             if buckets.add(agg.kind, day, input, list_max) {
                 buckets.prune(oldest);
-                if !dirty.aggs.contains(&agg.key) {
-                    dirty.aggs.insert(agg.key.clone());
-                }
+                dirty.aggs.insert(li);
             }
         }
         let t = event.time.millis();
@@ -503,13 +511,18 @@ impl ActionsProcessor {
     /// emitting what changed. Triggers fire only when `fire`.
     fn evaluate(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<()> {
         let defs = self.defs.clone();
+        let (evaluated, last_ms, first_ms) = self.cache.get(key).map(|s| (s.meta.evaluated_ms, s.meta.last_active_ms, s.meta.first_seen_ms)).expect("loaded");
+        let eval_ms = eval_ms.max(evaluated);
+        let facts = DayFacts {
+            today: self.days.local_day(tz, eval_ms),
+            last_active: (last_ms != 0).then(|| self.days.local_day(tz, last_ms)),
+            first_seen: (first_ms != 0).then(|| self.days.local_day(tz, first_ms)),
+        };
         let state = self.cache.get_mut(key).expect("loaded");
-        let eval_ms = eval_ms.max(state.meta.evaluated_ms);
         let mut changed = state.meta.evaluated_ms != eval_ms;
         state.meta.evaluated_ms = eval_ms;
-        let eval_day = local_day(tz, eval_ms);
         if self.evaluates_stage {
-            let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v))).map_or("", |s| s.name.as_str());
+            let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v))).map_or("", |s| s.name.as_str());
             if stage != state.meta.stage {
                 state.meta.stage = stage.to_owned();
                 state.meta.stage_since_ms = eval_ms;
@@ -520,7 +533,7 @@ impl ActionsProcessor {
         let mut member_changes: Vec<(String, bool)> = Vec::new();
         for i in &self.segments {
             let seg = &defs.segments[*i];
-            let now_in = seg.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v));
+            let now_in = seg.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v));
             let was_in = state.meta.segments.binary_search(&seg.name);
             match (was_in, now_in) {
                 (Err(at), true) => state.meta.segments.insert(at, seg.name.clone()),
@@ -535,7 +548,7 @@ impl ActionsProcessor {
         let mut fired: Vec<String> = Vec::new();
         for i in &self.triggers {
             let trig = &defs.triggers[*i];
-            let now_true = trig.cond.eval(&mut |v: &Var| value(&defs, state, tz, eval_day, v));
+            let now_true = trig.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v));
             match (state.meta.triggers_true.binary_search(&trig.name), now_true) {
                 (Err(at), true) => {
                     state.meta.triggers_true.insert(at, trig.name.clone());
@@ -613,7 +626,7 @@ impl ActionsProcessor {
             ctx.batch().delete(MEMBERS_TABLE, member);
             *self.count_deltas.entry(user_prefix(key.app.as_str(), segment)).or_default() -= 1;
         }
-        self.cache.insert(key.clone(), UserState::default());
+        self.cache.insert(key.clone(), UserState::empty(self.agg_keys.len()));
         let dirty = self.dirty.entry(key.clone()).or_default();
         *dirty = Dirty { clear: true, ..Dirty::default() };
         let k = user_prefix(key.app.as_str(), &key.user);
@@ -623,7 +636,7 @@ impl ActionsProcessor {
         self.erased.insert(k, at);
         ctx.erasure_receipt(
             &erasure.id,
-            serde_json::json!({"profiles": u64::from(existed), "aggregations": state.aggs.len(), "segments": state.meta.segments.len()}),
+            serde_json::json!({"profiles": u64::from(existed), "aggregations": state.aggs.iter().filter(|b| !b.0.is_empty()).count(), "segments": state.meta.segments.len()}),
         )?;
         Ok(())
     }
@@ -660,28 +673,31 @@ impl ActionsProcessor {
                 // Every field of the group, replacing what is stored.
                 write.clear = true;
                 write.set.push((self.meta_field.clone(), encode(&state.meta)));
-                for (agg, b) in &state.aggs {
+                for (li, b) in state.aggs.iter().enumerate() {
                     if b.0.is_empty() {
                         continue;
                     }
-                    let bytes = match state.encoded.get(agg) {
-                        Some(bytes) if !d.aggs.contains(agg) => bytes.clone(),
+                    let bytes = match &state.encoded[li] {
+                        Some(bytes) if !d.aggs.contains(&li) => bytes.clone(),
                         _ => {
                             let bytes = encode(b);
-                            state.encoded.insert(agg.clone(), bytes.clone());
+                            state.encoded[li] = Some(bytes.clone());
                             bytes
                         }
                     };
-                    write.set.push((agg_field(agg), bytes));
+                    write.set.push((agg_field(&self.agg_keys[li]), bytes));
                 }
             } else {
                 if d.meta || !d.aggs.is_empty() {
                     write.set.push((self.meta_field.clone(), encode(&state.meta)));
                 }
-                for agg in &d.aggs {
-                    match state.aggs.get(agg) {
-                        Some(b) if !b.0.is_empty() => write.set.push((agg_field(agg), encode(b))),
-                        _ => write.remove.push(agg_field(agg)),
+                for li in &d.aggs {
+                    let b = &state.aggs[*li];
+                    state.encoded[*li] = None;
+                    if b.0.is_empty() {
+                        write.remove.push(agg_field(&self.agg_keys[*li]));
+                    } else {
+                        write.set.push((agg_field(&self.agg_keys[*li]), encode(b)));
                     }
                 }
             }
@@ -794,8 +810,9 @@ impl ActionsProcessor {
             self.load(&key)?;
             let tz = self.zones.zone(&key.app);
             let state = self.cache.get_mut(&key).expect("loaded");
-            state.aggs.entry(agg_key_owned.clone()).or_default().merge(&buckets, list_max);
-            self.dirty.entry(key.clone()).or_default().aggs.insert(agg_key_owned.clone());
+            let li = self.local[index].expect("the job's aggregation is of this group");
+            state.aggs[li].merge(&buckets, list_max);
+            self.dirty.entry(key.clone()).or_default().aggs.insert(li);
             let eval_ms = state.meta.last_active_ms.max(1);
             self.evaluate(ctx, &key, tz, eval_ms, &Cause::Backfill { key: &agg_key_owned, step }, job.refire)?;
         }
@@ -832,25 +849,31 @@ fn emit_id(kind: &str, parts: &[&str]) -> String {
 }
 
 /// The value of a variable for a user, as of local day `today`.
-pub(crate) fn value<'a>(defs: &Definitions, state: &'a UserState, tz: chrono_tz::Tz, today: Day, var: &Var) -> Val<'a> {
+/// Local days a condition needs, computed once per evaluation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DayFacts {
+    /// The day evaluated as of.
+    pub(crate) today: Day,
+    /// The day of the last event.
+    pub(crate) last_active: Option<Day>,
+    /// The day of the first event.
+    pub(crate) first_seen: Option<Day>,
+}
+
+pub(crate) fn value<'a>(defs: &Definitions, local: &[Option<usize>], state: &'a UserState, facts: &DayFacts, var: &Var) -> Val<'a> {
     let retention = defs.retention_days;
+    let today = facts.today;
     let range = |w: WindowRef| w.window().days(today, retention);
     match var {
         Var::Stage => Val::Str(&state.meta.stage),
-        Var::DaysInactive => {
-            if state.meta.last_active_ms == 0 {
-                Val::Empty
-            } else {
-                Val::Num(f64::from(today - local_day(tz, state.meta.last_active_ms)).max(0.0))
-            }
-        }
-        Var::DaysSinceFirstSeen => {
-            if state.meta.first_seen_ms == 0 {
-                Val::Empty
-            } else {
-                Val::Num(f64::from(today - local_day(tz, state.meta.first_seen_ms)).max(0.0))
-            }
-        }
+        Var::DaysInactive => match facts.last_active {
+            None => Val::Empty,
+            Some(day) => Val::Num(f64::from(today - day).max(0.0)),
+        },
+        Var::DaysSinceFirstSeen => match facts.first_seen {
+            None => Val::Empty,
+            Some(day) => Val::Num(f64::from(today - day).max(0.0)),
+        },
         Var::Events(w) => {
             let (from, to) = range(*w);
             match state.meta.activity.window(AggregationKind::Count, from, to, defs.distinct_list_max) {
@@ -869,7 +892,7 @@ pub(crate) fn value<'a>(defs: &Definitions, state: &'a UserState, tz: chrono_tz:
                 AggregationKind::Count | AggregationKind::Distinct | AggregationKind::Sum => Val::Num(0.0),
                 _ => Val::Empty,
             };
-            let Some(buckets) = state.aggs.get(&agg.key) else { return empty };
+            let Some(buckets) = local[*i].and_then(|li| state.aggs.get(li)) else { return empty };
             if agg.kind == AggregationKind::LastValue {
                 let mut best: Option<(i64, &'a str)> = None;
                 for (d, b) in &buckets.0 {

@@ -6,7 +6,6 @@
 use crate::value::Buckets;
 use crate::Error;
 use meridian_event::AppId;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 /// Version byte in front of every encoded field.
@@ -110,25 +109,30 @@ pub fn decode<T: for<'de> Deserialize<'de>>(field: &str, bytes: &[u8]) -> Result
 pub struct UserState {
     /// The group's meta.
     pub meta: Meta,
-    /// Buckets per aggregation key.
-    pub aggs: FxHashMap<String, Buckets>,
-    /// The stored bytes of aggregation fields not changed since they were read or
-    /// written (so a full write copies them instead of encoding them again).
-    pub encoded: FxHashMap<String, Vec<u8>>,
+    /// Buckets per aggregation of the group, in the group's order.
+    pub aggs: Vec<Buckets>,
+    /// The stored bytes of aggregations not changed since they were read or written (so a
+    /// full write copies them instead of encoding them again), in the same order.
+    pub encoded: Vec<Option<Vec<u8>>>,
 }
 
 impl UserState {
-    /// Decodes the fields of one group (`meta_field`, and `a:` fields of `agg_keys`);
-    /// other fields are ignored.
+    /// An empty state for a group of `n_aggs` aggregations.
+    pub fn empty(n_aggs: usize) -> UserState {
+        UserState { meta: Meta::default(), aggs: vec![Buckets::default(); n_aggs], encoded: vec![None; n_aggs] }
+    }
+
+    /// Decodes the fields of one group (`meta_field`, and the `a:` fields of `agg_keys`, in
+    /// that order); other fields are ignored.
     pub fn decode(fields: &[(String, Vec<u8>)], meta_field: &str, agg_keys: &[&str]) -> Result<UserState, Error> {
-        let mut state = UserState::default();
+        let mut state = UserState::empty(agg_keys.len());
         for (name, value) in fields {
             if name == meta_field {
                 state.meta = decode(name, value)?;
             } else if let Some(key) = name.strip_prefix("a:") {
-                if agg_keys.contains(&key) {
-                    state.aggs.insert(key.to_owned(), decode(name, value)?);
-                    state.encoded.insert(key.to_owned(), value.clone());
+                if let Some(i) = agg_keys.iter().position(|k| *k == key) {
+                    state.aggs[i] = decode(name, value)?;
+                    state.encoded[i] = Some(value.clone());
                 }
             }
         }
@@ -137,13 +141,14 @@ impl UserState {
 
     /// Whether nothing is known of the user.
     pub fn is_empty(&self) -> bool {
-        self.meta.last_active_ms == 0 && self.aggs.is_empty()
+        self.meta.last_active_ms == 0 && self.aggs.iter().all(|b| b.0.is_empty())
     }
 
     /// Heap bytes held (approximately, for memory figures).
     pub fn heap_bytes(&self) -> usize {
         self.meta.activity.heap_bytes()
             + self.meta.timeline.iter().map(|t| 48 + t.action.len() + t.target.as_ref().map_or(0, |(a, b)| a.len() + b.len())).sum::<usize>()
-            + self.aggs.iter().map(|(k, b)| 48 + k.len() + b.heap_bytes()).sum::<usize>()
+            + self.aggs.iter().map(|b| 24 + b.heap_bytes()).sum::<usize>()
+            + self.encoded.iter().map(|e| e.as_ref().map_or(0, Vec::capacity)).sum::<usize>()
     }
 }

@@ -18,6 +18,29 @@ pub fn local_day(tz: Tz, ms: i64) -> Day {
     date_to_day(date)
 }
 
+/// Local days of many instants, memoised per zone and quarter hour (time-zone rules
+/// change offsets only on quarter hours): a processor asks several times per event.
+#[derive(Debug, Default)]
+pub struct Days {
+    offsets: rustc_hash::FxHashMap<(Tz, i64), i64>,
+}
+
+impl Days {
+    /// The local day of `ms` in `tz` (same as [`local_day`]).
+    pub fn local_day(&mut self, tz: Tz, ms: i64) -> Day {
+        const QUARTER: i64 = 900_000;
+        let slot = ms.div_euclid(QUARTER);
+        if self.offsets.len() > 100_000 {
+            self.offsets.clear();
+        }
+        let offset = *self.offsets.entry((tz, slot)).or_insert_with(|| {
+            use chrono::Offset;
+            tz.timestamp_millis_opt(slot * QUARTER).single().map_or(0, |t| i64::from(t.offset().fix().local_minus_utc()) * 1000)
+        });
+        (ms + offset).div_euclid(86_400_000) as Day
+    }
+}
+
 /// The day number of a date.
 pub fn date_to_day(date: NaiveDate) -> Day {
     (date - epoch()).num_days() as Day
@@ -194,6 +217,23 @@ mod tests {
         let start = day_start_ms(santiago, change);
         assert_eq!(local_day(santiago, start), change);
         assert_eq!(local_day(santiago, start - 1), change - 1);
+    }
+
+    #[test]
+    fn memoised_days_equal_local_days_across_zones_and_changes() {
+        let mut days = Days::default();
+        let zones: [Tz; 5] = [chrono_tz::UTC, chrono_tz::Asia::Shanghai, chrono_tz::America::New_York, chrono_tz::America::Santiago, chrono_tz::Australia::Lord_Howe];
+        let start = ms("2026-01-01T00:00:00Z");
+        // Every 7 minutes 13 seconds through a year, twice (the second pass hits the memo).
+        for _ in 0..2 {
+            let mut t = start;
+            while t < start + 366 * 86_400_000 {
+                for tz in zones {
+                    assert_eq!(days.local_day(tz, t), local_day(tz, t), "{tz} at {t}");
+                }
+                t += 433_000;
+            }
+        }
     }
 
     #[test]
