@@ -32,6 +32,35 @@ enum BenchCommand {
     Ingest(IngestArgs),
     /// History list/count latency over HTTP at a fixed request rate, with the demo world.
     History(HistoryBenchArgs),
+    /// User action queries over HTTP at a fixed rate against `/healthz`, and the latency
+    /// from an event's acknowledgement to its trigger's webhook.
+    Actions(ActionsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct ActionsBenchArgs {
+    /// Users in the demo world.
+    #[arg(long, default_value_t = 200_000)]
+    users: usize,
+    /// Behaviour events fed before measuring.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Requests per second of each measured query phase (open loop).
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Seconds of each measured phase.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Seconds each phase runs unmeasured first.
+    #[arg(long, default_value_t = 5)]
+    warmup_secs: u64,
+    /// Orders per second of fresh users (each fires the demo's `first_order` trigger) in
+    /// the event-to-webhook phase.
+    #[arg(long, default_value_t = 200)]
+    trigger_rate: u64,
+    /// Directory for the temporary data (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -470,6 +499,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let args = match args.command {
         BenchCommand::Ingest(args) => args,
         BenchCommand::History(args) => return history_bench(args),
+        BenchCommand::Actions(args) => return actions_bench(args),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -802,6 +832,205 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
                 "list_p99_ratio_without_over_with_deletes": delete_ratio
             })
         );
+        Ok(())
+    })
+}
+
+/// The demo's `[actions]` as a config file section.
+fn actions_config_file(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let mut text = String::from("[actions]\n");
+    for line in crate::demo::DEMO_ACTIONS.lines() {
+        text.push_str(match line.trim() {
+            "[[aggregations]]" => "[[actions.aggregations]]",
+            "[[segments]]" => "[[actions.segments]]",
+            "[[triggers]]" => "[[actions.triggers]]",
+            _ => line,
+        });
+        text.push('\n');
+    }
+    let path = dir.join("actions.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn actions_bench(args: ActionsBenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let tmp = match &args.dir {
+            Some(d) => tempfile::tempdir_in(d)?,
+            None => tempfile::tempdir()?,
+        };
+        eprintln!("generating a demo world with {} users…", args.users);
+        let config = meridian_demo::DemoConfig { users: args.users, malformed_share: 0.0, days: 3, ..meridian_demo::DemoConfig::default() };
+        let world = Arc::new(tokio::task::spawn_blocking(move || meridian_demo::DemoWorld::generate(&config)).await??);
+        let config_file = actions_config_file(tmp.path())?;
+        let extra = [
+            "--config",
+            config_file.to_str().unwrap_or_default(),
+            "--set",
+            "rate_limits.global_per_sec=10000000",
+            "--set",
+            "rate_limits.caller_per_sec=10000000",
+            "--set",
+            "rate_limits.user_per_sec=1000000",
+            "--set",
+            "notify.network.allow_loopback=true",
+        ];
+        let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
+        let key = bench_key(&base, &["write", "read", "admin"]).await?;
+        let mut users: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let events: Vec<serde_json::Value> = world
+            .events(args.events)
+            .tagged()
+            .map(|(v, _)| {
+                if let Some(user) = v["user"].as_str() {
+                    if seen.insert(user.to_owned()) {
+                        users.push(user.to_owned());
+                    }
+                }
+                v
+            })
+            .collect();
+        let fed = Instant::now();
+        let report = meridian_demo::send(&base, &key, events.into_iter(), None, 500, 8, true).await?;
+        let ingest_secs = fed.elapsed().as_secs_f64();
+        while !processors_caught_up(&base).await? {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let processed_secs = fed.elapsed().as_secs_f64();
+        eprintln!("fed {} events ({} users) in {ingest_secs:.1} s; processed by {processed_secs:.1} s", report.accepted, users.len());
+        anyhow::ensure!(!users.is_empty(), "no user in the events; feed more");
+
+        let client = Arc::new(crate::loadgen::KeepAliveClient::new(&base, &format!("Bearer {key}"))?);
+        let users = Arc::new(users);
+        let user_of = {
+            let users = users.clone();
+            move |k: u64| users[(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % users.len()].clone()
+        };
+        let (warmup, duration, rate, server_pid) = (Duration::from_secs(args.warmup_secs), Duration::from_secs(args.duration_secs), args.rate, server.0.id());
+        let phase = |name: String, path: Arc<dyn Fn(u64) -> String + Send + Sync>| {
+            let client = client.clone();
+            let request = move |k: u64| {
+                let (client, path) = (client.clone(), path(k));
+                async move { client.get(&path).await.map(drop) }
+            };
+            async move {
+                eprintln!("{name} at {rate} req/s…");
+                if !warmup.is_zero() {
+                    open_loop(rate, warmup, 512, request.clone()).await?;
+                }
+                let cpu_before = cpu_micros(server_pid);
+                let (measured, lag) = open_loop(rate, duration, 512, request).await?;
+                let cpu = cpu_before.zip(cpu_micros(server_pid)).map(|(a, b)| b.saturating_sub(a) as f64 / measured.events.max(1) as f64);
+                anyhow::Ok((measured, lag, cpu))
+            }
+        };
+        let (health, _, health_cpu) = phase("baseline: GET /healthz".into(), Arc::new(|_| "/healthz".to_owned())).await?;
+        let u = user_of.clone();
+        let (one, _, one_cpu) = phase("GET …/actions/order_amount?window=30d".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/actions/order_amount?window=30d", u(k)))).await?;
+        let u = user_of.clone();
+        let (profile, _, profile_cpu) = phase("GET …/profile".into(), Arc::new(move |k| format!("/v1/apps/bench/users/{}/profile", u(k)))).await?;
+        let u = user_of.clone();
+        let (member, _, member_cpu) =
+            phase("GET …/segments/window_shoppers/members/{user}".into(), Arc::new(move |k| format!("/v1/apps/bench/segments/window_shoppers/members/{}", u(k)))).await?;
+
+        // Event to webhook: orders of fresh users, each crossing `first_order` once; the
+        // webhook receiver (in this process) notes when each user's webhook arrives.
+        let arrivals: Arc<parking_lot::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+        let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let receiver_url = format!("http://{}/hook", receiver.local_addr()?);
+        {
+            let arrivals = arrivals.clone();
+            // A fallback, not a route: the receiver is the bench's, not part of the API.
+            let app = axum::Router::new().fallback(
+                move |body: Bytes| {
+                    let arrivals = arrivals.clone();
+                    async move {
+                        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                            if let Some(user) = v["data"]["user"].as_str() {
+                                arrivals.lock().entry(user.to_owned()).or_insert_with(Instant::now);
+                            }
+                        }
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                },
+            );
+            tokio::spawn(async move { axum::serve(receiver, app).await });
+        }
+        let http = reqwest::Client::new();
+        let created = http
+            .post(format!("{base}/v1/apps/bench/webhooks"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"url": receiver_url, "event_types": ["trigger.fired"]}))
+            .send()
+            .await?;
+        anyhow::ensure!(created.status().is_success(), "cannot create the webhook: {} {}", created.status(), created.text().await.unwrap_or_default());
+        eprintln!("event to webhook: {} orders/s of fresh users for {} s…", args.trigger_rate, args.duration_secs);
+        let acked: Arc<parking_lot::Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let (http2, base2, key2, acked2) = (http.clone(), base.clone(), key.clone(), acked.clone());
+        let run_id = std::process::id();
+        open_loop(args.trigger_rate, duration, 256, move |k: u64| {
+            let (http, base, key, acked) = (http2.clone(), base2.clone(), key2.clone(), acked2.clone());
+            async move {
+                let user = format!("lat-{run_id}-{k}");
+                let event = serde_json::json!([{"id": user, "user": user, "action": "order", "time": Timestamp::now().millis(), "props": {"amount": 100}}]);
+                let answer = http.post(format!("{base}/v1/events")).bearer_auth(&key).json(&event).send().await?;
+                anyhow::ensure!(answer.status().is_success(), "POST /v1/events answered {}", answer.status());
+                acked.lock().push((user, Instant::now()));
+                Ok(())
+            }
+        })
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while arrivals.lock().len() < acked.lock().len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut trigger_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let (mut missing, sent) = (0usize, acked.lock().len());
+        {
+            let arrivals = arrivals.lock();
+            for (user, at) in acked.lock().iter() {
+                match arrivals.get(user) {
+                    Some(arrived) => trigger_us.record(arrived.saturating_duration_since(*at).as_micros().max(1) as u64)?,
+                    None => missing += 1,
+                }
+            }
+        }
+        let rss = peak_rss_kib(server.0.id());
+        drop(server);
+        println!(
+            "## meridian bench actions ({} users in the world, {} with events, {} events fed; {} req/s open loop, {} s measured per phase after {} s warm-up)",
+            args.users,
+            users.len(),
+            report.accepted,
+            args.rate,
+            args.duration_secs,
+            args.warmup_secs
+        );
+        print_phase_table(&[("baseline: GET /healthz", &health), ("GET one aggregation (30d)", &one), ("GET profile", &profile), ("GET segment membership", &member)]);
+        let p99 = |p: &Phase| p.quantile_ms(0.99);
+        println!(
+            "p99 ratio to healthz: aggregation {:.2}, profile {:.2}, membership {:.2}",
+            p99(&one) / p99(&health),
+            p99(&profile) / p99(&health),
+            p99(&member) / p99(&health)
+        );
+        if let (Some(h), Some(a), Some(p), Some(m)) = (health_cpu, one_cpu, profile_cpu, member_cpu) {
+            println!("server CPU per request: healthz {h:.1} µs, aggregation {a:.1} µs, profile {p:.1} µs, membership {m:.1} µs");
+        }
+        let q = |x: f64| trigger_us.value_at_quantile(x) as f64 / 1000.0;
+        println!(
+            "event acknowledged → trigger.fired webhook received: {} of {sent} arrived ({missing} missing after 30 s); p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            sent - missing,
+            q(0.5),
+            q(0.99),
+            trigger_us.max() as f64 / 1000.0
+        );
+        println!("feed: {:.0} events/s accepted over HTTP; the processors caught up {:.1} s after the feed started", report.accepted as f64 / ingest_secs, processed_secs);
+        if let Some(kib) = rss {
+            println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+        }
         Ok(())
     })
 }
