@@ -25,6 +25,7 @@ pub mod config;
 pub mod conformance;
 pub mod defs;
 pub mod expr;
+pub mod hot;
 pub mod processor;
 pub mod service;
 pub mod state;

@@ -205,6 +205,10 @@ pub struct ActionsProcessor {
     skipped_anonymous: u64,
     /// Local days, memoised.
     days: crate::window::Days,
+    /// Where committed users are published for in-memory reads.
+    hot: Option<crate::hot::HotProfiles>,
+    /// Users of the current round to publish once it has committed.
+    publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
     /// Reused buffer for interning keys.
     scratch: Vec<u8>,
 }
@@ -312,8 +316,16 @@ impl ActionsProcessor {
             redo_done: Vec::new(),
             skipped_anonymous: 0,
             days: crate::window::Days::default(),
+            hot: None,
+            publish: Vec::new(),
             scratch: Vec::new(),
         })
+    }
+
+    /// Publishes committed users to `hot` (for the service's in-memory reads).
+    pub fn with_hot(mut self, hot: Option<crate::hot::HotProfiles>) -> ActionsProcessor {
+        self.hot = hot;
+        self
     }
 
     /// The topic it reads.
@@ -701,6 +713,23 @@ impl ActionsProcessor {
                     }
                 }
             }
+            if self.hot.is_some() {
+                let fields = if d.clear {
+                    Vec::new()
+                } else if write.clear {
+                    write.set.clone()
+                } else {
+                    let mut all = vec![(self.meta_field.clone(), encode(&state.meta))];
+                    for (li, b) in state.aggs.iter().enumerate() {
+                        if !b.0.is_empty() {
+                            let bytes = state.encoded[li].get_or_insert_with(|| encode(b)).clone();
+                            all.push((agg_field(&self.agg_keys[li]), bytes));
+                        }
+                    }
+                    all
+                };
+                self.publish.push((key.clone(), write.scope.clone(), Arc::new(fields)));
+            }
             writes.push(write);
         }
         for (key, delta) in std::mem::take(&mut self.count_deltas) {
@@ -997,6 +1026,11 @@ impl Processor for ActionsProcessor {
     }
 
     fn after_commit(&mut self) -> Result<()> {
+        if let Some(hot) = &self.hot {
+            for (user, scope, fields) in self.publish.drain(..) {
+                hot.publish(user, scope, fields);
+            }
+        }
         if self.redo_staged.is_empty() {
             return Ok(());
         }
@@ -1016,6 +1050,7 @@ impl Processor for ActionsProcessor {
         self.count_deltas.clear();
         self.erased.clear();
         self.redo_staged.clear();
+        self.publish.clear();
         // A failed round may have been the first: look for new aggregations again.
         self.started = false;
         self.redo_unapplied.clear();

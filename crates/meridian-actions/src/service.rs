@@ -7,6 +7,7 @@ use crate::config::{ActionsConfig, AggregationKind, DEFAULT_GROUP};
 use crate::defs::Definitions;
 use crate::processor::{job_timer_key, processor_name, ActionsProcessor, Job, LiveSince, ProcessorSettings, COUNTS_TABLE, DEFS_TABLE, JOBS_TABLE, MEMBERS_TABLE};
 use crate::state::{agg_field, decode, meta_field, Meta, TimelineEntry, UserKey};
+use crate::hot::HotProfiles;
 use crate::store::ProfileStore;
 use crate::value::{Buckets, Summary};
 use crate::window::{day_to_date, local_day, Window};
@@ -116,6 +117,7 @@ pub struct ActionsService {
     clock: Arc<dyn Clock>,
     log: Arc<dyn Log>,
     settings: ProcessorSettings,
+    hot: Option<HotProfiles>,
 }
 
 impl std::fmt::Debug for ActionsService {
@@ -137,7 +139,12 @@ impl ActionsService {
         settings: ProcessorSettings,
     ) -> Result<ActionsService> {
         let defs = Definitions::compile(&config).map_err(|e| Error::Backfill(format!("actions.{}: {}", e.field, e.message)))?;
-        Ok(ActionsService { defs: Arc::new(defs), config, store, kv, zones, clock, log, settings })
+        let hot = (config.hot_users > 0).then(|| {
+            let mut scopes = vec![String::new()];
+            scopes.extend(config.groups.iter().map(|g| g.name.clone()));
+            HotProfiles::new(config.hot_users.saturating_mul(scopes.len() as u64), scopes)
+        });
+        Ok(ActionsService { defs: Arc::new(defs), config, store, kv, zones, clock, log, settings, hot })
     }
 
     /// One processor per group (`default` first).
@@ -145,7 +152,10 @@ impl ActionsService {
         self.defs
             .groups
             .iter()
-            .map(|g| ActionsProcessor::new(&g.name, self.defs.clone(), self.settings.clone(), self.store.clone(), self.zones.clone(), self.clock.clone(), self.log.clone()))
+            .map(|g| {
+                ActionsProcessor::new(&g.name, self.defs.clone(), self.settings.clone(), self.store.clone(), self.zones.clone(), self.clock.clone(), self.log.clone())
+                    .map(|p| p.with_hot(self.hot.clone()))
+            })
             .collect()
     }
 
@@ -172,19 +182,50 @@ impl ActionsService {
     /// Aggregation `name` of a user over `window` (`today`, `7d`, `month`, `2026-01`,
     /// `2026-01-01..2026-01-15`, `all`).
     pub fn aggregate(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<AggregateValue> {
+        let (agg, from, to) = self.check_aggregate(app, user, name, window)?;
+        let field = self.store.read_field(&UserKey::new(app.clone(), user), &agg_field(&agg.key))?;
+        self.aggregate_value(agg, window, from, to, field)
+    }
+
+    /// [`ActionsService::aggregate`] from memory (no store call, never blocks): `None`
+    /// when the user is not among the recently changed ones (read the store then). Bad
+    /// input is refused as by `aggregate`.
+    pub fn aggregate_in_memory(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<Option<AggregateValue>> {
+        let (agg, from, to) = self.check_aggregate(app, user, name, window)?;
+        let Some(fields) = self.hot_fields(app, user) else { return Ok(None) };
+        let field_name = agg_field(&agg.key);
+        let field = fields.into_iter().find(|(f, _)| *f == field_name).map(|(_, v)| v);
+        self.aggregate_value(agg, window, from, to, field).map(Some)
+    }
+
+    fn check_aggregate(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<(&crate::defs::Aggregation, i32, i32)> {
         let (_, agg) = self.defs.aggregation(name).ok_or_else(|| Error::UnknownAggregation(name.to_owned()))?;
         check_user(user)?;
         let (_, today) = self.today(app);
         let (from, to) = Window::parse(window)?.check(today, self.defs.retention_days)?;
-        let field = self.store.read_field(&UserKey::new(app.clone(), user), &agg_field(&agg.key))?;
+        Ok((agg, from, to))
+    }
+
+    fn aggregate_value(&self, agg: &crate::defs::Aggregation, window: &str, from: i32, to: i32, field: Option<Vec<u8>>) -> Result<AggregateValue> {
         let buckets: Buckets = field.map(|b| decode(&agg.key, &b)).transpose()?.unwrap_or_default();
         let value = summary_json(agg.kind, buckets.window(agg.kind, from, to, self.defs.distinct_list_max));
         Ok(AggregateValue { aggregation: agg.name.clone(), kind: agg.kind.as_str(), window: window.to_owned(), from: day_to_date(from).to_string(), to: day_to_date(to).to_string(), value })
     }
 
+    fn hot_fields(&self, app: &AppId, user: &str) -> Option<crate::store::Fields> {
+        self.hot.as_ref()?.get(&UserKey::new(app.clone(), user))
+    }
+
     /// A user's whole profile.
     pub fn profile(&self, app: &AppId, user: &str) -> Result<Profile> {
         Ok(self.profiles(app, &[user.to_owned()])?.remove(0))
+    }
+
+    /// [`ActionsService::profile`] from memory (see `aggregate_in_memory`).
+    pub fn profile_in_memory(&self, app: &AppId, user: &str) -> Result<Option<Profile>> {
+        check_user(user)?;
+        let Some(fields) = self.hot_fields(app, user) else { return Ok(None) };
+        Ok(Some(self.build_profiles(app, &[user.to_owned()], vec![fields])?.remove(0)))
     }
 
     /// Profiles of up to `max_batch_users` users, in the order asked.
@@ -197,6 +238,10 @@ impl ActionsService {
         }
         let keys: Vec<UserKey> = users.iter().map(|u| UserKey::new(app.clone(), u.as_str())).collect();
         let all = self.store.read_many(&keys)?;
+        self.build_profiles(app, users, all)
+    }
+
+    fn build_profiles(&self, app: &AppId, users: &[String], all: Vec<crate::store::Fields>) -> Result<Vec<Profile>> {
         let (_, today) = self.today(app);
         let retention = self.defs.retention_days;
         let windows = [Window::Today, Window::Days(7), Window::Days(30), Window::All].map(|w| w.days(today, retention));
@@ -256,6 +301,23 @@ impl ActionsService {
         self.segment_exists(segment)?;
         check_user(user)?;
         Ok(self.kv.get(MEMBERS_TABLE, &member_key(app, segment, Some(user)))?.is_some())
+    }
+
+    /// [`ActionsService::in_segment`] from memory (see `aggregate_in_memory`): the user's
+    /// committed memberships, as the processors published them.
+    pub fn in_segment_in_memory(&self, app: &AppId, user: &str, segment: &str) -> Result<Option<bool>> {
+        self.segment_exists(segment)?;
+        check_user(user)?;
+        let Some(fields) = self.hot_fields(app, user) else { return Ok(None) };
+        for (name, value) in &fields {
+            if name == "m" || name.starts_with("m:") {
+                let meta: Meta = decode(name, value)?;
+                if meta.segments.iter().any(|s| s == segment) {
+                    return Ok(Some(true));
+                }
+            }
+        }
+        Ok(Some(false))
     }
 
     /// Members of `segment`.

@@ -50,6 +50,20 @@ fn every_aggregation_kind_with_its_filters() {
     assert_eq!(profile.stage, "growing", "first seen 10 days ago: past new, not dormant");
     assert_eq!(profile.timeline[0].action, "view", "newest first");
     assert_eq!(profile.segments, vec!["big_spenders".to_owned()], "spent 152.5 in 30 days; not new, so not a new buyer");
+    // Reads from memory (users the processor published after its commit) answer exactly
+    // what the store does; a user never seen is not in memory.
+    let z = app("z");
+    for user in ["u1", "u2"] {
+        assert_eq!(f.service.profile_in_memory(&z, user).unwrap().as_ref(), Some(&f.service.profile(&z, user).unwrap()), "{user}");
+        for (name, window) in [("orders", "30d"), ("spend", "all"), ("shops_viewed", "7d"), ("tier", "all"), ("dearest", "today")] {
+            assert_eq!(f.service.aggregate_in_memory(&z, user, name, window).unwrap(), Some(f.service.aggregate(&z, user, name, window).unwrap()), "{user} {name} {window}");
+        }
+        for segment in ["big_spenders", "new_buyers"] {
+            assert_eq!(f.service.in_segment_in_memory(&z, user, segment).unwrap(), Some(f.service.in_segment(&z, user, segment).unwrap()), "{user} {segment}");
+        }
+    }
+    assert_eq!(f.service.profile_in_memory(&z, "nobody").unwrap(), None);
+    assert!(matches!(f.service.aggregate_in_memory(&z, "u1", "nope", "7d"), Err(Error::UnknownAggregation(_))), "bad input is refused in memory too");
 }
 
 #[test]
@@ -244,6 +258,8 @@ fn an_erasure_removes_the_profile_and_memberships_and_a_backfill_does_not_bring_
     f.caught_up();
     let z = app("z");
     assert!(!f.service.profile(&z, "gone").unwrap().known);
+    assert!(!f.service.profile_in_memory(&z, "gone").unwrap().expect("published").known, "the erasure is published to memory too");
+    assert_eq!(f.service.in_segment_in_memory(&z, "gone", "big_spenders").unwrap(), Some(false));
     assert_eq!(f.service.segment_count(&z, "big_spenders").unwrap(), 1);
     assert!(!f.service.in_segment(&z, "gone", "big_spenders").unwrap());
     let receipts = f.runtime.as_ref().unwrap().erasure_receipts("er_1").unwrap();
