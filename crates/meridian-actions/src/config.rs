@@ -200,6 +200,9 @@ pub struct ActionsConfig {
     pub redis_prefix: String,
     /// Daily buckets kept per user and aggregation; the longest window.
     pub retention_days: u32,
+    /// Days (today included) a recompute leaves to the live layer (S1 keeps two extra
+    /// days live so a late batch never loses counts).
+    pub live_days: u32,
     /// A distinct set holds its values in a sorted list up to this many, then in a
     /// roaring bitmap.
     pub distinct_list_max: usize,
@@ -240,6 +243,7 @@ impl Default for ActionsConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "meridian:actions:".into(),
             retention_days: 120,
+            live_days: 2,
             distinct_list_max: 64,
             timeline_len: 20,
             segments_topic: "segment-changes".into(),
@@ -275,6 +279,7 @@ impl Section for ActionsConfig {
 
     fn validate(&self) -> Result<(), FieldError> {
         check_range("retention_days", self.retention_days, 1, 3660)?;
+        check_range("live_days", self.live_days, 1, 3660)?;
         check_range("distinct_list_max", self.distinct_list_max, 1, 4096)?;
         check_range("timeline_len", self.timeline_len, 0, 200)?;
         check_range("max_batch_users", self.max_batch_users, 1, 10_000)?;

@@ -27,6 +27,7 @@ pub mod defs;
 pub mod expr;
 pub mod hot;
 pub mod processor;
+pub mod recompute;
 pub mod service;
 pub mod state;
 pub mod store;

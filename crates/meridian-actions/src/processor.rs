@@ -52,6 +52,16 @@ pub const REDO_TABLE: &str = "actions_redo";
 /// app id, which never does).
 const JOB_TIMER: u8 = 1;
 
+/// Timer keys of recompute steps start with this byte.
+const RECOMPUTE_TIMER: u8 = 2;
+
+/// The recompute timer key of an aggregation key.
+pub fn recompute_timer_key(agg_key: &str) -> Vec<u8> {
+    let mut k = vec![RECOMPUTE_TIMER];
+    k.extend_from_slice(agg_key.as_bytes());
+    k
+}
+
 /// Records read per back-fill step.
 pub const BACKFILL_STEP_RECORDS: usize = 20_000;
 
@@ -207,6 +217,9 @@ pub struct ActionsProcessor {
     days: crate::window::Days,
     /// Where committed users are published for in-memory reads.
     hot: Option<crate::hot::HotProfiles>,
+    /// Where this round's records of each partition end (not committed yet): a recompute
+    /// step in the same round reads up to there, so its switch-over includes them.
+    round_positions: FxHashMap<u32, u64>,
     /// Users of the current round to publish once it has committed.
     publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
     /// Reused buffer for interning keys.
@@ -317,6 +330,7 @@ impl ActionsProcessor {
             skipped_anonymous: 0,
             days: crate::window::Days::default(),
             hot: None,
+            round_positions: FxHashMap::default(),
             publish: Vec::new(),
             scratch: Vec::new(),
         })
@@ -848,7 +862,8 @@ impl ActionsProcessor {
         job.steps += 1;
         let remaining = job.until.iter().any(|(p, u)| job.cursor.get(p).copied().unwrap_or(0) < *u);
         if remaining {
-            ctx.schedule_timer(meridian_event::Timestamp::now().millis(), &timer.key);
+            // Never the fired timer's own key (the runtime deletes that one after this call).
+            ctx.schedule_timer(meridian_event::Timestamp::now().millis().max(timer.due_ms + 1), &timer.key);
         } else {
             job.done = true;
             job.finished_ms = self.clock.now_ms();
@@ -865,6 +880,159 @@ impl ActionsProcessor {
 /// `lifecycle_segments_and_triggers_follow_events_and_time` reads it with the notify crate.
 pub fn notification_request(id: &str, app: &AppId, payload: serde_json::Value, created_ms: i64) -> Vec<u8> {
     serde_json::json!({"id": id, "app": app.as_str(), "event_type": "trigger.fired", "payload": payload, "created_ms": created_ms}).to_string().into_bytes()
+}
+
+impl ActionsProcessor {
+    /// One step of a recompute (see [`crate::recompute`]).
+    fn recompute_step(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
+        use crate::recompute::{batch_prefix, Phase, RecomputeJob, BATCH_TABLE, RECOMPUTE_TABLE, SWITCHED, SWITCH_USERS};
+        let agg_key = String::from_utf8_lossy(&timer.key[1..]).into_owned();
+        let Some(raw) = ctx.store().get(RECOMPUTE_TABLE, agg_key.as_bytes())? else { return Ok(()) };
+        let mut job: RecomputeJob = serde_json::from_slice(&raw).map_err(|e| failed(&self.name, format!("corrupt recompute job {agg_key}: {e}")))?;
+        if job.phase == Phase::Done {
+            return Ok(());
+        }
+        let Some(index) = self.defs.aggregations.iter().position(|a| a.key == agg_key && a.group == self.group) else {
+            job.phase = Phase::Done;
+            job.finished_ms = self.clock.now_ms();
+            ctx.batch().put(RECOMPUTE_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
+            return Ok(());
+        };
+        let li = self.local[index].expect("an aggregation of this group");
+        let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.name, e))?;
+        let (caught_up, mut updated) = self.recompute_read(ctx, &mut job, index, &topic)?;
+        match job.phase {
+            Phase::Batch if caught_up => job.phase = Phase::Switch,
+            Phase::Switch if caught_up => {
+                let prefix = batch_prefix(&agg_key);
+                let mut end = prefix.clone();
+                *end.last_mut().unwrap_or(&mut 0) = 1;
+                let after = job.switch_after.clone();
+                let start = match &after {
+                    Some(k) => std::ops::Bound::Excluded(k.as_slice()),
+                    None => std::ops::Bound::Included(prefix.as_slice()),
+                };
+                let rows = ctx.store().range(BATCH_TABLE, start, std::ops::Bound::Excluded(&end), SWITCH_USERS)?;
+                let list_max = self.defs.distinct_list_max;
+                let step = job.steps;
+                for (k, v) in &rows {
+                    job.switch_after = Some(k.clone());
+                    if v.as_slice() == SWITCHED {
+                        continue;
+                    }
+                    let rest = &k[prefix.len()..];
+                    let Some(split) = rest.iter().position(|b| *b == 0) else { continue };
+                    let (Ok(app), Ok(user)) = (std::str::from_utf8(&rest[..split]), std::str::from_utf8(&rest[split + 1..])) else { continue };
+                    let Ok(app) = AppId::new(app) else { continue };
+                    // This step's catch-up may have added to the row (in the batch, not committed).
+                    let staged: Buckets = match updated.remove(k) {
+                        Some(b) => b,
+                        None => crate::state::decode("staged buckets", v).map_err(|e| failed(&self.name, e))?,
+                    };
+                    let key = UserKey::new(app, user);
+                    self.load(&key)?;
+                    let tz = self.zones.zone(&key.app);
+                    let (first, cutoff) = (self.days.local_day(tz, job.first_ms) + 1, self.days.local_day(tz, job.cutoff_ms));
+                    let state = self.cache.get_mut(&key).expect("loaded");
+                    let buckets = &mut state.aggs[li];
+                    buckets.0.retain(|(d, _)| *d < first || *d >= cutoff);
+                    buckets.merge(&staged, list_max);
+                    self.dirty.entry(key.clone()).or_default().aggs.insert(li);
+                    let eval_ms = state.meta.last_active_ms.max(1);
+                    self.evaluate(ctx, &key, tz, eval_ms, &Cause::Backfill { key: &agg_key, step }, false)?;
+                    ctx.batch().put(BATCH_TABLE, k.clone(), SWITCHED.to_vec());
+                    job.switched += 1;
+                }
+                if rows.len() < SWITCH_USERS {
+                    job.phase = Phase::Cleanup;
+                }
+            }
+            Phase::Cleanup => {
+                ctx.batch().delete_prefix(BATCH_TABLE, batch_prefix(&agg_key));
+                job.phase = Phase::Done;
+                job.finished_ms = self.clock.now_ms();
+                tracing::info!(aggregation = %job.aggregation, read = job.read, switched = job.switched, "recompute done");
+            }
+            _ => {}
+        }
+        job.steps += 1;
+        if job.phase != Phase::Done {
+            // Never the fired timer's own key (the runtime deletes that one after this call).
+            ctx.schedule_timer(meridian_event::Timestamp::now().millis().max(timer.due_ms + 1), &timer.key);
+        }
+        ctx.batch().put(RECOMPUTE_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
+        self.flush(ctx)
+    }
+
+    /// Reads up to a step of records towards the live layer's position (committed, or the
+    /// end of this round's records) into the staged buckets; whether it has reached it, and
+    /// the staged rows it changed (written to the batch, not committed yet).
+    fn recompute_read(&mut self, ctx: &mut ProcessContext<'_>, job: &mut crate::recompute::RecomputeJob, index: usize, topic: &TopicName) -> Result<(bool, FxHashMap<Vec<u8>, Buckets>)> {
+        use crate::recompute::{batch_key, BATCH_TABLE, STEP_RECORDS, SWITCHED};
+        let partitions = self.log.partition_count(topic)?;
+        let kind = self.defs.aggregations[index].kind;
+        let list_max = self.defs.distinct_list_max;
+        let mut partial: FxHashMap<UserKey, Buckets> = FxHashMap::default();
+        let mut budget = STEP_RECORDS;
+        let mut caught_up = true;
+        for partition in 0..partitions {
+            let committed = ctx.committed_position(topic, partition)?.unwrap_or(0);
+            let target = self.round_positions.get(&partition).copied().unwrap_or(committed).max(committed);
+            loop {
+                let cursor = *job.cursor.get(&partition).unwrap_or(&0);
+                let from = cursor.max(self.log.offsets(topic, partition)?.start);
+                if from >= target {
+                    job.cursor.insert(partition, from.max(cursor));
+                    break;
+                }
+                if budget == 0 {
+                    caught_up = false;
+                    break;
+                }
+                let records = self.log.read(topic, partition, from, budget.min((target - from) as usize), 16 << 20)?;
+                if records.is_empty() {
+                    job.cursor.insert(partition, target);
+                    break;
+                }
+                for record in records.iter().filter(|r| r.offset < target) {
+                    job.read += 1;
+                    budget = budget.saturating_sub(1);
+                    let Ok(LogEntry::Event(event)) = LogEntry::decode(&record.value) else { continue };
+                    let Some(user) = &event.user else { continue };
+                    let key = UserKey::new(event.app.clone(), user.as_str());
+                    if self.erased_at(&key).is_some_and(|erased| erased.get(&partition).is_some_and(|at| record.offset < *at)) {
+                        continue;
+                    }
+                    let tz = self.zones.zone(&event.app);
+                    let day = self.days.local_day(tz, event.time.millis());
+                    let (first, cutoff) = (self.days.local_day(tz, job.first_ms) + 1, self.days.local_day(tz, job.cutoff_ms));
+                    if day < first || day >= cutoff {
+                        continue;
+                    }
+                    if let Some(input) = self.input(ctx, index, &event)? {
+                        partial.entry(key).or_default().add(kind, day, &input, list_max);
+                    }
+                }
+                let next = records.last().map_or(target, |r| (r.offset + 1).min(target));
+                job.cursor.insert(partition, next);
+            }
+        }
+        let agg_key = self.defs.aggregations[index].key.clone();
+        let mut updated = FxHashMap::default();
+        for (key, buckets) in partial {
+            let row = batch_key(&agg_key, key.app.as_str(), &key.user);
+            let mut staged: Buckets = match ctx.store().get(BATCH_TABLE, &row)? {
+                // Switched over: the user is live again and counts its events live.
+                Some(v) if v.as_slice() == SWITCHED => continue,
+                Some(v) => crate::state::decode("staged buckets", &v).map_err(|e| failed(&self.name, e))?,
+                None => Buckets::default(),
+            };
+            staged.merge(&buckets, list_max);
+            ctx.batch().put(BATCH_TABLE, row.clone(), encode(&staged));
+            updated.insert(row, staged);
+        }
+        Ok((caught_up, updated))
+    }
 }
 
 /// An id for an emitted record: readable when short, hashed when long.
@@ -965,6 +1133,11 @@ impl Processor for ActionsProcessor {
 
     fn process(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, records: &[Record]) -> Result<()> {
         self.begin(ctx)?;
+        if let Some(last) = records.last() {
+            if topic == &self.topic {
+                self.round_positions.insert(last.partition, last.offset + 1);
+            }
+        }
         let entries: Vec<(&Record, LogEntry)> = records
             .iter()
             .filter_map(|record| match LogEntry::decode(&record.value) {
@@ -1020,12 +1193,15 @@ impl Processor for ActionsProcessor {
         self.begin(ctx)?;
         if timer.key.first() == Some(&JOB_TIMER) {
             self.backfill_step(ctx, timer)
+        } else if timer.key.first() == Some(&RECOMPUTE_TIMER) {
+            self.recompute_step(ctx, timer)
         } else {
             self.review(ctx, timer)
         }
     }
 
     fn after_commit(&mut self) -> Result<()> {
+        self.round_positions.clear();
         if let Some(hot) = &self.hot {
             for (user, scope, fields) in self.publish.drain(..) {
                 hot.publish(user, scope, fields);
@@ -1051,6 +1227,7 @@ impl Processor for ActionsProcessor {
         self.erased.clear();
         self.redo_staged.clear();
         self.publish.clear();
+        self.round_positions.clear();
         // A failed round may have been the first: look for new aggregations again.
         self.started = false;
         self.redo_unapplied.clear();

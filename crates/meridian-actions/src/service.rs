@@ -466,6 +466,61 @@ impl ActionsService {
         Ok(job)
     }
 
+    /// Starts the recompute of aggregation `name`'s older days from the log (the lambda
+    /// merge, see [`crate::recompute`]): the days from the first whole day the log holds to
+    /// `actions.live_days` before today are replaced by what the log says; later days stay
+    /// live. One at a time per aggregation.
+    pub fn request_recompute(&self, name: &str) -> Result<crate::recompute::RecomputeJob> {
+        use crate::recompute::{Phase, RecomputeJob, RECOMPUTE_TABLE};
+        let (_, agg) = self.defs.aggregation(name).ok_or_else(|| Error::UnknownAggregation(name.to_owned()))?;
+        if let Some(job) = self.recompute_status(name)? {
+            if job.phase != Phase::Done {
+                return Err(Error::Backfill(format!("aggregation {name:?} is being recomputed ({:?}, {} records read)", job.phase, job.read)));
+            }
+        }
+        let group = self.defs.groups.iter().find(|g| g.name == agg.group).ok_or_else(|| Error::Corrupt(format!("unknown group {}", agg.group)))?;
+        let topic = match &group.topic {
+            Some(t) => meridian_log::TopicName::new(t.as_str()).map_err(|e| Error::Corrupt(e.to_string()))?,
+            None => self.settings.events_topic.clone(),
+        };
+        let now = self.clock.now_ms();
+        let mut job = RecomputeJob {
+            aggregation: name.to_owned(),
+            key: agg.key.clone(),
+            topic: topic.as_str().to_owned(),
+            cutoff_ms: now - i64::from(self.config.live_days.saturating_sub(1)) * 86_400_000,
+            first_ms: i64::MAX,
+            requested_ms: now,
+            ..RecomputeJob::default()
+        };
+        for partition in 0..self.log.partition_count(&topic)? {
+            let offsets = self.log.offsets(&topic, partition)?;
+            job.cursor.insert(partition, offsets.start);
+            job.total += offsets.end - offsets.start;
+            if let Some(first) = self.log.read(&topic, partition, offsets.start, 1, 1 << 20)?.first() {
+                job.first_ms = job.first_ms.min(first.timestamp);
+            }
+        }
+        if job.first_ms == i64::MAX {
+            job.first_ms = now;
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(RECOMPUTE_TABLE, agg.key.as_bytes().to_vec(), serde_json::to_vec(&job).unwrap_or_default());
+        self.kv.commit(batch)?;
+        meridian_runtime::schedule_timer(&*self.kv, &processor_name(&agg.group), meridian_event::Timestamp::now().millis(), &crate::processor::recompute_timer_key(&agg.key))
+            .map_err(|e| Error::Backfill(e.to_string()))?;
+        Ok(job)
+    }
+
+    /// The latest recompute of aggregation `name` (its current definition), if any.
+    pub fn recompute_status(&self, name: &str) -> Result<Option<crate::recompute::RecomputeJob>> {
+        let (_, agg) = self.defs.aggregation(name).ok_or_else(|| Error::UnknownAggregation(name.to_owned()))?;
+        match self.kv.get(crate::recompute::RECOMPUTE_TABLE, agg.key.as_bytes())? {
+            Some(raw) => Ok(Some(serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("recompute job of {name}: {e}")))?)),
+            None => Ok(None),
+        }
+    }
+
     /// The back-fill of aggregation `name` (its current definition), if one was asked.
     pub fn backfill_status(&self, name: &str) -> Result<Option<Job>> {
         let (_, agg) = self.defs.aggregation(name).ok_or_else(|| Error::UnknownAggregation(name.to_owned()))?;

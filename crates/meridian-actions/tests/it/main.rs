@@ -216,7 +216,10 @@ impl Fixture {
     pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            if Instant::now() >= deadline {
+                let errors: Vec<String> = self.runtime.as_ref().map(|r| r.status().into_iter().filter_map(|s| s.last_error.map(|e| format!("{}: {e}", s.name))).collect()).unwrap_or_default();
+                panic!("timed out waiting for: {what}; processor errors: {errors:?}");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
