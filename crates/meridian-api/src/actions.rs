@@ -140,6 +140,34 @@ pub struct BackfillJob {
     pub finished_ms: i64,
 }
 
+/// A recompute of an aggregation's older days from the log (the lambda merge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecomputeJob {
+    /// The aggregation.
+    pub aggregation: String,
+    /// The topic read.
+    pub topic: String,
+    /// `batch` (reading the log), `switch` (replacing users' older days), `cleanup` or `done`.
+    pub phase: String,
+    /// Days before the local day of this instant are recomputed (ms since the epoch); later
+    /// days stay live.
+    pub cutoff_ms: i64,
+    /// Days after the local day of this instant are recomputed (the log's first record).
+    pub first_ms: i64,
+    /// Records the log held when it was asked.
+    pub total: u64,
+    /// Records read so far (more than `total` when events arrive meanwhile).
+    pub read: u64,
+    /// Users switched over so far.
+    pub switched: u64,
+    /// Steps done.
+    pub steps: u64,
+    /// When it was asked, ms since the epoch.
+    pub requested_ms: i64,
+    /// When it finished, ms since the epoch (0 until then).
+    pub finished_ms: i64,
+}
+
 /// A definition of the `[actions]` section with its live figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Definition {

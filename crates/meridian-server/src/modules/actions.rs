@@ -127,6 +127,7 @@ impl Capability for Actions {
             .routes(routes!(export))
             .routes(routes!(definitions))
             .routes(routes!(start_backfill, backfill_status))
+            .routes(routes!(start_recompute, recompute_status))
             .with_state(state);
         let module = module
             .routes(routes)
@@ -444,5 +445,74 @@ async fn backfill_status(State(state): State<Arc<ActionsState>>, Path(name): Pat
     match state.call(move |s| s.backfill_status(&asked)).await? {
         Some(job) => Ok(Json(job_view(job))),
         None => Err(ApiError::not_found("no_backfill", format!("no back-fill of aggregation {name:?} was asked; start one with POST on this path"))),
+    }
+}
+
+fn recompute_view(job: meridian_actions::recompute::RecomputeJob) -> meridian_api::actions::RecomputeJob {
+    use meridian_actions::recompute::Phase;
+    let phase = match job.phase {
+        Phase::Batch => "batch",
+        Phase::Switch => "switch",
+        Phase::Cleanup => "cleanup",
+        Phase::Done => "done",
+    };
+    meridian_api::actions::RecomputeJob {
+        aggregation: job.aggregation,
+        topic: job.topic,
+        phase: phase.to_owned(),
+        cutoff_ms: job.cutoff_ms,
+        first_ms: job.first_ms,
+        total: job.total,
+        read: job.read,
+        switched: job.switched,
+        steps: job.steps,
+        requested_ms: job.requested_ms,
+        finished_ms: job.finished_ms,
+    }
+}
+
+/// Starts the recompute of an aggregation's older days from the log (the lambda merge):
+/// the days from the log's first whole day to `actions.live_days` before today are
+/// replaced by what the log says, user by user, while later days stay live; readers see
+/// either value, never a mix. Follow it with `GET` on the same path.
+#[utoipa::path(
+    post,
+    path = "/v1/actions/aggregations/{name}/recompute",
+    tag = "actions",
+    params(("name" = String, Path, description = "An aggregation of the [actions] section")),
+    responses(
+        (status = 202, description = "Started", body = meridian_api::actions::RecomputeJob),
+        (status = 404, description = "Unknown aggregation", body = meridian_api::ErrorBody),
+        (status = 409, description = "A recompute of it is running", body = meridian_api::ErrorBody),
+    ),
+    extensions(("x-permission" = json!("global_admin"))),
+)]
+async fn start_recompute(State(state): State<Arc<ActionsState>>, Path(name): Path<String>, headers: HeaderMap) -> Result<(StatusCode, Json<meridian_api::actions::RecomputeJob>), ApiError> {
+    let principal = require_global_admin(&state.app, &headers)?;
+    let job = {
+        let name = name.clone();
+        state.call(move |s| s.request_recompute(&name)).await?
+    };
+    let entry = NewAuditEntry::new(principal.actor(), "actions.recompute", name).after(serde_json::json!({"topic": job.topic, "total": job.total, "cutoff_ms": job.cutoff_ms}));
+    let tenancy = state.app.tenancy.clone();
+    blocking(move || tenancy.audit().record(entry)).await??;
+    Ok((StatusCode::ACCEPTED, Json(recompute_view(job))))
+}
+
+/// Progress of an aggregation's latest recompute.
+#[utoipa::path(
+    get,
+    path = "/v1/actions/aggregations/{name}/recompute",
+    tag = "actions",
+    params(("name" = String, Path, description = "An aggregation of the [actions] section")),
+    responses((status = 200, description = "Progress", body = meridian_api::actions::RecomputeJob), (status = 404, description = "Unknown aggregation, or never recomputed", body = meridian_api::ErrorBody)),
+    extensions(("x-permission" = json!("global_admin"))),
+)]
+async fn recompute_status(State(state): State<Arc<ActionsState>>, Path(name): Path<String>, headers: HeaderMap) -> Result<Json<meridian_api::actions::RecomputeJob>, ApiError> {
+    require_global_admin(&state.app, &headers)?;
+    let asked = name.clone();
+    match state.call(move |s| s.recompute_status(&asked)).await? {
+        Some(job) => Ok(Json(recompute_view(job))),
+        None => Err(ApiError::not_found("no_recompute", format!("aggregation {name:?} was never recomputed; start one with POST on this path"))),
     }
 }

@@ -240,6 +240,9 @@ async fn bad_inputs_get_their_codes_and_change_nothing() {
         (Method::POST, "/v1/actions/aggregations/nope/backfill".into(), MASTER, Value::Null, StatusCode::NOT_FOUND, "unknown_aggregation", "nope"),
         (Method::GET, "/v1/actions/aggregations/nope/backfill".into(), MASTER, Value::Null, StatusCode::NOT_FOUND, "unknown_aggregation", "nope"),
         (Method::GET, "/v1/actions/aggregations/views/backfill".into(), MASTER, Value::Null, StatusCode::NOT_FOUND, "no_backfill", "views"),
+        (Method::POST, "/v1/actions/aggregations/views/recompute".into(), key.as_str(), Value::Null, StatusCode::FORBIDDEN, "forbidden", ""),
+        (Method::POST, "/v1/actions/aggregations/nope/recompute".into(), MASTER, Value::Null, StatusCode::NOT_FOUND, "unknown_aggregation", "nope"),
+        (Method::GET, "/v1/actions/aggregations/views/recompute".into(), MASTER, Value::Null, StatusCode::NOT_FOUND, "no_recompute", "views"),
     ];
     for (method, uri, key, body, status, code, says) in cases {
         let auth = format!("Bearer {key}");
@@ -290,6 +293,29 @@ async fn an_aggregation_added_later_is_back_filled_from_the_log() {
     let audit = t.get("/v1/audit?action=actions.backfill", MASTER).await;
     assert_eq!(audit.json["entries"].as_array().unwrap().len(), 1, "{:?}", audit.json);
     assert_eq!(audit.json["entries"][0]["target"], "orders", "{:?}", audit.json);
+}
+
+#[tokio::test]
+async fn a_recompute_replaces_older_days_from_the_log_and_keeps_the_values() {
+    let (t, key, _) = world().await;
+    let profile = t.get("/v1/apps/shop/users/ann/profile", &key).await.json;
+    let started = t.post("/v1/actions/aggregations/views/recompute", MASTER, Body::empty()).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.json);
+    assert_eq!(started.json["phase"], "batch");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let job = t.get("/v1/actions/aggregations/views/recompute", MASTER).await;
+        assert_eq!(job.status, StatusCode::OK, "{:?}", job.json);
+        if job.json["phase"] == "done" {
+            break job.json;
+        }
+        assert!(Instant::now() < deadline, "the recompute did not finish: {:?}", job.json);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(job["read"].as_u64().unwrap() >= job["total"].as_u64().unwrap(), "{job}");
+    assert_eq!(t.get("/v1/apps/shop/users/ann/profile", &key).await.json["values"], profile["values"], "the log agrees with the live layer");
+    let audit = t.get("/v1/audit?action=actions.recompute", MASTER).await;
+    assert_eq!(audit.json["entries"].as_array().unwrap().len(), 1, "{:?}", audit.json);
 }
 
 #[tokio::test]
