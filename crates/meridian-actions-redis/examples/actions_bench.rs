@@ -81,6 +81,9 @@ fn config() -> ActionsConfig {
             a.prop = None;
         }
     }
+    if let Some(n) = arg("--timeline") {
+        c.timeline_len = n as usize;
+    }
     if let Some(n) = arg("--aggs") {
         c.aggregations.truncate(n as usize);
     }

@@ -19,7 +19,7 @@ use crate::expr::Val;
 use crate::state::{agg_field, encode, meta_field, TimelineEntry, UserKey, UserState};
 use crate::store::{ProfileStore, UserWrite};
 use crate::value::{Bucket, Buckets, Input};
-use crate::window::{day_start_ms, local_day, Day};
+use crate::window::Day;
 use crate::{AppZones, Clock};
 use bytes::Bytes;
 use meridian_event::{AppId, Event, LogEntry};
@@ -184,10 +184,13 @@ pub struct ActionsProcessor {
     topic: TopicName,
     settings: ProcessorSettings,
     defs: Arc<Definitions>,
-    aggs: Vec<usize>,
     agg_keys: Vec<String>,
     /// Global aggregation index → index within this group.
     local: Vec<Option<usize>>,
+    /// The group's aggregations (global indices) whose filters name the event's action…
+    by_action: FxHashMap<String, Vec<usize>>,
+    /// …and those whose filters do not: an event is offered to these and to its action's.
+    any_action: Vec<usize>,
     segments: Vec<usize>,
     triggers: Vec<usize>,
     evaluates_stage: bool,
@@ -293,8 +296,14 @@ impl ActionsProcessor {
         let aggs: Vec<usize> = defs.aggregations.iter().enumerate().filter(|(_, a)| a.group == group).map(|(i, _)| i).collect();
         let agg_keys = aggs.iter().map(|i| defs.aggregations[*i].key.clone()).collect();
         let mut local = vec![None; defs.aggregations.len()];
+        let mut by_action: FxHashMap<String, Vec<usize>> = FxHashMap::default();
+        let mut any_action = Vec::new();
         for (n, i) in aggs.iter().enumerate() {
             local[*i] = Some(n);
+            match defs.aggregations[*i].filter.as_ref().and_then(|f| f.required_actions()) {
+                Some(actions) => actions.into_iter().for_each(|a| by_action.entry(a).or_default().push(*i)),
+                None => any_action.push(*i),
+            }
         }
         let segments = defs.segments.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
         let triggers = defs.triggers.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
@@ -306,9 +315,10 @@ impl ActionsProcessor {
             evaluates_stage: group == DEFAULT_GROUP,
             meta_field: meta_field(group),
             defs,
-            aggs,
             agg_keys,
             local,
+            by_action,
+            any_action,
             segments,
             triggers,
             store,
@@ -452,7 +462,7 @@ impl ActionsProcessor {
             AggregationKind::Sum | AggregationKind::Min | AggregationKind::Max => agg.field.as_ref().and_then(|f| f.number(event)).map(Input::Number),
             AggregationKind::LastValue => agg.field.as_ref().and_then(|f| f.read(event)).map(|v| {
                 let text = match v {
-                    meridian_pipeline::FieldValue::Str(s) => serde_json::Value::String(s.to_owned()).to_string(),
+                    meridian_pipeline::FieldValue::Str(s) => serde_json::to_string(s).unwrap_or_default(),
                     meridian_pipeline::FieldValue::Int(i) => i.to_string(),
                     meridian_pipeline::FieldValue::Json(j) => j.to_string(),
                 };
@@ -482,8 +492,12 @@ impl ActionsProcessor {
             return Ok(());
         }
         let mut inputs = Vec::new();
-        for n in 0..self.aggs.len() {
-            let i = self.aggs[n];
+        let candidates = self.by_action.get(event.action.as_str()).map_or(0, Vec::len);
+        for n in 0..self.any_action.len() + candidates {
+            let i = match n.checked_sub(self.any_action.len()) {
+                None => self.any_action[n],
+                Some(m) => self.by_action[event.action.as_str()][m],
+            };
             if let Some(input) = self.input(ctx, i, event)? {
                 inputs.push((i, input));
             }
@@ -513,11 +527,25 @@ impl ActionsProcessor {
         meta.last_active_ms = meta.last_active_ms.max(t);
         meta.activity.add(AggregationKind::Count, day, &Input::Event(t), list_max);
         meta.activity.prune(oldest);
-        if timeline_len > 0 {
-            let entry = TimelineEntry { time_ms: t, action: event.action.as_str().to_owned(), target: event.target.as_ref().map(|x| (x.kind.as_str().to_owned(), x.id.clone())) };
+        let full = meta.timeline.len() >= timeline_len;
+        if timeline_len > 0 && !(full && meta.timeline.last().is_some_and(|e| e.time_ms >= t)) {
+            // The entry that falls off lends its strings to the new one (no allocation).
+            let mut entry = if full { meta.timeline.pop().expect("full") } else { TimelineEntry { time_ms: 0, action: String::new(), target: None } };
+            entry.time_ms = t;
+            entry.action.clear();
+            entry.action.push_str(event.action.as_str());
+            match (&event.target, &mut entry.target) {
+                (Some(x), Some((kind, id))) => {
+                    kind.clear();
+                    kind.push_str(x.kind.as_str());
+                    id.clear();
+                    id.push_str(&x.id);
+                }
+                (Some(x), slot) => *slot = Some((x.kind.as_str().to_owned(), x.id.clone())),
+                (None, slot) => *slot = None,
+            }
             let at = meta.timeline.partition_point(|e| e.time_ms > t);
             meta.timeline.insert(at, entry);
-            meta.timeline.truncate(timeline_len);
         }
         dirty.meta = true;
         let eval_ms = meta.last_active_ms;
@@ -685,9 +713,9 @@ impl ActionsProcessor {
             if !d.clear && state.meta.last_active_ms > 0 {
                 // The next daily review, while time can still change something.
                 let tz = self.zones.zone(&key.app);
-                let today = local_day(tz, d.review_from.unwrap_or(now).max(state.meta.last_active_ms));
-                let last = local_day(tz, state.meta.last_active_ms);
-                let due = if i64::from(today - last) < horizon { day_start_ms(tz, today + 1) } else { 0 };
+                let today = self.days.local_day(tz, d.review_from.unwrap_or(now).max(state.meta.last_active_ms));
+                let last = self.days.local_day(tz, state.meta.last_active_ms);
+                let due = if i64::from(today - last) < horizon { self.days.day_start_ms(tz, today + 1) } else { 0 };
                 if due != state.meta.review_at_ms {
                     state.meta.review_at_ms = due;
                     if due > 0 {
@@ -727,22 +755,17 @@ impl ActionsProcessor {
                     }
                 }
             }
-            if self.hot.is_some() {
-                let fields = if d.clear {
-                    Vec::new()
-                } else if write.clear {
-                    write.set.clone()
-                } else {
-                    let mut all = vec![(self.meta_field.clone(), encode(&state.meta))];
-                    for (li, b) in state.aggs.iter().enumerate() {
-                        if !b.0.is_empty() {
-                            let bytes = state.encoded[li].get_or_insert_with(|| encode(b)).clone();
-                            all.push((agg_field(&self.agg_keys[li]), bytes));
-                        }
+            // What the memory copy gets: a full write's own fields (moved there once the
+            // write is staged), or all fields built here for a partial write.
+            if self.hot.is_some() && !(write.clear || d.clear) {
+                let mut all = vec![(self.meta_field.clone(), encode(&state.meta))];
+                for (li, b) in state.aggs.iter().enumerate() {
+                    if !b.0.is_empty() {
+                        let bytes = state.encoded[li].get_or_insert_with(|| encode(b)).clone();
+                        all.push((agg_field(&self.agg_keys[li]), bytes));
                     }
-                    all
-                };
-                self.publish.push((key.clone(), write.scope.clone(), Arc::new(fields)));
+                }
+                self.publish.push((key.clone(), write.scope.clone(), Arc::new(all)));
             }
             writes.push(write);
         }
@@ -761,7 +784,20 @@ impl ActionsProcessor {
             key.extend_from_slice(&self.redo_seq.to_be_bytes());
             self.redo_seq += 1;
             ctx.batch().put(REDO_TABLE, key.clone(), encode_redo(&writes));
+            if self.hot.is_some() {
+                for w in writes.iter().filter(|w| w.clear) {
+                    if let Some(user) = &w.user {
+                        self.publish.push((user.clone(), w.scope.clone(), Arc::new(w.set.clone())));
+                    }
+                }
+            }
             self.redo_staged.push((key, writes));
+        } else if self.hot.is_some() {
+            for w in writes.into_iter().filter(|w| w.clear) {
+                if let Some(user) = w.user {
+                    self.publish.push((user, w.scope, Arc::new(w.set)));
+                }
+            }
         }
         if self.cache.len() > CACHE_USERS {
             self.cache.clear();
@@ -832,7 +868,7 @@ impl ActionsProcessor {
                         continue;
                     }
                     let tz = self.zones.zone(&event.app);
-                    let day = local_day(tz, event.time.millis());
+                    let day = self.days.local_day(tz, event.time.millis());
                     if day < self.today(tz) - (self.defs.retention_days as Day - 1) {
                         continue;
                     }

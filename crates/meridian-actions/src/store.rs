@@ -148,9 +148,21 @@ impl EmbeddedProfileStore {
     /// on it, earlier ones on the committed value.
     fn write_into(&self, batch: &mut WriteBatch, writes: &[UserWrite]) -> Result<()> {
         let mut pending: std::collections::HashMap<Vec<u8>, Fields> = std::collections::HashMap::new();
+        // Users written more than once in this call take the general path.
+        let mut seen = std::collections::HashSet::new();
+        let repeated: std::collections::HashSet<Vec<u8>> = writes.iter().filter_map(|w| w.user.as_ref().map(|u| Self::key(u, &w.scope))).filter(|k| !seen.insert(k.clone())).collect();
         for w in writes {
             let Some(user) = &w.user else { continue };
             let key = Self::key(user, &w.scope);
+            if w.clear && w.remove.is_empty() && !repeated.contains(&key) {
+                // A full write (what the processors send): encoded as given, no copy.
+                if w.set.is_empty() {
+                    batch.delete(USERS_TABLE, key);
+                } else {
+                    batch.put(USERS_TABLE, key, crate::state::encode(&w.set));
+                }
+                continue;
+            }
             let current = match pending.remove(&key) {
                 Some(f) => f,
                 None if w.clear => Vec::new(),

@@ -221,6 +221,12 @@ pub struct Buckets(pub Vec<(Day, Bucket)>);
 impl Buckets {
     /// Adds an input to `day`'s bucket; false when the input does not fit `kind`.
     pub fn add(&mut self, kind: AggregationKind, day: Day, input: &Input, list_max: usize) -> bool {
+        // Most events are of the newest day: look there first.
+        if let Some((d, bucket)) = self.0.last_mut() {
+            if *d == day {
+                return bucket.add(input, list_max);
+            }
+        }
         match self.0.binary_search_by_key(&day, |(d, _)| *d) {
             Ok(at) => self.0[at].1.add(input, list_max),
             Err(at) => match Bucket::from_input(kind, input, list_max) {
@@ -245,6 +251,9 @@ impl Buckets {
 
     /// Drops days before `oldest`; true when something was dropped.
     pub fn prune(&mut self, oldest: Day) -> bool {
+        if self.0.first().is_none_or(|(d, _)| *d >= oldest) {
+            return false;
+        }
         let keep_from = self.0.partition_point(|(d, _)| *d < oldest);
         if keep_from > 0 {
             self.0.drain(..keep_from);

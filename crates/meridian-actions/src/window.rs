@@ -23,6 +23,7 @@ pub fn local_day(tz: Tz, ms: i64) -> Day {
 #[derive(Debug, Default)]
 pub struct Days {
     offsets: rustc_hash::FxHashMap<(Tz, i64), i64>,
+    starts: rustc_hash::FxHashMap<(Tz, Day), i64>,
 }
 
 impl Days {
@@ -38,6 +39,14 @@ impl Days {
             tz.timestamp_millis_opt(slot * QUARTER).single().map_or(0, |t| i64::from(t.offset().fix().local_minus_utc()) * 1000)
         });
         (ms + offset).div_euclid(86_400_000) as Day
+    }
+
+    /// When local `day` starts in `tz` (same as [`day_start_ms`]).
+    pub fn day_start_ms(&mut self, tz: Tz, day: Day) -> i64 {
+        if self.starts.len() > 100_000 {
+            self.starts.clear();
+        }
+        *self.starts.entry((tz, day)).or_insert_with(|| day_start_ms(tz, day))
     }
 }
 

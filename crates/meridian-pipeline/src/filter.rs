@@ -24,6 +24,20 @@ impl EventFilter {
     pub fn matches(&self, event: &Event) -> bool {
         self.0.matches(event)
     }
+
+    /// The actions an event must have to match, when the condition says so outright (a
+    /// table entry `action = ...` or a conjunction with `action == "..."`): lets a caller
+    /// with many filters look at only those of an event's action.
+    pub fn required_actions(&self) -> Option<Vec<String>> {
+        use crate::condition::{Condition, Literal};
+        match &self.0 {
+            Condition::StrEq(comparisons) => comparisons.iter().find(|(p, _)| matches!(p, EventPath::Action)).map(|(_, text)| vec![text.clone()]),
+            Condition::Match(entries) => entries.iter().find(|(p, _)| matches!(p, EventPath::Action)).and_then(|(_, literals)| {
+                literals.iter().map(|l| if let Literal::Str(s) = l { Some(s.clone()) } else { None }).collect()
+            }),
+            Condition::Expr(_) => None,
+        }
+    }
 }
 
 /// A readable event path (`target.id`, `context.city`, `props.amount`…).
@@ -119,5 +133,11 @@ mod tests {
         assert_eq!(EventField::parse("props.missing").unwrap().read(&e), None);
         assert!(EventField::parse("nonsense.path").is_err());
         assert!(!EventField::parse("target.id").unwrap().can_be_numeric());
+        let required = |c: ConditionConfig| EventFilter::compile(&c).unwrap().required_actions();
+        assert_eq!(required(ConditionConfig::Expr("action == \"order\" && props.amount == \"1\"".into())), Some(vec!["order".to_owned()]));
+        assert_eq!(required(ConditionConfig::Expr("props.amount > 1".into())), None);
+        assert_eq!(required(ConditionConfig::Expr("target.type == \"shop\"".into())), None);
+        let table: crate::OrderedMap<Value> = [("action".to_owned(), serde_json::json!(["view", "click"]))].into_iter().collect();
+        assert_eq!(required(ConditionConfig::Match(table)), Some(vec!["view".to_owned(), "click".to_owned()]));
     }
 }
