@@ -242,7 +242,26 @@ fn main() {
         active += page.len() as u64;
         after = page.last().cloned();
     }
-    println!("active users: {active}; stored profile bytes per user: {} (field names + values); process RSS growth per user while processing: {} B", stored / active.max(1), rss1.saturating_sub(rss0) / active.max(1));
+    // Memory a user takes in the processor's cache (decoded) and in the read cache (its
+    // fields as stored), from a sample.
+    let defs = service.definitions();
+    let keys: Vec<String> = defs.aggregations.iter().map(|a| a.key.clone()).collect();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let sample: Vec<_> = embedded.users(&app, None, 2000).unwrap().into_iter().map(|u| meridian_actions::UserKey::new(app.clone(), u)).collect();
+    let mut decoded = 0usize;
+    let mut fields_bytes = 0usize;
+    for fields in embedded.read_many(&sample).unwrap() {
+        fields_bytes += fields.iter().map(|(f, v)| f.capacity() + v.capacity() + 48).sum::<usize>();
+        decoded += meridian_actions::state::UserState::decode(&fields, "m", &key_refs).unwrap().heap_bytes() + std::mem::size_of::<meridian_actions::state::UserState>();
+    }
+    let sampled = sample.len().max(1);
+    println!(
+        "active users: {active}; per active user: {} B stored (field names + values), {} B decoded in the processor's cache, {} B in the read cache; process RSS growth per user while processing: {} B",
+        stored / active.max(1),
+        decoded / sampled,
+        fields_bytes / sampled,
+        rss1.saturating_sub(rss0) / active.max(1)
+    );
     let ((p50, p99), (a50, a99)) = reads(&service, users, 20_000);
     println!("in-process reads (embedded): profile p50 {p50:.1} us p99 {p99:.1} us; one aggregation (spend, 30d) p50 {a50:.1} us p99 {a99:.1} us");
 

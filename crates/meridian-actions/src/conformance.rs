@@ -15,6 +15,15 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn ProfileStore>) {
     users_list_in_order_with_paging(&*make());
     binary_values_round_trip(&*make());
     scopes_of_one_user_read_back_together(&*make());
+    a_full_write_then_a_partial_one_in_one_call(&*make());
+}
+
+fn a_full_write_then_a_partial_one_in_one_call(store: &dyn ProfileStore) {
+    let u = key("app", "twice");
+    store.apply(&[write(&u, &[("m", b"old"), ("a:gone", b"x")], &[])]).unwrap();
+    let full = UserWrite { clear: true, ..write(&u, &[("m", b"m1"), ("a:1", b"1")], &[]) };
+    store.apply(&[full, write(&u, &[("a:2", b"2")], &["a:1"])]).unwrap();
+    assert_eq!(fields(store, &u), vec![("a:2".into(), b"2".to_vec()), ("m".into(), b"m1".to_vec())], "the second write builds on the first");
 }
 
 fn key(app: &str, user: &str) -> UserKey {
