@@ -188,7 +188,7 @@ pub struct ActionsProcessor {
     /// Global aggregation index → index within this group.
     local: Vec<Option<usize>>,
     /// The group's aggregations (global indices) whose filters name the event's action…
-    by_action: FxHashMap<String, Vec<usize>>,
+    by_action: FxHashMap<String, Arc<[usize]>>,
     /// …and those whose filters do not: an event is offered to these and to its action's.
     any_action: Vec<usize>,
     segments: Vec<usize>,
@@ -225,6 +225,8 @@ pub struct ActionsProcessor {
     round_positions: FxHashMap<u32, u64>,
     /// Users of the current round to publish once it has committed.
     publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
+    /// Reused buffer of an event's aggregation inputs.
+    inputs: Vec<(usize, Input)>,
     /// Reused buffer for interning keys.
     scratch: Vec<u8>,
 }
@@ -296,15 +298,16 @@ impl ActionsProcessor {
         let aggs: Vec<usize> = defs.aggregations.iter().enumerate().filter(|(_, a)| a.group == group).map(|(i, _)| i).collect();
         let agg_keys = aggs.iter().map(|i| defs.aggregations[*i].key.clone()).collect();
         let mut local = vec![None; defs.aggregations.len()];
-        let mut by_action: FxHashMap<String, Vec<usize>> = FxHashMap::default();
+        let mut by_action_lists: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         let mut any_action = Vec::new();
         for (n, i) in aggs.iter().enumerate() {
             local[*i] = Some(n);
             match defs.aggregations[*i].filter.as_ref().and_then(|f| f.required_actions()) {
-                Some(actions) => actions.into_iter().for_each(|a| by_action.entry(a).or_default().push(*i)),
+                Some(actions) => actions.into_iter().for_each(|a| by_action_lists.entry(a).or_default().push(*i)),
                 None => any_action.push(*i),
             }
         }
+        let by_action = by_action_lists.into_iter().map(|(a, list)| (a, Arc::from(list))).collect();
         let segments = defs.segments.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
         let triggers = defs.triggers.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
         Ok(ActionsProcessor {
@@ -343,6 +346,7 @@ impl ActionsProcessor {
             round_positions: FxHashMap::default(),
             publish: Vec::new(),
             scratch: Vec::new(),
+            inputs: Vec::new(),
         })
     }
 
@@ -491,12 +495,14 @@ impl ActionsProcessor {
         if self.erased_at(&key).is_some_and(|erased| erased.get(&record.partition).is_some_and(|at| record.offset < *at)) {
             return Ok(());
         }
-        let mut inputs = Vec::new();
-        let candidates = self.by_action.get(event.action.as_str()).map_or(0, Vec::len);
-        for n in 0..self.any_action.len() + candidates {
-            let i = match n.checked_sub(self.any_action.len()) {
-                None => self.any_action[n],
-                Some(m) => self.by_action[event.action.as_str()][m],
+        let mut inputs = std::mem::take(&mut self.inputs);
+        inputs.clear();
+        let candidates: Option<Arc<[usize]>> = self.by_action.get(event.action.as_str()).cloned();
+        for n in 0..self.any_action.len() + candidates.as_ref().map_or(0, |c| c.len()) {
+            let i = match (n.checked_sub(self.any_action.len()), &candidates) {
+                (None, _) => self.any_action[n],
+                (Some(m), Some(c)) => c[m],
+                (Some(_), None) => break,
             };
             if let Some(input) = self.input(ctx, i, event)? {
                 inputs.push((i, input));
@@ -505,20 +511,26 @@ impl ActionsProcessor {
         self.load(&key)?;
         let list_max = self.defs.distinct_list_max;
         let timeline_len = self.defs.timeline_len;
-        let state = self.cache.get_mut(&key).expect("loaded");
-        if !self.dirty.contains_key(&key) {
-            self.dirty.insert(key.clone(), Dirty::default());
-        }
-        let dirty = self.dirty.get_mut(&key).expect("inserted");
+        // The user's state is taken out of the cache while the event is applied (one
+        // lookup instead of one per step) and put back at the end.
+        let mut owned = self.cache.remove(&key).expect("loaded");
+        let state = &mut owned;
+        let mut touched: u128 = 0;
+        let mut touched_more: Vec<usize> = Vec::new();
         for (i, input) in &inputs {
             let agg = &self.defs.aggregations[*i];
             let Some(li) = self.local[*i] else { continue };
             let buckets = &mut state.aggs[li];
             if buckets.add(agg.kind, day, input, list_max) {
                 buckets.prune(oldest);
-                dirty.aggs.insert(li);
+                if li < 128 {
+                    touched |= 1 << li;
+                } else {
+                    touched_more.push(li);
+                }
             }
         }
+        self.inputs = inputs;
         let t = event.time.millis();
         let meta = &mut state.meta;
         if meta.first_seen_ms == 0 || t < meta.first_seen_ms {
@@ -547,10 +559,21 @@ impl ActionsProcessor {
             let at = meta.timeline.partition_point(|e| e.time_ms > t);
             meta.timeline.insert(at, entry);
         }
-        dirty.meta = true;
         let eval_ms = meta.last_active_ms;
         let cause = Cause::Event { topic, partition: record.partition, offset: record.offset, event_id: event.id.as_str() };
-        self.evaluate(ctx, &key, tz, eval_ms, &cause, true)
+        let evaluated = self.evaluate_state(ctx, &key, state, tz, eval_ms, &cause, true);
+        let dirty = match self.dirty.get_mut(&key) {
+            Some(d) => d,
+            None => self.dirty.entry(key.clone()).or_default(),
+        };
+        dirty.meta = true;
+        while touched != 0 {
+            dirty.aggs.insert(touched.trailing_zeros() as usize);
+            touched &= touched - 1;
+        }
+        dirty.aggs.extend(touched_more);
+        self.cache.insert(key, owned);
+        evaluated.map(drop)
     }
 
     /// Where `key`'s erasures are (partition → offset), if the user was ever erased.
@@ -564,15 +587,26 @@ impl ActionsProcessor {
     /// Re-evaluates stage, segments and triggers of a loaded user as of `eval_ms`,
     /// emitting what changed. Triggers fire only when `fire`.
     fn evaluate(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<()> {
+        let mut state = self.cache.remove(key).expect("loaded");
+        let result = self.evaluate_state(ctx, key, &mut state, tz, eval_ms, cause, fire);
+        self.cache.insert(key.clone(), state);
+        if result? {
+            self.dirty.entry(key.clone()).or_default().meta = true;
+        }
+        Ok(())
+    }
+
+    /// [`Self::evaluate`] of a state taken out of the cache; whether the meta changed.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_state(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, state: &mut UserState, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<bool> {
         let defs = self.defs.clone();
-        let (evaluated, last_ms, first_ms) = self.cache.get(key).map(|s| (s.meta.evaluated_ms, s.meta.last_active_ms, s.meta.first_seen_ms)).expect("loaded");
-        let eval_ms = eval_ms.max(evaluated);
+        let eval_ms = eval_ms.max(state.meta.evaluated_ms);
+        let (last_ms, first_ms) = (state.meta.last_active_ms, state.meta.first_seen_ms);
         let facts = DayFacts {
             today: self.days.local_day(tz, eval_ms),
             last_active: (last_ms != 0).then(|| self.days.local_day(tz, last_ms)),
             first_seen: (first_ms != 0).then(|| self.days.local_day(tz, first_ms)),
         };
-        let state = self.cache.get_mut(key).expect("loaded");
         let mut changed = state.meta.evaluated_ms != eval_ms;
         state.meta.evaluated_ms = eval_ms;
         if self.evaluates_stage {
@@ -650,18 +684,10 @@ impl ActionsProcessor {
             }
             metrics::counter!("meridian_actions_triggers_fired_total", "trigger" => trigger).increment(1);
         }
-        if changed {
-            match self.dirty.get_mut(key) {
-                Some(d) => d.meta = true,
-                None => {
-                    self.dirty.insert(key.clone(), Dirty { meta: true, ..Dirty::default() });
-                }
-            }
-        }
         for emit in emits {
             ctx.emit(emit)?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     fn erase(&mut self, ctx: &mut ProcessContext<'_>, record: &Record, erasure: &meridian_event::Erasure) -> Result<()> {
