@@ -96,6 +96,8 @@ pub struct DefinitionSummary {
     pub members: Option<u64>,
     /// Back-fill state (aggregations).
     pub backfill: Option<Job>,
+    /// Latest recompute (aggregations).
+    pub recompute: Option<crate::recompute::RecomputeJob>,
 }
 
 /// Export formats.
@@ -409,10 +411,11 @@ impl ActionsService {
                 description: a.description.clone(),
                 members: None,
                 backfill: self.backfill_status(&a.name)?,
+                recompute: self.recompute_status(&a.name)?,
             });
         }
         for s in &self.defs.stages {
-            out.push(DefinitionSummary { kind: "stage", name: s.name.clone(), detail: s.text.clone(), filter: String::new(), group: s.group.clone(), description: String::new(), members: None, backfill: None });
+            out.push(DefinitionSummary { kind: "stage", name: s.name.clone(), detail: s.text.clone(), filter: String::new(), group: s.group.clone(), description: String::new(), members: None, backfill: None, recompute: None });
         }
         for s in &self.defs.segments {
             out.push(DefinitionSummary {
@@ -424,10 +427,11 @@ impl ActionsService {
                 description: s.description.clone(),
                 members: Some(self.segment_count(app, &s.name)?),
                 backfill: None,
+                recompute: None,
             });
         }
         for t in &self.defs.triggers {
-            out.push(DefinitionSummary { kind: "trigger", name: t.name.clone(), detail: t.text.clone(), filter: String::new(), group: t.group.clone(), description: t.description.clone(), members: None, backfill: None });
+            out.push(DefinitionSummary { kind: "trigger", name: t.name.clone(), detail: t.text.clone(), filter: String::new(), group: t.group.clone(), description: t.description.clone(), members: None, backfill: None, recompute: None });
         }
         Ok(out)
     }

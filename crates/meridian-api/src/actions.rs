@@ -187,6 +187,9 @@ pub struct Definition {
     pub members: Option<u64>,
     /// An aggregation's back-fill, if one was asked.
     pub backfill: Option<BackfillJob>,
+    /// An aggregation's latest recompute, if any.
+    #[serde(default)]
+    pub recompute: Option<RecomputeJob>,
 }
 
 /// `GET …/actions/definitions`.

@@ -397,6 +397,7 @@ async fn definitions(State(state): State<Arc<ActionsState>>, Path(app): Path<Str
             description: d.description,
             members: d.members,
             backfill: d.backfill.map(job_view),
+            recompute: d.recompute.map(recompute_view),
         })
         .collect();
     Ok(Json(DefinitionList { definitions }))

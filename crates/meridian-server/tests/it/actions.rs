@@ -316,6 +316,17 @@ async fn a_recompute_replaces_older_days_from_the_log_and_keeps_the_values() {
     assert_eq!(t.get("/v1/apps/shop/users/ann/profile", &key).await.json["values"], profile["values"], "the log agrees with the live layer");
     let audit = t.get("/v1/audit?action=actions.recompute", MASTER).await;
     assert_eq!(audit.json["entries"].as_array().unwrap().len(), 1, "{:?}", audit.json);
+    // The console shows it on the aggregation's row, with a progress bar.
+    let shop = meridian_event::AppId::new("shop").unwrap();
+    let grant = meridian_tenancy::Grant::on_app(shop, meridian_tenancy::Role::Viewer);
+    t.server.tenancy().create_operator(&meridian_tenancy::Actor::System, &meridian_tenancy::OperatorId::new("viewer").unwrap(), "Viewer", "a long test password", &[grant]).unwrap();
+    let viewer = t.login("viewer", "a long test password").await;
+    let page = t.page(Some(&viewer), "/console/apps/shop/actions", &[]).await;
+    let row = &page.body[page.body.find("data-aggregation=\"views\"").expect("the views row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("<progress class=\"recompute\"") && row.contains("done"), "{row}");
+    let other = &page.body[page.body.find("data-aggregation=\"skus_viewed\"").expect("another row")..];
+    assert!(other[..other.find("</tr>").unwrap()].contains("never"), "an aggregation never recomputed says so");
 }
 
 #[tokio::test]
