@@ -866,47 +866,22 @@ impl ActionsProcessor {
         };
         let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.name, e))?;
         let mut partial: FxHashMap<UserKey, (Buckets, i64)> = FxHashMap::default();
-        let mut budget = BACKFILL_STEP_RECORDS;
+        let budget = BACKFILL_STEP_RECORDS;
         let kind = self.defs.aggregations[index].kind;
         let list_max = self.defs.distinct_list_max;
-        let partitions: Vec<(u32, u64)> = job.until.iter().map(|(p, u)| (*p, *u)).collect();
-        for (partition, until) in partitions {
-            while budget > 0 {
-                let cursor = *job.cursor.get(&partition).unwrap_or(&0);
-                let start = self.log.offsets(&topic, partition)?.start;
-                let from = cursor.max(start);
-                if from >= until {
-                    job.cursor.insert(partition, until);
-                    break;
-                }
-                let records = self.log.read(&topic, partition, from, budget.min((until - from) as usize), 16 << 20)?;
-                if records.is_empty() {
-                    job.cursor.insert(partition, until);
-                    break;
-                }
-                for record in records.iter().filter(|r| r.offset < until) {
-                    job.read += 1;
-                    budget = budget.saturating_sub(1);
-                    let Ok(LogEntry::Event(event)) = LogEntry::decode(&record.value) else { continue };
-                    let Some(user) = &event.user else { continue };
-                    let key = UserKey::new(event.app.clone(), user.as_str());
-                    if self.erased_at(&key).is_some_and(|erased| erased.get(&partition).is_some_and(|at| record.offset < *at)) {
-                        continue;
-                    }
-                    let tz = self.zones.zone(&event.app);
-                    let day = self.days.local_day(tz, event.time.millis());
-                    if day < self.today(tz) - (self.defs.retention_days as Day - 1) {
-                        continue;
-                    }
-                    if let Some(input) = self.input(ctx, index, &event)? {
-                        let entry = partial.entry(key).or_default();
-                        entry.0.add(kind, day, &input, list_max);
-                        entry.1 = entry.1.max(event.time.millis());
-                        job.merged += 1;
-                    }
-                }
-                let next = records.last().map_or(until, |r| (r.offset + 1).min(until));
-                job.cursor.insert(partition, next);
+        let targets: Vec<(u32, u64)> = job.until.iter().map(|(p, u)| (*p, *u)).collect();
+        let (events, _) = self.read_for_job(&topic, &mut job.cursor, &targets, budget, &mut job.read)?;
+        for (key, event) in events {
+            let tz = self.zones.zone(&event.app);
+            let day = self.days.local_day(tz, event.time.millis());
+            if day < self.today(tz) - (self.defs.retention_days as Day - 1) {
+                continue;
+            }
+            if let Some(input) = self.input(ctx, index, &event)? {
+                let entry = partial.entry(key).or_default();
+                entry.0.add(kind, day, &input, list_max);
+                entry.1 = entry.1.max(event.time.millis());
+                job.merged += 1;
             }
         }
         let agg_key_owned = self.defs.aggregations[index].key.clone();
@@ -1026,6 +1001,53 @@ impl ActionsProcessor {
         self.flush(ctx)
     }
 
+    /// Reads up to `budget` records of `topic` for a job, from `cursor` towards each
+    /// partition's target, advancing `cursor` and counting `read`: the events with a user
+    /// not erased after them, and whether every partition reached its target.
+    fn read_for_job(
+        &mut self,
+        topic: &TopicName,
+        cursor: &mut std::collections::BTreeMap<u32, u64>,
+        targets: &[(u32, u64)],
+        mut budget: usize,
+        read: &mut u64,
+    ) -> Result<(Vec<(UserKey, Event)>, bool)> {
+        let mut out = Vec::new();
+        let mut caught_up = true;
+        for &(partition, target) in targets {
+            loop {
+                let at = *cursor.get(&partition).unwrap_or(&0);
+                let from = at.max(self.log.offsets(topic, partition)?.start);
+                if from >= target {
+                    cursor.insert(partition, from.max(at));
+                    break;
+                }
+                if budget == 0 {
+                    caught_up = false;
+                    break;
+                }
+                let records = self.log.read(topic, partition, from, budget.min((target - from) as usize), 16 << 20)?;
+                if records.is_empty() {
+                    cursor.insert(partition, target);
+                    break;
+                }
+                for record in records.iter().filter(|r| r.offset < target) {
+                    *read += 1;
+                    budget = budget.saturating_sub(1);
+                    let Ok(LogEntry::Event(event)) = LogEntry::decode(&record.value) else { continue };
+                    let Some(user) = &event.user else { continue };
+                    let key = UserKey::new(event.app.clone(), user.as_str());
+                    if self.erased_at(&key).is_some_and(|erased| erased.get(&partition).is_some_and(|at| record.offset < *at)) {
+                        continue;
+                    }
+                    out.push((key, event));
+                }
+                cursor.insert(partition, records.last().map_or(target, |r| (r.offset + 1).min(target)));
+            }
+        }
+        Ok((out, caught_up))
+    }
+
     /// Reads up to a step of records towards the live layer's position (committed, or the
     /// end of this round's records) into the staged buckets; whether it has reached it, and
     /// the staged rows it changed (written to the batch, not committed yet).
@@ -1035,48 +1057,21 @@ impl ActionsProcessor {
         let kind = self.defs.aggregations[index].kind;
         let list_max = self.defs.distinct_list_max;
         let mut partial: FxHashMap<UserKey, Buckets> = FxHashMap::default();
-        let mut budget = STEP_RECORDS;
-        let mut caught_up = true;
+        let mut targets = Vec::with_capacity(partitions as usize);
         for partition in 0..partitions {
             let committed = ctx.committed_position(topic, partition)?.unwrap_or(0);
-            let target = self.round_positions.get(&partition).copied().unwrap_or(committed).max(committed);
-            loop {
-                let cursor = *job.cursor.get(&partition).unwrap_or(&0);
-                let from = cursor.max(self.log.offsets(topic, partition)?.start);
-                if from >= target {
-                    job.cursor.insert(partition, from.max(cursor));
-                    break;
-                }
-                if budget == 0 {
-                    caught_up = false;
-                    break;
-                }
-                let records = self.log.read(topic, partition, from, budget.min((target - from) as usize), 16 << 20)?;
-                if records.is_empty() {
-                    job.cursor.insert(partition, target);
-                    break;
-                }
-                for record in records.iter().filter(|r| r.offset < target) {
-                    job.read += 1;
-                    budget = budget.saturating_sub(1);
-                    let Ok(LogEntry::Event(event)) = LogEntry::decode(&record.value) else { continue };
-                    let Some(user) = &event.user else { continue };
-                    let key = UserKey::new(event.app.clone(), user.as_str());
-                    if self.erased_at(&key).is_some_and(|erased| erased.get(&partition).is_some_and(|at| record.offset < *at)) {
-                        continue;
-                    }
-                    let tz = self.zones.zone(&event.app);
-                    let day = self.days.local_day(tz, event.time.millis());
-                    let (first, cutoff) = (self.days.local_day(tz, job.first_ms) + 1, self.days.local_day(tz, job.cutoff_ms));
-                    if day < first || day >= cutoff {
-                        continue;
-                    }
-                    if let Some(input) = self.input(ctx, index, &event)? {
-                        partial.entry(key).or_default().add(kind, day, &input, list_max);
-                    }
-                }
-                let next = records.last().map_or(target, |r| (r.offset + 1).min(target));
-                job.cursor.insert(partition, next);
+            targets.push((partition, self.round_positions.get(&partition).copied().unwrap_or(committed).max(committed)));
+        }
+        let (events, caught_up) = self.read_for_job(topic, &mut job.cursor, &targets, STEP_RECORDS, &mut job.read)?;
+        for (key, event) in events {
+            let tz = self.zones.zone(&event.app);
+            let day = self.days.local_day(tz, event.time.millis());
+            let (first, cutoff) = (self.days.local_day(tz, job.first_ms) + 1, self.days.local_day(tz, job.cutoff_ms));
+            if day < first || day >= cutoff {
+                continue;
+            }
+            if let Some(input) = self.input(ctx, index, &event)? {
+                partial.entry(key).or_default().add(kind, day, &input, list_max);
             }
         }
         let agg_key = self.defs.aggregations[index].key.clone();
