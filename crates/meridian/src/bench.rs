@@ -628,29 +628,7 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
         let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
         let key = bench_key(&base, &["write", "read"]).await?;
         // Feed the events; remember who viewed what, to query users that have history.
-        let mut viewers: Vec<String> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let events: Vec<serde_json::Value> = world
-            .events(args.events)
-            .tagged()
-            .map(|(v, _)| {
-                if v["action"] == "view" {
-                    if let Some(user) = v["user"].as_str() {
-                        if seen.insert(user.to_owned()) {
-                            viewers.push(user.to_owned());
-                        }
-                    }
-                }
-                v
-            })
-            .collect();
-        let fed = Instant::now();
-        let report = meridian_demo::send(&base, &key, events.into_iter(), None, 500, 8, true).await?;
-        let ingest_secs = fed.elapsed().as_secs_f64();
-        while !processors_caught_up(&base).await? {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let processed_secs = fed.elapsed().as_secs_f64();
+        let Fed { users: viewers, report, ingest_secs, processed_secs } = feed_world(&base, &key, &world, args.events, |v| v["action"] == "view").await?;
         eprintln!("fed {} events ({} users with views) in {ingest_secs:.1} s; processed by {processed_secs:.1} s", report.accepted, viewers.len());
         anyhow::ensure!(!viewers.is_empty(), "no user viewed anything; feed more events");
 
@@ -836,6 +814,46 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
     })
 }
 
+/// What feeding a demo world produced.
+struct Fed {
+    /// Distinct users of the selected events, in first-seen order.
+    users: Vec<String>,
+    /// The server's answers, summed.
+    report: meridian_demo::SendReport,
+    /// Seconds until every event was accepted.
+    ingest_secs: f64,
+    /// Seconds until the processors had caught up.
+    processed_secs: f64,
+}
+
+/// Feeds `n` events of `world` over HTTP and waits for every processor to catch up;
+/// remembers the users of the events `keep` selects.
+async fn feed_world(base: &str, key: &str, world: &Arc<meridian_demo::DemoWorld>, n: u64, keep: impl Fn(&serde_json::Value) -> bool) -> anyhow::Result<Fed> {
+    let mut users: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let events: Vec<serde_json::Value> = world
+        .events(n)
+        .tagged()
+        .map(|(v, _)| {
+            if keep(&v) {
+                if let Some(user) = v["user"].as_str() {
+                    if seen.insert(user.to_owned()) {
+                        users.push(user.to_owned());
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    let fed = Instant::now();
+    let report = meridian_demo::send(base, key, events.into_iter(), None, 500, 8, true).await?;
+    let ingest_secs = fed.elapsed().as_secs_f64();
+    while !processors_caught_up(base).await? {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(Fed { users, report, ingest_secs, processed_secs: fed.elapsed().as_secs_f64() })
+}
+
 /// The demo's `[actions]` as a config file section.
 fn actions_config_file(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let mut text = String::from("[actions]\n");
@@ -878,27 +896,7 @@ fn actions_bench(args: ActionsBenchArgs) -> anyhow::Result<()> {
         ];
         let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
         let key = bench_key(&base, &["write", "read", "admin"]).await?;
-        let mut users: Vec<String> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let events: Vec<serde_json::Value> = world
-            .events(args.events)
-            .tagged()
-            .map(|(v, _)| {
-                if let Some(user) = v["user"].as_str() {
-                    if seen.insert(user.to_owned()) {
-                        users.push(user.to_owned());
-                    }
-                }
-                v
-            })
-            .collect();
-        let fed = Instant::now();
-        let report = meridian_demo::send(&base, &key, events.into_iter(), None, 500, 8, true).await?;
-        let ingest_secs = fed.elapsed().as_secs_f64();
-        while !processors_caught_up(&base).await? {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let processed_secs = fed.elapsed().as_secs_f64();
+        let Fed { users, report, ingest_secs, processed_secs } = feed_world(&base, &key, &world, args.events, |_| true).await?;
         eprintln!("fed {} events ({} users) in {ingest_secs:.1} s; processed by {processed_secs:.1} s", report.accepted, users.len());
         anyhow::ensure!(!users.is_empty(), "no user in the events; feed more");
 
