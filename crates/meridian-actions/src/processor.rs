@@ -679,7 +679,9 @@ impl ActionsProcessor {
             });
             emits.push(Emit { topic: self.settings.triggers_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id: id.clone() });
             if trig.webhook {
-                let request = notification_request(&id, &key.app, body, eval_ms);
+                // Requested now: the notify module gives a request to the endpoints that
+                // existed when it was made (an event from days ago still notifies).
+                let request = notification_request(&id, &key.app, body, meridian_event::Timestamp::now().millis());
                 emits.push(Emit { topic: self.settings.notifications_topic.clone(), key: Bytes::from(key.app.as_str().to_owned()), value: Bytes::from(request), id });
             }
             metrics::counter!("meridian_actions_triggers_fired_total", "trigger" => trigger).increment(1);

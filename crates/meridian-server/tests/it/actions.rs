@@ -296,6 +296,33 @@ async fn an_aggregation_added_later_is_back_filled_from_the_log() {
 }
 
 #[tokio::test]
+async fn a_trigger_fired_by_an_event_from_days_ago_reaches_the_webhook_endpoints() {
+    let t = TestServer::start_with(|c| {
+        configure(c);
+        c.notify.network.allow_loopback = true;
+        let mut actions = ACTIONS.to_owned();
+        actions.push_str("\n[[triggers]]\nname = \"first_order\"\nwhen = \"order_amount_all > 0\"\n");
+        c.actions = toml::from_str(&actions).unwrap();
+    });
+    let key = t.app_with_key("shop", &["write", "read"]).await;
+    let admin = t.app_with_key("shop", &["read", "admin"]).await;
+    let created = t.post("/v1/apps/shop/webhooks", &admin, json!({"url": "http://127.0.0.1:9/hook", "event_types": ["trigger.fired"]}).to_string()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json);
+    // A client sends, now, an order it made three days ago.
+    ingest_and_wait(&t, &key, vec![order("late-order", "cid", 20.0, now_ms() - 3 * DAY)]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let deliveries = t.get("/v1/apps/shop/deliveries", &admin).await;
+        let found = deliveries.json["deliveries"].as_array().unwrap().iter().any(|d| d["event_type"] == "trigger.fired");
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no trigger.fired delivery: {:?}", deliveries.json);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_recompute_replaces_older_days_from_the_log_and_keeps_the_values() {
     let (t, key, _) = world().await;
     let profile = t.get("/v1/apps/shop/users/ann/profile", &key).await.json;
