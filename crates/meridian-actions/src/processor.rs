@@ -225,6 +225,10 @@ pub struct ActionsProcessor {
     round_positions: FxHashMap<u32, u64>,
     /// Users of the current round to publish once it has committed.
     publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
+    /// What the stages, each segment and each trigger read.
+    stage_deps: Deps,
+    segment_deps: Vec<Deps>,
+    trigger_deps: Vec<Deps>,
     /// Reused buffer of an event's aggregation inputs.
     inputs: Vec<(usize, Input)>,
     /// Reused buffer for interning keys.
@@ -308,8 +312,11 @@ impl ActionsProcessor {
             }
         }
         let by_action = by_action_lists.into_iter().map(|(a, list)| (a, Arc::from(list))).collect();
-        let segments = defs.segments.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
-        let triggers = defs.triggers.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
+        let segments: Vec<usize> = defs.segments.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
+        let triggers: Vec<usize> = defs.triggers.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
+        let stage_deps = defs.stages.iter().fold(Deps::default(), |d, s| d.union(Deps::of(&s.cond, &local)));
+        let segment_deps = segments.iter().map(|i| Deps::of(&defs.segments[*i].cond, &local)).collect();
+        let trigger_deps = triggers.iter().map(|i| Deps::of(&defs.triggers[*i].cond, &local)).collect();
         Ok(ActionsProcessor {
             name: processor_name(group),
             group: group.to_owned(),
@@ -347,6 +354,9 @@ impl ActionsProcessor {
             publish: Vec::new(),
             scratch: Vec::new(),
             inputs: Vec::new(),
+            stage_deps,
+            segment_deps,
+            trigger_deps,
         })
     }
 
@@ -533,10 +543,15 @@ impl ActionsProcessor {
         self.inputs = inputs;
         let t = event.time.millis();
         let meta = &mut state.meta;
+        // Whether the first or last event's day moves, or a day gets its first event.
+        let (first_before, last_before) = (meta.first_seen_ms, meta.last_active_ms);
+        let new_active_day = meta.activity.0.binary_search_by_key(&day, |(d, _)| *d).is_err();
         if meta.first_seen_ms == 0 || t < meta.first_seen_ms {
             meta.first_seen_ms = t;
         }
         meta.last_active_ms = meta.last_active_ms.max(t);
+        let days_moved = (first_before != meta.first_seen_ms && (first_before == 0 || self.days.local_day(tz, first_before) != day))
+            || (last_before != meta.last_active_ms && (last_before == 0 || self.days.local_day(tz, last_before) != day));
         meta.activity.add(AggregationKind::Count, day, &Input::Event(t), list_max);
         meta.activity.prune(oldest);
         let full = meta.timeline.len() >= timeline_len;
@@ -561,7 +576,8 @@ impl ActionsProcessor {
         }
         let eval_ms = meta.last_active_ms;
         let cause = Cause::Event { topic, partition: record.partition, offset: record.offset, event_id: event.id.as_str() };
-        let evaluated = self.evaluate_state(ctx, &key, state, tz, eval_ms, &cause, true);
+        let change = Change { aggs: if touched_more.is_empty() { touched } else { u128::MAX }, days: days_moved, new_active_day };
+        let evaluated = self.evaluate_state(ctx, &key, state, tz, eval_ms, &cause, true, Some(change));
         let dirty = match self.dirty.get_mut(&key) {
             Some(d) => d,
             None => self.dirty.entry(key.clone()).or_default(),
@@ -588,7 +604,7 @@ impl ActionsProcessor {
     /// emitting what changed. Triggers fire only when `fire`.
     fn evaluate(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<()> {
         let mut state = self.cache.remove(key).expect("loaded");
-        let result = self.evaluate_state(ctx, key, &mut state, tz, eval_ms, cause, fire);
+        let result = self.evaluate_state(ctx, key, &mut state, tz, eval_ms, cause, fire, None);
         self.cache.insert(key.clone(), state);
         if result? {
             self.dirty.entry(key.clone()).or_default().meta = true;
@@ -598,9 +614,18 @@ impl ActionsProcessor {
 
     /// [`Self::evaluate`] of a state taken out of the cache; whether the meta changed.
     #[allow(clippy::too_many_arguments)]
-    fn evaluate_state(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, state: &mut UserState, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<bool> {
+    fn evaluate_state(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, state: &mut UserState, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool, change: Option<Change>) -> Result<bool> {
         let defs = self.defs.clone();
         let eval_ms = eval_ms.max(state.meta.evaluated_ms);
+        // Conditions an event cannot have changed are skipped (same inputs, same answer):
+        // not when the day moved (windows slide), nor before every condition was evaluated
+        // once for this user in this run.
+        let previous_day = (state.meta.evaluated_ms != 0).then(|| self.days.local_day(tz, state.meta.evaluated_ms));
+        let change = match change {
+            Some(c) if state.evaluated_all && previous_day == Some(self.days.local_day(tz, eval_ms)) => Some(c),
+            _ => None,
+        };
+        state.evaluated_all = true;
         let (last_ms, first_ms) = (state.meta.last_active_ms, state.meta.first_seen_ms);
         let facts = DayFacts {
             today: self.days.local_day(tz, eval_ms),
@@ -609,17 +634,22 @@ impl ActionsProcessor {
         };
         let mut changed = state.meta.evaluated_ms != eval_ms;
         state.meta.evaluated_ms = eval_ms;
-        if self.evaluates_stage {
+        let mut stage_changed = false;
+        if self.evaluates_stage && change.is_none_or(|c| c.touches(&self.stage_deps, false)) {
             let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v))).map_or("", |s| s.name.as_str());
             if stage != state.meta.stage {
                 state.meta.stage = stage.to_owned();
                 state.meta.stage_since_ms = eval_ms;
                 changed = true;
+                stage_changed = true;
             }
         }
         let mut emits: Vec<Emit> = Vec::new();
         let mut member_changes: Vec<(String, bool)> = Vec::new();
-        for i in &self.segments {
+        for (n, i) in self.segments.iter().enumerate() {
+            if change.is_some_and(|c| !c.touches(&self.segment_deps[n], stage_changed)) {
+                continue;
+            }
             let seg = &defs.segments[*i];
             let now_in = seg.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v));
             let was_in = state.meta.segments.binary_search(&seg.name);
@@ -634,7 +664,10 @@ impl ActionsProcessor {
             member_changes.push((seg.name.clone(), now_in));
         }
         let mut fired: Vec<String> = Vec::new();
-        for i in &self.triggers {
+        for (n, i) in self.triggers.iter().enumerate() {
+            if change.is_some_and(|c| !c.touches(&self.trigger_deps[n], stage_changed)) {
+                continue;
+            }
             let trig = &defs.triggers[*i];
             let now_true = trig.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v));
             match (state.meta.triggers_true.binary_search(&trig.name), now_true) {
@@ -1105,6 +1138,64 @@ fn emit_id(kind: &str, parts: &[&str]) -> String {
 }
 
 /// The value of a variable for a user, as of local day `today`.
+/// What a condition reads, to skip it when an event changed none of it (its answer would
+/// be the same).
+#[derive(Debug, Clone, Copy, Default)]
+struct Deps {
+    /// Aggregations of the group (local indices < 128).
+    aggs: u128,
+    /// Reads the stage.
+    stage: bool,
+    /// Reads days since the first or last event.
+    days: bool,
+    /// Reads active days.
+    active_days: bool,
+    /// Must always be evaluated (reads every event's count, or an aggregation ≥ 128).
+    always: bool,
+}
+
+impl Deps {
+    fn of(cond: &crate::expr::Cond<Var>, local: &[Option<usize>]) -> Deps {
+        let mut d = Deps::default();
+        for var in cond.vars() {
+            match var {
+                Var::Stage => d.stage = true,
+                Var::DaysInactive | Var::DaysSinceFirstSeen => d.days = true,
+                Var::ActiveDays(_) => d.active_days = true,
+                Var::Events(_) => d.always = true,
+                Var::Agg(i, _) => match local[*i] {
+                    Some(li) if li < 128 => d.aggs |= 1 << li,
+                    _ => d.always = true,
+                },
+            }
+        }
+        d
+    }
+
+    fn union(self, other: Deps) -> Deps {
+        Deps { aggs: self.aggs | other.aggs, stage: self.stage || other.stage, days: self.days || other.days, active_days: self.active_days || other.active_days, always: self.always || other.always }
+    }
+}
+
+/// What an event changed, for [`Deps`].
+#[derive(Debug, Clone, Copy)]
+struct Change {
+    /// Aggregations changed (local indices < 128; `u128::MAX` when unsure).
+    aggs: u128,
+    /// The first or last event's day moved.
+    days: bool,
+    /// A day got its first event.
+    new_active_day: bool,
+}
+
+impl Change {
+    /// Whether a condition reading `d` may answer differently, given whether the stage
+    /// changed in this evaluation.
+    fn touches(&self, d: &Deps, stage_changed: bool) -> bool {
+        d.always || d.aggs & self.aggs != 0 || (d.days && self.days) || (d.active_days && self.new_active_day) || (d.stage && stage_changed)
+    }
+}
+
 /// Local days a condition needs, computed once per evaluation.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DayFacts {

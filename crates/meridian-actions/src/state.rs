@@ -114,12 +114,15 @@ pub struct UserState {
     /// The stored bytes of aggregations not changed since they were read or written (so a
     /// full write copies them instead of encoding them again), in the same order.
     pub encoded: Vec<Option<Vec<u8>>>,
+    /// Whether every condition was evaluated for this user since the processor started
+    /// (until then none is skipped: the config may have changed).
+    pub evaluated_all: bool,
 }
 
 impl UserState {
     /// An empty state for a group of `n_aggs` aggregations.
     pub fn empty(n_aggs: usize) -> UserState {
-        UserState { meta: Meta::default(), aggs: vec![Buckets::default(); n_aggs], encoded: vec![None; n_aggs] }
+        UserState { meta: Meta::default(), aggs: vec![Buckets::default(); n_aggs], encoded: vec![None; n_aggs], evaluated_all: false }
     }
 
     /// Decodes the fields of one group (`meta_field`, and the `a:` fields of `agg_keys`, in

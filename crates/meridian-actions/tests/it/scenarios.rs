@@ -454,3 +454,55 @@ fn a_recompute_restores_old_days_a_lost_store_forgot_and_leaves_recent_days_live
     }
     assert!(restored > 1000, "restored {restored} orders");
 }
+
+#[test]
+fn memberships_equal_their_conditions_whatever_each_event_changed() {
+    // The processor skips the conditions an event cannot have changed; every user's
+    // memberships must still be exactly what the conditions say of the final values.
+    let now = real_now();
+    let mut c = config();
+    c.segments.push(segment("busy", "events_7d >= 6"));
+    c.segments.push(segment("regular", "active_days_7d >= 3"));
+    c.segments.push(segment("food_fans", "food_views_7d >= 2 && shops_viewed_all >= 2"));
+    let f = Fixture::new(c, now);
+    let actions = ["view", "view", "order", "checkin", "click"];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut active: std::collections::HashMap<String, std::collections::HashSet<i64>> = std::collections::HashMap::new();
+    for _ in 0..12 {
+        let batch: Vec<Event> = (0..150)
+            .map(|_| {
+                let r = next();
+                let user = format!("p{}", r % 30);
+                let action = actions[(r >> 8) as usize % actions.len()];
+                let time = now - ((r >> 16) % 10) as i64 * DAY - ((r >> 24) % 3_600_000) as i64;
+                active.entry(user.clone()).or_default().insert(time.div_euclid(DAY));
+                let shop = format!("s{}", (r >> 32) % 4);
+                let category = if (r >> 40) % 2 == 0 { "food" } else { "toys" };
+                f.event("z", &user, action, Some(("shop", &shop)), time, json!({"category": category, "amount": (r >> 48) % 80}))
+            })
+            .collect();
+        f.ingest(&batch);
+    }
+    let z = app("z");
+    let num = |user: &str, name: &str, w: &str| f.service.aggregate(&z, user, name, w).unwrap().value.as_f64().unwrap_or(0.0);
+    for u in 0..30 {
+        let user = format!("p{u}");
+        let p = f.service.profile(&z, &user).unwrap();
+        let expected = [
+            ("big_spenders", num(&user, "spend", "30d") >= 100.0),
+            ("new_buyers", p.stage == "new" && num(&user, "orders", "30d") >= 1.0),
+            ("busy", p.events.d7.as_f64().unwrap() >= 6.0),
+            ("regular", active.get(&user).map_or(0, |days| days.iter().filter(|d| **d > now.div_euclid(DAY) - 7).count()) >= 3),
+            ("food_fans", num(&user, "food_views", "7d") >= 2.0 && num(&user, "shops_viewed", "all") >= 2.0),
+        ];
+        for (segment, should) in expected {
+            assert_eq!(p.segments.iter().any(|s| s == segment), should, "{user} in {segment}: {p:?}");
+        }
+    }
+}
