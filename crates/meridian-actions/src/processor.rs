@@ -10,8 +10,9 @@
 //! the last event. A review is a runtime timer, so it fires exactly once and commits
 //! with what it changes.
 //!
-//! Back-fills also run here, as timers (one step of records each), so a step's merged
-//! buckets commit with the step's cursor: see [`crate::service::ActionsService::request_backfill`].
+//! Back-fills and recomputes also run here, as timers (one step of records each), so a
+//! step's merged buckets commit with the step's cursor: see
+//! [`crate::service::ActionsService::request_backfill`] and [`crate::recompute`].
 
 use crate::config::{AggregationKind, DEFAULT_GROUP};
 use crate::defs::{Definitions, Var, WindowRef};
@@ -57,7 +58,12 @@ const RECOMPUTE_TIMER: u8 = 2;
 
 /// The recompute timer key of an aggregation key.
 pub fn recompute_timer_key(agg_key: &str) -> Vec<u8> {
-    let mut k = vec![RECOMPUTE_TIMER];
+    job_key(RECOMPUTE_TIMER, agg_key)
+}
+
+/// A job's timer key: its kind byte, then the aggregation key.
+fn job_key(kind: u8, agg_key: &str) -> Vec<u8> {
+    let mut k = vec![kind];
     k.extend_from_slice(agg_key.as_bytes());
     k
 }
@@ -113,9 +119,7 @@ pub struct Job {
 
 /// The job timer key of an aggregation key.
 pub fn job_timer_key(agg_key: &str) -> Vec<u8> {
-    let mut k = vec![JOB_TIMER];
-    k.extend_from_slice(agg_key.as_bytes());
-    k
+    job_key(JOB_TIMER, agg_key)
 }
 
 /// The processor name of a group.
@@ -190,7 +194,7 @@ pub struct ActionsProcessor {
     /// The group's aggregations (global indices) whose filters name the event's action…
     by_action: FxHashMap<String, Arc<[usize]>>,
     /// …and those whose filters do not: an event is offered to these and to its action's.
-    any_action: Vec<usize>,
+    any_action: Arc<[usize]>,
     segments: Vec<usize>,
     triggers: Vec<usize>,
     evaluates_stage: bool,
@@ -215,7 +219,6 @@ pub struct ActionsProcessor {
     redo_unapplied: Vec<(Vec<u8>, Vec<UserWrite>)>,
     /// Applied redo records whose deletion rides in the next batch.
     redo_done: Vec<Vec<u8>>,
-    skipped_anonymous: u64,
     /// Local days, memoised.
     days: crate::window::Days,
     /// Where committed users are published for in-memory reads.
@@ -276,11 +279,29 @@ fn failed(name: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Processor { processor: name.to_owned(), message: e.to_string() }
 }
 
-fn user_prefix(app: &str, user: &str) -> Vec<u8> {
+/// `app`, 0, `name`: the key of a user (erasures, review timers) or of a segment's count.
+pub(crate) fn app_key(app: &str, name: &str) -> Vec<u8> {
     let mut k = app.as_bytes().to_vec();
     k.push(0);
-    k.extend_from_slice(user.as_bytes());
+    k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// The key of a segment member in [`MEMBERS_TABLE`]; without a user, the segment's prefix.
+pub(crate) fn member_key(app: &str, segment: &str, user: Option<&str>) -> Vec<u8> {
+    let mut k = app_key(app, segment);
+    k.push(0);
+    if let Some(u) = user {
+        k.extend_from_slice(u.as_bytes());
+    }
+    k
+}
+
+/// Reads an [`app_key`] of a user back.
+fn parse_user_key(bytes: &[u8]) -> Option<UserKey> {
+    let split = bytes.iter().position(|b| *b == 0)?;
+    let app = AppId::new(std::str::from_utf8(&bytes[..split]).ok()?).ok()?;
+    Some(UserKey::new(app, std::str::from_utf8(&bytes[split + 1..]).ok()?))
 }
 
 impl ActionsProcessor {
@@ -312,6 +333,7 @@ impl ActionsProcessor {
             }
         }
         let by_action = by_action_lists.into_iter().map(|(a, list)| (a, Arc::from(list))).collect();
+        let any_action: Arc<[usize]> = Arc::from(any_action);
         let segments: Vec<usize> = defs.segments.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
         let triggers: Vec<usize> = defs.triggers.iter().enumerate().filter(|(_, s)| s.group == group).map(|(i, _)| i).collect();
         let stage_deps = defs.stages.iter().fold(Deps::default(), |d, s| d.union(Deps::of(&s.cond, &local)));
@@ -347,7 +369,6 @@ impl ActionsProcessor {
             redo_staged: Vec::new(),
             redo_unapplied: Vec::new(),
             redo_done: Vec::new(),
-            skipped_anonymous: 0,
             days: crate::window::Days::default(),
             hot: None,
             round_positions: FxHashMap::default(),
@@ -404,11 +425,18 @@ impl ActionsProcessor {
             }
             self.started = true;
         }
-        if !self.redo_unapplied.is_empty() {
-            let writes: Vec<UserWrite> = self.redo_unapplied.iter().flat_map(|(_, w)| w.iter().cloned()).collect();
-            self.store.apply(&writes).map_err(|e| failed(&self.name, e))?;
-            self.redo_done.extend(self.redo_unapplied.drain(..).map(|(k, _)| k));
+        self.apply_redo()
+    }
+
+    /// Applies the committed redo records to the store, in order; their deletion rides in
+    /// the next batch.
+    fn apply_redo(&mut self) -> Result<()> {
+        if self.redo_unapplied.is_empty() {
+            return Ok(());
         }
+        let writes: Vec<UserWrite> = self.redo_unapplied.iter().flat_map(|(_, w)| w.iter().cloned()).collect();
+        self.store.apply(&writes).map_err(|e| failed(&self.name, e))?;
+        self.redo_done.extend(self.redo_unapplied.drain(..).map(|(k, _)| k));
         Ok(())
     }
 
@@ -422,10 +450,20 @@ impl ActionsProcessor {
         if self.cache.contains_key(key) {
             return Ok(());
         }
-        let fields = self.store.read_many(std::slice::from_ref(key)).map_err(|e| failed(&self.name, e))?.pop().unwrap_or_default();
+        self.load_missing(vec![key.clone()])
+    }
+
+    /// Reads users not in the cache from the store, in one call (one round trip for Redis).
+    fn load_missing(&mut self, missing: Vec<UserKey>) -> Result<()> {
+        if missing.is_empty() {
+            return Ok(());
+        }
         let keys: Vec<&str> = self.agg_keys.iter().map(String::as_str).collect();
-        let state = UserState::decode(&fields, &self.meta_field, &keys).map_err(|e| failed(&self.name, e))?;
-        self.cache.insert(key.clone(), state);
+        let all = self.store.read_many(&missing).map_err(|e| failed(&self.name, e))?;
+        for (key, fields) in missing.into_iter().zip(all) {
+            let state = UserState::decode(&fields, &self.meta_field, &keys).map_err(|e| failed(&self.name, e))?;
+            self.cache.insert(key, state);
+        }
         Ok(())
     }
 
@@ -491,7 +529,7 @@ impl ActionsProcessor {
 
     fn handle_event(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, record: &Record, event: &Event) -> Result<()> {
         let Some(user) = &event.user else {
-            self.skipped_anonymous += 1;
+            metrics::counter!("meridian_actions_events_without_user_total").increment(1);
             return Ok(());
         };
         let tz = self.zones.zone(&event.app);
@@ -507,13 +545,9 @@ impl ActionsProcessor {
         }
         let mut inputs = std::mem::take(&mut self.inputs);
         inputs.clear();
-        let candidates: Option<Arc<[usize]>> = self.by_action.get(event.action.as_str()).cloned();
-        for n in 0..self.any_action.len() + candidates.as_ref().map_or(0, |c| c.len()) {
-            let i = match (n.checked_sub(self.any_action.len()), &candidates) {
-                (None, _) => self.any_action[n],
-                (Some(m), Some(c)) => c[m],
-                (Some(_), None) => break,
-            };
+        let any = self.any_action.clone();
+        let of_action = self.by_action.get(event.action.as_str()).cloned();
+        for &i in any.iter().chain(of_action.iter().flat_map(|c| c.iter())) {
             if let Some(input) = self.input(ctx, i, event)? {
                 inputs.push((i, input));
             }
@@ -597,7 +631,7 @@ impl ActionsProcessor {
         if self.erased.is_empty() {
             return None;
         }
-        self.erased.get(&user_prefix(key.app.as_str(), &key.user))
+        self.erased.get(&app_key(key.app.as_str(), &key.user))
     }
 
     /// Re-evaluates stage, segments and triggers of a loaded user as of `eval_ms`,
@@ -693,15 +727,13 @@ impl ActionsProcessor {
                 "time_ms": eval_ms, "cause": cause.json(),
             });
             emits.push(Emit { topic: self.settings.segments_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id });
-            let mut member = user_prefix(key.app.as_str(), &segment);
-            member.push(0);
-            member.extend_from_slice(key.user.as_bytes());
+            let member = member_key(key.app.as_str(), &segment, Some(&key.user));
             if entered {
                 ctx.batch().put(MEMBERS_TABLE, member, Vec::new());
             } else {
                 ctx.batch().delete(MEMBERS_TABLE, member);
             }
-            *self.count_deltas.entry(user_prefix(key.app.as_str(), &segment)).or_default() += if entered { 1 } else { -1 };
+            *self.count_deltas.entry(app_key(key.app.as_str(), &segment)).or_default() += if entered { 1 } else { -1 };
         }
         for trigger in fired {
             let id = emit_id("trg", &[key.app.as_str(), &trigger, &key.user, &cause.id()]);
@@ -735,16 +767,13 @@ impl ActionsProcessor {
         let state = self.cache.remove(&key).unwrap_or_default();
         let existed = !state.is_empty();
         for segment in &state.meta.segments {
-            let mut member = user_prefix(key.app.as_str(), segment);
-            member.push(0);
-            member.extend_from_slice(key.user.as_bytes());
-            ctx.batch().delete(MEMBERS_TABLE, member);
-            *self.count_deltas.entry(user_prefix(key.app.as_str(), segment)).or_default() -= 1;
+            ctx.batch().delete(MEMBERS_TABLE, member_key(key.app.as_str(), segment, Some(&key.user)));
+            *self.count_deltas.entry(app_key(key.app.as_str(), segment)).or_default() -= 1;
         }
         self.cache.insert(key.clone(), UserState::empty(self.agg_keys.len()));
         let dirty = self.dirty.entry(key.clone()).or_default();
         *dirty = Dirty { clear: true, ..Dirty::default() };
-        let k = user_prefix(key.app.as_str(), &key.user);
+        let k = app_key(key.app.as_str(), &key.user);
         let mut at = self.erased_at(&key).cloned().unwrap_or_default();
         at.insert(record.partition, record.offset);
         ctx.batch().put(ERASED_TABLE, k.clone(), serde_json::to_vec(&at).unwrap_or_default());
@@ -780,53 +809,37 @@ impl ActionsProcessor {
                 if due != state.meta.review_at_ms {
                     state.meta.review_at_ms = due;
                     if due > 0 {
-                        ctx.schedule_timer(due, &user_prefix(key.app.as_str(), &key.user));
+                        ctx.schedule_timer(due, &app_key(key.app.as_str(), &key.user));
                     }
                 }
             }
-            if full_writes && !d.clear {
-                // Every field of the group, replacing what is stored.
-                write.clear = true;
-                write.set.push((self.meta_field.clone(), encode(&state.meta)));
-                for (li, b) in state.aggs.iter().enumerate() {
-                    if b.0.is_empty() {
-                        continue;
-                    }
-                    let bytes = match &state.encoded[li] {
-                        Some(bytes) if !d.aggs.contains(&li) => bytes.clone(),
-                        _ => {
-                            let bytes = encode(b);
-                            state.encoded[li] = Some(bytes.clone());
-                            bytes
-                        }
-                    };
-                    write.set.push((agg_field(&self.agg_keys[li]), bytes));
-                }
-            } else {
-                if d.meta || !d.aggs.is_empty() {
-                    write.set.push((self.meta_field.clone(), encode(&state.meta)));
-                }
+            if !d.clear {
+                // The changed aggregations are encoded once; unchanged ones keep their bytes.
                 for li in &d.aggs {
                     let b = &state.aggs[*li];
-                    state.encoded[*li] = None;
-                    if b.0.is_empty() {
-                        write.remove.push(agg_field(&self.agg_keys[*li]));
-                    } else {
-                        write.set.push((agg_field(&self.agg_keys[*li]), encode(b)));
+                    state.encoded[*li] = (!b.0.is_empty()).then(|| encode(b));
+                }
+                let meta = encode(&state.meta);
+                if full_writes {
+                    // Every field of the group, replacing what is stored.
+                    write.clear = true;
+                    write.set = full_fields(&self.meta_field, &self.agg_keys, state, meta);
+                } else {
+                    if d.meta || !d.aggs.is_empty() {
+                        write.set.push((self.meta_field.clone(), meta.clone()));
+                    }
+                    for li in &d.aggs {
+                        match &state.encoded[*li] {
+                            Some(bytes) => write.set.push((agg_field(&self.agg_keys[*li]), bytes.clone())),
+                            None => write.remove.push(agg_field(&self.agg_keys[*li])),
+                        }
+                    }
+                    // The memory copy needs every field (a full write's are moved there
+                    // once staged, below).
+                    if self.hot.is_some() {
+                        self.publish.push((key.clone(), write.scope.clone(), Arc::new(full_fields(&self.meta_field, &self.agg_keys, state, meta))));
                     }
                 }
-            }
-            // What the memory copy gets: a full write's own fields (moved there once the
-            // write is staged), or all fields built here for a partial write.
-            if self.hot.is_some() && !(write.clear || d.clear) {
-                let mut all = vec![(self.meta_field.clone(), encode(&state.meta))];
-                for (li, b) in state.aggs.iter().enumerate() {
-                    if !b.0.is_empty() {
-                        let bytes = state.encoded[li].get_or_insert_with(|| encode(b)).clone();
-                        all.push((agg_field(&self.agg_keys[li]), bytes));
-                    }
-                }
-                self.publish.push((key.clone(), write.scope.clone(), Arc::new(all)));
             }
             writes.push(write);
         }
@@ -839,26 +852,28 @@ impl ActionsProcessor {
             ctx.batch().put(COUNTS_TABLE, key.clone(), next.to_be_bytes().to_vec());
             self.counts.insert(key, next);
         }
-        if !writes.is_empty() && !self.store.stage(ctx.batch(), &writes) {
+        let staged = writes.is_empty() || self.store.stage(ctx.batch(), &writes);
+        let mut redo_key = None;
+        if !staged {
             let mut key = self.name.as_bytes().to_vec();
             key.push(0);
             key.extend_from_slice(&self.redo_seq.to_be_bytes());
             self.redo_seq += 1;
             ctx.batch().put(REDO_TABLE, key.clone(), encode_redo(&writes));
-            if self.hot.is_some() {
-                for w in writes.iter().filter(|w| w.clear) {
-                    if let Some(user) = &w.user {
-                        self.publish.push((user.clone(), w.scope.clone(), Arc::new(w.set.clone())));
-                    }
+            redo_key = Some(key);
+        }
+        if self.hot.is_some() {
+            // Full writes (and erasures) go to the memory copy as they are: moved when the
+            // store has staged them, copied when the redo record still needs them.
+            for w in writes.iter_mut().filter(|w| w.clear) {
+                if let Some(user) = &w.user {
+                    let fields = if staged { std::mem::take(&mut w.set) } else { w.set.clone() };
+                    self.publish.push((user.clone(), w.scope.clone(), Arc::new(fields)));
                 }
             }
+        }
+        if let Some(key) = redo_key {
             self.redo_staged.push((key, writes));
-        } else if self.hot.is_some() {
-            for w in writes.into_iter().filter(|w| w.clear) {
-                if let Some(user) = w.user {
-                    self.publish.push((user, w.scope, Arc::new(w.set)));
-                }
-            }
         }
         if self.cache.len() > CACHE_USERS {
             self.cache.clear();
@@ -867,10 +882,7 @@ impl ActionsProcessor {
     }
 
     fn review(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
-        let Some(split) = timer.key.iter().position(|b| *b == 0) else { return Ok(()) };
-        let (Ok(app), Ok(user)) = (std::str::from_utf8(&timer.key[..split]), std::str::from_utf8(&timer.key[split + 1..])) else { return Ok(()) };
-        let Ok(app) = AppId::new(app) else { return Ok(()) };
-        let key = UserKey::new(app, user);
+        let Some(key) = parse_user_key(&timer.key) else { return Ok(()) };
         self.load(&key)?;
         let state = self.cache.get(&key).expect("loaded");
         if state.meta.review_at_ms != timer.due_ms {
@@ -884,6 +896,18 @@ impl ActionsProcessor {
         d.meta = true;
         d.review_from = Some(timer.due_ms);
         self.flush(ctx)
+    }
+
+    /// A job's change to a user's buckets of aggregation `li` (local index), then the
+    /// user's conditions re-evaluated; triggers fire only when `fire`.
+    fn merge_job_buckets(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, li: usize, change: impl FnOnce(&mut Buckets), cause: &Cause, fire: bool) -> Result<()> {
+        self.load(key)?;
+        let tz = self.zones.zone(&key.app);
+        let state = self.cache.get_mut(key).expect("loaded");
+        change(&mut state.aggs[li]);
+        let eval_ms = state.meta.last_active_ms.max(1);
+        self.dirty.entry(key.clone()).or_default().aggs.insert(li);
+        self.evaluate(ctx, key, tz, eval_ms, cause, fire)
     }
 
     fn backfill_step(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
@@ -900,7 +924,7 @@ impl ActionsProcessor {
             return Ok(());
         };
         let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.name, e))?;
-        let mut partial: FxHashMap<UserKey, (Buckets, i64)> = FxHashMap::default();
+        let mut partial: FxHashMap<UserKey, Buckets> = FxHashMap::default();
         let budget = BACKFILL_STEP_RECORDS;
         let kind = self.defs.aggregations[index].kind;
         let list_max = self.defs.distinct_list_max;
@@ -913,29 +937,21 @@ impl ActionsProcessor {
                 continue;
             }
             if let Some(input) = self.input(ctx, index, &event)? {
-                let entry = partial.entry(key).or_default();
-                entry.0.add(kind, day, &input, list_max);
-                entry.1 = entry.1.max(event.time.millis());
+                partial.entry(key).or_default().add(kind, day, &input, list_max);
                 job.merged += 1;
             }
         }
         let agg_key_owned = self.defs.aggregations[index].key.clone();
         let step = job.steps;
-        for (key, (buckets, _latest)) in partial {
-            self.load(&key)?;
-            let tz = self.zones.zone(&key.app);
-            let state = self.cache.get_mut(&key).expect("loaded");
-            let li = self.local[index].expect("the job's aggregation is of this group");
-            state.aggs[li].merge(&buckets, list_max);
-            self.dirty.entry(key.clone()).or_default().aggs.insert(li);
-            let eval_ms = state.meta.last_active_ms.max(1);
-            self.evaluate(ctx, &key, tz, eval_ms, &Cause::Backfill { key: &agg_key_owned, step }, job.refire)?;
+        let li = self.local[index].expect("the job's aggregation is of this group");
+        for (key, buckets) in partial {
+            let cause = Cause::Backfill { key: &agg_key_owned, step };
+            self.merge_job_buckets(ctx, &key, li, |b| b.merge(&buckets, list_max), &cause, job.refire)?;
         }
         job.steps += 1;
         let remaining = job.until.iter().any(|(p, u)| job.cursor.get(p).copied().unwrap_or(0) < *u);
         if remaining {
-            // Never the fired timer's own key (the runtime deletes that one after this call).
-            ctx.schedule_timer(meridian_event::Timestamp::now().millis().max(timer.due_ms + 1), &timer.key);
+            reschedule(ctx, timer);
         } else {
             job.done = true;
             job.finished_ms = self.clock.now_ms();
@@ -992,26 +1008,19 @@ impl ActionsProcessor {
                     if v.as_slice() == SWITCHED {
                         continue;
                     }
-                    let rest = &k[prefix.len()..];
-                    let Some(split) = rest.iter().position(|b| *b == 0) else { continue };
-                    let (Ok(app), Ok(user)) = (std::str::from_utf8(&rest[..split]), std::str::from_utf8(&rest[split + 1..])) else { continue };
-                    let Ok(app) = AppId::new(app) else { continue };
+                    let Some(key) = parse_user_key(&k[prefix.len()..]) else { continue };
                     // This step's catch-up may have added to the row (in the batch, not committed).
                     let staged: Buckets = match updated.remove(k) {
                         Some(b) => b,
                         None => crate::state::decode("staged buckets", v).map_err(|e| failed(&self.name, e))?,
                     };
-                    let key = UserKey::new(app, user);
-                    self.load(&key)?;
                     let tz = self.zones.zone(&key.app);
                     let (first, cutoff) = (self.days.local_day(tz, job.first_ms) + 1, self.days.local_day(tz, job.cutoff_ms));
-                    let state = self.cache.get_mut(&key).expect("loaded");
-                    let buckets = &mut state.aggs[li];
-                    buckets.0.retain(|(d, _)| *d < first || *d >= cutoff);
-                    buckets.merge(&staged, list_max);
-                    self.dirty.entry(key.clone()).or_default().aggs.insert(li);
-                    let eval_ms = state.meta.last_active_ms.max(1);
-                    self.evaluate(ctx, &key, tz, eval_ms, &Cause::Backfill { key: &agg_key, step }, false)?;
+                    let replace = |buckets: &mut Buckets| {
+                        buckets.0.retain(|(d, _)| *d < first || *d >= cutoff);
+                        buckets.merge(&staged, list_max);
+                    };
+                    self.merge_job_buckets(ctx, &key, li, replace, &Cause::Backfill { key: &agg_key, step }, false)?;
                     ctx.batch().put(BATCH_TABLE, k.clone(), SWITCHED.to_vec());
                     job.switched += 1;
                 }
@@ -1029,8 +1038,7 @@ impl ActionsProcessor {
         }
         job.steps += 1;
         if job.phase != Phase::Done {
-            // Never the fired timer's own key (the runtime deletes that one after this call).
-            ctx.schedule_timer(meridian_event::Timestamp::now().millis().max(timer.due_ms + 1), &timer.key);
+            reschedule(ctx, timer);
         }
         ctx.batch().put(RECOMPUTE_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
         self.flush(ctx)
@@ -1127,6 +1135,25 @@ impl ActionsProcessor {
     }
 }
 
+/// Every field of a group for `state`: its encoded meta and each non-empty aggregation's
+/// stored bytes (`state.encoded`, up to date for the changed ones).
+fn full_fields(meta_field: &str, agg_keys: &[String], state: &mut UserState, meta: Vec<u8>) -> crate::store::Fields {
+    let mut all = vec![(meta_field.to_owned(), meta)];
+    for (li, b) in state.aggs.iter().enumerate() {
+        if !b.0.is_empty() {
+            let bytes = state.encoded[li].get_or_insert_with(|| encode(b)).clone();
+            all.push((agg_field(&agg_keys[li]), bytes));
+        }
+    }
+    all
+}
+
+/// Schedules a job's next step at once, under a new key: never the fired timer's own (the
+/// runtime deletes that one after this call).
+fn reschedule(ctx: &mut ProcessContext<'_>, timer: &Timer) {
+    ctx.schedule_timer(meridian_event::Timestamp::now().millis().max(timer.due_ms + 1), &timer.key);
+}
+
 /// An id for an emitted record: readable when short, hashed when long.
 fn emit_id(kind: &str, parts: &[&str]) -> String {
     let readable = format!("{kind}:{}", parts.join(":"));
@@ -1137,7 +1164,6 @@ fn emit_id(kind: &str, parts: &[&str]) -> String {
     }
 }
 
-/// The value of a variable for a user, as of local day `today`.
 /// What a condition reads, to skip it when an event changed none of it (its answer would
 /// be the same).
 #[derive(Debug, Clone, Copy, Default)]
@@ -1207,6 +1233,7 @@ pub(crate) struct DayFacts {
     pub(crate) first_seen: Option<Day>,
 }
 
+/// The value of a variable for a user, as of the day of `facts`.
 pub(crate) fn value<'a>(defs: &Definitions, local: &[Option<usize>], state: &'a UserState, facts: &DayFacts, var: &Var) -> Val<'a> {
     let retention = defs.retention_days;
     let today = facts.today;
@@ -1318,14 +1345,7 @@ impl Processor for ActionsProcessor {
             }
         }
         drop(seen);
-        if !missing.is_empty() {
-            let keys: Vec<&str> = self.agg_keys.iter().map(String::as_str).collect();
-            let all = self.store.read_many(&missing).map_err(|e| failed(&self.name, e))?;
-            for (key, fields) in missing.into_iter().zip(all) {
-                let state = UserState::decode(&fields, &self.meta_field, &keys).map_err(|e| failed(&self.name, e))?;
-                self.cache.insert(key, state);
-            }
-        }
+        self.load_missing(missing)?;
         for (record, entry) in &entries {
             match entry {
                 LogEntry::Event(event) => self.handle_event(ctx, topic, record, event)?,
@@ -1357,14 +1377,8 @@ impl Processor for ActionsProcessor {
                 hot.publish(user, scope, fields);
             }
         }
-        if self.redo_staged.is_empty() {
-            return Ok(());
-        }
         self.redo_unapplied.append(&mut self.redo_staged);
-        let writes: Vec<UserWrite> = self.redo_unapplied.iter().flat_map(|(_, w)| w.iter().cloned()).collect();
-        self.store.apply(&writes).map_err(|e| failed(&self.name, e))?;
-        self.redo_done.extend(self.redo_unapplied.drain(..).map(|(k, _)| k));
-        Ok(())
+        self.apply_redo()
     }
 
     fn reset_cache(&mut self) {

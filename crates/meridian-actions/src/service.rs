@@ -5,7 +5,7 @@
 
 use crate::config::{ActionsConfig, AggregationKind, DEFAULT_GROUP};
 use crate::defs::Definitions;
-use crate::processor::{job_timer_key, processor_name, ActionsProcessor, Job, LiveSince, ProcessorSettings, COUNTS_TABLE, DEFS_TABLE, JOBS_TABLE, MEMBERS_TABLE};
+use crate::processor::{app_key, job_timer_key, member_key, processor_name, ActionsProcessor, Job, LiveSince, ProcessorSettings, COUNTS_TABLE, DEFS_TABLE, JOBS_TABLE, MEMBERS_TABLE};
 use crate::state::{agg_field, decode, meta_field, Meta, TimelineEntry, UserKey};
 use crate::hot::HotProfiles;
 use crate::store::ProfileStore;
@@ -302,7 +302,7 @@ impl ActionsService {
     pub fn in_segment(&self, app: &AppId, user: &str, segment: &str) -> Result<bool> {
         self.segment_exists(segment)?;
         check_user(user)?;
-        Ok(self.kv.get(MEMBERS_TABLE, &member_key(app, segment, Some(user)))?.is_some())
+        Ok(self.kv.get(MEMBERS_TABLE, &member_key(app.as_str(), segment, Some(user)))?.is_some())
     }
 
     /// [`ActionsService::in_segment`] from memory (see `aggregate_in_memory`): the user's
@@ -325,16 +325,13 @@ impl ActionsService {
     /// Members of `segment`.
     pub fn segment_count(&self, app: &AppId, segment: &str) -> Result<u64> {
         self.segment_exists(segment)?;
-        let mut key = app.as_str().as_bytes().to_vec();
-        key.push(0);
-        key.extend_from_slice(segment.as_bytes());
-        Ok(self.kv.get(COUNTS_TABLE, &key)?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0).max(0) as u64)
+        Ok(self.kv.get(COUNTS_TABLE, &app_key(app.as_str(), segment))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0).max(0) as u64)
     }
 
     /// Member ids of `segment`, in id order, after `after`, at most `limit`.
     pub fn segment_members(&self, app: &AppId, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         self.segment_exists(segment)?;
-        let prefix = member_key(app, segment, None);
+        let prefix = member_key(app.as_str(), segment, None);
         let start = match after {
             Some(a) => {
                 let mut k = prefix.clone();
@@ -372,8 +369,12 @@ impl ActionsService {
         }
         let io = |e: std::io::Error| Error::Backend(format!("writing the export: {e}"));
         let column = if unmask { "user" } else { "user_hash" };
-        if format == ExportFormat::Csv {
-            writeln!(out, "{column}").map_err(io)?;
+        let (mut csv, mut jsonl) = match format {
+            ExportFormat::Csv => (Some(csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(out)), None),
+            ExportFormat::Jsonl => (None, Some(out)),
+        };
+        if let Some(w) = &mut csv {
+            w.write_record([column]).map_err(|e| io(e.into()))?;
         }
         let mut after: Option<String> = None;
         let mut n = 0u64;
@@ -384,13 +385,18 @@ impl ActionsService {
             }
             for user in &page {
                 let id = if unmask { user.clone() } else { self.mask(app, user).unwrap_or_default() };
-                match format {
-                    ExportFormat::Jsonl => writeln!(out, "{}", serde_json::json!({ column: id, "segment": segment })).map_err(io)?,
-                    ExportFormat::Csv => writeln!(out, "{}", csv_field(&id)).map_err(io)?,
+                if let Some(w) = &mut csv {
+                    w.write_record([&id]).map_err(|e| io(e.into()))?;
+                }
+                if let Some(out) = &mut jsonl {
+                    writeln!(out, "{}", serde_json::json!({ column: id, "segment": segment })).map_err(io)?;
                 }
                 n += 1;
             }
             after = page.last().cloned();
+        }
+        if let Some(mut w) = csv {
+            w.flush().map_err(io)?;
         }
         Ok(n)
     }
@@ -532,25 +538,6 @@ impl ActionsService {
             Some(raw) => Ok(Some(serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("back-fill job of {name}: {e}")))?)),
             None => Ok(None),
         }
-    }
-}
-
-fn member_key(app: &AppId, segment: &str, user: Option<&str>) -> Vec<u8> {
-    let mut k = app.as_str().as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(segment.as_bytes());
-    k.push(0);
-    if let Some(u) = user {
-        k.extend_from_slice(u.as_bytes());
-    }
-    k
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
     }
 }
 
