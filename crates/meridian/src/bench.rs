@@ -856,18 +856,15 @@ async fn feed_world(base: &str, key: &str, world: &Arc<meridian_demo::DemoWorld>
 
 /// The demo's `[actions]` as a config file section.
 fn actions_config_file(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let mut text = String::from("[actions]\n");
-    for line in crate::demo::DEMO_ACTIONS.lines() {
-        text.push_str(match line.trim() {
-            "[[aggregations]]" => "[[actions.aggregations]]",
-            "[[segments]]" => "[[actions.segments]]",
-            "[[triggers]]" => "[[actions.triggers]]",
-            _ => line,
-        });
-        text.push('\n');
+    #[derive(serde::Serialize)]
+    struct File<T> {
+        actions: T,
     }
+    // The same [actions] `serve --demo` uses.
+    let mut config = meridian_server::Config::default();
+    crate::serve::demo_actions(&mut config)?;
     let path = dir.join("actions.toml");
-    std::fs::write(&path, text)?;
+    std::fs::write(&path, toml::to_string(&File { actions: config.actions })?)?;
     Ok(path)
 }
 

@@ -182,7 +182,7 @@ fn demo_password() -> anyhow::Result<String> {
 
 /// Gives `config` the demo's aggregations, segments and triggers (and mask key) when its
 /// `[actions]` is on and has no aggregations of its own; whether it did.
-fn demo_actions(config: &mut Config) -> anyhow::Result<bool> {
+pub(crate) fn demo_actions(config: &mut Config) -> anyhow::Result<bool> {
     if !config.actions.enabled || !config.actions.aggregations.is_empty() {
         return Ok(false);
     }
