@@ -23,6 +23,10 @@ use rand_distr::{Distribution, Zipf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The server binary's allocator (its default feature), so the figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(name: &str) -> Option<u64> {
     std::env::args().skip_while(|a| a != name).nth(1).and_then(|v| v.parse().ok())
 }
@@ -37,7 +41,8 @@ fn agg(name: &str, kind: AggregationKind, field: Option<&str>, filter: &str) -> 
 }
 
 /// 20 aggregations over the demo world's actions.
-fn config() -> ActionsConfig {
+/// `threads`: the processor's threads (0: one per core).
+fn config(threads: usize) -> ActionsConfig {
     use AggregationKind::*;
     let bare = std::env::args().any(|a| a == "--no-conditions");
     let c = ActionsConfig {
@@ -71,6 +76,7 @@ fn config() -> ActionsConfig {
             TriggerConfig { name: "third_order".into(), when: "orders_30d >= 3".into(), webhook: true, description: String::new() },
             TriggerConfig { name: "went_dormant".into(), when: "stage == \"dormant\"".into(), webhook: true, description: String::new() },
         ],
+        threads,
         ..ActionsConfig::default()
     };
     let mut c = c;
@@ -214,18 +220,30 @@ fn main() {
     let floor = run(&log, floor_store, vec![Box::new(DecodeOnly(0))], n);
     println!("decode-only floor:            {:>9.0} events/s", floor);
 
+    // One thread, then one per core (the default), each on a fresh store.
+    let one_thread = {
+        let kv: Arc<dyn KvStore> = Arc::new(FjallStore::open(dir.path().join("one-thread")).unwrap());
+        let store = Arc::new(EmbeddedProfileStore::for_config(kv.clone(), &config(1)));
+        let service = ActionsService::new(config(1), store, kv.clone(), Arc::new(FixedZone(chrono_tz::Asia::Shanghai)), Arc::new(SystemClock), log.clone(), settings()).unwrap();
+        let processors: Vec<Box<dyn Processor>> = service.processors().unwrap().into_iter().map(|p| Box::new(p) as Box<dyn Processor>).collect();
+        run(&log, kv, processors, n)
+    };
+    println!("embedded (fjall), one thread: {:>9.0} events/s  ({:.2}x the decode-only floor)", one_thread, one_thread / floor);
+
     let rss0 = rss_bytes();
     let kv: Arc<dyn KvStore> = if std::env::args().any(|a| a == "--memory") {
         Arc::new(meridian_state::MemoryStore::new())
     } else {
         Arc::new(FjallStore::open(dir.path().join("embedded")).unwrap())
     };
-    let embedded = Arc::new(EmbeddedProfileStore::for_config(kv.clone(), &config()));
-    let service = ActionsService::new(config(), embedded.clone(), kv.clone(), Arc::new(FixedZone(chrono_tz::Asia::Shanghai)), Arc::new(SystemClock), log.clone(), settings()).unwrap();
+    let threads = arg("--threads").unwrap_or(0) as usize;
+    let embedded = Arc::new(EmbeddedProfileStore::for_config(kv.clone(), &config(threads)));
+    let service = ActionsService::new(config(threads), embedded.clone(), kv.clone(), Arc::new(FixedZone(chrono_tz::Asia::Shanghai)), Arc::new(SystemClock), log.clone(), settings()).unwrap();
     let processors: Vec<Box<dyn Processor>> = service.processors().unwrap().into_iter().map(|p| Box::new(p) as Box<dyn Processor>).collect();
     let eps = run(&log, kv.clone(), processors, n);
     let rss1 = rss_bytes();
-    println!("embedded (fjall) processor:   {:>9.0} events/s  ({:.2}x the decode-only floor)", eps, eps / floor);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("embedded (fjall), {} threads: {:>9.0} events/s  ({:.2}x the decode-only floor, {:.2}x one thread)", if threads == 0 { cores } else { threads }, eps, eps / floor, eps / one_thread);
     let app = AppId::new("demo").unwrap();
     let mut active = 0u64;
     let mut stored = 0u64;
@@ -272,7 +290,7 @@ fn main() {
         Ok(redis) => {
             let redis = Arc::new(redis);
             let kv: Arc<dyn KvStore> = Arc::new(FjallStore::open(dir.path().join("redis-state")).unwrap());
-            let service = ActionsService::new(config(), redis.clone(), kv.clone(), Arc::new(FixedZone(chrono_tz::Asia::Shanghai)), Arc::new(SystemClock), log.clone(), settings()).unwrap();
+            let service = ActionsService::new(config(threads), redis.clone(), kv.clone(), Arc::new(FixedZone(chrono_tz::Asia::Shanghai)), Arc::new(SystemClock), log.clone(), settings()).unwrap();
             let processors: Vec<Box<dyn Processor>> = service.processors().unwrap().into_iter().map(|p| Box::new(p) as Box<dyn Processor>).collect();
             let eps_r = run(&log, kv, processors, n);
             println!("redis processor:              {:>9.0} events/s  ({:.2}x the floor, {:.2}x embedded)", eps_r, eps_r / floor, eps_r / eps);

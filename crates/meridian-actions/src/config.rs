@@ -219,6 +219,9 @@ pub struct ActionsConfig {
     pub mask_key: String,
     /// Users per batch profile read.
     pub max_batch_users: usize,
+    /// Threads a group's processor spreads a round's users over (0: one per core). A user
+    /// always lands on the same thread, so its records keep their order.
+    pub threads: usize,
     /// Recently changed users (per group) whose profiles are kept in memory for reads that
     /// need no store call; 0 turns it off.
     pub hot_users: u64,
@@ -251,6 +254,7 @@ impl Default for ActionsConfig {
             notifications_topic: "notifications".into(),
             mask_key: String::new(),
             max_batch_users: 1000,
+            threads: 0,
             hot_users: 200_000,
             groups: Vec::new(),
             aggregations: Vec::new(),
@@ -283,6 +287,7 @@ impl Section for ActionsConfig {
         check_range("distinct_list_max", self.distinct_list_max, 1, 4096)?;
         check_range("timeline_len", self.timeline_len, 0, 200)?;
         check_range("max_batch_users", self.max_batch_users, 1, 10_000)?;
+        check_range("threads", self.threads, 0, 64)?;
         check_range("hot_users", self.hot_users, 0, 100_000_000)?;
         for (field, topic) in [("segments_topic", &self.segments_topic), ("triggers_topic", &self.triggers_topic), ("notifications_topic", &self.notifications_topic)] {
             check(meridian_log::TopicName::new(topic.as_str()).is_ok(), field, || format!("{topic:?} is not a topic name"))?;

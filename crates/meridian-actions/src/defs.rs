@@ -144,6 +144,8 @@ pub struct Definitions {
     pub distinct_list_max: usize,
     /// Timeline length.
     pub timeline_len: usize,
+    /// Processor threads per group (0: one per core).
+    pub threads: usize,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -295,6 +297,7 @@ impl Definitions {
             horizon_days: horizon.min(3660),
             distinct_list_max: config.distinct_list_max,
             timeline_len: config.timeline_len,
+            threads: config.threads,
         })
     }
 

@@ -144,13 +144,46 @@ pub struct ProcessorSettings {
     pub notifications_topic: TopicName,
 }
 
+/// Local indices of a group's aggregations (a bit each below 128, a list above).
+#[derive(Debug, Default, Clone)]
+struct AggSet {
+    low: u128,
+    high: Vec<usize>,
+}
+
+impl AggSet {
+    fn insert(&mut self, li: usize) {
+        if li < 128 {
+            self.low |= 1 << li;
+        } else if !self.high.contains(&li) {
+            self.high.push(li);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.low == 0 && self.high.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut low = self.low;
+        std::iter::from_fn(move || {
+            (low != 0).then(|| {
+                let li = low.trailing_zeros() as usize;
+                low &= low - 1;
+                li
+            })
+        })
+        .chain(self.high.iter().copied())
+    }
+}
+
 /// What changed for a user in the current round.
 #[derive(Debug, Default)]
 struct Dirty {
     clear: bool,
     meta: bool,
-    /// Local indices of the group's aggregations that changed.
-    aggs: FxHashSet<usize>,
+    /// Aggregations that changed.
+    aggs: AggSet,
     /// Schedule the next review from this time instead of the wall clock (reviews).
     review_from: Option<i64>,
 }
@@ -181,36 +214,107 @@ impl Cause<'_> {
     }
 }
 
-/// The actions processor of one group (see the module docs).
-pub struct ActionsProcessor {
+/// Erased users: app key → partition → offset of their erasure.
+type Erased = FxHashMap<Vec<u8>, std::collections::BTreeMap<u32, u64>>;
+
+/// A write a shard adds to the round's batch.
+#[derive(Debug)]
+enum Op {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Delete(&'static str, Vec<u8>),
+}
+
+/// What a shard's work adds to the round; applied to the round's context afterwards, shard
+/// by shard (a user's records keep their order: a user belongs to one shard).
+#[derive(Debug, Default)]
+struct Out {
+    ops: Vec<Op>,
+    emits: Vec<Emit>,
+    timers: Vec<(i64, Vec<u8>)>,
+    receipts: Vec<(String, serde_json::Value)>,
+    count_deltas: FxHashMap<Vec<u8>, i64>,
+    erased: Vec<(Vec<u8>, std::collections::BTreeMap<u32, u64>)>,
+    writes: Vec<UserWrite>,
+    publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
+}
+
+/// What every shard of a processor reads and nobody changes while it runs.
+struct Core {
     name: String,
     group: String,
-    topic: TopicName,
     settings: ProcessorSettings,
     defs: Arc<Definitions>,
     agg_keys: Vec<String>,
     /// Global aggregation index → index within this group.
     local: Vec<Option<usize>>,
-    /// The group's aggregations (global indices) whose filters name the event's action…
-    by_action: FxHashMap<String, Arc<[usize]>>,
-    /// …and those whose filters do not: an event is offered to these and to its action's.
-    any_action: Arc<[usize]>,
     segments: Vec<usize>,
     triggers: Vec<usize>,
     evaluates_stage: bool,
     meta_field: String,
-    store: Arc<dyn ProfileStore>,
     zones: Arc<dyn AppZones>,
     clock: Arc<dyn Clock>,
-    log: Arc<dyn Log>,
+    /// The store replaces every field of a written user.
+    full_writes: bool,
+    /// Committed users are published for in-memory reads.
+    publishes: bool,
+    /// What the stages, each segment and each trigger read.
+    stage_deps: Deps,
+    segment_deps: Vec<Deps>,
+    trigger_deps: Vec<Deps>,
+}
+
+/// The users one thread owns during a round. A user's shard is fixed by its key
+/// ([`shard_of`]), so shards never share a user and run in parallel without locks.
+#[derive(Debug, Default)]
+struct Shard {
     cache: FxHashMap<UserKey, UserState>,
     dirty: FxHashMap<UserKey, Dirty>,
+    /// Local days, memoised.
+    days: crate::window::Days,
+    out: Out,
+}
+
+/// The shard of a user among `n`.
+fn shard_of(app: &str, user: &str, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(app.as_bytes());
+    h.update(&[0]);
+    h.update(user.as_bytes());
+    (h.digest() % n as u64) as usize
+}
+
+/// A record of the round prepared for a shard: an event with its local day, the oldest day
+/// kept and the range of its inputs, or an erasure.
+#[derive(Debug, Clone)]
+enum Work {
+    Event { entry: usize, day: Day, oldest: Day, inputs: std::ops::Range<usize> },
+    Erase { entry: usize },
+}
+
+/// Rounds with fewer events than this run on the processor's own thread (starting threads
+/// costs more than a few events).
+const PARALLEL_MIN_RECORDS: usize = 256;
+
+/// The actions processor of one group (see the module docs).
+pub struct ActionsProcessor {
+    core: Core,
+    topic: TopicName,
+    /// The group's aggregations (global indices) whose filters name the event's action…
+    by_action: FxHashMap<String, Arc<[usize]>>,
+    /// …and those whose filters do not: an event is offered to these and to its action's.
+    any_action: Arc<[usize]>,
+    store: Arc<dyn ProfileStore>,
+    log: Arc<dyn Log>,
+    shards: Vec<Shard>,
     interned: FxHashMap<Vec<u8>, u32>,
     intern_next: FxHashMap<Vec<u8>, u32>,
     counts: FxHashMap<Vec<u8>, i64>,
     count_deltas: FxHashMap<Vec<u8>, i64>,
     /// Erased users seen this run (also in [`ERASED_TABLE`]).
-    erased: FxHashMap<Vec<u8>, std::collections::BTreeMap<u32, u64>>,
+    erased: Erased,
     started: bool,
     redo_seq: u64,
     /// Redo records of the current round (not committed yet).
@@ -219,28 +323,24 @@ pub struct ActionsProcessor {
     redo_unapplied: Vec<(Vec<u8>, Vec<UserWrite>)>,
     /// Applied redo records whose deletion rides in the next batch.
     redo_done: Vec<Vec<u8>>,
-    /// Local days, memoised.
+    /// Local days, memoised (for the processor's own thread).
     days: crate::window::Days,
     /// Where committed users are published for in-memory reads.
     hot: Option<crate::hot::HotProfiles>,
     /// Where this round's records of each partition end (not committed yet): a recompute
     /// step in the same round reads up to there, so its switch-over includes them.
     round_positions: FxHashMap<u32, u64>,
+    /// The round's records, handled at the end of the round.
+    pending: Vec<Record>,
     /// Users of the current round to publish once it has committed.
     publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
-    /// What the stages, each segment and each trigger read.
-    stage_deps: Deps,
-    segment_deps: Vec<Deps>,
-    trigger_deps: Vec<Deps>,
-    /// Reused buffer of an event's aggregation inputs.
-    inputs: Vec<(usize, Input)>,
     /// Reused buffer for interning keys.
     scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for ActionsProcessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActionsProcessor").field("name", &self.name).field("topic", &self.topic).field("aggregations", &self.agg_keys).finish_non_exhaustive()
+        f.debug_struct("ActionsProcessor").field("name", &self.core.name).field("topic", &self.topic).field("aggregations", &self.core.agg_keys).field("threads", &self.shards.len()).finish_non_exhaustive()
     }
 }
 
@@ -339,26 +439,37 @@ impl ActionsProcessor {
         let stage_deps = defs.stages.iter().fold(Deps::default(), |d, s| d.union(Deps::of(&s.cond, &local)));
         let segment_deps = segments.iter().map(|i| Deps::of(&defs.segments[*i].cond, &local)).collect();
         let trigger_deps = triggers.iter().map(|i| Deps::of(&defs.triggers[*i].cond, &local)).collect();
-        Ok(ActionsProcessor {
+        let threads = match defs.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let core = Core {
             name: processor_name(group),
             group: group.to_owned(),
-            topic,
             settings,
             evaluates_stage: group == DEFAULT_GROUP,
             meta_field: meta_field(group),
+            full_writes: store.wants_full_writes(),
+            publishes: false,
             defs,
             agg_keys,
             local,
-            by_action,
-            any_action,
             segments,
             triggers,
-            store,
             zones,
             clock,
+            stage_deps,
+            segment_deps,
+            trigger_deps,
+        };
+        Ok(ActionsProcessor {
+            core,
+            topic,
+            by_action,
+            any_action,
+            store,
             log,
-            cache: FxHashMap::default(),
-            dirty: FxHashMap::default(),
+            shards: (0..threads).map(|_| Shard::default()).collect(),
             interned: FxHashMap::default(),
             intern_next: FxHashMap::default(),
             counts: FxHashMap::default(),
@@ -372,17 +483,15 @@ impl ActionsProcessor {
             days: crate::window::Days::default(),
             hot: None,
             round_positions: FxHashMap::default(),
+            pending: Vec::new(),
             publish: Vec::new(),
             scratch: Vec::new(),
-            inputs: Vec::new(),
-            stage_deps,
-            segment_deps,
-            trigger_deps,
         })
     }
 
     /// Publishes committed users to `hot` (for the service's in-memory reads).
     pub fn with_hot(mut self, hot: Option<crate::hot::HotProfiles>) -> ActionsProcessor {
+        self.core.publishes = hot.is_some();
         self.hot = hot;
         self
     }
@@ -392,15 +501,20 @@ impl ActionsProcessor {
         &self.topic
     }
 
+    /// How many threads share a round's users.
+    pub fn threads(&self) -> usize {
+        self.shards.len()
+    }
+
     /// First call of a run: store writes left by a crash are applied, and aggregations
     /// new to this processor are recorded as live from its current positions.
     fn begin(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
         if !self.started {
-            let prefix = { let mut p = self.name.as_bytes().to_vec(); p.push(0); p };
+            let prefix = { let mut p = self.core.name.as_bytes().to_vec(); p.push(0); p };
             for (key, value) in ctx.store().scan_prefix(REDO_TABLE, &prefix, usize::MAX)? {
                 let seq = key[prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
                 self.redo_seq = self.redo_seq.max(seq + 1);
-                self.redo_unapplied.push((key, decode_redo(&value).map_err(|e| failed(&self.name, e))?));
+                self.redo_unapplied.push((key, decode_redo(&value).map_err(|e| failed(&self.core.name, e))?));
             }
             let partitions = match self.log.partition_count(&self.topic) {
                 Ok(n) => n,
@@ -413,11 +527,11 @@ impl ActionsProcessor {
             for (key, value) in ctx.store().scan_prefix(ERASED_TABLE, &[], usize::MAX)? {
                 self.erased.insert(key, serde_json::from_slice(&value).unwrap_or_default());
             }
-            for key in &self.agg_keys {
+            for key in &self.core.agg_keys {
                 if ctx.store().get(DEFS_TABLE, key.as_bytes())?.is_some() {
                     continue;
                 }
-                let mut since = LiveSince { topic: self.topic.as_str().to_owned(), at_ms: self.clock.now_ms(), ..LiveSince::default() };
+                let mut since = LiveSince { topic: self.topic.as_str().to_owned(), at_ms: self.core.clock.now_ms(), ..LiveSince::default() };
                 for p in 0..partitions {
                     since.positions.insert(p, ctx.committed_position(&self.topic, p)?.unwrap_or(0));
                 }
@@ -435,22 +549,28 @@ impl ActionsProcessor {
             return Ok(());
         }
         let writes: Vec<UserWrite> = self.redo_unapplied.iter().flat_map(|(_, w)| w.iter().cloned()).collect();
-        self.store.apply(&writes).map_err(|e| failed(&self.name, e))?;
+        self.store.apply(&writes).map_err(|e| failed(&self.core.name, e))?;
         self.redo_done.extend(self.redo_unapplied.drain(..).map(|(k, _)| k));
         Ok(())
     }
 
     fn today(&mut self, tz: chrono_tz::Tz) -> Day {
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         self.days.local_day(tz, now)
     }
 
-    /// The user's state, loaded once per run (cache) or from the store.
-    fn load(&mut self, key: &UserKey) -> Result<()> {
-        if self.cache.contains_key(key) {
-            return Ok(());
+    /// The shard of a user.
+    fn shard_index(&self, key: &UserKey) -> usize {
+        shard_of(key.app.as_str(), &key.user, self.shards.len())
+    }
+
+    /// The user's state, loaded once per run (cache) or from the store; its shard.
+    fn load(&mut self, key: &UserKey) -> Result<usize> {
+        let s = self.shard_index(key);
+        if !self.shards[s].cache.contains_key(key) {
+            self.load_missing(vec![key.clone()])?;
         }
-        self.load_missing(vec![key.clone()])
+        Ok(s)
     }
 
     /// Reads users not in the cache from the store, in one call (one round trip for Redis).
@@ -458,11 +578,12 @@ impl ActionsProcessor {
         if missing.is_empty() {
             return Ok(());
         }
-        let keys: Vec<&str> = self.agg_keys.iter().map(String::as_str).collect();
-        let all = self.store.read_many(&missing).map_err(|e| failed(&self.name, e))?;
+        let keys: Vec<&str> = self.core.agg_keys.iter().map(String::as_str).collect();
+        let all = self.store.read_many(&missing).map_err(|e| failed(&self.core.name, e))?;
+        let n = self.shards.len();
         for (key, fields) in missing.into_iter().zip(all) {
-            let state = UserState::decode(&fields, &self.meta_field, &keys).map_err(|e| failed(&self.name, e))?;
-            self.cache.insert(key, state);
+            let state = UserState::decode(&fields, &self.core.meta_field, &keys).map_err(|e| failed(&self.core.name, e))?;
+            self.shards[shard_of(key.app.as_str(), &key.user, n)].cache.insert(key, state);
         }
         Ok(())
     }
@@ -483,7 +604,7 @@ impl ActionsProcessor {
             return Ok(id);
         }
         if let Some(stored) = ctx.store().get(INTERN_TABLE, &key)? {
-            let id = stored.try_into().map(u32::from_be_bytes).map_err(|_| failed(&self.name, "corrupt interned id"))?;
+            let id = stored.try_into().map(u32::from_be_bytes).map_err(|_| failed(&self.core.name, "corrupt interned id"))?;
             self.interned.insert(key, id);
             return Ok(id);
         }
@@ -501,7 +622,7 @@ impl ActionsProcessor {
 
     /// What an event adds to aggregation `index`, if it matches.
     fn input(&mut self, ctx: &mut ProcessContext<'_>, index: usize, event: &Event) -> Result<Option<Input>> {
-        let defs = self.defs.clone();
+        let defs = self.core.defs.clone();
         let agg = &defs.aggregations[index];
         if let Some(filter) = &agg.filter {
             if !filter.matches(event) {
@@ -527,54 +648,292 @@ impl ActionsProcessor {
         })
     }
 
-    fn handle_event(&mut self, ctx: &mut ProcessContext<'_>, topic: &TopicName, record: &Record, event: &Event) -> Result<()> {
-        let Some(user) = &event.user else {
-            metrics::counter!("meridian_actions_events_without_user_total").increment(1);
-            return Ok(());
-        };
-        let tz = self.zones.zone(&event.app);
-        let day = self.days.local_day(tz, event.time.millis());
-        let oldest = self.today(tz) - (self.defs.retention_days as Day - 1);
-        if day < oldest {
-            metrics::counter!("meridian_actions_events_beyond_retention_total").increment(1);
-            return Ok(());
-        }
-        let key = UserKey::new(event.app.clone(), user.as_str());
-        if self.erased_at(&key).is_some_and(|erased| erased.get(&record.partition).is_some_and(|at| record.offset < *at)) {
-            return Ok(());
-        }
-        let mut inputs = std::mem::take(&mut self.inputs);
-        inputs.clear();
-        let any = self.any_action.clone();
-        let of_action = self.by_action.get(event.action.as_str()).cloned();
-        for &i in any.iter().chain(of_action.iter().flat_map(|c| c.iter())) {
-            if let Some(input) = self.input(ctx, i, event)? {
-                inputs.push((i, input));
+    /// Handles the round's records: decoded (in parallel when there are many), users not
+    /// in the cache read in one call, filters applied and distinct values interned on this
+    /// thread (interning writes the round's batch), then each shard applies its users'
+    /// records and encodes its changed users on a thread of its own.
+    fn handle_round(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
+        let records = std::mem::take(&mut self.pending);
+        let threads = if records.len() >= PARALLEL_MIN_RECORDS { self.shards.len() } else { 1 };
+        let entries: Vec<Option<LogEntry>> = par_map(&records, threads, |record| match LogEntry::decode(&record.value) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "actions: skipping undecodable record");
+                metrics::counter!("meridian_actions_undecodable_total").increment(1);
+                None
             }
-        }
-        self.load(&key)?;
-        let list_max = self.defs.distinct_list_max;
-        let timeline_len = self.defs.timeline_len;
-        // The user's state is taken out of the cache while the event is applied (one
-        // lookup instead of one per step) and put back at the end.
-        let mut owned = self.cache.remove(&key).expect("loaded");
-        let state = &mut owned;
-        let mut touched: u128 = 0;
-        let mut touched_more: Vec<usize> = Vec::new();
-        for (i, input) in &inputs {
-            let agg = &self.defs.aggregations[*i];
-            let Some(li) = self.local[*i] else { continue };
-            let buckets = &mut state.aggs[li];
-            if buckets.add(agg.kind, day, input, list_max) {
-                buckets.prune(oldest);
-                if li < 128 {
-                    touched |= 1 << li;
-                } else {
-                    touched_more.push(li);
+        });
+        let n = self.shards.len();
+        // Users not in the cache are read in one call (one round trip for Redis).
+        let mut missing: Vec<UserKey> = Vec::new();
+        let mut seen: FxHashSet<(&str, &str)> = FxHashSet::default();
+        for entry in entries.iter().flatten() {
+            let (app, user) = match entry {
+                LogEntry::Event(e) => match &e.user {
+                    Some(u) => (&e.app, u.as_str()),
+                    None => continue,
+                },
+                LogEntry::Erasure(e) => (&e.app, e.subject.as_str()),
+            };
+            if seen.insert((app.as_str(), user)) {
+                let key = UserKey::new(app.clone(), user);
+                if !self.shards[shard_of(app.as_str(), user, n)].cache.contains_key(&key) {
+                    missing.push(key);
                 }
             }
         }
-        self.inputs = inputs;
+        drop(seen);
+        self.load_missing(missing)?;
+        // Filters and interning, in log order; each record goes to its user's shard.
+        let mut work: Vec<Vec<Work>> = vec![Vec::new(); n];
+        let mut inputs: Vec<(usize, Input)> = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let record = &records[i];
+            match entry {
+                None => {}
+                Some(LogEntry::Erasure(e)) => work[shard_of(e.app.as_str(), e.subject.as_str(), n)].push(Work::Erase { entry: i }),
+                Some(LogEntry::Event(event)) => {
+                    let Some(user) = &event.user else {
+                        metrics::counter!("meridian_actions_events_without_user_total").increment(1);
+                        continue;
+                    };
+                    let tz = self.core.zones.zone(&event.app);
+                    let day = self.days.local_day(tz, event.time.millis());
+                    let oldest = self.today(tz) - (self.core.defs.retention_days as Day - 1);
+                    if day < oldest {
+                        metrics::counter!("meridian_actions_events_beyond_retention_total").increment(1);
+                        continue;
+                    }
+                    if !self.erased.is_empty() {
+                        let erased = self.erased.get(&app_key(event.app.as_str(), user.as_str()));
+                        if erased.is_some_and(|at| at.get(&record.partition).is_some_and(|at| record.offset < *at)) {
+                            continue;
+                        }
+                    }
+                    let start = inputs.len();
+                    let any = self.any_action.clone();
+                    let of_action = self.by_action.get(event.action.as_str()).cloned();
+                    for &a in any.iter().chain(of_action.iter().flat_map(|c| c.iter())) {
+                        if let Some(input) = self.input(ctx, a, event)? {
+                            inputs.push((a, input));
+                        }
+                    }
+                    work[shard_of(event.app.as_str(), user.as_str(), n)].push(Work::Event { entry: i, day, oldest, inputs: start..inputs.len() });
+                }
+            }
+        }
+        let now = self.core.clock.now_ms();
+        let (core, erased, topic) = (&self.core, &self.erased, &self.topic);
+        let (entries, inputs, records) = (&entries, &inputs, &records);
+        let run = |shard: &mut Shard, work: &[Work]| {
+            for w in work {
+                match w {
+                    Work::Event { entry, day, oldest, inputs: range } => {
+                        if let (Some(LogEntry::Event(event)), record) = (&entries[*entry], &records[*entry]) {
+                            let cause = Cause::Event { topic, partition: record.partition, offset: record.offset, event_id: event.id.as_str() };
+                            shard.handle_event(core, event, *day, *oldest, &inputs[range.clone()], &cause);
+                        }
+                    }
+                    Work::Erase { entry } => {
+                        if let (Some(LogEntry::Erasure(erasure)), record) = (&entries[*entry], &records[*entry]) {
+                            shard.erase(core, erased, record, erasure);
+                        }
+                    }
+                }
+            }
+            shard.flush_users(core, now);
+        };
+        let busy = work.iter().filter(|w| !w.is_empty()).count();
+        if threads > 1 && busy > 1 {
+            std::thread::scope(|scope| {
+                let mut pairs = self.shards.iter_mut().zip(&work).filter(|(_, w)| !w.is_empty());
+                let first = pairs.next();
+                for (shard, w) in pairs {
+                    scope.spawn(|| run(shard, w));
+                }
+                if let Some((shard, w)) = first {
+                    run(shard, w);
+                }
+            });
+        } else {
+            for (shard, w) in self.shards.iter_mut().zip(&work) {
+                run(shard, w);
+            }
+        }
+        self.finish_flush(ctx)
+    }
+
+    /// Writes the round's changed users (stage or redo), their reviews and the segment
+    /// counts.
+    fn flush(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
+        let now = self.core.clock.now_ms();
+        for shard in &mut self.shards {
+            shard.flush_users(&self.core, now);
+        }
+        self.finish_flush(ctx)
+    }
+
+    /// Applies what the shards produced to the round (in shard order), then the counts
+    /// and the store's writes.
+    fn finish_flush(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
+        for key in self.redo_done.drain(..) {
+            ctx.batch().delete(REDO_TABLE, key);
+        }
+        let mut writes = Vec::new();
+        let cache_users = CACHE_USERS / self.shards.len().max(1);
+        for shard in &mut self.shards {
+            let out = std::mem::take(&mut shard.out);
+            for op in out.ops {
+                match op {
+                    Op::Put(table, key, value) => ctx.batch().put(table, key, value),
+                    Op::Delete(table, key) => ctx.batch().delete(table, key),
+                }
+            }
+            for emit in out.emits {
+                ctx.emit(emit)?;
+            }
+            for (due, key) in out.timers {
+                ctx.schedule_timer(due, &key);
+            }
+            for (id, removed) in out.receipts {
+                ctx.erasure_receipt(&id, removed)?;
+            }
+            for (key, delta) in out.count_deltas {
+                *self.count_deltas.entry(key).or_default() += delta;
+            }
+            for (key, at) in out.erased {
+                self.erased.insert(key, at);
+            }
+            if writes.is_empty() {
+                writes = out.writes;
+            } else {
+                writes.extend(out.writes);
+            }
+            self.publish.extend(out.publish);
+            if shard.cache.len() > cache_users {
+                shard.cache.clear();
+            }
+        }
+        for (key, delta) in std::mem::take(&mut self.count_deltas) {
+            if delta == 0 {
+                continue;
+            }
+            let current = match self.counts.get(&key) {
+                Some(c) => *c,
+                None => ctx.store().get(COUNTS_TABLE, &key)?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0),
+            };
+            let next = (current + delta).max(0);
+            ctx.batch().put(COUNTS_TABLE, key.clone(), next.to_be_bytes().to_vec());
+            self.counts.insert(key, next);
+        }
+        let staged = writes.is_empty() || self.store.stage(ctx.batch(), &writes);
+        let mut redo_key = None;
+        if !staged {
+            let mut key = self.core.name.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&self.redo_seq.to_be_bytes());
+            self.redo_seq += 1;
+            ctx.batch().put(REDO_TABLE, key.clone(), encode_redo(&writes));
+            redo_key = Some(key);
+        }
+        if self.hot.is_some() {
+            // Full writes (and erasures) go to the memory copy as they are: moved when the
+            // store has staged them, copied when the redo record still needs them.
+            for w in writes.iter_mut().filter(|w| w.clear) {
+                if let Some(user) = &w.user {
+                    let fields = if staged { std::mem::take(&mut w.set) } else { w.set.clone() };
+                    self.publish.push((user.clone(), w.scope.clone(), Arc::new(fields)));
+                }
+            }
+        }
+        if let Some(key) = redo_key {
+            self.redo_staged.push((key, writes));
+        }
+        Ok(())
+    }
+
+    fn review(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
+        let Some(key) = parse_user_key(&timer.key) else { return Ok(()) };
+        let s = self.load(&key)?;
+        let shard = &mut self.shards[s];
+        let state = shard.cache.get(&key).expect("loaded");
+        if state.meta.review_at_ms != timer.due_ms {
+            // Superseded by a later event (which scheduled another review) or erased.
+            return Ok(());
+        }
+        let tz = self.core.zones.zone(&key.app);
+        shard.evaluate(&self.core, &key, tz, timer.due_ms, &Cause::Review(timer.due_ms), true);
+        // The next review counts from the review's own day, not the wall clock.
+        let d = shard.dirty.entry(key).or_default();
+        d.meta = true;
+        d.review_from = Some(timer.due_ms);
+        self.flush(ctx)
+    }
+
+    /// A job's change to a user's buckets of aggregation `li` (local index), then the
+    /// user's conditions re-evaluated; triggers fire only when `fire`.
+    fn merge_job_buckets(&mut self, key: &UserKey, li: usize, change: impl FnOnce(&mut Buckets), cause: &Cause, fire: bool) -> Result<()> {
+        let s = self.load(key)?;
+        let tz = self.core.zones.zone(&key.app);
+        let shard = &mut self.shards[s];
+        let state = shard.cache.get_mut(key).expect("loaded");
+        change(&mut state.aggs[li]);
+        let eval_ms = state.meta.last_active_ms.max(1);
+        shard.dirty.entry(key.clone()).or_default().aggs.insert(li);
+        shard.evaluate(&self.core, key, tz, eval_ms, cause, fire);
+        Ok(())
+    }
+
+    /// Where `key`'s erasures are (partition → offset), if the user was ever erased.
+    fn erased_at(&self, key: &UserKey) -> Option<&std::collections::BTreeMap<u32, u64>> {
+        if self.erased.is_empty() {
+            return None;
+        }
+        self.erased.get(&app_key(key.app.as_str(), &key.user))
+    }
+}
+
+/// `f` over `items`, split in `threads` contiguous chunks run in parallel; in order.
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if threads <= 1 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.chunks(chunk).skip(1).map(|c| scope.spawn(move || c.iter().map(f).collect::<Vec<R>>())).collect();
+        let mut out: Vec<R> = items[..chunk].iter().map(f).collect();
+        for h in handles {
+            // A panic in `f` is a bug: let it reach the runtime as the processor's panic.
+            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        out
+    })
+}
+
+impl Shard {
+    /// Applies one event of a loaded user: its `inputs` (filters already passed) to the
+    /// buckets of its local `day`, activity, timeline, then the conditions it may change.
+    fn handle_event(&mut self, core: &Core, event: &Event, day: Day, oldest: Day, inputs: &[(usize, Input)], cause: &Cause) {
+        let Some(user) = &event.user else { return };
+        let key = UserKey::new(event.app.clone(), user.as_str());
+        let tz = core.zones.zone(&event.app);
+        let list_max = core.defs.distinct_list_max;
+        let timeline_len = core.defs.timeline_len;
+        // The user's state is taken out of the cache while the event is applied (one
+        // lookup instead of one per step) and put back at the end.
+        let mut owned = self.cache.remove(&key).expect("loaded by the round's pre-scan");
+        let state = &mut owned;
+        let mut touched = AggSet::default();
+        for (i, input) in inputs {
+            let agg = &core.defs.aggregations[*i];
+            let Some(li) = core.local[*i] else { continue };
+            let buckets = &mut state.aggs[li];
+            if buckets.add(agg.kind, day, input, list_max) {
+                buckets.prune(oldest);
+                touched.insert(li);
+            }
+        }
         let t = event.time.millis();
         let meta = &mut state.meta;
         // Whether the first or last event's day moves, or a day gets its first event.
@@ -609,47 +968,34 @@ impl ActionsProcessor {
             meta.timeline.insert(at, entry);
         }
         let eval_ms = meta.last_active_ms;
-        let cause = Cause::Event { topic, partition: record.partition, offset: record.offset, event_id: event.id.as_str() };
-        let change = Change { aggs: if touched_more.is_empty() { touched } else { u128::MAX }, days: days_moved, new_active_day };
-        let evaluated = self.evaluate_state(ctx, &key, state, tz, eval_ms, &cause, true, Some(change));
+        let change = Change { aggs: if touched.high.is_empty() { touched.low } else { u128::MAX }, days: days_moved, new_active_day };
+        self.evaluate_state(core, &key, state, tz, eval_ms, cause, true, Some(change));
         let dirty = match self.dirty.get_mut(&key) {
             Some(d) => d,
             None => self.dirty.entry(key.clone()).or_default(),
         };
         dirty.meta = true;
-        while touched != 0 {
-            dirty.aggs.insert(touched.trailing_zeros() as usize);
-            touched &= touched - 1;
+        for li in touched.iter() {
+            dirty.aggs.insert(li);
         }
-        dirty.aggs.extend(touched_more);
         self.cache.insert(key, owned);
-        evaluated.map(drop)
-    }
-
-    /// Where `key`'s erasures are (partition → offset), if the user was ever erased.
-    fn erased_at(&self, key: &UserKey) -> Option<&std::collections::BTreeMap<u32, u64>> {
-        if self.erased.is_empty() {
-            return None;
-        }
-        self.erased.get(&app_key(key.app.as_str(), &key.user))
     }
 
     /// Re-evaluates stage, segments and triggers of a loaded user as of `eval_ms`,
     /// emitting what changed. Triggers fire only when `fire`.
-    fn evaluate(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) -> Result<()> {
+    fn evaluate(&mut self, core: &Core, key: &UserKey, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool) {
         let mut state = self.cache.remove(key).expect("loaded");
-        let result = self.evaluate_state(ctx, key, &mut state, tz, eval_ms, cause, fire, None);
+        let changed = self.evaluate_state(core, key, &mut state, tz, eval_ms, cause, fire, None);
         self.cache.insert(key.clone(), state);
-        if result? {
+        if changed {
             self.dirty.entry(key.clone()).or_default().meta = true;
         }
-        Ok(())
     }
 
     /// [`Self::evaluate`] of a state taken out of the cache; whether the meta changed.
     #[allow(clippy::too_many_arguments)]
-    fn evaluate_state(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, state: &mut UserState, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool, change: Option<Change>) -> Result<bool> {
-        let defs = self.defs.clone();
+    fn evaluate_state(&mut self, core: &Core, key: &UserKey, state: &mut UserState, tz: chrono_tz::Tz, eval_ms: i64, cause: &Cause, fire: bool, change: Option<Change>) -> bool {
+        let defs = &core.defs;
         let eval_ms = eval_ms.max(state.meta.evaluated_ms);
         // Conditions an event cannot have changed are skipped (same inputs, same answer):
         // not when the day moved (windows slide), nor before every condition was evaluated
@@ -669,8 +1015,8 @@ impl ActionsProcessor {
         let mut changed = state.meta.evaluated_ms != eval_ms;
         state.meta.evaluated_ms = eval_ms;
         let mut stage_changed = false;
-        if self.evaluates_stage && change.is_none_or(|c| c.touches(&self.stage_deps, false)) {
-            let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v))).map_or("", |s| s.name.as_str());
+        if core.evaluates_stage && change.is_none_or(|c| c.touches(&core.stage_deps, false)) {
+            let stage = defs.stages.iter().find(|s| s.cond.eval(&mut |v: &Var| value(defs, &core.local, state, &facts, v))).map_or("", |s| s.name.as_str());
             if stage != state.meta.stage {
                 state.meta.stage = stage.to_owned();
                 state.meta.stage_since_ms = eval_ms;
@@ -678,14 +1024,13 @@ impl ActionsProcessor {
                 stage_changed = true;
             }
         }
-        let mut emits: Vec<Emit> = Vec::new();
         let mut member_changes: Vec<(String, bool)> = Vec::new();
-        for (n, i) in self.segments.iter().enumerate() {
-            if change.is_some_and(|c| !c.touches(&self.segment_deps[n], stage_changed)) {
+        for (n, i) in core.segments.iter().enumerate() {
+            if change.is_some_and(|c| !c.touches(&core.segment_deps[n], stage_changed)) {
                 continue;
             }
             let seg = &defs.segments[*i];
-            let now_in = seg.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v));
+            let now_in = seg.cond.eval(&mut |v: &Var| value(defs, &core.local, state, &facts, v));
             let was_in = state.meta.segments.binary_search(&seg.name);
             match (was_in, now_in) {
                 (Err(at), true) => state.meta.segments.insert(at, seg.name.clone()),
@@ -698,12 +1043,12 @@ impl ActionsProcessor {
             member_changes.push((seg.name.clone(), now_in));
         }
         let mut fired: Vec<String> = Vec::new();
-        for (n, i) in self.triggers.iter().enumerate() {
-            if change.is_some_and(|c| !c.touches(&self.trigger_deps[n], stage_changed)) {
+        for (n, i) in core.triggers.iter().enumerate() {
+            if change.is_some_and(|c| !c.touches(&core.trigger_deps[n], stage_changed)) {
                 continue;
             }
             let trig = &defs.triggers[*i];
-            let now_true = trig.cond.eval(&mut |v: &Var| value(&defs, &self.local, state, &facts, v));
+            let now_true = trig.cond.eval(&mut |v: &Var| value(defs, &core.local, state, &facts, v));
             match (state.meta.triggers_true.binary_search(&trig.name), now_true) {
                 (Err(at), true) => {
                     state.meta.triggers_true.insert(at, trig.name.clone());
@@ -718,6 +1063,7 @@ impl ActionsProcessor {
             }
             changed = true;
         }
+        let out = &mut self.out;
         let stage = if fired.is_empty() { String::new() } else { state.meta.stage.clone() };
         for (segment, entered) in member_changes {
             let change = if entered { "enter" } else { "exit" };
@@ -726,14 +1072,10 @@ impl ActionsProcessor {
                 "id": id, "app": key.app.as_str(), "user": key.user, "segment": segment, "change": change,
                 "time_ms": eval_ms, "cause": cause.json(),
             });
-            emits.push(Emit { topic: self.settings.segments_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id });
+            out.emits.push(Emit { topic: core.settings.segments_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id });
             let member = member_key(key.app.as_str(), &segment, Some(&key.user));
-            if entered {
-                ctx.batch().put(MEMBERS_TABLE, member, Vec::new());
-            } else {
-                ctx.batch().delete(MEMBERS_TABLE, member);
-            }
-            *self.count_deltas.entry(app_key(key.app.as_str(), &segment)).or_default() += if entered { 1 } else { -1 };
+            out.ops.push(if entered { Op::Put(MEMBERS_TABLE, member, Vec::new()) } else { Op::Delete(MEMBERS_TABLE, member) });
+            *out.count_deltas.entry(app_key(key.app.as_str(), &segment)).or_default() += if entered { 1 } else { -1 };
         }
         for trigger in fired {
             let id = emit_id("trg", &[key.app.as_str(), &trigger, &key.user, &cause.id()]);
@@ -742,198 +1084,131 @@ impl ActionsProcessor {
                 "id": id, "app": key.app.as_str(), "user": key.user, "trigger": trigger, "condition": trig.text,
                 "stage": stage, "time_ms": eval_ms, "cause": cause.json(),
             });
-            emits.push(Emit { topic: self.settings.triggers_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id: id.clone() });
+            out.emits.push(Emit { topic: core.settings.triggers_topic.clone(), key: Bytes::from(key.user.clone()), value: Bytes::from(body.to_string()), id: id.clone() });
             if trig.webhook {
                 // Requested now: the notify module gives a request to the endpoints that
                 // existed when it was made (an event from days ago still notifies).
                 let request = notification_request(&id, &key.app, body, meridian_event::Timestamp::now().millis());
-                emits.push(Emit { topic: self.settings.notifications_topic.clone(), key: Bytes::from(key.app.as_str().to_owned()), value: Bytes::from(request), id });
+                out.emits.push(Emit { topic: core.settings.notifications_topic.clone(), key: Bytes::from(key.app.as_str().to_owned()), value: Bytes::from(request), id });
             }
             metrics::counter!("meridian_actions_triggers_fired_total", "trigger" => trigger).increment(1);
         }
-        for emit in emits {
-            ctx.emit(emit)?;
-        }
-        Ok(changed)
+        changed
     }
 
-    fn erase(&mut self, ctx: &mut ProcessContext<'_>, record: &Record, erasure: &meridian_event::Erasure) -> Result<()> {
+    /// Erases a loaded user: profile, memberships; records the erasure's position so a
+    /// replay skips the user's earlier events.
+    fn erase(&mut self, core: &Core, erased: &Erased, record: &Record, erasure: &meridian_event::Erasure) {
         if erasure.kind != meridian_event::SubjectKind::User {
-            ctx.erasure_receipt(&erasure.id, serde_json::json!({"profiles": 0}))?;
-            return Ok(());
+            self.out.receipts.push((erasure.id.clone(), serde_json::json!({"profiles": 0})));
+            return;
         }
         let key = UserKey::new(erasure.app.clone(), erasure.subject.as_str());
-        self.load(&key)?;
         let state = self.cache.remove(&key).unwrap_or_default();
         let existed = !state.is_empty();
         for segment in &state.meta.segments {
-            ctx.batch().delete(MEMBERS_TABLE, member_key(key.app.as_str(), segment, Some(&key.user)));
-            *self.count_deltas.entry(app_key(key.app.as_str(), segment)).or_default() -= 1;
+            self.out.ops.push(Op::Delete(MEMBERS_TABLE, member_key(key.app.as_str(), segment, Some(&key.user))));
+            *self.out.count_deltas.entry(app_key(key.app.as_str(), segment)).or_default() -= 1;
         }
-        self.cache.insert(key.clone(), UserState::empty(self.agg_keys.len()));
-        let dirty = self.dirty.entry(key.clone()).or_default();
-        *dirty = Dirty { clear: true, ..Dirty::default() };
+        self.cache.insert(key.clone(), UserState::empty(core.agg_keys.len()));
+        *self.dirty.entry(key.clone()).or_default() = Dirty { clear: true, ..Dirty::default() };
         let k = app_key(key.app.as_str(), &key.user);
-        let mut at = self.erased_at(&key).cloned().unwrap_or_default();
+        // An earlier erasure of this round is not in `erased` yet.
+        let mut at = self.out.erased.iter().rev().find(|(e, _)| *e == k).map(|(_, at)| at.clone()).or_else(|| erased.get(&k).cloned()).unwrap_or_default();
         at.insert(record.partition, record.offset);
-        ctx.batch().put(ERASED_TABLE, k.clone(), serde_json::to_vec(&at).unwrap_or_default());
-        self.erased.insert(k, at);
-        ctx.erasure_receipt(
-            &erasure.id,
+        self.out.ops.push(Op::Put(ERASED_TABLE, k.clone(), serde_json::to_vec(&at).unwrap_or_default()));
+        self.out.erased.push((k, at));
+        self.out.receipts.push((
+            erasure.id.clone(),
             serde_json::json!({"profiles": u64::from(existed), "aggregations": state.aggs.iter().filter(|b| !b.0.is_empty()).count(), "segments": state.meta.segments.len()}),
-        )?;
-        Ok(())
+        ));
     }
 
-    /// Writes the round's changed users (stage or redo), their reviews and the segment
-    /// counts.
-    fn flush(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
-        for key in self.redo_done.drain(..) {
-            ctx.batch().delete(REDO_TABLE, key);
+    /// Encodes the shard's changed users into writes (and their next reviews), in `out`.
+    fn flush_users(&mut self, core: &Core, now: i64) {
+        if self.dirty.is_empty() {
+            return;
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut writes = Vec::with_capacity(dirty.len());
-        let horizon = i64::from(self.defs.horizon_days);
-        let now = self.clock.now_ms();
-        let full_writes = self.store.wants_full_writes();
-        for (key, d) in dirty {
+        let horizon = i64::from(core.defs.horizon_days);
+        let scope = if core.group == DEFAULT_GROUP { String::new() } else { core.group.clone() };
+        self.out.writes.reserve(self.dirty.len());
+        for (key, d) in std::mem::take(&mut self.dirty) {
             let Some(state) = self.cache.get_mut(&key) else { continue };
-            let scope = if self.group == DEFAULT_GROUP { String::new() } else { self.group.clone() };
-            let mut write = UserWrite { clear: d.clear, scope, ..UserWrite::new(key.clone()) };
-            if !d.clear && state.meta.last_active_ms > 0 {
+            let mut write = UserWrite { clear: d.clear, scope: scope.clone(), ..UserWrite::new(key.clone()) };
+            // Erased in this round: nothing is written but the erasure, unless events
+            // after the erasure (in the same round) started the user again.
+            let erased = d.clear && state.is_empty();
+            if !erased && state.meta.last_active_ms > 0 {
                 // The next daily review, while time can still change something.
-                let tz = self.zones.zone(&key.app);
+                let tz = core.zones.zone(&key.app);
                 let today = self.days.local_day(tz, d.review_from.unwrap_or(now).max(state.meta.last_active_ms));
                 let last = self.days.local_day(tz, state.meta.last_active_ms);
                 let due = if i64::from(today - last) < horizon { self.days.day_start_ms(tz, today + 1) } else { 0 };
                 if due != state.meta.review_at_ms {
                     state.meta.review_at_ms = due;
                     if due > 0 {
-                        ctx.schedule_timer(due, &app_key(key.app.as_str(), &key.user));
+                        self.out.timers.push((due, app_key(key.app.as_str(), &key.user)));
                     }
                 }
             }
-            if !d.clear {
+            if !erased {
                 // The changed aggregations are encoded once; unchanged ones keep their bytes.
-                for li in &d.aggs {
-                    let b = &state.aggs[*li];
-                    state.encoded[*li] = (!b.0.is_empty()).then(|| encode(b));
+                for li in d.aggs.iter() {
+                    let b = &state.aggs[li];
+                    state.encoded[li] = (!b.0.is_empty()).then(|| encode(b));
                 }
                 let meta = encode(&state.meta);
-                if full_writes {
+                if core.full_writes || d.clear {
                     // Every field of the group, replacing what is stored.
                     write.clear = true;
-                    write.set = full_fields(&self.meta_field, &self.agg_keys, state, meta);
+                    write.set = full_fields(&core.meta_field, &core.agg_keys, state, meta);
                 } else {
                     if d.meta || !d.aggs.is_empty() {
-                        write.set.push((self.meta_field.clone(), meta.clone()));
+                        write.set.push((core.meta_field.clone(), meta.clone()));
                     }
-                    for li in &d.aggs {
-                        match &state.encoded[*li] {
-                            Some(bytes) => write.set.push((agg_field(&self.agg_keys[*li]), bytes.clone())),
-                            None => write.remove.push(agg_field(&self.agg_keys[*li])),
+                    for li in d.aggs.iter() {
+                        match &state.encoded[li] {
+                            Some(bytes) => write.set.push((agg_field(&core.agg_keys[li]), bytes.clone())),
+                            None => write.remove.push(agg_field(&core.agg_keys[li])),
                         }
                     }
                     // The memory copy needs every field (a full write's are moved there
-                    // once staged, below).
-                    if self.hot.is_some() {
-                        self.publish.push((key.clone(), write.scope.clone(), Arc::new(full_fields(&self.meta_field, &self.agg_keys, state, meta))));
+                    // once staged).
+                    if core.publishes {
+                        self.out.publish.push((key.clone(), write.scope.clone(), Arc::new(full_fields(&core.meta_field, &core.agg_keys, state, meta))));
                     }
                 }
             }
-            writes.push(write);
+            self.out.writes.push(write);
         }
-        for (key, delta) in std::mem::take(&mut self.count_deltas) {
-            let current = match self.counts.get(&key) {
-                Some(c) => *c,
-                None => ctx.store().get(COUNTS_TABLE, &key)?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0),
-            };
-            let next = (current + delta).max(0);
-            ctx.batch().put(COUNTS_TABLE, key.clone(), next.to_be_bytes().to_vec());
-            self.counts.insert(key, next);
-        }
-        let staged = writes.is_empty() || self.store.stage(ctx.batch(), &writes);
-        let mut redo_key = None;
-        if !staged {
-            let mut key = self.name.as_bytes().to_vec();
-            key.push(0);
-            key.extend_from_slice(&self.redo_seq.to_be_bytes());
-            self.redo_seq += 1;
-            ctx.batch().put(REDO_TABLE, key.clone(), encode_redo(&writes));
-            redo_key = Some(key);
-        }
-        if self.hot.is_some() {
-            // Full writes (and erasures) go to the memory copy as they are: moved when the
-            // store has staged them, copied when the redo record still needs them.
-            for w in writes.iter_mut().filter(|w| w.clear) {
-                if let Some(user) = &w.user {
-                    let fields = if staged { std::mem::take(&mut w.set) } else { w.set.clone() };
-                    self.publish.push((user.clone(), w.scope.clone(), Arc::new(fields)));
-                }
-            }
-        }
-        if let Some(key) = redo_key {
-            self.redo_staged.push((key, writes));
-        }
-        if self.cache.len() > CACHE_USERS {
-            self.cache.clear();
-        }
-        Ok(())
     }
+}
 
-    fn review(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
-        let Some(key) = parse_user_key(&timer.key) else { return Ok(()) };
-        self.load(&key)?;
-        let state = self.cache.get(&key).expect("loaded");
-        if state.meta.review_at_ms != timer.due_ms {
-            // Superseded by a later event (which scheduled another review) or erased.
-            return Ok(());
-        }
-        let tz = self.zones.zone(&key.app);
-        self.evaluate(ctx, &key, tz, timer.due_ms, &Cause::Review(timer.due_ms), true)?;
-        // The next review counts from the review's own day, not the wall clock.
-        let d = self.dirty.entry(key).or_default();
-        d.meta = true;
-        d.review_from = Some(timer.due_ms);
-        self.flush(ctx)
-    }
-
-    /// A job's change to a user's buckets of aggregation `li` (local index), then the
-    /// user's conditions re-evaluated; triggers fire only when `fire`.
-    fn merge_job_buckets(&mut self, ctx: &mut ProcessContext<'_>, key: &UserKey, li: usize, change: impl FnOnce(&mut Buckets), cause: &Cause, fire: bool) -> Result<()> {
-        self.load(key)?;
-        let tz = self.zones.zone(&key.app);
-        let state = self.cache.get_mut(key).expect("loaded");
-        change(&mut state.aggs[li]);
-        let eval_ms = state.meta.last_active_ms.max(1);
-        self.dirty.entry(key.clone()).or_default().aggs.insert(li);
-        self.evaluate(ctx, key, tz, eval_ms, cause, fire)
-    }
-
+impl ActionsProcessor {
     fn backfill_step(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
         let agg_key = String::from_utf8_lossy(&timer.key[1..]).into_owned();
         let Some(raw) = ctx.store().get(JOBS_TABLE, agg_key.as_bytes())? else { return Ok(()) };
-        let mut job: Job = serde_json::from_slice(&raw).map_err(|e| failed(&self.name, format!("corrupt back-fill job {agg_key}: {e}")))?;
+        let mut job: Job = serde_json::from_slice(&raw).map_err(|e| failed(&self.core.name, format!("corrupt back-fill job {agg_key}: {e}")))?;
         if job.done {
             return Ok(());
         }
-        let Some(index) = self.defs.aggregations.iter().position(|a| a.key == agg_key && a.group == self.group) else {
+        let Some(index) = self.core.defs.aggregations.iter().position(|a| a.key == agg_key && a.group == self.core.group) else {
             job.done = true;
-            job.finished_ms = self.clock.now_ms();
+            job.finished_ms = self.core.clock.now_ms();
             ctx.batch().put(JOBS_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
             return Ok(());
         };
-        let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.name, e))?;
+        let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.core.name, e))?;
         let mut partial: FxHashMap<UserKey, Buckets> = FxHashMap::default();
         let budget = BACKFILL_STEP_RECORDS;
-        let kind = self.defs.aggregations[index].kind;
-        let list_max = self.defs.distinct_list_max;
+        let kind = self.core.defs.aggregations[index].kind;
+        let list_max = self.core.defs.distinct_list_max;
         let targets: Vec<(u32, u64)> = job.until.iter().map(|(p, u)| (*p, *u)).collect();
         let (events, _) = self.read_for_job(&topic, &mut job.cursor, &targets, budget, &mut job.read)?;
         for (key, event) in events {
-            let tz = self.zones.zone(&event.app);
+            let tz = self.core.zones.zone(&event.app);
             let day = self.days.local_day(tz, event.time.millis());
-            if day < self.today(tz) - (self.defs.retention_days as Day - 1) {
+            if day < self.today(tz) - (self.core.defs.retention_days as Day - 1) {
                 continue;
             }
             if let Some(input) = self.input(ctx, index, &event)? {
@@ -941,12 +1216,12 @@ impl ActionsProcessor {
                 job.merged += 1;
             }
         }
-        let agg_key_owned = self.defs.aggregations[index].key.clone();
+        let agg_key_owned = self.core.defs.aggregations[index].key.clone();
         let step = job.steps;
-        let li = self.local[index].expect("the job's aggregation is of this group");
+        let li = self.core.local[index].expect("the job's aggregation is of this group");
         for (key, buckets) in partial {
             let cause = Cause::Backfill { key: &agg_key_owned, step };
-            self.merge_job_buckets(ctx, &key, li, |b| b.merge(&buckets, list_max), &cause, job.refire)?;
+            self.merge_job_buckets(&key, li, |b| b.merge(&buckets, list_max), &cause, job.refire)?;
         }
         job.steps += 1;
         let remaining = job.until.iter().any(|(p, u)| job.cursor.get(p).copied().unwrap_or(0) < *u);
@@ -954,7 +1229,7 @@ impl ActionsProcessor {
             reschedule(ctx, timer);
         } else {
             job.done = true;
-            job.finished_ms = self.clock.now_ms();
+            job.finished_ms = self.core.clock.now_ms();
             tracing::info!(aggregation = %job.aggregation, read = job.read, merged = job.merged, "back-fill done");
         }
         ctx.batch().put(JOBS_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
@@ -976,18 +1251,18 @@ impl ActionsProcessor {
         use crate::recompute::{batch_prefix, Phase, RecomputeJob, BATCH_TABLE, RECOMPUTE_TABLE, SWITCHED, SWITCH_USERS};
         let agg_key = String::from_utf8_lossy(&timer.key[1..]).into_owned();
         let Some(raw) = ctx.store().get(RECOMPUTE_TABLE, agg_key.as_bytes())? else { return Ok(()) };
-        let mut job: RecomputeJob = serde_json::from_slice(&raw).map_err(|e| failed(&self.name, format!("corrupt recompute job {agg_key}: {e}")))?;
+        let mut job: RecomputeJob = serde_json::from_slice(&raw).map_err(|e| failed(&self.core.name, format!("corrupt recompute job {agg_key}: {e}")))?;
         if job.phase == Phase::Done {
             return Ok(());
         }
-        let Some(index) = self.defs.aggregations.iter().position(|a| a.key == agg_key && a.group == self.group) else {
+        let Some(index) = self.core.defs.aggregations.iter().position(|a| a.key == agg_key && a.group == self.core.group) else {
             job.phase = Phase::Done;
-            job.finished_ms = self.clock.now_ms();
+            job.finished_ms = self.core.clock.now_ms();
             ctx.batch().put(RECOMPUTE_TABLE, agg_key.into_bytes(), serde_json::to_vec(&job).unwrap_or_default());
             return Ok(());
         };
-        let li = self.local[index].expect("an aggregation of this group");
-        let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.name, e))?;
+        let li = self.core.local[index].expect("an aggregation of this group");
+        let topic = TopicName::new(job.topic.as_str()).map_err(|e| failed(&self.core.name, e))?;
         let (caught_up, mut updated) = self.recompute_read(ctx, &mut job, index, &topic)?;
         match job.phase {
             Phase::Batch if caught_up => job.phase = Phase::Switch,
@@ -1001,7 +1276,7 @@ impl ActionsProcessor {
                     None => std::ops::Bound::Included(prefix.as_slice()),
                 };
                 let rows = ctx.store().range(BATCH_TABLE, start, std::ops::Bound::Excluded(&end), SWITCH_USERS)?;
-                let list_max = self.defs.distinct_list_max;
+                let list_max = self.core.defs.distinct_list_max;
                 let step = job.steps;
                 for (k, v) in &rows {
                     job.switch_after = Some(k.clone());
@@ -1012,15 +1287,15 @@ impl ActionsProcessor {
                     // This step's catch-up may have added to the row (in the batch, not committed).
                     let staged: Buckets = match updated.remove(k) {
                         Some(b) => b,
-                        None => crate::state::decode("staged buckets", v).map_err(|e| failed(&self.name, e))?,
+                        None => crate::state::decode("staged buckets", v).map_err(|e| failed(&self.core.name, e))?,
                     };
-                    let tz = self.zones.zone(&key.app);
+                    let tz = self.core.zones.zone(&key.app);
                     let (first, cutoff) = (self.days.local_day(tz, job.first_ms) + 1, self.days.local_day(tz, job.cutoff_ms));
                     let replace = |buckets: &mut Buckets| {
                         buckets.0.retain(|(d, _)| *d < first || *d >= cutoff);
                         buckets.merge(&staged, list_max);
                     };
-                    self.merge_job_buckets(ctx, &key, li, replace, &Cause::Backfill { key: &agg_key, step }, false)?;
+                    self.merge_job_buckets(&key, li, replace, &Cause::Backfill { key: &agg_key, step }, false)?;
                     ctx.batch().put(BATCH_TABLE, k.clone(), SWITCHED.to_vec());
                     job.switched += 1;
                 }
@@ -1031,7 +1306,7 @@ impl ActionsProcessor {
             Phase::Cleanup => {
                 ctx.batch().delete_prefix(BATCH_TABLE, batch_prefix(&agg_key));
                 job.phase = Phase::Done;
-                job.finished_ms = self.clock.now_ms();
+                job.finished_ms = self.core.clock.now_ms();
                 tracing::info!(aggregation = %job.aggregation, read = job.read, switched = job.switched, "recompute done");
             }
             _ => {}
@@ -1097,8 +1372,8 @@ impl ActionsProcessor {
     fn recompute_read(&mut self, ctx: &mut ProcessContext<'_>, job: &mut crate::recompute::RecomputeJob, index: usize, topic: &TopicName) -> Result<(bool, FxHashMap<Vec<u8>, Buckets>)> {
         use crate::recompute::{batch_key, BATCH_TABLE, STEP_RECORDS, SWITCHED};
         let partitions = self.log.partition_count(topic)?;
-        let kind = self.defs.aggregations[index].kind;
-        let list_max = self.defs.distinct_list_max;
+        let kind = self.core.defs.aggregations[index].kind;
+        let list_max = self.core.defs.distinct_list_max;
         let mut partial: FxHashMap<UserKey, Buckets> = FxHashMap::default();
         let mut targets = Vec::with_capacity(partitions as usize);
         for partition in 0..partitions {
@@ -1107,7 +1382,7 @@ impl ActionsProcessor {
         }
         let (events, caught_up) = self.read_for_job(topic, &mut job.cursor, &targets, STEP_RECORDS, &mut job.read)?;
         for (key, event) in events {
-            let tz = self.zones.zone(&event.app);
+            let tz = self.core.zones.zone(&event.app);
             let day = self.days.local_day(tz, event.time.millis());
             let (first, cutoff) = (self.days.local_day(tz, job.first_ms) + 1, self.days.local_day(tz, job.cutoff_ms));
             if day < first || day >= cutoff {
@@ -1117,14 +1392,14 @@ impl ActionsProcessor {
                 partial.entry(key).or_default().add(kind, day, &input, list_max);
             }
         }
-        let agg_key = self.defs.aggregations[index].key.clone();
+        let agg_key = self.core.defs.aggregations[index].key.clone();
         let mut updated = FxHashMap::default();
         for (key, buckets) in partial {
             let row = batch_key(&agg_key, key.app.as_str(), &key.user);
             let mut staged: Buckets = match ctx.store().get(BATCH_TABLE, &row)? {
                 // Switched over: the user is live again and counts its events live.
                 Some(v) if v.as_slice() == SWITCHED => continue,
-                Some(v) => crate::state::decode("staged buckets", &v).map_err(|e| failed(&self.name, e))?,
+                Some(v) => crate::state::decode("staged buckets", &v).map_err(|e| failed(&self.core.name, e))?,
                 None => Buckets::default(),
             };
             staged.merge(&buckets, list_max);
@@ -1301,7 +1576,7 @@ pub(crate) fn value<'a>(defs: &Definitions, local: &[Option<usize>], state: &'a 
 
 impl Processor for ActionsProcessor {
     fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
     fn topics(&self) -> Vec<TopicName> {
@@ -1315,48 +1590,14 @@ impl Processor for ActionsProcessor {
                 self.round_positions.insert(last.partition, last.offset + 1);
             }
         }
-        let entries: Vec<(&Record, LogEntry)> = records
-            .iter()
-            .filter_map(|record| match LogEntry::decode(&record.value) {
-                Ok(entry) => Some((record, entry)),
-                Err(e) => {
-                    tracing::warn!(processor = %self.name, partition = record.partition, offset = record.offset, error = %e, "skipping undecodable record");
-                    metrics::counter!("meridian_actions_undecodable_total").increment(1);
-                    None
-                }
-            })
-            .collect();
-        // Users not in the cache are read in one call (one round trip for Redis).
-        let mut missing: Vec<UserKey> = Vec::new();
-        let mut seen: FxHashSet<(&str, &str)> = FxHashSet::default();
-        for (_, entry) in &entries {
-            let (app, user) = match entry {
-                LogEntry::Event(e) => match &e.user {
-                    Some(u) => (&e.app, u.as_str()),
-                    None => continue,
-                },
-                LogEntry::Erasure(e) => (&e.app, e.subject.as_str()),
-            };
-            if seen.insert((app.as_str(), user)) {
-                let key = UserKey::new(app.clone(), user);
-                if !self.cache.contains_key(&key) {
-                    missing.push(key);
-                }
-            }
-        }
-        drop(seen);
-        self.load_missing(missing)?;
-        for (record, entry) in &entries {
-            match entry {
-                LogEntry::Event(event) => self.handle_event(ctx, topic, record, event)?,
-                LogEntry::Erasure(erasure) => self.erase(ctx, record, erasure)?,
-            }
-        }
+        // Handled at the end of the round, every partition's records together (a record
+        // is cheap to keep: its payload is shared).
+        self.pending.extend_from_slice(records);
         Ok(())
     }
 
     fn end_of_round(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
-        self.flush(ctx)
+        self.handle_round(ctx)
     }
 
     fn on_timer(&mut self, ctx: &mut ProcessContext<'_>, timer: &Timer) -> Result<()> {
@@ -1382,8 +1623,10 @@ impl Processor for ActionsProcessor {
     }
 
     fn reset_cache(&mut self) {
-        self.cache.clear();
-        self.dirty.clear();
+        for shard in &mut self.shards {
+            *shard = Shard::default();
+        }
+        self.pending.clear();
         self.interned.clear();
         self.intern_next.clear();
         self.counts.clear();

@@ -104,6 +104,8 @@ pub struct Fixture {
     pub service: Arc<ActionsService>,
     pub runtime: Option<Runtime>,
     pub config: ActionsConfig,
+    /// Records read per partition per round.
+    pub batch_records: usize,
     seq: AtomicU64,
 }
 
@@ -131,13 +133,18 @@ pub fn service_on(config: &ActionsConfig, store: Arc<dyn KvStore>, log: Arc<Embe
 
 impl Fixture {
     pub fn new(config: ActionsConfig, now: i64) -> Fixture {
+        Fixture::with_batch(config, now, 64)
+    }
+
+    /// With rounds of up to `batch_records` records per partition.
+    pub fn with_batch(config: ActionsConfig, now: i64, batch_records: usize) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let log = rt.block_on(async { open_log(dir.path()) });
         let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::at(now));
         let service = Arc::new(service_on(&config, store.clone(), log.clone(), clock.clone()));
-        let mut f = Fixture { _dir: dir, rt, log, store, clock, service, runtime: None, config, seq: AtomicU64::new(0) };
+        let mut f = Fixture { _dir: dir, rt, log, store, clock, service, runtime: None, config, batch_records, seq: AtomicU64::new(0) };
         f.start();
         f
     }
@@ -147,7 +154,7 @@ impl Fixture {
     }
 
     pub fn start_wrapped(&mut self, wrap: &mut dyn FnMut(Box<dyn Processor>) -> Box<dyn Processor>) {
-        let runtime = Runtime::new(self.log.clone(), self.store.clone(), RuntimeConfig { max_batch_records: 64, idle_wait: Duration::from_millis(5), ..RuntimeConfig::default() });
+        let runtime = Runtime::new(self.log.clone(), self.store.clone(), RuntimeConfig { max_batch_records: self.batch_records, idle_wait: Duration::from_millis(5), ..RuntimeConfig::default() });
         for p in self.service.processors().unwrap() {
             runtime.spawn(wrap(Box::new(p))).unwrap();
         }

@@ -506,3 +506,56 @@ fn memberships_equal_their_conditions_whatever_each_event_changed() {
         }
     }
 }
+
+#[test]
+fn a_round_spread_over_threads_gives_what_one_thread_gives() {
+    // The processor spreads a round's users over threads when a round has many records:
+    // profiles, memberships, counts and every emitted record must be those of one thread.
+    let now = real_now();
+    let run = |threads: usize| {
+        let mut c = config();
+        c.threads = threads;
+        c.segments.push(segment("busy", "events_7d >= 6"));
+        let f = Fixture::with_batch(c, now, 10_000);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let actions = ["view", "view", "order", "checkin", "click"];
+        let mut events: Vec<Event> = (0..6000)
+            .map(|_| {
+                let r = next();
+                let user = format!("t{}", r % 300);
+                let time = now - ((r >> 16) % 12) as i64 * DAY - ((r >> 24) % 3_600_000) as i64;
+                let shop = format!("s{}", (r >> 32) % 50);
+                let category = if (r >> 40) % 2 == 0 { "food" } else { "toys" };
+                f.event("z", &user, actions[(r >> 8) as usize % actions.len()], Some(("shop", &shop)), time, json!({"category": category, "amount": (r >> 48) % 80, "tier": format!("t{}", r % 3)}))
+            })
+            .collect();
+        // An erasure in the middle of the stream: the user's earlier events go, later ones count.
+        let half = events.split_off(3000);
+        f.append("events", &events);
+        let erasure = meridian_event::Erasure { id: "er_t".into(), app: app("z"), kind: meridian_event::SubjectKind::User, subject: "t7".into(), requested_ms: now, requested_by: "test".into() };
+        f.rt.block_on(f.log.append(&TopicName::new("events").unwrap(), vec![meridian_log::AppendRecord { key: Bytes::from("t7"), value: Bytes::from(erasure.encode()), timestamp: now }])).unwrap();
+        f.ingest(&half);
+        let z = app("z");
+        let profiles: Vec<String> = (0..300).map(|u| format!("{:?}", f.service.profile(&z, &format!("t{u}")).unwrap())).collect();
+        let counts: Vec<u64> = ["big_spenders", "new_buyers", "busy"].iter().map(|s| f.service.segment_count(&z, s).unwrap()).collect();
+        let mut emitted: Vec<String> = ["segment-changes", "triggers"].iter().flat_map(|t| f.records(t)).map(|r| r.to_string()).collect();
+        emitted.sort();
+        let notifications = f.records("notifications").len();
+        (profiles, counts, emitted, notifications)
+    };
+    let (one, many) = (run(1), run(4));
+    assert!(one.2.len() > 100, "the stream crosses many segments and triggers: {}", one.2.len());
+    assert!(one.1[0] > 0 && one.1[2] > 0, "big_spenders and busy have members: {:?}", one.1);
+    assert_eq!(one.1, many.1, "segment counts");
+    assert_eq!(one.3, many.3, "notification requests");
+    assert_eq!(one.2, many.2, "segment and trigger records");
+    for (a, b) in one.0.iter().zip(&many.0) {
+        assert_eq!(a, b, "profiles");
+    }
+}
