@@ -247,6 +247,10 @@ struct Core {
     agg_keys: Vec<String>,
     /// Global aggregation index → index within this group.
     local: Vec<Option<usize>>,
+    /// The group's aggregations (global indices) whose filters name the event's action…
+    by_action: FxHashMap<String, Arc<[usize]>>,
+    /// …and those whose filters do not: an event is offered to these and to its action's.
+    any_action: Arc<[usize]>,
     segments: Vec<usize>,
     triggers: Vec<usize>,
     evaluates_stage: bool,
@@ -272,6 +276,8 @@ struct Shard {
     /// Local days, memoised.
     days: crate::window::Days,
     out: Out,
+    /// Reused buffer of an event's aggregation inputs.
+    inputs: Vec<(usize, Input)>,
 }
 
 /// The shard of a user among `n`.
@@ -286,14 +292,6 @@ fn shard_of(app: &str, user: &str, n: usize) -> usize {
     (h.digest() % n as u64) as usize
 }
 
-/// A record of the round prepared for a shard: an event with its local day, the oldest day
-/// kept and the range of its inputs, or an erasure.
-#[derive(Debug, Clone)]
-enum Work {
-    Event { entry: usize, day: Day, oldest: Day, inputs: std::ops::Range<usize> },
-    Erase { entry: usize },
-}
-
 /// Rounds with fewer events than this run on the processor's own thread (starting threads
 /// costs more than a few events).
 const PARALLEL_MIN_RECORDS: usize = 256;
@@ -302,15 +300,10 @@ const PARALLEL_MIN_RECORDS: usize = 256;
 pub struct ActionsProcessor {
     core: Core,
     topic: TopicName,
-    /// The group's aggregations (global indices) whose filters name the event's action…
-    by_action: FxHashMap<String, Arc<[usize]>>,
-    /// …and those whose filters do not: an event is offered to these and to its action's.
-    any_action: Arc<[usize]>,
     store: Arc<dyn ProfileStore>,
     log: Arc<dyn Log>,
     shards: Vec<Shard>,
-    interned: FxHashMap<Vec<u8>, u32>,
-    intern_next: FxHashMap<Vec<u8>, u32>,
+    interner: Interner,
     counts: FxHashMap<Vec<u8>, i64>,
     count_deltas: FxHashMap<Vec<u8>, i64>,
     /// Erased users seen this run (also in [`ERASED_TABLE`]).
@@ -334,8 +327,6 @@ pub struct ActionsProcessor {
     pending: Vec<Record>,
     /// Users of the current round to publish once it has committed.
     publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
-    /// Reused buffer for interning keys.
-    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for ActionsProcessor {
@@ -454,6 +445,8 @@ impl ActionsProcessor {
             defs,
             agg_keys,
             local,
+            by_action,
+            any_action,
             segments,
             triggers,
             zones,
@@ -465,13 +458,10 @@ impl ActionsProcessor {
         Ok(ActionsProcessor {
             core,
             topic,
-            by_action,
-            any_action,
             store,
             log,
             shards: (0..threads).map(|_| Shard::default()).collect(),
-            interned: FxHashMap::default(),
-            intern_next: FxHashMap::default(),
+            interner: Interner::default(),
             counts: FxHashMap::default(),
             count_deltas: FxHashMap::default(),
             erased: FxHashMap::default(),
@@ -485,7 +475,6 @@ impl ActionsProcessor {
             round_positions: FxHashMap::default(),
             pending: Vec::new(),
             publish: Vec::new(),
-            scratch: Vec::new(),
         })
     }
 
@@ -588,178 +577,59 @@ impl ActionsProcessor {
         Ok(())
     }
 
-    /// The interned id of a distinct value.
-    fn intern(&mut self, ctx: &mut ProcessContext<'_>, app: &str, path: &str, value: &str) -> Result<u32> {
-        let mut key = std::mem::take(&mut self.scratch);
-        key.clear();
-        key.extend_from_slice(app.as_bytes());
-        key.push(0);
-        key.extend_from_slice(path.as_bytes());
-        let space_len = key.len();
-        key.push(0);
-        key.extend_from_slice(value.as_bytes());
-        if let Some(id) = self.interned.get(key.as_slice()) {
-            let id = *id;
-            self.scratch = key;
-            return Ok(id);
-        }
-        if let Some(stored) = ctx.store().get(INTERN_TABLE, &key)? {
-            let id = stored.try_into().map(u32::from_be_bytes).map_err(|_| failed(&self.core.name, "corrupt interned id"))?;
-            self.interned.insert(key, id);
-            return Ok(id);
-        }
-        let space = key[..space_len].to_vec();
-        let next = match self.intern_next.get(&space) {
-            Some(n) => *n,
-            None => ctx.store().get(INTERN_NEXT_TABLE, &space)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes).unwrap_or(0),
-        };
-        ctx.batch().put(INTERN_TABLE, key.clone(), next.to_be_bytes().to_vec());
-        ctx.batch().put(INTERN_NEXT_TABLE, space.clone(), (next + 1).to_be_bytes().to_vec());
-        self.intern_next.insert(space, next + 1);
-        self.interned.insert(key, next);
-        Ok(next)
+    /// What an event adds to aggregation `index`, if it matches (see [`input`]).
+    fn input(&self, ctx: &mut ProcessContext<'_>, index: usize, event: &Event) -> Result<Option<Input>> {
+        input(&self.core, &self.interner, ctx.store(), index, event)
     }
 
-    /// What an event adds to aggregation `index`, if it matches.
-    fn input(&mut self, ctx: &mut ProcessContext<'_>, index: usize, event: &Event) -> Result<Option<Input>> {
-        let defs = self.core.defs.clone();
-        let agg = &defs.aggregations[index];
-        if let Some(filter) = &agg.filter {
-            if !filter.matches(event) {
-                return Ok(None);
-            }
-        }
-        let t = event.time.millis();
-        Ok(match agg.kind {
-            AggregationKind::Count | AggregationKind::FirstTime | AggregationKind::LastTime => Some(Input::Event(t)),
-            AggregationKind::Sum | AggregationKind::Min | AggregationKind::Max => agg.field.as_ref().and_then(|f| f.number(event)).map(Input::Number),
-            AggregationKind::LastValue => agg.field.as_ref().and_then(|f| f.read(event)).map(|v| {
-                let text = match v {
-                    meridian_pipeline::FieldValue::Str(s) => serde_json::to_string(s).unwrap_or_default(),
-                    meridian_pipeline::FieldValue::Int(i) => i.to_string(),
-                    meridian_pipeline::FieldValue::Json(j) => j.to_string(),
-                };
-                Input::Value(t, text)
-            }),
-            AggregationKind::Distinct => match agg.field.as_ref().and_then(|f| f.text(event)) {
-                Some(value) => Some(Input::Id(self.intern(ctx, event.app.as_str(), &agg.field_path, &value)?)),
-                None => None,
-            },
-        })
-    }
-
-    /// Handles the round's records: decoded (in parallel when there are many), users not
-    /// in the cache read in one call, filters applied and distinct values interned on this
-    /// thread (interning writes the round's batch), then each shard applies its users'
-    /// records and encodes its changed users on a thread of its own.
+    /// Handles the round's records: decoded in parallel, each given to its user's shard;
+    /// then each shard, on a thread of its own, reads its users missing from the cache,
+    /// applies its records (filters, interning through the shared interner, buckets,
+    /// conditions) and encodes its changed users. What the shards wrote and emitted joins
+    /// the round in shard order.
     fn handle_round(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
         let records = std::mem::take(&mut self.pending);
         let threads = if records.len() >= PARALLEL_MIN_RECORDS { self.shards.len() } else { 1 };
-        let entries: Vec<Option<LogEntry>> = par_map(&records, threads, |record| match LogEntry::decode(&record.value) {
-            Ok(entry) => Some(entry),
+        let n = self.shards.len();
+        let decoded: Vec<(usize, Option<LogEntry>)> = par_map(&records, threads, |record| match LogEntry::decode(&record.value) {
+            Ok(entry) => {
+                let shard = match &entry {
+                    LogEntry::Event(e) => e.user.as_ref().map_or(0, |u| shard_of(e.app.as_str(), u.as_str(), n)),
+                    LogEntry::Erasure(e) => shard_of(e.app.as_str(), e.subject.as_str(), n),
+                };
+                (shard, Some(entry))
+            }
             Err(e) => {
                 tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "actions: skipping undecodable record");
                 metrics::counter!("meridian_actions_undecodable_total").increment(1);
-                None
+                (0, None)
             }
         });
-        let n = self.shards.len();
-        // Users not in the cache are read in one call (one round trip for Redis).
-        let mut missing: Vec<UserKey> = Vec::new();
-        let mut seen: FxHashSet<(&str, &str)> = FxHashSet::default();
-        for entry in entries.iter().flatten() {
-            let (app, user) = match entry {
-                LogEntry::Event(e) => match &e.user {
-                    Some(u) => (&e.app, u.as_str()),
-                    None => continue,
-                },
-                LogEntry::Erasure(e) => (&e.app, e.subject.as_str()),
-            };
-            if seen.insert((app.as_str(), user)) {
-                let key = UserKey::new(app.clone(), user);
-                if !self.shards[shard_of(app.as_str(), user, n)].cache.contains_key(&key) {
-                    missing.push(key);
-                }
+        let mut work: Vec<Vec<(Record, LogEntry)>> = (0..n).map(|_| Vec::with_capacity(records.len() / n + 1)).collect();
+        for (record, (shard, entry)) in records.into_iter().zip(decoded) {
+            if let Some(entry) = entry {
+                work[shard].push((record, entry));
             }
         }
-        drop(seen);
-        self.load_missing(missing)?;
-        // Filters and interning, in log order; each record goes to its user's shard.
-        let mut work: Vec<Vec<Work>> = vec![Vec::new(); n];
-        let mut inputs: Vec<(usize, Input)> = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let record = &records[i];
-            match entry {
-                None => {}
-                Some(LogEntry::Erasure(e)) => work[shard_of(e.app.as_str(), e.subject.as_str(), n)].push(Work::Erase { entry: i }),
-                Some(LogEntry::Event(event)) => {
-                    let Some(user) = &event.user else {
-                        metrics::counter!("meridian_actions_events_without_user_total").increment(1);
-                        continue;
-                    };
-                    let tz = self.core.zones.zone(&event.app);
-                    let day = self.days.local_day(tz, event.time.millis());
-                    let oldest = self.today(tz) - (self.core.defs.retention_days as Day - 1);
-                    if day < oldest {
-                        metrics::counter!("meridian_actions_events_beyond_retention_total").increment(1);
-                        continue;
-                    }
-                    if !self.erased.is_empty() {
-                        let erased = self.erased.get(&app_key(event.app.as_str(), user.as_str()));
-                        if erased.is_some_and(|at| at.get(&record.partition).is_some_and(|at| record.offset < *at)) {
-                            continue;
-                        }
-                    }
-                    let start = inputs.len();
-                    let any = self.any_action.clone();
-                    let of_action = self.by_action.get(event.action.as_str()).cloned();
-                    for &a in any.iter().chain(of_action.iter().flat_map(|c| c.iter())) {
-                        if let Some(input) = self.input(ctx, a, event)? {
-                            inputs.push((a, input));
-                        }
-                    }
-                    work[shard_of(event.app.as_str(), user.as_str(), n)].push(Work::Event { entry: i, day, oldest, inputs: start..inputs.len() });
-                }
-            }
-        }
-        let now = self.core.clock.now_ms();
-        let (core, erased, topic) = (&self.core, &self.erased, &self.topic);
-        let (entries, inputs, records) = (&entries, &inputs, &records);
-        let run = |shard: &mut Shard, work: &[Work]| {
-            for w in work {
-                match w {
-                    Work::Event { entry, day, oldest, inputs: range } => {
-                        if let (Some(LogEntry::Event(event)), record) = (&entries[*entry], &records[*entry]) {
-                            let cause = Cause::Event { topic, partition: record.partition, offset: record.offset, event_id: event.id.as_str() };
-                            shard.handle_event(core, event, *day, *oldest, &inputs[range.clone()], &cause);
-                        }
-                    }
-                    Work::Erase { entry } => {
-                        if let (Some(LogEntry::Erasure(erasure)), record) = (&entries[*entry], &records[*entry]) {
-                            shard.erase(core, erased, record, erasure);
-                        }
-                    }
-                }
-            }
-            shard.flush_users(core, now);
-        };
+        let round = Round { core: &self.core, store: &*self.store, kv: ctx.store(), interner: &self.interner, erased: &self.erased, topic: &self.topic, now: self.core.clock.now_ms() };
         let busy = work.iter().filter(|w| !w.is_empty()).count();
-        if threads > 1 && busy > 1 {
+        let results: Vec<Result<()>> = if threads > 1 && busy > 1 {
             std::thread::scope(|scope| {
-                let mut pairs = self.shards.iter_mut().zip(&work).filter(|(_, w)| !w.is_empty());
+                let round = &round;
+                let mut pairs = self.shards.iter_mut().zip(work).filter(|(_, w)| !w.is_empty());
                 let first = pairs.next();
-                for (shard, w) in pairs {
-                    scope.spawn(|| run(shard, w));
+                let handles: Vec<_> = pairs.map(|(shard, w)| scope.spawn(move || shard.run(round, w))).collect();
+                let mut results = vec![first.map_or(Ok(()), |(shard, w)| shard.run(round, w))];
+                for h in handles {
+                    // A panic in a shard is a bug: it reaches the runtime as the processor's.
+                    results.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
                 }
-                if let Some((shard, w)) = first {
-                    run(shard, w);
-                }
-            });
+                results
+            })
         } else {
-            for (shard, w) in self.shards.iter_mut().zip(&work) {
-                run(shard, w);
-            }
-        }
+            self.shards.iter_mut().zip(work).map(|(shard, w)| shard.run(&round, w)).collect()
+        };
+        results.into_iter().collect::<Result<Vec<()>>>()?;
         self.finish_flush(ctx)
     }
 
@@ -779,6 +649,7 @@ impl ActionsProcessor {
         for key in self.redo_done.drain(..) {
             ctx.batch().delete(REDO_TABLE, key);
         }
+        self.interner.write_new(ctx.batch());
         let mut writes = Vec::new();
         let cache_users = CACHE_USERS / self.shards.len().max(1);
         for shard in &mut self.shards {
@@ -911,7 +782,190 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     })
 }
 
+/// Distinct values' ids, shared by a processor's shards. Ids are given under a lock and
+/// written with the round's batch (a round commits as a whole, so an id a shard used is
+/// stored exactly when the user state that holds it is).
+#[derive(Debug, Default)]
+struct Interner {
+    inner: parking_lot::RwLock<InternerState>,
+}
+
+#[derive(Debug, Default)]
+struct InternerState {
+    /// Key (app, 0, path, 0, value) → id.
+    ids: FxHashMap<Vec<u8>, u32>,
+    /// Space (app, 0, path) → next id.
+    next: FxHashMap<Vec<u8>, u32>,
+    /// Ids given or spaces advanced in this round, not yet in the batch.
+    new_ids: Vec<(Vec<u8>, u32)>,
+    new_next: FxHashSet<Vec<u8>>,
+}
+
+impl Interner {
+    /// The id of `value` of `path` in `app`, given now if it has none.
+    fn intern(&self, kv: &dyn meridian_state::KvStore, name: &str, app: &str, path: &str, value: &str) -> Result<u32> {
+        let mut key = Vec::with_capacity(app.len() + path.len() + value.len() + 2);
+        key.extend_from_slice(app.as_bytes());
+        key.push(0);
+        key.extend_from_slice(path.as_bytes());
+        let space_len = key.len();
+        key.push(0);
+        key.extend_from_slice(value.as_bytes());
+        if let Some(id) = self.inner.read().ids.get(key.as_slice()) {
+            return Ok(*id);
+        }
+        let stored = kv.get(INTERN_TABLE, &key)?;
+        let mut state = self.inner.write();
+        if let Some(id) = state.ids.get(key.as_slice()) {
+            // Another shard got here first.
+            return Ok(*id);
+        }
+        if let Some(stored) = stored {
+            let id = stored.try_into().map(u32::from_be_bytes).map_err(|_| failed(name, "corrupt interned id"))?;
+            state.ids.insert(key, id);
+            return Ok(id);
+        }
+        let space = &key[..space_len];
+        let next = match state.next.get(space) {
+            Some(n) => *n,
+            None => kv.get(INTERN_NEXT_TABLE, space)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes).unwrap_or(0),
+        };
+        let space = space.to_vec();
+        state.next.insert(space.clone(), next + 1);
+        state.new_next.insert(space);
+        state.new_ids.push((key.clone(), next));
+        state.ids.insert(key, next);
+        Ok(next)
+    }
+
+    /// Adds the round's new ids and spaces' next ids to `batch`.
+    fn write_new(&self, batch: &mut WriteBatch) {
+        let mut state = self.inner.write();
+        for (key, id) in std::mem::take(&mut state.new_ids) {
+            batch.put(INTERN_TABLE, key, id.to_be_bytes().to_vec());
+        }
+        for space in std::mem::take(&mut state.new_next) {
+            let next = state.next.get(&space).copied().unwrap_or(0);
+            batch.put(INTERN_NEXT_TABLE, space, next.to_be_bytes().to_vec());
+        }
+    }
+
+    /// Forgets everything (a failed round may have given ids that were never stored).
+    fn clear(&self) {
+        *self.inner.write() = InternerState::default();
+    }
+}
+
+/// What an event adds to aggregation `index`, if it matches: its filter, then the value
+/// the aggregation's kind reads (distinct values interned).
+fn input(core: &Core, interner: &Interner, kv: &dyn meridian_state::KvStore, index: usize, event: &Event) -> Result<Option<Input>> {
+    let agg = &core.defs.aggregations[index];
+    if let Some(filter) = &agg.filter {
+        if !filter.matches(event) {
+            return Ok(None);
+        }
+    }
+    let t = event.time.millis();
+    Ok(match agg.kind {
+        AggregationKind::Count | AggregationKind::FirstTime | AggregationKind::LastTime => Some(Input::Event(t)),
+        AggregationKind::Sum | AggregationKind::Min | AggregationKind::Max => agg.field.as_ref().and_then(|f| f.number(event)).map(Input::Number),
+        AggregationKind::LastValue => agg.field.as_ref().and_then(|f| f.read(event)).map(|v| {
+            let text = match v {
+                meridian_pipeline::FieldValue::Str(s) => serde_json::to_string(s).unwrap_or_default(),
+                meridian_pipeline::FieldValue::Int(i) => i.to_string(),
+                meridian_pipeline::FieldValue::Json(j) => j.to_string(),
+            };
+            Input::Value(t, text)
+        }),
+        AggregationKind::Distinct => match agg.field.as_ref().and_then(|f| f.text(event)) {
+            Some(value) => Some(Input::Id(interner.intern(kv, &core.name, event.app.as_str(), &agg.field_path, &value)?)),
+            None => None,
+        },
+    })
+}
+
+/// What a round's shards share, read-only but for the interner.
+struct Round<'a> {
+    core: &'a Core,
+    store: &'a dyn ProfileStore,
+    kv: &'a dyn meridian_state::KvStore,
+    interner: &'a Interner,
+    erased: &'a Erased,
+    topic: &'a TopicName,
+    now: i64,
+}
+
 impl Shard {
+    /// A round's records of this shard's users, in log order: users missing from the cache
+    /// read in one call, each record applied, then the changed users encoded.
+    fn run(&mut self, round: &Round<'_>, work: Vec<(Record, LogEntry)>) -> Result<()> {
+        let core = round.core;
+        let mut missing: Vec<UserKey> = Vec::new();
+        let mut seen: FxHashSet<(&str, &str)> = FxHashSet::default();
+        for (_, entry) in &work {
+            let (app, user) = match entry {
+                LogEntry::Event(e) => match &e.user {
+                    Some(u) => (&e.app, u.as_str()),
+                    None => continue,
+                },
+                LogEntry::Erasure(e) => (&e.app, e.subject.as_str()),
+            };
+            if seen.insert((app.as_str(), user)) {
+                let key = UserKey::new(app.clone(), user);
+                if !self.cache.contains_key(&key) {
+                    missing.push(key);
+                }
+            }
+        }
+        drop(seen);
+        if !missing.is_empty() {
+            let keys: Vec<&str> = core.agg_keys.iter().map(String::as_str).collect();
+            let all = round.store.read_many(&missing).map_err(|e| failed(&core.name, e))?;
+            for (key, fields) in missing.into_iter().zip(all) {
+                let state = UserState::decode(&fields, &core.meta_field, &keys).map_err(|e| failed(&core.name, e))?;
+                self.cache.insert(key, state);
+            }
+        }
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for (record, entry) in &work {
+            match entry {
+                LogEntry::Erasure(erasure) => self.erase(core, round.erased, record, erasure),
+                LogEntry::Event(event) => {
+                    let Some(user) = &event.user else {
+                        metrics::counter!("meridian_actions_events_without_user_total").increment(1);
+                        continue;
+                    };
+                    let tz = core.zones.zone(&event.app);
+                    let day = self.days.local_day(tz, event.time.millis());
+                    let oldest = self.days.local_day(tz, round.now) - (core.defs.retention_days as Day - 1);
+                    if day < oldest {
+                        metrics::counter!("meridian_actions_events_beyond_retention_total").increment(1);
+                        continue;
+                    }
+                    if !round.erased.is_empty() {
+                        let erased = round.erased.get(&app_key(event.app.as_str(), user.as_str()));
+                        if erased.is_some_and(|at| at.get(&record.partition).is_some_and(|at| record.offset < *at)) {
+                            continue;
+                        }
+                    }
+                    inputs.clear();
+                    let of_action = core.by_action.get(event.action.as_str());
+                    for &a in core.any_action.iter().chain(of_action.into_iter().flat_map(|c| c.iter())) {
+                        if let Some(input) = input(core, round.interner, round.kv, a, event)? {
+                            inputs.push((a, input));
+                        }
+                    }
+                    let cause = Cause::Event { topic: round.topic, partition: record.partition, offset: record.offset, event_id: event.id.as_str() };
+                    self.handle_event(core, event, day, oldest, &inputs, &cause);
+                }
+            }
+        }
+        self.inputs = inputs;
+        drop(work);
+        self.flush_users(core, round.now);
+        Ok(())
+    }
+
     /// Applies one event of a loaded user: its `inputs` (filters already passed) to the
     /// buckets of its local `day`, activity, timeline, then the conditions it may change.
     fn handle_event(&mut self, core: &Core, event: &Event, day: Day, oldest: Day, inputs: &[(usize, Input)], cause: &Cause) {
@@ -1627,8 +1681,7 @@ impl Processor for ActionsProcessor {
             *shard = Shard::default();
         }
         self.pending.clear();
-        self.interned.clear();
-        self.intern_next.clear();
+        self.interner.clear();
         self.counts.clear();
         self.count_deltas.clear();
         self.erased.clear();
