@@ -325,6 +325,8 @@ pub struct ActionsProcessor {
     round_positions: FxHashMap<u32, u64>,
     /// The round's records, handled at the end of the round.
     pending: Vec<Record>,
+    /// Decoded entries per chunk of records and shard, kept between rounds (empty).
+    lists: Vec<Vec<Vec<(usize, LogEntry)>>>,
     /// Users of the current round to publish once it has committed.
     publish: Vec<(UserKey, String, Arc<crate::store::Fields>)>,
 }
@@ -474,6 +476,7 @@ impl ActionsProcessor {
             hot: None,
             round_positions: FxHashMap::default(),
             pending: Vec::new(),
+            lists: Vec::new(),
             publish: Vec::new(),
         })
     }
@@ -588,35 +591,62 @@ impl ActionsProcessor {
     /// conditions) and encodes its changed users. What the shards wrote and emitted joins
     /// the round in shard order.
     fn handle_round(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
-        let records = std::mem::take(&mut self.pending);
-        let threads = if records.len() >= PARALLEL_MIN_RECORDS { self.shards.len() } else { 1 };
+        let threads = if self.pending.len() >= PARALLEL_MIN_RECORDS { self.shards.len() } else { 1 };
         let n = self.shards.len();
-        let decoded: Vec<(usize, Option<LogEntry>)> = par_map(&records, threads, |record| match LogEntry::decode(&record.value) {
-            Ok(entry) => {
-                let shard = match &entry {
-                    LogEntry::Event(e) => e.user.as_ref().map_or(0, |u| shard_of(e.app.as_str(), u.as_str(), n)),
-                    LogEntry::Erasure(e) => shard_of(e.app.as_str(), e.subject.as_str(), n),
-                };
-                (shard, Some(entry))
+        // Decoded in contiguous chunks, each chunk's entries dealt into one list per shard
+        // (lists kept between rounds: no fresh memory per round). Entry = (record index, entry).
+        let mut lists = std::mem::take(&mut self.lists);
+        lists.resize_with(threads, Vec::new);
+        for chunk in &mut lists {
+            chunk.resize_with(n, Vec::new);
+        }
+        let records = &self.pending;
+        let chunk_len = records.len().div_ceil(threads).max(1);
+        let decode = |first: usize, chunk: &[Record], out: &mut Vec<Vec<(usize, LogEntry)>>| {
+            for (i, record) in chunk.iter().enumerate() {
+                match LogEntry::decode(&record.value) {
+                    Ok(entry) => {
+                        let shard = match &entry {
+                            LogEntry::Event(e) => e.user.as_ref().map_or(0, |u| shard_of(e.app.as_str(), u.as_str(), n)),
+                            LogEntry::Erasure(e) => shard_of(e.app.as_str(), e.subject.as_str(), n),
+                        };
+                        out[shard].push((first + i, entry));
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "actions: skipping undecodable record");
+                        metrics::counter!("meridian_actions_undecodable_total").increment(1);
+                    }
+                }
             }
-            Err(e) => {
-                tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "actions: skipping undecodable record");
-                metrics::counter!("meridian_actions_undecodable_total").increment(1);
-                (0, None)
-            }
-        });
-        let mut work: Vec<Vec<(Record, LogEntry)>> = (0..n).map(|_| Vec::with_capacity(records.len() / n + 1)).collect();
-        for (record, (shard, entry)) in records.into_iter().zip(decoded) {
-            if let Some(entry) = entry {
-                work[shard].push((record, entry));
+        };
+        if threads > 1 {
+            std::thread::scope(|scope| {
+                let decode = &decode;
+                let mut parts = records.chunks(chunk_len).zip(lists.iter_mut()).enumerate();
+                let first = parts.next();
+                for (c, (chunk, out)) in parts {
+                    scope.spawn(move || decode(c * chunk_len, chunk, out));
+                }
+                if let Some((_, (chunk, out))) = first {
+                    decode(0, chunk, out);
+                }
+            });
+        } else {
+            decode(0, records, &mut lists[0]);
+        }
+        // Shard s takes list s of every chunk, in chunk order (= log order).
+        let mut per_shard: Vec<Vec<Vec<(usize, LogEntry)>>> = (0..n).map(|_| Vec::with_capacity(threads)).collect();
+        for chunk in &mut lists {
+            for (s, list) in chunk.drain(..).enumerate() {
+                per_shard[s].push(list);
             }
         }
-        let round = Round { core: &self.core, store: &*self.store, kv: ctx.store(), interner: &self.interner, erased: &self.erased, topic: &self.topic, now: self.core.clock.now_ms() };
-        let busy = work.iter().filter(|w| !w.is_empty()).count();
+        let round = Round { core: &self.core, store: &*self.store, kv: ctx.store(), interner: &self.interner, erased: &self.erased, topic: &self.topic, records, now: self.core.clock.now_ms() };
+        let busy = per_shard.iter().filter(|w| w.iter().any(|l| !l.is_empty())).count();
         let results: Vec<Result<()>> = if threads > 1 && busy > 1 {
             std::thread::scope(|scope| {
                 let round = &round;
-                let mut pairs = self.shards.iter_mut().zip(work).filter(|(_, w)| !w.is_empty());
+                let mut pairs = self.shards.iter_mut().zip(per_shard.iter_mut());
                 let first = pairs.next();
                 let handles: Vec<_> = pairs.map(|(shard, w)| scope.spawn(move || shard.run(round, w))).collect();
                 let mut results = vec![first.map_or(Ok(()), |(shard, w)| shard.run(round, w))];
@@ -627,8 +657,16 @@ impl ActionsProcessor {
                 results
             })
         } else {
-            self.shards.iter_mut().zip(work).map(|(shard, w)| shard.run(&round, w)).collect()
+            self.shards.iter_mut().zip(per_shard.iter_mut()).map(|(shard, w)| shard.run(&round, w)).collect()
         };
+        // The lists (emptied by the shards) go back, chunk by chunk, for the next round.
+        for shard_lists in per_shard {
+            for (c, list) in shard_lists.into_iter().enumerate() {
+                lists[c].push(list);
+            }
+        }
+        self.lists = lists;
+        self.pending.clear();
         results.into_iter().collect::<Result<Vec<()>>>()?;
         self.finish_flush(ctx)
     }
@@ -764,24 +802,6 @@ impl ActionsProcessor {
     }
 }
 
-/// `f` over `items`, split in `threads` contiguous chunks run in parallel; in order.
-fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if threads <= 1 || items.len() < 2 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items.chunks(chunk).skip(1).map(|c| scope.spawn(move || c.iter().map(f).collect::<Vec<R>>())).collect();
-        let mut out: Vec<R> = items[..chunk].iter().map(f).collect();
-        for h in handles {
-            // A panic in `f` is a bug: let it reach the runtime as the processor's panic.
-            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-        }
-        out
-    })
-}
-
 /// Distinct values' ids, shared by a processor's shards. Ids are given under a lock and
 /// written with the round's batch (a round commits as a whole, so an id a shard used is
 /// stored exactly when the user state that holds it is).
@@ -892,17 +912,26 @@ struct Round<'a> {
     interner: &'a Interner,
     erased: &'a Erased,
     topic: &'a TopicName,
+    /// The round's records (entries refer to them by index).
+    records: &'a [Record],
     now: i64,
 }
 
 impl Shard {
     /// A round's records of this shard's users, in log order: users missing from the cache
     /// read in one call, each record applied, then the changed users encoded.
-    fn run(&mut self, round: &Round<'_>, work: Vec<(Record, LogEntry)>) -> Result<()> {
+    fn run(&mut self, round: &Round<'_>, lists: &mut [Vec<(usize, LogEntry)>]) -> Result<()> {
+        let result = self.run_lists(round, lists);
+        // Emptied here (the events are dropped on this thread), kept for the next round.
+        lists.iter_mut().for_each(Vec::clear);
+        result
+    }
+
+    fn run_lists(&mut self, round: &Round<'_>, lists: &[Vec<(usize, LogEntry)>]) -> Result<()> {
         let core = round.core;
         let mut missing: Vec<UserKey> = Vec::new();
         let mut seen: FxHashSet<(&str, &str)> = FxHashSet::default();
-        for (_, entry) in &work {
+        for (_, entry) in lists.iter().flatten() {
             let (app, user) = match entry {
                 LogEntry::Event(e) => match &e.user {
                     Some(u) => (&e.app, u.as_str()),
@@ -927,7 +956,8 @@ impl Shard {
             }
         }
         let mut inputs = std::mem::take(&mut self.inputs);
-        for (record, entry) in &work {
+        for (index, entry) in lists.iter().flatten() {
+            let record = &round.records[*index];
             match entry {
                 LogEntry::Erasure(erasure) => self.erase(core, round.erased, record, erasure),
                 LogEntry::Event(event) => {
@@ -961,7 +991,6 @@ impl Shard {
             }
         }
         self.inputs = inputs;
-        drop(work);
         self.flush_users(core, round.now);
         Ok(())
     }
@@ -1681,6 +1710,7 @@ impl Processor for ActionsProcessor {
             *shard = Shard::default();
         }
         self.pending.clear();
+        self.lists.clear();
         self.interner.clear();
         self.counts.clear();
         self.count_deltas.clear();

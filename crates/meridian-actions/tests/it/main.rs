@@ -42,6 +42,14 @@ pub fn real_now() -> i64 {
     Timestamp::now().millis()
 }
 
+/// [`real_now`], moved to 06:00 UTC when it is earlier in the day, for tests whose events a
+/// few hours back must fall on today (app `z` is on UTC). The clock may then run up to six
+/// hours ahead of the wall clock: reviews are due even later, at the next local midnight.
+pub fn daytime_now() -> i64 {
+    let now = real_now();
+    now + (6 * 3_600_000 - now.rem_euclid(DAY)).max(0)
+}
+
 pub fn ms(text: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
 }
