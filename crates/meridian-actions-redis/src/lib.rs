@@ -464,6 +464,7 @@ mod tests {
                             set: pick(set_mask).map(|f| (f.clone(), format!("{f}{ui}{set_mask}{rem_mask}").into_bytes())).collect(),
                             remove: pick(rem_mask).collect(),
                             scope: String::new(),
+                            prepared: None,
                         });
                     }
                 }

@@ -16,6 +16,19 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn ProfileStore>) {
     binary_values_round_trip(&*make());
     scopes_of_one_user_read_back_together(&*make());
     a_full_write_then_a_partial_one_in_one_call(&*make());
+    a_prepared_write_stores_what_the_write_says(&*make());
+}
+
+fn a_prepared_write_stores_what_the_write_says(store: &dyn ProfileStore) {
+    let (u, v) = (key("app", "prepared"), key("app", "plain"));
+    store.apply(&[write(&u, &[("m", b"old"), ("a:gone", b"x")], &[])]).unwrap();
+    let mut full = UserWrite { clear: true, ..write(&u, &[("m", b"m1"), ("a:1", b"1")], &[]) };
+    store.prepare(&mut full);
+    let mut partial = write(&v, &[("m", b"m2")], &[]);
+    store.prepare(&mut partial);
+    store.apply(&[full, partial]).unwrap();
+    assert_eq!(fields(store, &u), vec![("a:1".into(), b"1".to_vec()), ("m".into(), b"m1".to_vec())], "a prepared full write replaces every field");
+    assert_eq!(fields(store, &v), vec![("m".into(), b"m2".to_vec())], "a prepared partial write sets its fields");
 }
 
 fn a_full_write_then_a_partial_one_in_one_call(store: &dyn ProfileStore) {
@@ -37,6 +50,7 @@ fn write(user: &UserKey, set: &[(&str, &[u8])], remove: &[&str]) -> UserWrite {
         set: set.iter().map(|(f, v)| (f.to_string(), v.to_vec())).collect(),
         remove: remove.iter().map(|f| f.to_string()).collect(),
         scope: String::new(),
+        prepared: None,
     }
 }
 

@@ -363,7 +363,7 @@ fn decode_redo(bytes: &[u8]) -> std::result::Result<Vec<UserWrite>, crate::Error
     list.into_iter()
         .map(|r| {
             let app = AppId::new(r.app).map_err(|e| crate::Error::Corrupt(format!("redo record: {e}")))?;
-            Ok(UserWrite { user: Some(UserKey::new(app, r.user)), clear: r.clear, set: r.set, remove: r.remove, scope: r.scope })
+            Ok(UserWrite { user: Some(UserKey::new(app, r.user)), clear: r.clear, set: r.set, remove: r.remove, scope: r.scope, prepared: None })
         })
         .collect()
 }
@@ -676,7 +676,7 @@ impl ActionsProcessor {
     fn flush(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
         let now = self.core.clock.now_ms();
         for shard in &mut self.shards {
-            shard.flush_users(&self.core, now);
+            shard.flush_users(&self.core, &*self.store, now);
         }
         self.finish_flush(ctx)
     }
@@ -991,7 +991,7 @@ impl Shard {
             }
         }
         self.inputs = inputs;
-        self.flush_users(core, round.now);
+        self.flush_users(core, round.store, round.now);
         Ok(())
     }
 
@@ -1208,7 +1208,7 @@ impl Shard {
     }
 
     /// Encodes the shard's changed users into writes (and their next reviews), in `out`.
-    fn flush_users(&mut self, core: &Core, now: i64) {
+    fn flush_users(&mut self, core: &Core, store: &dyn ProfileStore, now: i64) {
         if self.dirty.is_empty() {
             return;
         }
@@ -1262,6 +1262,7 @@ impl Shard {
                     }
                 }
             }
+            store.prepare(&mut write);
             self.out.writes.push(write);
         }
     }
@@ -1697,9 +1698,26 @@ impl Processor for ActionsProcessor {
     fn after_commit(&mut self) -> Result<()> {
         self.round_positions.clear();
         if let Some(hot) = &self.hot {
-            for (user, scope, fields) in self.publish.drain(..) {
-                hot.publish(user, scope, fields);
+            // The read cache is concurrent: a large round publishes from every thread.
+            let threads = if self.publish.len() >= PARALLEL_MIN_RECORDS { self.shards.len() } else { 1 };
+            // A user may be published twice in a round (its records, then a review): parts
+            // by user keep each user's publications in order.
+            let mut parts: Vec<Vec<_>> = (0..threads).map(|_| Vec::with_capacity(self.publish.len() / threads + 1)).collect();
+            for item in self.publish.drain(..) {
+                parts[shard_of(item.0.app.as_str(), &item.0.user, threads)].push(item);
             }
+            let first = parts.swap_remove(0);
+            let publish = |part: Vec<(UserKey, String, Arc<crate::store::Fields>)>| {
+                for (user, scope, fields) in part {
+                    hot.publish(user, scope, fields);
+                }
+            };
+            std::thread::scope(|scope| {
+                for part in parts {
+                    scope.spawn(|| publish(part));
+                }
+                publish(first);
+            });
         }
         self.redo_unapplied.append(&mut self.redo_staged);
         self.apply_redo()

@@ -52,6 +52,9 @@ pub struct UserWrite {
     /// scope's fields in a store that keeps scopes apart; fields of different scopes never
     /// share a name.
     pub scope: String,
+    /// The store's own encoding of this write, when [`ProfileStore::prepare`] made one
+    /// (on the processor's shard threads, so the round's thread only copies it).
+    pub prepared: Option<Vec<u8>>,
 }
 
 impl UserWrite {
@@ -72,6 +75,10 @@ pub trait ProfileStore: Send + Sync + std::fmt::Debug {
     /// Stages `writes` in the processor's round batch, if this store lives in the
     /// processor's state store; false otherwise (the caller uses `apply` after the commit).
     fn stage(&self, batch: &mut WriteBatch, writes: &[UserWrite]) -> bool;
+
+    /// Encodes `write` ahead of [`Self::stage`] where the store can (sets
+    /// `write.prepared`); called on the processors' shard threads. Default: nothing.
+    fn prepare(&self, _write: &mut UserWrite) {}
 
     /// Whether the processors should send every field of a user in each write (`clear`
     /// plus all fields) rather than only the changed ones: true for a store that keeps a
@@ -159,7 +166,11 @@ impl EmbeddedProfileStore {
                 if w.set.is_empty() {
                     batch.delete(USERS_TABLE, key);
                 } else {
-                    batch.put(USERS_TABLE, key, crate::state::encode(&w.set));
+                    let value = match &w.prepared {
+                        Some(bytes) => bytes.clone(),
+                        None => crate::state::encode(&w.set),
+                    };
+                    batch.put(USERS_TABLE, key, value);
                 }
                 continue;
             }
@@ -205,6 +216,12 @@ impl ProfileStore for EmbeddedProfileStore {
 
     fn wants_full_writes(&self) -> bool {
         true
+    }
+
+    fn prepare(&self, write: &mut UserWrite) {
+        if write.clear && write.remove.is_empty() && !write.set.is_empty() {
+            write.prepared = Some(crate::state::encode(&write.set));
+        }
     }
 
     fn apply(&self, writes: &[UserWrite]) -> Result<()> {
