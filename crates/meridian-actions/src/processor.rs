@@ -620,12 +620,12 @@ impl ActionsProcessor {
             }
         };
         if threads > 1 {
-            std::thread::scope(|scope| {
+            rayon::in_place_scope(|scope| {
                 let decode = &decode;
                 let mut parts = records.chunks(chunk_len).zip(lists.iter_mut()).enumerate();
                 let first = parts.next();
                 for (c, (chunk, out)) in parts {
-                    scope.spawn(move || decode(c * chunk_len, chunk, out));
+                    scope.spawn(move |_| decode(c * chunk_len, chunk, out));
                 }
                 if let Some((_, (chunk, out))) = first {
                     decode(0, chunk, out);
@@ -644,18 +644,19 @@ impl ActionsProcessor {
         let round = Round { core: &self.core, store: &*self.store, kv: ctx.store(), interner: &self.interner, erased: &self.erased, topic: &self.topic, records, now: self.core.clock.now_ms() };
         let busy = per_shard.iter().filter(|w| w.iter().any(|l| !l.is_empty())).count();
         let results: Vec<Result<()>> = if threads > 1 && busy > 1 {
-            std::thread::scope(|scope| {
+            let mut results: Vec<Result<()>> = (0..n).map(|_| Ok(())).collect();
+            rayon::in_place_scope(|scope| {
                 let round = &round;
-                let mut pairs = self.shards.iter_mut().zip(per_shard.iter_mut());
-                let first = pairs.next();
-                let handles: Vec<_> = pairs.map(|(shard, w)| scope.spawn(move || shard.run(round, w))).collect();
-                let mut results = vec![first.map_or(Ok(()), |(shard, w)| shard.run(round, w))];
-                for h in handles {
-                    // A panic in a shard is a bug: it reaches the runtime as the processor's.
-                    results.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                let mut jobs = self.shards.iter_mut().zip(per_shard.iter_mut()).zip(results.iter_mut());
+                let first = jobs.next();
+                for ((shard, w), result) in jobs {
+                    scope.spawn(move |_| *result = shard.run(round, w));
                 }
-                results
-            })
+                if let Some(((shard, w), result)) = first {
+                    *result = shard.run(round, w);
+                }
+            });
+            results
         } else {
             self.shards.iter_mut().zip(per_shard.iter_mut()).map(|(shard, w)| shard.run(&round, w)).collect()
         };
@@ -1712,9 +1713,10 @@ impl Processor for ActionsProcessor {
                     hot.publish(user, scope, fields);
                 }
             };
-            std::thread::scope(|scope| {
+            let publish = &publish;
+            rayon::in_place_scope(|scope| {
                 for part in parts {
-                    scope.spawn(|| publish(part));
+                    scope.spawn(move |_| publish(part));
                 }
                 publish(first);
             });
