@@ -50,6 +50,16 @@ pub fn daytime_now() -> i64 {
     now + (6 * 3_600_000 - now.rem_euclid(DAY)).max(0)
 }
 
+/// A small deterministic random stream (xorshift64) for generated event streams.
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 pub fn ms(text: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
 }

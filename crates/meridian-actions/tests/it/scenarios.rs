@@ -471,13 +471,7 @@ fn memberships_equal_their_conditions_whatever_each_event_changed() {
     c.segments.push(segment("food_fans", "food_views_7d >= 2 && shops_viewed_all >= 2"));
     let f = Fixture::new(c, now);
     let actions = ["view", "view", "order", "checkin", "click"];
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let mut active: std::collections::HashMap<String, std::collections::HashSet<i64>> = std::collections::HashMap::new();
     for _ in 0..12 {
         let batch: Vec<Event> = (0..150)
@@ -522,13 +516,7 @@ fn a_round_spread_over_threads_gives_what_one_thread_gives() {
         c.threads = threads;
         c.segments.push(segment("busy", "events_7d >= 6"));
         let f = Fixture::with_batch(c, now, 10_000);
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let actions = ["view", "view", "order", "checkin", "click"];
         let mut events: Vec<Event> = (0..6000)
             .map(|_| {
