@@ -482,7 +482,7 @@ fn memberships_equal_their_conditions_whatever_each_event_changed() {
                 let time = now - ((r >> 16) % 10) as i64 * DAY - ((r >> 24) % 3_600_000) as i64;
                 active.entry(user.clone()).or_default().insert(time.div_euclid(DAY));
                 let shop = format!("s{}", (r >> 32) % 4);
-                let category = if (r >> 40) % 2 == 0 { "food" } else { "toys" };
+                let category = if (r >> 40).is_multiple_of(2) { "food" } else { "toys" };
                 f.event("z", &user, action, Some(("shop", &shop)), time, json!({"category": category, "amount": (r >> 48) % 80}))
             })
             .collect();
@@ -524,7 +524,7 @@ fn a_round_spread_over_threads_gives_what_one_thread_gives() {
                 let user = format!("t{}", r % 300);
                 let time = now - ((r >> 16) % 12) as i64 * DAY - ((r >> 24) % 3_600_000) as i64;
                 let shop = format!("s{}", (r >> 32) % 50);
-                let category = if (r >> 40) % 2 == 0 { "food" } else { "toys" };
+                let category = if (r >> 40).is_multiple_of(2) { "food" } else { "toys" };
                 f.event("z", &user, actions[(r >> 8) as usize % actions.len()], Some(("shop", &shop)), time, json!({"category": category, "amount": (r >> 48) % 80, "tier": format!("t{}", r % 3)}))
             })
             .collect();
