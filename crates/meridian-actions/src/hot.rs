@@ -33,12 +33,13 @@ impl HotProfiles {
         self.cache.insert((user, scope), fields);
     }
 
-    /// The user's fields of every scope, if all are here.
-    pub fn get(&self, user: &UserKey) -> Option<Fields> {
-        let mut out = Vec::new();
+    /// The user's fields of every scope (shared, not copied), if all are here.
+    pub fn get(&self, user: &UserKey) -> Option<Vec<Arc<Fields>>> {
+        let mut out = Vec::with_capacity(self.scopes.len());
+        let mut key = (user.clone(), String::new());
         for scope in self.scopes.iter() {
-            let fields = self.cache.get(&(user.clone(), scope.clone()))?;
-            out.extend(fields.iter().cloned());
+            key.1.clone_from(scope);
+            out.push(self.cache.get(&key)?);
         }
         Some(out)
     }

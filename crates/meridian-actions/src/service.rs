@@ -120,7 +120,21 @@ pub struct ActionsService {
     log: Arc<dyn Log>,
     settings: ProcessorSettings,
     hot: Option<HotProfiles>,
+    /// Profiles built from the read cache, reused while the user's cached fields (the
+    /// same `Arc`s) and the app's local day are unchanged.
+    profile_memo: moka::sync::Cache<UserKey, Arc<ProfileMemo>>,
 }
+
+/// A profile built from the read cache, and what it was built from.
+#[derive(Debug)]
+struct ProfileMemo {
+    today: i32,
+    fields: Vec<Arc<crate::store::Fields>>,
+    profile: Profile,
+}
+
+/// Profiles kept built (the most read users; a few KB each).
+const PROFILE_MEMO_USERS: u64 = 20_000;
 
 impl std::fmt::Debug for ActionsService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,7 +160,8 @@ impl ActionsService {
             scopes.extend(config.groups.iter().map(|g| g.name.clone()));
             HotProfiles::new(config.hot_users.saturating_mul(scopes.len() as u64), scopes)
         });
-        Ok(ActionsService { defs: Arc::new(defs), config, store, kv, zones, clock, log, settings, hot })
+        let profile_memo = moka::sync::Cache::new(if hot.is_some() { PROFILE_MEMO_USERS } else { 0 });
+        Ok(ActionsService { defs: Arc::new(defs), config, store, kv, zones, clock, log, settings, hot, profile_memo })
     }
 
     /// One processor per group (`default` first).
@@ -186,7 +201,7 @@ impl ActionsService {
     pub fn aggregate(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<AggregateValue> {
         let (agg, from, to) = self.check_aggregate(app, user, name, window)?;
         let field = self.store.read_field(&UserKey::new(app.clone(), user), &agg_field(&agg.key))?;
-        self.aggregate_value(agg, window, from, to, field)
+        self.aggregate_value(agg, window, from, to, field.as_deref())
     }
 
     /// [`ActionsService::aggregate`] from memory (no store call, never blocks): `None`
@@ -194,9 +209,9 @@ impl ActionsService {
     /// input is refused as by `aggregate`.
     pub fn aggregate_in_memory(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<Option<AggregateValue>> {
         let (agg, from, to) = self.check_aggregate(app, user, name, window)?;
-        let Some(fields) = self.hot_fields(app, user) else { return Ok(None) };
+        let Some(scopes) = self.hot_fields(app, user) else { return Ok(None) };
         let field_name = agg_field(&agg.key);
-        let field = fields.into_iter().find(|(f, _)| *f == field_name).map(|(_, v)| v);
+        let field = scopes.iter().flat_map(|f| f.iter()).find(|(f, _)| *f == field_name).map(|(_, v)| v.as_slice());
         self.aggregate_value(agg, window, from, to, field).map(Some)
     }
 
@@ -208,13 +223,13 @@ impl ActionsService {
         Ok((agg, from, to))
     }
 
-    fn aggregate_value(&self, agg: &crate::defs::Aggregation, window: &str, from: i32, to: i32, field: Option<Vec<u8>>) -> Result<AggregateValue> {
-        let buckets: Buckets = field.map(|b| decode(&agg.key, &b)).transpose()?.unwrap_or_default();
+    fn aggregate_value(&self, agg: &crate::defs::Aggregation, window: &str, from: i32, to: i32, field: Option<&[u8]>) -> Result<AggregateValue> {
+        let buckets: Buckets = field.map(|b| decode(&agg.key, b)).transpose()?.unwrap_or_default();
         let value = summary_json(agg.kind, buckets.window(agg.kind, from, to, self.defs.distinct_list_max));
         Ok(AggregateValue { aggregation: agg.name.clone(), kind: agg.kind.as_str(), window: window.to_owned(), from: day_to_date(from).to_string(), to: day_to_date(to).to_string(), value })
     }
 
-    fn hot_fields(&self, app: &AppId, user: &str) -> Option<crate::store::Fields> {
+    fn hot_fields(&self, app: &AppId, user: &str) -> Option<Vec<Arc<crate::store::Fields>>> {
         self.hot.as_ref()?.get(&UserKey::new(app.clone(), user))
     }
 
@@ -226,8 +241,18 @@ impl ActionsService {
     /// [`ActionsService::profile`] from memory (see `aggregate_in_memory`).
     pub fn profile_in_memory(&self, app: &AppId, user: &str) -> Result<Option<Profile>> {
         check_user(user)?;
-        let Some(fields) = self.hot_fields(app, user) else { return Ok(None) };
-        Ok(Some(self.build_profiles(app, &[user.to_owned()], vec![fields])?.remove(0)))
+        let Some(scopes) = self.hot_fields(app, user) else { return Ok(None) };
+        let (_, today) = self.today(app);
+        let key = UserKey::new(app.clone(), user);
+        if let Some(memo) = self.profile_memo.get(&key) {
+            if memo.today == today && memo.fields.len() == scopes.len() && memo.fields.iter().zip(&scopes).all(|(a, b)| Arc::ptr_eq(a, b)) {
+                return Ok(Some(memo.profile.clone()));
+            }
+        }
+        let fields: Vec<&(String, Vec<u8>)> = scopes.iter().flat_map(|f| f.iter()).collect();
+        let profile = self.build_profiles(app, &[user.to_owned()], vec![fields])?.remove(0);
+        self.profile_memo.insert(key, Arc::new(ProfileMemo { today, fields: scopes, profile: profile.clone() }));
+        Ok(Some(profile))
     }
 
     /// Profiles of up to `max_batch_users` users, in the order asked.
@@ -240,10 +265,10 @@ impl ActionsService {
         }
         let keys: Vec<UserKey> = users.iter().map(|u| UserKey::new(app.clone(), u.as_str())).collect();
         let all = self.store.read_many(&keys)?;
-        self.build_profiles(app, users, all)
+        self.build_profiles(app, users, all.iter().map(|f| f.iter().collect()).collect())
     }
 
-    fn build_profiles(&self, app: &AppId, users: &[String], all: Vec<crate::store::Fields>) -> Result<Vec<Profile>> {
+    fn build_profiles(&self, app: &AppId, users: &[String], all: Vec<Vec<&(String, Vec<u8>)>>) -> Result<Vec<Profile>> {
         let (_, today) = self.today(app);
         let retention = self.defs.retention_days;
         let windows = [Window::Today, Window::Days(7), Window::Days(30), Window::All].map(|w| w.days(today, retention));
@@ -263,7 +288,7 @@ impl ActionsService {
                 timeline: Vec::new(),
             };
             let default_meta = meta_field(DEFAULT_GROUP);
-            for (name, value) in &fields {
+            for (name, value) in fields.iter().copied() {
                 if name == &default_meta {
                     let meta: Meta = decode(name, value)?;
                     profile.first_seen_ms = meta.first_seen_ms;
@@ -310,10 +335,10 @@ impl ActionsService {
     pub fn in_segment_in_memory(&self, app: &AppId, user: &str, segment: &str) -> Result<Option<bool>> {
         self.segment_exists(segment)?;
         check_user(user)?;
-        let Some(fields) = self.hot_fields(app, user) else { return Ok(None) };
-        for (name, value) in &fields {
+        let Some(scopes) = self.hot_fields(app, user) else { return Ok(None) };
+        for (name, value) in scopes.iter().flat_map(|f| f.iter()) {
             if name == "m" || name.starts_with("m:") {
-                let meta: Meta = decode(name, value)?;
+                let meta: crate::state::MetaHead = decode(name, value)?;
                 if meta.segments.iter().any(|s| s == segment) {
                     return Ok(Some(true));
                 }

@@ -73,6 +73,29 @@ pub struct Meta {
     pub timeline: Vec<TimelineEntry>,
 }
 
+/// The leading fields of [`Meta`], up to its segments: decoding stops there (the timeline
+/// after them is most of a meta's bytes), for reads that only need memberships. Keep in
+/// step with `Meta`'s field order.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct MetaHead {
+    /// See [`Meta`].
+    pub first_seen_ms: i64,
+    /// See [`Meta`].
+    pub last_active_ms: i64,
+    /// See [`Meta`].
+    pub activity: Buckets,
+    /// See [`Meta`].
+    pub stage: String,
+    /// See [`Meta`].
+    pub stage_since_ms: i64,
+    /// See [`Meta`].
+    pub evaluated_ms: i64,
+    /// See [`Meta`].
+    pub review_at_ms: i64,
+    /// See [`Meta`].
+    pub segments: Vec<String>,
+}
+
 /// The field name of a group's meta.
 pub fn meta_field(group: &str) -> String {
     if group == crate::config::DEFAULT_GROUP {
@@ -153,5 +176,35 @@ impl UserState {
             + self.meta.timeline.iter().map(|t| 48 + t.action.len() + t.target.as_ref().map_or(0, |(a, b)| a.len() + b.len())).sum::<usize>()
             + self.aggs.iter().map(|b| 24 + b.heap_bytes()).sum::<usize>()
             + self.encoded.iter().map(|e| e.as_ref().map_or(0, Vec::capacity)).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AggregationKind;
+    use crate::value::Input;
+
+    #[test]
+    fn a_meta_head_reads_the_leading_fields_of_an_encoded_meta() {
+        let mut activity = Buckets::default();
+        activity.add(AggregationKind::Count, 20_000, &Input::Event(5), 64);
+        let meta = Meta {
+            first_seen_ms: 1,
+            last_active_ms: 2,
+            activity: activity.clone(),
+            stage: "new".into(),
+            stage_since_ms: 3,
+            evaluated_ms: 4,
+            review_at_ms: 5,
+            segments: vec!["a".into(), "b".into()],
+            triggers_true: vec!["t".into()],
+            timeline: vec![TimelineEntry { time_ms: 9, action: "view".into(), target: Some(("sku".into(), "1".into())) }],
+        };
+        let head: MetaHead = decode("m", &encode(&meta)).unwrap();
+        assert_eq!(
+            head,
+            MetaHead { first_seen_ms: 1, last_active_ms: 2, activity, stage: "new".into(), stage_since_ms: 3, evaluated_ms: 4, review_at_ms: 5, segments: vec!["a".into(), "b".into()] }
+        );
     }
 }

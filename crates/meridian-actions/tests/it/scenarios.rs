@@ -64,6 +64,18 @@ fn every_aggregation_kind_with_its_filters() {
     }
     assert_eq!(f.service.profile_in_memory(&z, "nobody").unwrap(), None);
     assert!(matches!(f.service.aggregate_in_memory(&z, "u1", "nope", "7d"), Err(Error::UnknownAggregation(_))), "bad input is refused in memory too");
+    // A profile built from memory is kept for the next read, never past a change: a new
+    // event shows at once, and so does a new day (today's values move to 7d).
+    let before = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
+    assert_eq!(f.service.profile_in_memory(&z, "u1").unwrap().unwrap(), before, "read twice");
+    f.ingest(&[f.event("z", "u1", "view", shop("s1"), now, json!({"category": "food"}))]);
+    let after = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
+    assert_eq!(after.values["food_views"].today, json!(3), "the new event is in the profile read from memory");
+    assert_eq!(after, f.service.profile(&z, "u1").unwrap());
+    f.clock.set(now + DAY);
+    let tomorrow = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
+    assert_eq!(tomorrow.values["food_views"].today, json!(0), "a new day: nothing today yet");
+    assert_eq!(tomorrow, f.service.profile(&z, "u1").unwrap());
 }
 
 #[test]
