@@ -1713,13 +1713,17 @@ impl Processor for ActionsProcessor {
                     hot.publish(user, scope, fields);
                 }
             };
-            let publish = &publish;
-            rayon::in_place_scope(|scope| {
-                for part in parts {
-                    scope.spawn(move |_| publish(part));
-                }
+            if parts.is_empty() {
                 publish(first);
-            });
+            } else {
+                let publish = &publish;
+                rayon::in_place_scope(|scope| {
+                    for part in parts {
+                        scope.spawn(move |_| publish(part));
+                    }
+                    publish(first);
+                });
+            }
         }
         self.redo_unapplied.append(&mut self.redo_staged);
         self.apply_redo()

@@ -58,6 +58,9 @@ struct ActionsBenchArgs {
     /// the event-to-webhook phase.
     #[arg(long, default_value_t = 200)]
     trigger_rate: u64,
+    /// Threads of each actions processor (`actions.threads`; 0: one per core).
+    #[arg(long, default_value_t = 0)]
+    processor_threads: usize,
     /// Directory for the temporary data (default: the system temp dir).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -855,7 +858,7 @@ async fn feed_world(base: &str, key: &str, world: &Arc<meridian_demo::DemoWorld>
 }
 
 /// The demo's `[actions]` as a config file section.
-fn actions_config_file(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+fn actions_config_file(dir: &std::path::Path, threads: usize) -> anyhow::Result<std::path::PathBuf> {
     #[derive(serde::Serialize)]
     struct File<T> {
         actions: T,
@@ -863,6 +866,7 @@ fn actions_config_file(dir: &std::path::Path) -> anyhow::Result<std::path::PathB
     // The same [actions] `serve --demo` uses.
     let mut config = meridian_server::Config::default();
     crate::serve::demo_actions(&mut config)?;
+    config.actions.threads = threads;
     let path = dir.join("actions.toml");
     std::fs::write(&path, toml::to_string(&File { actions: config.actions })?)?;
     Ok(path)
@@ -878,7 +882,7 @@ fn actions_bench(args: ActionsBenchArgs) -> anyhow::Result<()> {
         eprintln!("generating a demo world with {} users…", args.users);
         let config = meridian_demo::DemoConfig { users: args.users, malformed_share: 0.0, days: 3, ..meridian_demo::DemoConfig::default() };
         let world = Arc::new(tokio::task::spawn_blocking(move || meridian_demo::DemoWorld::generate(&config)).await??);
-        let config_file = actions_config_file(tmp.path())?;
+        let config_file = actions_config_file(tmp.path(), args.processor_threads)?;
         let extra = [
             "--config",
             config_file.to_str().unwrap_or_default(),
