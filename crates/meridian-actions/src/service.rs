@@ -131,6 +131,8 @@ struct ProfileMemo {
     today: i32,
     fields: Vec<Arc<crate::store::Fields>>,
     profile: Profile,
+    /// The profile as a caller rendered it (e.g. the HTTP body), once.
+    rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// Profiles kept built (the most read users; a few KB each).
@@ -240,19 +242,32 @@ impl ActionsService {
 
     /// [`ActionsService::profile`] from memory (see `aggregate_in_memory`).
     pub fn profile_in_memory(&self, app: &AppId, user: &str) -> Result<Option<Profile>> {
+        Ok(self.profile_memo_of(app, user)?.map(|memo| memo.profile.clone()))
+    }
+
+    /// [`ActionsService::profile_in_memory`] rendered by `render` (e.g. as an HTTP body):
+    /// the rendering is kept with the built profile and reused while it is current.
+    pub fn profile_rendered_in_memory(&self, app: &AppId, user: &str, render: impl FnOnce(&Profile) -> bytes::Bytes) -> Result<Option<bytes::Bytes>> {
+        Ok(self.profile_memo_of(app, user)?.map(|memo| memo.rendered.get_or_init(|| render(&memo.profile)).clone()))
+    }
+
+    /// The user's profile built from the read cache: the kept one while the user's cached
+    /// fields (the same `Arc`s) and the app's day are unchanged, else built now and kept.
+    fn profile_memo_of(&self, app: &AppId, user: &str) -> Result<Option<Arc<ProfileMemo>>> {
         check_user(user)?;
         let Some(scopes) = self.hot_fields(app, user) else { return Ok(None) };
         let (_, today) = self.today(app);
         let key = UserKey::new(app.clone(), user);
         if let Some(memo) = self.profile_memo.get(&key) {
             if memo.today == today && memo.fields.len() == scopes.len() && memo.fields.iter().zip(&scopes).all(|(a, b)| Arc::ptr_eq(a, b)) {
-                return Ok(Some(memo.profile.clone()));
+                return Ok(Some(memo));
             }
         }
         let fields: Vec<&(String, Vec<u8>)> = scopes.iter().flat_map(|f| f.iter()).collect();
         let profile = self.build_profiles(app, &[user.to_owned()], vec![fields])?.remove(0);
-        self.profile_memo.insert(key, Arc::new(ProfileMemo { today, fields: scopes, profile: profile.clone() }));
-        Ok(Some(profile))
+        let memo = Arc::new(ProfileMemo { today, fields: scopes, profile, rendered: std::sync::OnceLock::new() });
+        self.profile_memo.insert(key, memo.clone());
+        Ok(Some(memo))
     }
 
     /// Profiles of up to `max_batch_users` users, in the order asked.

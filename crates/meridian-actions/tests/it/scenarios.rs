@@ -68,10 +68,13 @@ fn every_aggregation_kind_with_its_filters() {
     // event shows at once, and so does a new day (today's values move to 7d).
     let before = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
     assert_eq!(f.service.profile_in_memory(&z, "u1").unwrap().unwrap(), before, "read twice");
+    let rendered = |f: &Fixture| f.service.profile_rendered_in_memory(&z, "u1", |p| bytes::Bytes::from(serde_json::to_vec(p).unwrap())).unwrap().unwrap();
+    assert_eq!(rendered(&f), serde_json::to_vec(&before).unwrap(), "rendered once, as the profile");
     f.ingest(&[f.event("z", "u1", "view", shop("s1"), now, json!({"category": "food"}))]);
     let after = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
     assert_eq!(after.values["food_views"].today, json!(3), "the new event is in the profile read from memory");
     assert_eq!(after, f.service.profile(&z, "u1").unwrap());
+    assert_eq!(rendered(&f), serde_json::to_vec(&after).unwrap(), "rendered again after the change");
     f.clock.set(now + DAY);
     let tomorrow = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
     assert_eq!(tomorrow.values["food_views"].today, json!(0), "a new day: nothing today yet");

@@ -271,13 +271,15 @@ async fn aggregate(
     responses((status = 200, description = "The profile (`known` is false for a user never seen)", body = Profile)),
     extensions(("x-permission" = json!("read"))),
 )]
-async fn profile(State(state): State<Arc<ActionsState>>, Path((app, user)): Path<(String, String)>, headers: HeaderMap) -> Result<Json<Profile>, ApiError> {
+async fn profile(State(state): State<Arc<ActionsState>>, Path((app, user)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (app, _) = admit(&state, &headers, Permission::Read, &app, &user)?;
-    let p = match state.service.profile_in_memory(&app, &user).map_err(actions_error)? {
-        Some(p) => p,
-        None => state.call(move |s| s.profile(&app, &user)).await?,
-    };
-    Ok(Json(profile_view(p)))
+    // From memory: the body is rendered once per change of the user (or of the day).
+    let render = |p: &meridian_actions::service::Profile| Bytes::from(serde_json::to_vec(&profile_view(p.clone())).unwrap_or_default());
+    if let Some(body) = state.service.profile_rendered_in_memory(&app, &user, render).map_err(actions_error)? {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
+    let p = state.call(move |s| s.profile(&app, &user)).await?;
+    Ok(Json(profile_view(p)).into_response())
 }
 
 /// Profiles of many users at once, in the order asked (at most `actions.max_batch_users`).
