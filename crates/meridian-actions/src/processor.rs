@@ -259,8 +259,8 @@ struct Core {
     clock: Arc<dyn Clock>,
     /// The store replaces every field of a written user.
     full_writes: bool,
-    /// Committed users are published for in-memory reads.
-    publishes: bool,
+    /// Where committed users are published for in-memory reads.
+    hot: Option<crate::hot::HotProfiles>,
     /// What the stages, each segment and each trigger read.
     stage_deps: Deps,
     segment_deps: Vec<Deps>,
@@ -292,8 +292,8 @@ fn shard_of(app: &str, user: &str, n: usize) -> usize {
     (h.digest() % n as u64) as usize
 }
 
-/// Rounds with fewer events than this run on the processor's own thread (starting threads
-/// costs more than a few events).
+/// Rounds with fewer records than this run on the processor's own thread (handing work to
+/// the pool costs more than a few records).
 const PARALLEL_MIN_RECORDS: usize = 256;
 
 /// The actions processor of one group (see the module docs).
@@ -318,8 +318,6 @@ pub struct ActionsProcessor {
     redo_done: Vec<Vec<u8>>,
     /// Local days, memoised (for the processor's own thread).
     days: crate::window::Days,
-    /// Where committed users are published for in-memory reads.
-    hot: Option<crate::hot::HotProfiles>,
     /// Where this round's records of each partition end (not committed yet): a recompute
     /// step in the same round reads up to there, so its switch-over includes them.
     round_positions: FxHashMap<u32, u64>,
@@ -443,7 +441,7 @@ impl ActionsProcessor {
             evaluates_stage: group == DEFAULT_GROUP,
             meta_field: meta_field(group),
             full_writes: store.wants_full_writes(),
-            publishes: false,
+            hot: None,
             defs,
             agg_keys,
             local,
@@ -473,7 +471,6 @@ impl ActionsProcessor {
             redo_unapplied: Vec::new(),
             redo_done: Vec::new(),
             days: crate::window::Days::default(),
-            hot: None,
             round_positions: FxHashMap::default(),
             pending: Vec::new(),
             lists: Vec::new(),
@@ -483,8 +480,7 @@ impl ActionsProcessor {
 
     /// Publishes committed users to `hot` (for the service's in-memory reads).
     pub fn with_hot(mut self, hot: Option<crate::hot::HotProfiles>) -> ActionsProcessor {
-        self.core.publishes = hot.is_some();
-        self.hot = hot;
+        self.core.hot = hot;
         self
     }
 
@@ -560,24 +556,9 @@ impl ActionsProcessor {
     fn load(&mut self, key: &UserKey) -> Result<usize> {
         let s = self.shard_index(key);
         if !self.shards[s].cache.contains_key(key) {
-            self.load_missing(vec![key.clone()])?;
+            self.shards[s].load_missing(&self.core, &*self.store, vec![key.clone()])?;
         }
         Ok(s)
-    }
-
-    /// Reads users not in the cache from the store, in one call (one round trip for Redis).
-    fn load_missing(&mut self, missing: Vec<UserKey>) -> Result<()> {
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<&str> = self.core.agg_keys.iter().map(String::as_str).collect();
-        let all = self.store.read_many(&missing).map_err(|e| failed(&self.core.name, e))?;
-        let n = self.shards.len();
-        for (key, fields) in missing.into_iter().zip(all) {
-            let state = UserState::decode(&fields, &self.core.meta_field, &keys).map_err(|e| failed(&self.core.name, e))?;
-            self.shards[shard_of(key.app.as_str(), &key.user, n)].cache.insert(key, state);
-        }
-        Ok(())
     }
 
     /// What an event adds to aggregation `index`, if it matches (see [`input`]).
@@ -746,7 +727,7 @@ impl ActionsProcessor {
             ctx.batch().put(REDO_TABLE, key.clone(), encode_redo(&writes));
             redo_key = Some(key);
         }
-        if self.hot.is_some() {
+        if self.core.hot.is_some() {
             // Full writes (and erasures) go to the memory copy as they are: moved when the
             // store has staged them, copied when the redo record still needs them.
             for w in writes.iter_mut().filter(|w| w.clear) {
@@ -928,6 +909,21 @@ impl Shard {
         result
     }
 
+    /// Reads this shard's users missing from the cache, in one call (one round trip for
+    /// Redis).
+    fn load_missing(&mut self, core: &Core, store: &dyn ProfileStore, missing: Vec<UserKey>) -> Result<()> {
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = core.agg_keys.iter().map(String::as_str).collect();
+        let all = store.read_many(&missing).map_err(|e| failed(&core.name, e))?;
+        for (key, fields) in missing.into_iter().zip(all) {
+            let state = UserState::decode(&fields, &core.meta_field, &keys).map_err(|e| failed(&core.name, e))?;
+            self.cache.insert(key, state);
+        }
+        Ok(())
+    }
+
     fn run_lists(&mut self, round: &Round<'_>, lists: &[Vec<(usize, LogEntry)>]) -> Result<()> {
         let core = round.core;
         let mut missing: Vec<UserKey> = Vec::new();
@@ -948,14 +944,7 @@ impl Shard {
             }
         }
         drop(seen);
-        if !missing.is_empty() {
-            let keys: Vec<&str> = core.agg_keys.iter().map(String::as_str).collect();
-            let all = round.store.read_many(&missing).map_err(|e| failed(&core.name, e))?;
-            for (key, fields) in missing.into_iter().zip(all) {
-                let state = UserState::decode(&fields, &core.meta_field, &keys).map_err(|e| failed(&core.name, e))?;
-                self.cache.insert(key, state);
-            }
-        }
+        self.load_missing(core, round.store, missing)?;
         let mut inputs = std::mem::take(&mut self.inputs);
         for (index, entry) in lists.iter().flatten() {
             let record = &round.records[*index];
@@ -1258,7 +1247,7 @@ impl Shard {
                     }
                     // The memory copy needs every field (a full write's are moved there
                     // once staged).
-                    if core.publishes {
+                    if core.hot.is_some() {
                         self.out.publish.push((key.clone(), write.scope.clone(), Arc::new(full_fields(&core.meta_field, &core.agg_keys, state, meta))));
                     }
                 }
@@ -1698,7 +1687,7 @@ impl Processor for ActionsProcessor {
 
     fn after_commit(&mut self) -> Result<()> {
         self.round_positions.clear();
-        if let Some(hot) = &self.hot {
+        if let Some(hot) = &self.core.hot {
             // The read cache is concurrent: a large round publishes from every thread.
             let threads = if self.publish.len() >= PARALLEL_MIN_RECORDS { self.shards.len() } else { 1 };
             // A user may be published twice in a round (its records, then a review): parts
