@@ -7,7 +7,8 @@
 //! [`WriteBatch`](meridian_state::WriteBatch). So a crash neither loses nor double-counts.
 //!
 //! **Outbox.** Records a processor emits ([`ProcessContext::emit`]) are stored in the
-//! round's batch and appended to their topic after the commit, in emission order. Each
+//! round's batch and appended to their topic after the commit, in emission order (within
+//! a topic; one append per topic and round). Each
 //! carries a deterministic id; after a crash (or a failed round) the runtime appends a
 //! pending record only if its id is not already in the log after the end offset it
 //! recorded at its last successful append. Each emitted record reaches the log exactly once.

@@ -3,7 +3,8 @@
 //!
 //! A round's emitted records are one value in [`OUTBOX_TABLE`] (key = processor, 0,
 //! round sequence), written into the round's batch, so they exist exactly when the round
-//! committed. After the commit the runtime appends them (in emission order) and records,
+//! committed. After the commit the runtime appends them (in emission order within each
+//! topic, one append per topic: [`group_by_topic`]) and records,
 //! per (processor, target topic, partition), the end offset after its last successful
 //! append ([`OUTBOX_OFFSETS_TABLE`]); the removal of the appended rounds and the new
 //! offsets ride in the next batch. Every record of ours that is in the log but still in
@@ -177,9 +178,33 @@ impl OutboxCleanup {
     }
 }
 
-/// Splits records into runs to append with one call each: consecutive records of one topic
-/// (so emission order is kept across topics too), at most `max_bytes` of keys and values
-/// per run (at least one record), so one append never dwarfs the log's write queue.
+/// The records of each topic together, topics in the order of their first record, each
+/// topic's records in emission order. Interleaved topics (a segment change, a trigger, its
+/// notification, the next segment change…) would otherwise cost one append, and one
+/// durable write, per change of topic. Readers of a topic see its records in emission
+/// order; across topics nothing is ordered anyway (each topic is consumed on its own).
+pub(crate) fn group_by_topic(mut records: Vec<OutboxRecord>) -> Vec<OutboxRecord> {
+    let mut topics: Vec<TopicName> = Vec::new();
+    let mut rank = |topic: &TopicName| match topics.iter().position(|t| t == topic) {
+        Some(at) => at,
+        None => {
+            topics.push(topic.clone());
+            topics.len() - 1
+        }
+    };
+    let ranks: Vec<usize> = records.iter().map(|r| rank(&r.emit.topic)).collect();
+    if ranks.iter().any(|r| *r > 0) {
+        let mut ranked: Vec<(usize, OutboxRecord)> = ranks.into_iter().zip(records).collect();
+        // Stable: each topic's records keep their order.
+        ranked.sort_by_key(|(rank, _)| *rank);
+        records = ranked.into_iter().map(|(_, r)| r).collect();
+    }
+    records
+}
+
+/// Splits records into runs to append with one call each: consecutive records of one topic,
+/// at most `max_bytes` of keys and values per run (at least one record), so one append
+/// never dwarfs the log's write queue.
 pub(crate) fn append_runs(records: &[OutboxRecord], max_bytes: usize) -> Vec<&[OutboxRecord]> {
     let mut runs = Vec::new();
     let mut start = 0;
@@ -208,6 +233,27 @@ mod tests {
             emit: Emit { topic: TopicName::new(topic).unwrap(), key: Bytes::from(format!("k-{id}")), value: Bytes::from(value.to_owned()), id: id.into() },
             timestamp_ms: 1_763_700_000_123,
         }
+    }
+
+    #[test]
+    fn interleaved_topics_become_one_run_per_topic_each_in_emission_order() {
+        let records = vec![
+            record("segments", "s1", ""),
+            record("triggers", "t1", ""),
+            record("notifications", "n1", ""),
+            record("segments", "s2", ""),
+            record("triggers", "t2", ""),
+            record("notifications", "n2", ""),
+            record("segments", "s3", ""),
+        ];
+        assert_eq!(append_runs(&records, usize::MAX).len(), 7, "without grouping, one run per change of topic");
+        let grouped = group_by_topic(records);
+        let ids: Vec<&str> = grouped.iter().map(|r| r.emit.id.as_str()).collect();
+        assert_eq!(ids, ["s1", "s2", "s3", "t1", "t2", "n1", "n2"]);
+        let runs = append_runs(&grouped, usize::MAX);
+        assert_eq!(runs.iter().map(|r| r.len()).collect::<Vec<_>>(), [3, 2, 2]);
+        let one_topic = vec![record("a", "1", ""), record("a", "2", "")];
+        assert_eq!(group_by_topic(one_topic.clone()), one_topic);
     }
 
     #[test]

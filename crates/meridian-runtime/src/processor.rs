@@ -65,10 +65,10 @@ impl<'a> ProcessContext<'a> {
     }
 
     /// Emits a record for a log topic. It is stored in the outbox with this round's batch
-    /// and appended to the log after the batch commits, in emission order, exactly once
-    /// across crashes: if the round fails or the process dies before the commit, it was
-    /// never emitted (the retried round emits it again). The record's time in the log is
-    /// the time of this call.
+    /// and appended to the log after the batch commits, in emission order within its
+    /// topic, exactly once across crashes: if the round fails or the process dies before
+    /// the commit, it was never emitted (the retried round emits it again). The record's
+    /// time in the log is the time of this call.
     ///
     /// Refuses (and so fails the round) a record whose payload does not carry `id` where
     /// [`meridian_event::payload_id`] reads it, or whose id is empty: recovery could not

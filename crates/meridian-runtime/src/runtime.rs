@@ -4,7 +4,7 @@
 
 use crate::erasure::read_receipts;
 use crate::outbox::{
-    append_runs, decode_round, encode_round, offsets_key, outbox_key, outbox_prefix, outbox_sequence, OutboxCleanup, OutboxRecord,
+    append_runs, decode_round, encode_round, group_by_topic, offsets_key, outbox_key, outbox_prefix, outbox_sequence, OutboxCleanup, OutboxRecord,
     OUTBOX_OFFSETS_TABLE, OUTBOX_TABLE,
 };
 use crate::processor::{timer_prefix, ProcessContext, Processor, RoundOutput, Timer, TIMERS_TABLE};
@@ -350,15 +350,18 @@ struct WorkerLoop {
     outbox_pending: u64,
 }
 
-/// A committed round's emitted records being appended: the first run is already handed to
-/// the log, so it is written while the next round is processed; the rest follow when the
-/// next round waits for it, before its commit.
+/// A committed round's emitted records being appended: the first run of each topic is
+/// already handed to the log, so they are written (together) while the next round is
+/// processed; the rest follow when the next round waits for them, before its commit.
 struct InFlightAppend {
     key: Vec<u8>,
+    /// The round's records, grouped by topic ([`group_by_topic`]).
     records: Vec<OutboxRecord>,
-    first_run_len: usize,
-    first_run: std::pin::Pin<Box<dyn std::future::Future<Output = meridian_log::Result<Vec<Position>>> + Send>>,
+    /// The appends already handed to the log, by the number of records before their run.
+    handed: HashMap<usize, AppendFuture>,
 }
+
+type AppendFuture = std::pin::Pin<Box<dyn std::future::Future<Output = meridian_log::Result<Vec<Position>>> + Send>>;
 
 /// The end offset after the last of `positions` per (topic, partition).
 fn run_ends(topic: &TopicName, positions: &[Position]) -> HashMap<(TopicName, u32), u64> {
@@ -508,7 +511,7 @@ impl WorkerLoop {
             self.processor.end_of_round(&mut ctx)?;
         }
         let n_timers = self.due_timers(&mut batch, &mut output)?;
-        let emitted = output.records;
+        let emitted = group_by_topic(output.records);
         let outbox_entry = (!emitted.is_empty()).then(|| {
             let key = outbox_key(&self.name, self.next_outbox_seq);
             self.next_outbox_seq += 1;
@@ -549,9 +552,19 @@ impl WorkerLoop {
             status.last_error = None;
         }
         if let Some(key) = outbox_entry {
-            let first_run_len = append_runs(&emitted, OUTBOX_APPEND_BYTES).first().map_or(0, |run| run.len());
-            let first_run = self.log.append(&emitted[0].emit.topic, append_records(&emitted[..first_run_len]));
-            self.in_flight = Some(InFlightAppend { key, records: emitted, first_run_len, first_run });
+            // Each topic's first run now: every topic's records are written by the log's
+            // next group commit, while the next round runs. A topic's later runs wait, so
+            // that a refused run is never overtaken by a later one of its topic.
+            let mut handed = HashMap::new();
+            let mut start = 0;
+            let mut topics: HashSet<&TopicName> = HashSet::new();
+            for run in append_runs(&emitted, OUTBOX_APPEND_BYTES) {
+                if topics.insert(&run[0].emit.topic) {
+                    handed.insert(start, self.log.append(&run[0].emit.topic, append_records(run)));
+                }
+                start += run.len();
+            }
+            self.in_flight = Some(InFlightAppend { key, records: emitted, handed });
         }
         Ok(n_records + n_timers)
     }
@@ -564,23 +577,32 @@ impl WorkerLoop {
         // Until the append has succeeded, a failure (error return, crash) leaves the round
         // in the store's outbox for recovery.
         self.outbox_dirty = true;
-        let (first, rest) = in_flight.records.split_at(in_flight.first_run_len);
-        let mut ends = match self.waiter.block_on(in_flight.first_run) {
-            Ok(positions) => {
-                self.appended(first.len() as u64);
-                run_ends(&first[0].emit.topic, &positions)
+        let InFlightAppend { key, records, mut handed } = in_flight;
+        let mut ends: HashMap<(TopicName, u32), u64> = HashMap::new();
+        let mut start = 0;
+        for run in append_runs(&records, OUTBOX_APPEND_BYTES) {
+            let run_ends_of = match handed.remove(&start) {
+                Some(append) => match self.waiter.block_on(append) {
+                    Ok(positions) => {
+                        self.appended(run.len() as u64);
+                        run_ends(&run[0].emit.topic, &positions)
+                    }
+                    // Refused before anything was written: offer it again (nothing later
+                    // of its topic was handed to the log).
+                    Err(LogError::Overloaded { .. }) => self.append_outbox(run)?,
+                    Err(e) => return Err(e.into()),
+                },
+                None => self.append_outbox(run)?,
+            };
+            for (at, end) in run_ends_of {
+                let offset = ends.entry(at).or_insert(0);
+                *offset = (*offset).max(end);
             }
-            // Refused before anything was written: offer it again.
-            Err(LogError::Overloaded { .. }) => self.append_outbox(first)?,
-            Err(e) => return Err(e.into()),
-        };
-        for (key, end) in self.append_outbox(rest)? {
-            let offset = ends.entry(key).or_insert(0);
-            *offset = (*offset).max(end);
+            start += run.len();
         }
         self.crash_if(CrashPoint::AfterOutboxAppend);
         self.outbox_dirty = false;
-        self.outbox_cleanup = Some(OutboxCleanup { keys: vec![in_flight.key], offsets: ends });
+        self.outbox_cleanup = Some(OutboxCleanup { keys: vec![key], offsets: ends });
         Ok(())
     }
 
@@ -705,12 +727,14 @@ impl WorkerLoop {
         }
         drop(pending_ids);
         let n_records = records.len();
-        let missing: Vec<OutboxRecord> = records
-            .into_iter()
-            .zip(partitions)
-            .filter(|(record, partition)| !in_log.get(&(record.emit.topic.clone(), *partition)).is_some_and(|found| found.contains(&record.emit.id)))
-            .map(|(record, _)| record)
-            .collect();
+        let missing: Vec<OutboxRecord> = group_by_topic(
+            records
+                .into_iter()
+                .zip(partitions)
+                .filter(|(record, partition)| !in_log.get(&(record.emit.topic.clone(), *partition)).is_some_and(|found| found.contains(&record.emit.id)))
+                .map(|(record, _)| record)
+                .collect(),
+        );
         self.set_outbox_pending(missing.len() as u64);
         for (key, end) in self.append_outbox(&missing)? {
             let offset = offsets.entry(key).or_insert(0);

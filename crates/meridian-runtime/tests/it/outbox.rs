@@ -1,9 +1,11 @@
-//! The outbox: emitted records reach their topic after the commit, in order, exactly once —
+//! The outbox: emitted records reach their topic after the commit, in order (within each
+//! topic; rounds here alternate between two), exactly once —
 //! across failed rounds, SIGKILL at random moments, and aborts in the windows between
 //! commit, append and cleanup (a child process: this test binary re-executed).
 
 use crate::support::{
-    append_input, assert_emitted_exactly_once, caught_up, committed_emits, env, eventually, input_topic, open, output_topic, read_topic, runtime, Emitter,
+    append_input, assert_emitted_exactly_once, assert_emitted_exactly_once_to, caught_up, committed_emits, echo_topic, env, eventually, input_topic, open,
+    output_topic, read_topic, runtime, Emitter,
 };
 use bytes::Bytes;
 use meridian_event::Event;
@@ -246,7 +248,8 @@ fn child_main(dir: &Path, mode: ChildMode) {
         _ => None,
     };
     let rt = runtime(&log, &store, crash_at);
-    rt.spawn(Box::new(Emitter::new("emitter"))).unwrap();
+    // Its rounds' records alternate between two topics.
+    rt.spawn(Box::new(Emitter::new("emitter").echoing())).unwrap();
     println!("{READY} next={next}");
     match mode {
         ChildMode::Run => {
@@ -331,6 +334,7 @@ fn create_topics(dir: &Path) {
     let (log, _store) = open(dir);
     log.ensure_topic(&input_topic(), 3).unwrap();
     log.ensure_topic(&output_topic(), 3).unwrap();
+    log.ensure_topic(&echo_topic(), 3).unwrap();
     log.close().unwrap();
 }
 
@@ -357,8 +361,9 @@ fn outbox_records_are_appended_exactly_once_across_sigkill() {
     let n_inputs = read_topic(&*log, &input_topic()).len();
     assert!(n_inputs >= 100, "the children appended enough input to mean something: {n_inputs}");
     assert_eq!(assert_emitted_exactly_once(&*log, "emitter"), n_inputs);
+    assert_eq!(assert_emitted_exactly_once_to(&*log, "emitter", &echo_topic(), "echo-"), n_inputs, "the second topic too");
     assert_eq!(committed_emits(&*store, "emitter") as usize, n_inputs, "each input counted once in the state too");
-    eprintln!("outbox sigkill test: {n_inputs} input records, each emitted exactly once across 5 kills");
+    eprintln!("outbox sigkill test: {n_inputs} input records, each emitted exactly once to each of two topics across 5 kills");
 }
 
 /// Aborts the child at `point` in its first round with emitted records, then checks what
@@ -380,9 +385,12 @@ fn abort_and_restart(test: &str, point: CrashPoint) {
         let committed = committed_emits(&*store, "emitter") as usize;
         assert!(committed > 0, "the aborted round committed its emitted records");
         let appended = read_topic(&*log, &output_topic()).len();
+        let echoed = read_topic(&*log, &echo_topic()).len();
         match point {
-            CrashPoint::AfterOutboxCommit => assert_eq!(appended, 0, "nothing appended before the abort"),
-            CrashPoint::AfterOutboxAppend => assert_eq!(appended, committed, "the round's records were appended before the abort"),
+            CrashPoint::AfterOutboxCommit => assert_eq!((appended, echoed), (0, 0), "nothing appended before the abort"),
+            CrashPoint::AfterOutboxAppend => {
+                assert_eq!((appended, echoed), (committed, committed), "the round's records (both topics) were appended before the abort")
+            }
         }
         // Other producers write to the topic meanwhile; recovery scans past their records.
         let foreign = (0..30)
@@ -400,6 +408,7 @@ fn abort_and_restart(test: &str, point: CrashPoint) {
     assert!(status.success(), "the restarted child finished cleanly: {status:?}");
     let (log, _store) = open(dir.path());
     assert_eq!(assert_emitted_exactly_once(&*log, "emitter"), 80);
+    assert_eq!(assert_emitted_exactly_once_to(&*log, "emitter", &echo_topic(), "echo-"), 80);
     assert_eq!(read_topic(&*log, &output_topic()).len(), 80 + 30, "the other producer's records are untouched");
 }
 

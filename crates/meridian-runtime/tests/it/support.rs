@@ -25,6 +25,12 @@ pub(crate) fn output_topic() -> TopicName {
     TopicName::new("derived").unwrap()
 }
 
+/// A second output topic: an [`Emitter::echoing`] emits to it after each record's first
+/// emit, so a round's records alternate between two topics.
+pub(crate) fn echo_topic() -> TopicName {
+    TopicName::new("echo").unwrap()
+}
+
 /// Opens the log and the store of a data directory.
 pub(crate) fn open(dir: &Path) -> (Arc<EmbeddedLog>, Arc<FjallStore>) {
     let log = EmbeddedLog::open(dir.join("log"), EmbeddedLogConfig::default()).unwrap();
@@ -94,15 +100,21 @@ pub(crate) fn committed_emits(store: &dyn KvStore, processor: &str) -> u64 {
 /// once, in input order per partition, and otherwise only records whose id starts with
 /// `foreign`. Returns the number of emitted records found.
 pub(crate) fn assert_emitted_exactly_once(log: &dyn Log, processor: &str) -> usize {
+    assert_emitted_exactly_once_to(log, processor, &output_topic(), "")
+}
+
+/// [`assert_emitted_exactly_once`] for `topic`, whose records' ids start with `prefix`.
+pub(crate) fn assert_emitted_exactly_once_to(log: &dyn Log, processor: &str, topic: &TopicName, prefix: &str) -> usize {
     let inputs = read_topic(log, &input_topic());
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut order: HashMap<u32, Vec<u64>> = HashMap::new();
-    for record in read_topic(log, &output_topic()) {
+    for record in read_topic(log, topic) {
         let id = meridian_event::payload_id(&record.value).expect("every output record carries an id").into_owned();
         if id.starts_with("foreign") {
             continue;
         }
-        let (source_partition, source_offset) = parse_emitted_id(processor, &id).unwrap_or_else(|| panic!("unexpected record {id:?} in the output"));
+        let emitted = id.strip_prefix(prefix).unwrap_or_else(|| panic!("record {id:?} in {topic} lacks the prefix {prefix:?}"));
+        let (source_partition, source_offset) = parse_emitted_id(processor, emitted).unwrap_or_else(|| panic!("unexpected record {id:?} in the output"));
         assert_eq!(record.partition, source_partition, "{id}: emitted with its input's key, so to the same partition");
         order.entry(record.partition).or_default().push(source_offset);
         *seen.entry(id).or_default() += 1;
@@ -110,7 +122,7 @@ pub(crate) fn assert_emitted_exactly_once(log: &dyn Log, processor: &str) -> usi
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "records appended more than once: {:?}", &twice[..twice.len().min(5)]);
     let missing: Vec<String> =
-        inputs.iter().map(|r| emitted_id(processor, r.partition, r.offset)).filter(|id| !seen.contains_key(id)).collect();
+        inputs.iter().map(|r| format!("{prefix}{}", emitted_id(processor, r.partition, r.offset))).filter(|id| !seen.contains_key(id)).collect();
     assert!(missing.is_empty(), "{} of {} input records have no emitted record, e.g. {:?}", missing.len(), inputs.len(), &missing[..missing.len().min(5)]);
     for (partition, offsets) in order {
         assert!(offsets.windows(2).all(|w| w[0] < w[1]), "partition {partition} is out of emission order: {offsets:?}");
@@ -134,6 +146,8 @@ pub(crate) struct Emitter {
     pub(crate) fail_every: Option<usize>,
     pub(crate) calls: Arc<AtomicUsize>,
     pub(crate) failures: Arc<AtomicUsize>,
+    /// Also emits a copy of each record to this topic, right after it.
+    echo: Option<TopicName>,
     round_emitted: u64,
 }
 
@@ -145,8 +159,14 @@ impl Emitter {
             fail_every: None,
             calls: Arc::new(AtomicUsize::new(0)),
             failures: Arc::new(AtomicUsize::new(0)),
+            echo: None,
             round_emitted: 0,
         }
+    }
+
+    /// Emits each record's copy (id `echo-` + id) to [`echo_topic`] right after it.
+    pub(crate) fn echoing(self) -> Emitter {
+        Emitter { echo: Some(echo_topic()), ..self }
     }
 }
 
@@ -165,7 +185,12 @@ impl Processor for Emitter {
             let id = emitted_id(&self.name, record.partition, record.offset);
             assert_eq!(topic, &input_topic());
             let value = json!({"id": id, "source": source, "offset": record.offset});
-            ctx.emit(Emit { topic: self.target.clone(), key: record.key.clone(), value: Bytes::from(value.to_string()), id })?;
+            ctx.emit(Emit { topic: self.target.clone(), key: record.key.clone(), value: Bytes::from(value.to_string()), id: id.clone() })?;
+            if let Some(echo) = &self.echo {
+                let id = format!("echo-{id}");
+                let value = json!({"id": id, "source": source, "offset": record.offset});
+                ctx.emit(Emit { topic: echo.clone(), key: record.key.clone(), value: Bytes::from(value.to_string()), id })?;
+            }
             self.round_emitted += 1;
         }
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
