@@ -112,10 +112,11 @@ pub fn agg_field(key: &str) -> String {
 
 /// Encodes a field value.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
-    // postcard cannot fail on these types (no maps with non-string keys, no unsized data).
-    out.extend_from_slice(&postcard::to_allocvec(value).unwrap_or_default());
-    out
+    // Written straight behind the format byte (no second buffer, no copy). postcard cannot
+    // fail on these types (no maps with non-string keys, no unsized data).
+    let mut out = Vec::with_capacity(64);
+    out.push(FORMAT);
+    postcard::to_extend(value, out).unwrap_or_else(|_| vec![FORMAT])
 }
 
 /// Decodes a field value written by [`encode`].
