@@ -181,7 +181,9 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
     (v[v.len() / 2], v[v.len() * 99 / 100])
 }
 
-fn reads(service: &ActionsService, users: u64, n: usize) -> ((f64, f64), (f64, f64)) {
+/// Profile and one-aggregation reads of Zipf-drawn users, in µs: through the read path
+/// (memory when the user is there, as the API reads; `from_store` false) or from the store.
+fn reads(service: &ActionsService, users: u64, n: usize, from_store: bool) -> ((f64, f64), (f64, f64)) {
     let app = AppId::new("demo").unwrap();
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
     let zipf = Zipf::new(users, 0.75).unwrap();
@@ -190,10 +192,18 @@ fn reads(service: &ActionsService, users: u64, n: usize) -> ((f64, f64), (f64, f
     for _ in 0..n {
         let user = format!("u{}", zipf.sample(&mut rng) as u64);
         let t = Instant::now();
-        std::hint::black_box(service.profile(&app, &user).unwrap());
+        if from_store {
+            std::hint::black_box(service.profile_from_store(&app, &user).unwrap());
+        } else {
+            std::hint::black_box(service.profile(&app, &user).unwrap());
+        }
         profile.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        std::hint::black_box(service.aggregate(&app, &user, "spend", "30d").unwrap());
+        if from_store {
+            std::hint::black_box(service.aggregate_from_store(&app, &user, "spend", "30d").unwrap());
+        } else {
+            std::hint::black_box(service.aggregate(&app, &user, "spend", "30d").unwrap());
+        }
         one.push(t.elapsed().as_secs_f64() * 1e6);
     }
     (percentiles(profile), percentiles(one))
@@ -280,8 +290,10 @@ fn main() {
         fields_bytes / sampled,
         rss1.saturating_sub(rss0) / active.max(1)
     );
-    let ((p50, p99), (a50, a99)) = reads(&service, users, 20_000);
-    println!("in-process reads (embedded): profile p50 {p50:.1} us p99 {p99:.1} us; one aggregation (spend, 30d) p50 {a50:.1} us p99 {a99:.1} us");
+    let ((p50, p99), (a50, a99)) = reads(&service, users, 20_000, false);
+    println!("in-process reads (embedded, read path: memory, else store): profile p50 {p50:.1} us p99 {p99:.1} us; one aggregation (spend, 30d) p50 {a50:.1} us p99 {a99:.1} us");
+    let ((p50, p99), (a50, a99)) = reads(&service, users, 20_000, true);
+    println!("in-process reads (embedded, from the store):                profile p50 {p50:.1} us p99 {p99:.1} us; one aggregation (spend, 30d) p50 {a50:.1} us p99 {a99:.1} us");
 
     let url = std::env::var("MERIDIAN_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("meridian-bench:{}:", std::process::id());
@@ -294,8 +306,8 @@ fn main() {
             let processors: Vec<Box<dyn Processor>> = service.processors().unwrap().into_iter().map(|p| Box::new(p) as Box<dyn Processor>).collect();
             let eps_r = run(&log, kv, processors, n);
             println!("redis processor:              {:>9.0} events/s  ({:.2}x the floor, {:.2}x embedded)", eps_r, eps_r / floor, eps_r / eps);
-            let ((p50, p99), (a50, a99)) = reads(&service, users, 5_000);
-            println!("in-process reads (redis): profile p50 {p50:.1} us p99 {p99:.1} us; one aggregation p50 {a50:.1} us p99 {a99:.1} us");
+            let ((p50, p99), (a50, a99)) = reads(&service, users, 5_000, true);
+            println!("in-process reads (redis, from the store): profile p50 {p50:.1} us p99 {p99:.1} us; one aggregation p50 {a50:.1} us p99 {a99:.1} us");
             redis.delete_all().unwrap();
         }
     }

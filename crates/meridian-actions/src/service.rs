@@ -200,7 +200,17 @@ impl ActionsService {
 
     /// Aggregation `name` of a user over `window` (`today`, `7d`, `month`, `2026-01`,
     /// `2026-01-01..2026-01-15`, `all`).
+    /// The read path: from memory when the user is there ([`ActionsService::aggregate_in_memory`]),
+    /// else from the store.
     pub fn aggregate(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<AggregateValue> {
+        match self.aggregate_in_memory(app, user, name, window)? {
+            Some(value) => Ok(value),
+            None => self.aggregate_from_store(app, user, name, window),
+        }
+    }
+
+    /// [`ActionsService::aggregate`] read from the store (never from memory).
+    pub fn aggregate_from_store(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<AggregateValue> {
         let (agg, from, to) = self.check_aggregate(app, user, name, window)?;
         let field = self.store.read_field(&UserKey::new(app.clone(), user), &agg_field(&agg.key))?;
         self.aggregate_value(agg, window, from, to, field.as_deref())
@@ -235,8 +245,17 @@ impl ActionsService {
         self.hot.as_ref()?.get(&UserKey::new(app.clone(), user))
     }
 
-    /// A user's whole profile.
+    /// A user's whole profile. The read path: from memory when the user is there
+    /// ([`ActionsService::profile_in_memory`]), else from the store.
     pub fn profile(&self, app: &AppId, user: &str) -> Result<Profile> {
+        match self.profile_in_memory(app, user)? {
+            Some(profile) => Ok(profile),
+            None => self.profile_from_store(app, user),
+        }
+    }
+
+    /// [`ActionsService::profile`] read from the store (never from memory).
+    pub fn profile_from_store(&self, app: &AppId, user: &str) -> Result<Profile> {
         Ok(self.profiles(app, &[user.to_owned()])?.remove(0))
     }
 
@@ -325,7 +344,7 @@ impl ActionsService {
                     Some((n, v)) => decode(n, v)?,
                     None => Buckets::default(),
                 };
-                let [t, w, m, a] = windows.map(|(f, to)| summary_json(agg.kind, buckets.window(agg.kind, f, to, list_max)));
+                let [t, w, m, a] = buckets.windows_ending_together(agg.kind, windows, list_max).map(|summary| summary_json(agg.kind, summary));
                 profile.values.insert(agg.name.clone(), ProfileValues { today: t, d7: w, d30: m, all: a });
             }
             profile.segments.sort();

@@ -54,15 +54,17 @@ fn every_aggregation_kind_with_its_filters() {
     // what the store does; a user never seen is not in memory.
     let z = app("z");
     for user in ["u1", "u2"] {
-        assert_eq!(f.service.profile_in_memory(&z, user).unwrap().as_ref(), Some(&f.service.profile(&z, user).unwrap()), "{user}");
+        assert_eq!(f.service.profile_in_memory(&z, user).unwrap().as_ref(), Some(&f.service.profile_from_store(&z, user).unwrap()), "{user}");
         for (name, window) in [("orders", "30d"), ("spend", "all"), ("shops_viewed", "7d"), ("tier", "all"), ("dearest", "today")] {
-            assert_eq!(f.service.aggregate_in_memory(&z, user, name, window).unwrap(), Some(f.service.aggregate(&z, user, name, window).unwrap()), "{user} {name} {window}");
+            assert_eq!(f.service.aggregate_in_memory(&z, user, name, window).unwrap(), Some(f.service.aggregate_from_store(&z, user, name, window).unwrap()), "{user} {name} {window}");
         }
         for segment in ["big_spenders", "new_buyers"] {
             assert_eq!(f.service.in_segment_in_memory(&z, user, segment).unwrap(), Some(f.service.in_segment(&z, user, segment).unwrap()), "{user} {segment}");
         }
     }
     assert_eq!(f.service.profile_in_memory(&z, "nobody").unwrap(), None);
+    assert_eq!(f.service.profile(&z, "u1").unwrap(), f.service.profile_in_memory(&z, "u1").unwrap().unwrap(), "the read path answers from memory");
+    assert!(!f.service.profile(&z, "nobody").unwrap().known, "…and from the store for a user not in memory");
     assert!(matches!(f.service.aggregate_in_memory(&z, "u1", "nope", "7d"), Err(Error::UnknownAggregation(_))), "bad input is refused in memory too");
     // A profile built from memory is kept for the next read, never past a change: a new
     // event shows at once, and so does a new day (today's values move to 7d).
@@ -73,12 +75,12 @@ fn every_aggregation_kind_with_its_filters() {
     f.ingest(&[f.event("z", "u1", "view", shop("s1"), now, json!({"category": "food"}))]);
     let after = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
     assert_eq!(after.values["food_views"].today, json!(3), "the new event is in the profile read from memory");
-    assert_eq!(after, f.service.profile(&z, "u1").unwrap());
+    assert_eq!(after, f.service.profile_from_store(&z, "u1").unwrap());
     assert_eq!(rendered(&f), serde_json::to_vec(&after).unwrap(), "rendered again after the change");
     f.clock.set(now + DAY);
     let tomorrow = f.service.profile_in_memory(&z, "u1").unwrap().unwrap();
     assert_eq!(tomorrow.values["food_views"].today, json!(0), "a new day: nothing today yet");
-    assert_eq!(tomorrow, f.service.profile(&z, "u1").unwrap());
+    assert_eq!(tomorrow, f.service.profile_from_store(&z, "u1").unwrap());
 }
 
 #[test]
