@@ -319,7 +319,7 @@ impl ProfileStore for RedisProfileStore {
         self.with_con("read a profile field", |con| redis::cmd("HGET").arg(&key).arg(field.as_bytes()).query(con))
     }
 
-    fn stage(&self, _batch: &mut WriteBatch, _writes: &[UserWrite]) -> bool {
+    fn stage(&self, _batch: &mut WriteBatch, _writes: &mut [UserWrite]) -> bool {
         false
     }
 

@@ -82,9 +82,16 @@ pub enum Error {
         /// Limit.
         limit: usize,
     },
-    /// A back-fill cannot start.
+    /// A back-fill or recompute cannot start now (one runs, or the aggregation is not live
+    /// yet).
     #[error("{0}")]
     Backfill(String),
+    /// The `[actions]` configuration is refused (names the field).
+    #[error("invalid actions configuration: {0}")]
+    Config(String),
+    /// A masked export, but no `actions.mask_key` to mask with.
+    #[error("masked exports need actions.mask_key; set it, or export with a key that may unmask (admin)")]
+    MaskKeyMissing,
 }
 
 /// The time zone of each app (its days are the buckets' days).

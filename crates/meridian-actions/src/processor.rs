@@ -406,9 +406,9 @@ impl ActionsProcessor {
         clock: Arc<dyn Clock>,
         log: Arc<dyn Log>,
     ) -> std::result::Result<ActionsProcessor, crate::Error> {
-        let g = defs.groups.iter().find(|g| g.name == group).ok_or_else(|| crate::Error::Backfill(format!("unknown group {group:?}")))?;
+        let g = defs.groups.iter().find(|g| g.name == group).ok_or_else(|| crate::Error::Config(format!("unknown group {group:?}")))?;
         let topic = match &g.topic {
-            Some(t) => TopicName::new(t.as_str()).map_err(|e| crate::Error::Backfill(e.to_string()))?,
+            Some(t) => TopicName::new(t.as_str()).map_err(|e| crate::Error::Config(format!("group {group:?}: {e}")))?,
             None => settings.events_topic.clone(),
         };
         let aggs: Vec<usize> = defs.aggregations.iter().enumerate().filter(|(_, a)| a.group == group).map(|(i, _)| i).collect();
@@ -717,7 +717,7 @@ impl ActionsProcessor {
             ctx.batch().put(COUNTS_TABLE, key.clone(), next.to_be_bytes().to_vec());
             self.counts.insert(key, next);
         }
-        let staged = writes.is_empty() || self.store.stage(ctx.batch(), &writes);
+        let staged = writes.is_empty() || self.store.stage(ctx.batch(), &mut writes);
         let mut redo_key = None;
         if !staged {
             let mut key = self.core.name.as_bytes().to_vec();

@@ -156,7 +156,7 @@ impl ActionsService {
         log: Arc<dyn Log>,
         settings: ProcessorSettings,
     ) -> Result<ActionsService> {
-        let defs = Definitions::compile(&config).map_err(|e| Error::Backfill(format!("actions.{}: {}", e.field, e.message)))?;
+        let defs = Definitions::compile(&config).map_err(|e| Error::Config(format!("actions.{}: {}", e.field, e.message)))?;
         let hot = (config.hot_users > 0).then(|| {
             let mut scopes = vec![String::new()];
             scopes.extend(config.groups.iter().map(|g| g.name.clone()));
@@ -424,7 +424,7 @@ impl ActionsService {
     pub fn export(&self, app: &AppId, segment: &str, format: ExportFormat, unmask: bool, out: &mut dyn std::io::Write) -> Result<u64> {
         self.segment_exists(segment)?;
         if !unmask && self.config.mask_key.is_empty() {
-            return Err(Error::Backfill("masked exports need actions.mask_key; set it, or export with a key that may unmask (admin)".into()));
+            return Err(Error::MaskKeyMissing);
         }
         let io = |e: std::io::Error| Error::Backend(format!("writing the export: {e}"));
         let column = if unmask { "user" } else { "user_hash" };
@@ -531,7 +531,7 @@ impl ActionsService {
         batch.put(JOBS_TABLE, agg.key.as_bytes().to_vec(), serde_json::to_vec(&job).unwrap_or_default());
         self.kv.commit(batch)?;
         meridian_runtime::schedule_timer(&*self.kv, &processor_name(&agg.group), meridian_event::Timestamp::now().millis(), &job_timer_key(&agg.key))
-            .map_err(|e| Error::Backfill(e.to_string()))?;
+            .map_err(|e| Error::Backend(e.to_string()))?;
         Ok(job)
     }
 
@@ -577,7 +577,7 @@ impl ActionsService {
         batch.put(RECOMPUTE_TABLE, agg.key.as_bytes().to_vec(), serde_json::to_vec(&job).unwrap_or_default());
         self.kv.commit(batch)?;
         meridian_runtime::schedule_timer(&*self.kv, &processor_name(&agg.group), meridian_event::Timestamp::now().millis(), &crate::processor::recompute_timer_key(&agg.key))
-            .map_err(|e| Error::Backfill(e.to_string()))?;
+            .map_err(|e| Error::Backend(e.to_string()))?;
         Ok(job)
     }
 

@@ -74,7 +74,8 @@ pub trait ProfileStore: Send + Sync + std::fmt::Debug {
 
     /// Stages `writes` in the processor's round batch, if this store lives in the
     /// processor's state store; false otherwise (the caller uses `apply` after the commit).
-    fn stage(&self, batch: &mut WriteBatch, writes: &[UserWrite]) -> bool;
+    /// May take each write's `prepared` bytes (moved into the batch, not copied).
+    fn stage(&self, batch: &mut WriteBatch, writes: &mut [UserWrite]) -> bool;
 
     /// Encodes `write` ahead of [`Self::stage`] where the store can (sets
     /// `write.prepared`); called on the processors' shard threads. Default: nothing.
@@ -153,12 +154,12 @@ impl EmbeddedProfileStore {
 
     /// Adds `writes` to `batch`; writes after the first of a user in the same call build
     /// on it, earlier ones on the committed value.
-    fn write_into(&self, batch: &mut WriteBatch, writes: &[UserWrite]) -> Result<()> {
+    fn write_into(&self, batch: &mut WriteBatch, writes: &mut [UserWrite]) -> Result<()> {
         let mut pending: std::collections::HashMap<Vec<u8>, Fields> = std::collections::HashMap::new();
         // Users written more than once in this call take the general path.
         let mut seen = std::collections::HashSet::new();
         let repeated: std::collections::HashSet<Vec<u8>> = writes.iter().filter_map(|w| w.user.as_ref().map(|u| Self::key(u, &w.scope))).filter(|k| !seen.insert(k.clone())).collect();
-        for w in writes {
+        for w in writes.iter_mut() {
             let Some(user) = &w.user else { continue };
             let key = Self::key(user, &w.scope);
             if w.clear && w.remove.is_empty() && !repeated.contains(&key) {
@@ -166,8 +167,8 @@ impl EmbeddedProfileStore {
                 if w.set.is_empty() {
                     batch.delete(USERS_TABLE, key);
                 } else {
-                    let value = match &w.prepared {
-                        Some(bytes) => bytes.clone(),
+                    let value = match w.prepared.take() {
+                        Some(bytes) => bytes,
                         None => crate::state::encode(&w.set),
                     };
                     batch.put(USERS_TABLE, key, value);
@@ -202,7 +203,7 @@ impl ProfileStore for EmbeddedProfileStore {
         Ok(self.read(user)?.into_iter().find(|(f, _)| f == field).map(|(_, v)| v))
     }
 
-    fn stage(&self, batch: &mut WriteBatch, writes: &[UserWrite]) -> bool {
+    fn stage(&self, batch: &mut WriteBatch, writes: &mut [UserWrite]) -> bool {
         // Full writes (clear + every field, what the processors send to a store that
         // wants them) need no read; a failed read of a partial one leaves it to `apply`.
         match self.write_into(batch, writes) {
@@ -226,7 +227,7 @@ impl ProfileStore for EmbeddedProfileStore {
 
     fn apply(&self, writes: &[UserWrite]) -> Result<()> {
         let mut batch = WriteBatch::new();
-        self.write_into(&mut batch, writes)?;
+        self.write_into(&mut batch, &mut writes.to_vec())?;
         self.kv.commit(batch)?;
         Ok(())
     }

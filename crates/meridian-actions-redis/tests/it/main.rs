@@ -82,7 +82,7 @@ impl ProfileStore for Shared {
     fn read_field(&self, user: &UserKey, field: &str) -> meridian_actions::Result<Option<Vec<u8>>> {
         self.0.read_field(user, field)
     }
-    fn stage(&self, batch: &mut meridian_state::WriteBatch, writes: &[UserWrite]) -> bool {
+    fn stage(&self, batch: &mut meridian_state::WriteBatch, writes: &mut [UserWrite]) -> bool {
         self.0.stage(batch, writes)
     }
     fn apply(&self, writes: &[UserWrite]) -> meridian_actions::Result<()> {
@@ -177,7 +177,7 @@ fn the_users_set_follows_whether_a_user_has_fields() {
     store.apply(&[set(&key("shop", "u"), &[("m", b"back")]), UserWrite { remove: vec!["zz".into()], ..UserWrite::new(key("shop", "new")) }]).unwrap();
     assert_eq!(store.users(&app, None, 10).unwrap(), vec![":", "sers", "u", "users"]);
     assert_eq!(store.backend(), "redis");
-    assert!(!store.stage(&mut meridian_state::WriteBatch::new(), &[set(&key("shop", "x"), &[("m", b"1")])]), "not transactional with the state store");
+    assert!(!store.stage(&mut meridian_state::WriteBatch::new(), &mut [set(&key("shop", "x"), &[("m", b"1")])]), "not transactional with the state store");
     assert_eq!(store.read_field(&key("shop", "x"), "m").unwrap(), None, "stage wrote nothing");
     stores.cleanup();
 }
@@ -308,7 +308,7 @@ impl ProfileStore for FlakyApply {
     fn read_field(&self, user: &meridian_actions::UserKey, field: &str) -> meridian_actions::Result<Option<Vec<u8>>> {
         self.inner.read_field(user, field)
     }
-    fn stage(&self, batch: &mut meridian_state::WriteBatch, writes: &[meridian_actions::UserWrite]) -> bool {
+    fn stage(&self, batch: &mut meridian_state::WriteBatch, writes: &mut [meridian_actions::UserWrite]) -> bool {
         self.inner.stage(batch, writes)
     }
     fn apply(&self, writes: &[meridian_actions::UserWrite]) -> meridian_actions::Result<()> {

@@ -218,7 +218,8 @@ fn bad_queries_are_refused_and_change_nothing() {
     let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
     assert!(matches!(f.service.profiles(&z, &many), Err(Error::TooManyUsers { got: 1001, limit: 1000 })));
     let mut out = Vec::new();
-    assert!(f.service.export(&z, "big_spenders", meridian_actions::service::ExportFormat::Csv, false, &mut out).is_err(), "no mask key: masked export refused");
+    assert!(matches!(f.service.export(&z, "big_spenders", meridian_actions::service::ExportFormat::Csv, false, &mut out), Err(Error::MaskKeyMissing)), "no mask key: masked export refused");
+    assert!(out.is_empty(), "nothing written");
     assert_eq!(f.service.profile(&z, "u").unwrap(), before, "nothing changed");
     assert_eq!(f.service.profiles(&z, &many[..1000]).unwrap().len(), 1000);
 }

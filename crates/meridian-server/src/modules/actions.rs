@@ -148,6 +148,7 @@ fn actions_error(e: meridian_actions::Error) -> ApiError {
         E::InvalidUser(_) => ApiError::bad_request("invalid_user", e.to_string()),
         E::TooManyUsers { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_users", e.to_string()),
         E::Backfill(_) => ApiError::conflict("backfill_conflict", e.to_string()),
+        E::MaskKeyMissing => ApiError::conflict("mask_key_missing", e.to_string()),
         E::Backend(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "actions_backend_unavailable", format!("{e}; retry shortly")),
         other => ApiError::internal(other),
     }
