@@ -43,8 +43,14 @@ pub const COUNTS_TABLE: &str = "actions_segment_counts";
 pub const DEFS_TABLE: &str = "actions_defs";
 /// Back-fill jobs: key = aggregation key; value = JSON [`Job`].
 pub const JOBS_TABLE: &str = "actions_jobs";
-/// Erased users: key = app, 0, user; value = JSON {partition: offset} of their erasures.
-pub const ERASED_TABLE: &str = "actions_erased";
+/// Erased users, per processor: key = processor, 0, app, 0, user; value = JSON {partition:
+/// offset} of their erasures in the processor's topic. Per processor because a module's
+/// processors share its store and each reads its own topic: the erasure record is at
+/// another partition and offset in each.
+pub const ERASURES_TABLE: &str = "actions_erasures";
+/// Erased users as written before [`ERASURES_TABLE`] (key = app, 0, user, one value for
+/// every group): still read, as a fallback, by a processor that has no entry of its own.
+pub const LEGACY_ERASED_TABLE: &str = "actions_erased";
 /// Store writes of committed rounds not yet known to be applied (non-embedded stores):
 /// key = processor, 0, sequence (u64 BE); value = JSON writes.
 pub const REDO_TABLE: &str = "actions_redo";
@@ -306,7 +312,8 @@ pub struct ActionsProcessor {
     interner: Interner,
     counts: FxHashMap<Vec<u8>, i64>,
     count_deltas: FxHashMap<Vec<u8>, i64>,
-    /// Erased users seen this run (also in [`ERASED_TABLE`]).
+    /// Erased users (key = app, 0, user) and where their erasures are in this processor's
+    /// topic (also in [`ERASURES_TABLE`]).
     erased: Erased,
     started: bool,
     redo_seq: u64,
@@ -385,6 +392,13 @@ pub(crate) fn member_key(app: &str, segment: &str, user: Option<&str>) -> Vec<u8
     if let Some(u) = user {
         k.extend_from_slice(u.as_bytes());
     }
+    k
+}
+
+/// The prefix of a processor's rows in [`ERASURES_TABLE`] (followed by an [`app_key`]).
+fn erasure_prefix(processor: &str) -> Vec<u8> {
+    let mut k = processor.as_bytes().to_vec();
+    k.push(0);
     k
 }
 
@@ -512,8 +526,12 @@ impl ActionsProcessor {
             // Erased users are few: all of them are kept in memory, so events need no
             // store read to learn that their user was not erased.
             self.erased.clear();
-            for (key, value) in ctx.store().scan_prefix(ERASED_TABLE, &[], usize::MAX)? {
-                self.erased.insert(key, serde_json::from_slice(&value).unwrap_or_default());
+            let own = erasure_prefix(&self.core.name);
+            for (key, value) in ctx.store().scan_prefix(ERASURES_TABLE, &own, usize::MAX)? {
+                self.erased.insert(key[own.len()..].to_vec(), serde_json::from_slice(&value).unwrap_or_default());
+            }
+            for (key, value) in ctx.store().scan_prefix(LEGACY_ERASED_TABLE, &[], usize::MAX)? {
+                self.erased.entry(key).or_insert_with(|| serde_json::from_slice(&value).unwrap_or_default());
             }
             for key in &self.core.agg_keys {
                 if ctx.store().get(DEFS_TABLE, key.as_bytes())?.is_some() {
@@ -1189,7 +1207,9 @@ impl Shard {
         // An earlier erasure of this round is not in `erased` yet.
         let mut at = self.out.erased.iter().rev().find(|(e, _)| *e == k).map(|(_, at)| at.clone()).or_else(|| erased.get(&k).cloned()).unwrap_or_default();
         at.insert(record.partition, record.offset);
-        self.out.ops.push(Op::Put(ERASED_TABLE, k.clone(), serde_json::to_vec(&at).unwrap_or_default()));
+        let mut stored = erasure_prefix(&core.name);
+        stored.extend_from_slice(&k);
+        self.out.ops.push(Op::Put(ERASURES_TABLE, stored, serde_json::to_vec(&at).unwrap_or_default()));
         self.out.erased.push((k, at));
         self.out.receipts.push((
             erasure.id.clone(),

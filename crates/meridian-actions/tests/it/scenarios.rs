@@ -570,3 +570,49 @@ fn a_round_spread_over_threads_gives_what_one_thread_gives() {
         assert_eq!(a, b, "profiles");
     }
 }
+
+#[test]
+fn an_erasure_stays_in_force_for_every_group_across_a_restart() {
+    // Two groups on two topics: the erasure record is in both, at different partitions
+    // and offsets. Each group's processor must keep where the erasure is in its own topic
+    // (they share one store), or after a restart a back-fill of one group brings the
+    // erased user's old events back.
+    let now = real_now();
+    let mut c = config();
+    c.groups = vec![group_config("core", "orders")];
+    for a in c.aggregations.iter_mut().filter(|a| a.name == "orders") {
+        a.group = "core".into();
+    }
+    c.segments.clear();
+    c.triggers.clear();
+    let gone = (0..).map(|i| format!("gone{i}")).find(|u| meridian_log::partition_for_key(u.as_bytes(), 3) != meridian_log::partition_for_key(u.as_bytes(), 2)).unwrap();
+    let mut f = Fixture::new(c.clone(), now);
+    let views: Vec<Event> = (0..30).map(|i| f.event("z", if i % 3 == 0 { &gone } else { "stay" }, "view", None, now - 1000, json!({}))).collect();
+    f.append("events", &views);
+    f.append("orders", &[f.event("z", &gone, "order", None, now - 1000, json!({"amount": 5})), f.event("z", "stay", "order", None, now - 1000, json!({"amount": 5}))]);
+    f.caught_up();
+    let erasure = meridian_event::Erasure { id: "er_g".into(), app: app("z"), kind: meridian_event::SubjectKind::User, subject: gone.clone(), requested_ms: now, requested_by: "test".into() };
+    for topic in ["events", "orders"] {
+        let record = AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: now };
+        f.rt.block_on(f.log.append(&TopicName::new(topic).unwrap(), vec![record])).unwrap();
+    }
+    f.caught_up();
+    assert_eq!(f.runtime.as_ref().unwrap().erasure_receipts("er_g").unwrap().len(), 2, "both groups erased");
+    // New aggregations in both groups, back-filled from the log after a restart.
+    c.aggregations.push(agg("all_views", AggregationKind::Count, None, Some("action == \"view\"")));
+    let mut core_orders = agg("all_orders", AggregationKind::Count, None, Some("action == \"order\""));
+    core_orders.group = "core".into();
+    c.aggregations.push(core_orders);
+    f.restart_with(c);
+    f.append("events", &[f.event("z", "stay", "click", None, now, json!({}))]);
+    f.append("orders", &[f.event("z", "stay", "cart", None, now, json!({}))]);
+    f.caught_up();
+    for name in ["all_views", "all_orders"] {
+        f.service.request_backfill(name, false).unwrap();
+    }
+    f.eventually("back-fills done", || ["all_views", "all_orders"].iter().all(|n| f.service.backfill_status(n).unwrap().is_some_and(|j| j.done)));
+    assert_eq!(f.value("z", "stay", "all_views", "all"), json!(20), "the back-fill counted the other user's views");
+    assert_eq!(f.value("z", "stay", "all_orders", "all"), json!(1));
+    assert_eq!(f.value("z", &gone, "all_views", "all"), json!(0), "the default group still skips the erased user's old events");
+    assert_eq!(f.value("z", &gone, "all_orders", "all"), json!(0), "the core group too");
+}
