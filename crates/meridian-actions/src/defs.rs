@@ -80,6 +80,8 @@ pub struct Aggregation {
     /// Its storage key: name and a hash of its definition, so a changed definition starts
     /// from empty buckets (back-fill them) instead of mixing two meanings.
     pub key: String,
+    /// Its field in a user's stored fields ([`crate::state::agg_field`] of `key`).
+    pub stored_field: String,
     /// What it computes.
     pub kind: AggregationKind,
     /// Which events count.
@@ -218,6 +220,7 @@ impl Definitions {
             let key = format!("{}@{:08x}", a.name, xxhash_rust::xxh3::xxh3_64(canonical.as_bytes()) as u32);
             aggregations.push(Aggregation {
                 name: a.name.clone(),
+                stored_field: crate::state::agg_field(&key),
                 key,
                 kind: a.kind,
                 filter,

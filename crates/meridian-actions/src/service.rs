@@ -6,7 +6,7 @@
 use crate::config::{ActionsConfig, AggregationKind, DEFAULT_GROUP};
 use crate::defs::Definitions;
 use crate::processor::{app_key, job_timer_key, member_key, processor_name, ActionsProcessor, Job, LiveSince, ProcessorSettings, COUNTS_TABLE, DEFS_TABLE, JOBS_TABLE, MEMBERS_TABLE};
-use crate::state::{agg_field, decode, meta_field, Meta, TimelineEntry, UserKey};
+use crate::state::{decode, meta_field, Meta, TimelineEntry, UserKey};
 use crate::hot::HotProfiles;
 use crate::store::ProfileStore;
 use crate::value::{Buckets, Summary};
@@ -212,7 +212,7 @@ impl ActionsService {
     /// [`ActionsService::aggregate`] read from the store (never from memory).
     pub fn aggregate_from_store(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<AggregateValue> {
         let (agg, from, to) = self.check_aggregate(app, user, name, window)?;
-        let field = self.store.read_field(&UserKey::new(app.clone(), user), &agg_field(&agg.key))?;
+        let field = self.store.read_field(&UserKey::new(app.clone(), user), &agg.stored_field)?;
         self.aggregate_value(agg, window, from, to, field.as_deref())
     }
 
@@ -222,8 +222,7 @@ impl ActionsService {
     pub fn aggregate_in_memory(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<Option<AggregateValue>> {
         let (agg, from, to) = self.check_aggregate(app, user, name, window)?;
         let Some(scopes) = self.hot_fields(app, user) else { return Ok(None) };
-        let field_name = agg_field(&agg.key);
-        let field = scopes.iter().flat_map(|f| f.iter()).find(|(f, _)| *f == field_name).map(|(_, v)| v.as_slice());
+        let field = scopes.iter().flat_map(|f| f.iter()).find(|(f, _)| *f == agg.stored_field).map(|(_, v)| v.as_slice());
         self.aggregate_value(agg, window, from, to, field).map(Some)
     }
 
@@ -327,20 +326,20 @@ impl ActionsService {
                     let meta: Meta = decode(name, value)?;
                     profile.first_seen_ms = meta.first_seen_ms;
                     profile.last_active_ms = meta.last_active_ms;
-                    profile.stage = meta.stage.clone();
                     profile.stage_since_ms = meta.stage_since_ms;
-                    profile.segments.extend(meta.segments.iter().cloned());
-                    profile.timeline = meta.timeline.clone();
                     let [t, w, m, a] = windows.map(|(f, to)| summary_json(AggregationKind::Count, meta.activity.window(AggregationKind::Count, f, to, list_max)));
                     profile.events = ProfileValues { today: t, d7: w, d30: m, all: a };
+                    // Decoded for this profile: its strings move in.
+                    profile.stage = meta.stage;
+                    profile.segments.extend(meta.segments);
+                    profile.timeline = meta.timeline;
                 } else if name.starts_with("m:") {
                     let meta: Meta = decode(name, value)?;
-                    profile.segments.extend(meta.segments.iter().cloned());
+                    profile.segments.extend(meta.segments);
                 }
             }
             for agg in &self.defs.aggregations {
-                let field = agg_field(&agg.key);
-                let buckets: Buckets = match fields.iter().find(|(n, _)| *n == field) {
+                let buckets: Buckets = match fields.iter().find(|(n, _)| *n == agg.stored_field) {
                     Some((n, v)) => decode(n, v)?,
                     None => Buckets::default(),
                 };
