@@ -130,7 +130,7 @@ pub struct ActionsService {
 struct ProfileMemo {
     today: i32,
     fields: Vec<Arc<crate::store::Fields>>,
-    profile: Profile,
+    profile: Arc<Profile>,
     /// The profile as a caller rendered it (e.g. the HTTP body), once.
     rendered: std::sync::OnceLock<bytes::Bytes>,
 }
@@ -245,11 +245,11 @@ impl ActionsService {
     }
 
     /// A user's whole profile. The read path: from memory when the user is there
-    /// ([`ActionsService::profile_in_memory`]), else from the store.
-    pub fn profile(&self, app: &AppId, user: &str) -> Result<Profile> {
+    /// ([`ActionsService::profile_in_memory`]; shared, not copied), else from the store.
+    pub fn profile(&self, app: &AppId, user: &str) -> Result<Arc<Profile>> {
         match self.profile_in_memory(app, user)? {
             Some(profile) => Ok(profile),
-            None => self.profile_from_store(app, user),
+            None => self.profile_from_store(app, user).map(Arc::new),
         }
     }
 
@@ -259,7 +259,7 @@ impl ActionsService {
     }
 
     /// [`ActionsService::profile`] from memory (see `aggregate_in_memory`).
-    pub fn profile_in_memory(&self, app: &AppId, user: &str) -> Result<Option<Profile>> {
+    pub fn profile_in_memory(&self, app: &AppId, user: &str) -> Result<Option<Arc<Profile>>> {
         Ok(self.profile_memo_of(app, user)?.map(|memo| memo.profile.clone()))
     }
 
@@ -282,7 +282,7 @@ impl ActionsService {
             }
         }
         let fields: Vec<&(String, Vec<u8>)> = scopes.iter().flat_map(|f| f.iter()).collect();
-        let profile = self.build_profiles(app, &[user.to_owned()], vec![fields])?.remove(0);
+        let profile = Arc::new(self.build_profiles(app, &[user.to_owned()], vec![fields])?.remove(0));
         let memo = Arc::new(ProfileMemo { today, fields: scopes, profile, rendered: std::sync::OnceLock::new() });
         self.profile_memo.insert(key, memo.clone());
         Ok(Some(memo))

@@ -280,7 +280,7 @@ async fn profile(State(state): State<Arc<ActionsState>>, Path((app, user)): Path
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
     let p = state.call(move |s| s.profile(&app, &user)).await?;
-    Ok(Json(profile_view(p)).into_response())
+    Ok(Json(profile_view(Arc::unwrap_or_clone(p))).into_response())
 }
 
 /// Profiles of many users at once, in the order asked (at most `actions.max_batch_users`).
