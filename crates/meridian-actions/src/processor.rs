@@ -524,11 +524,24 @@ impl ActionsProcessor {
                 Err(e) => return Err(e.into()),
             };
             // Erased users are few: all of them are kept in memory, so events need no
-            // store read to learn that their user was not erased.
+            // store read to learn that their user was not erased. A row whose erasure
+            // retention has removed from the log (with every record before it) can skip
+            // nothing any more: it is deleted.
             self.erased.clear();
+            let starts: Vec<u64> = (0..partitions).map(|p| self.log.offsets(&self.topic, p).map(|o| o.start)).collect::<std::result::Result<_, _>>()?;
             let own = erasure_prefix(&self.core.name);
+            let mut pruned = 0usize;
             for (key, value) in ctx.store().scan_prefix(ERASURES_TABLE, &own, usize::MAX)? {
-                self.erased.insert(key[own.len()..].to_vec(), serde_json::from_slice(&value).unwrap_or_default());
+                let at: std::collections::BTreeMap<u32, u64> = serde_json::from_slice(&value).unwrap_or_default();
+                if !at.is_empty() && at.iter().all(|(p, offset)| starts.get(*p as usize).is_some_and(|start| start > offset)) {
+                    ctx.batch().delete(ERASURES_TABLE, key);
+                    pruned += 1;
+                    continue;
+                }
+                self.erased.insert(key[own.len()..].to_vec(), at);
+            }
+            if pruned > 0 {
+                tracing::info!(processor = %self.core.name, pruned, "erasures the log no longer holds records before: forgotten");
             }
             for (key, value) in ctx.store().scan_prefix(LEGACY_ERASED_TABLE, &[], usize::MAX)? {
                 self.erased.entry(key).or_insert_with(|| serde_json::from_slice(&value).unwrap_or_default());

@@ -137,7 +137,11 @@ pub fn settings() -> ProcessorSettings {
 }
 
 pub fn open_log(dir: &std::path::Path) -> Arc<EmbeddedLog> {
-    let log = EmbeddedLog::open(dir.join("log"), EmbeddedLogConfig::default()).unwrap();
+    open_log_with(dir, EmbeddedLogConfig::default())
+}
+
+pub fn open_log_with(dir: &std::path::Path, config: EmbeddedLogConfig) -> Arc<EmbeddedLog> {
+    let log = EmbeddedLog::open(dir.join("log"), config).unwrap();
     for (topic, partitions) in [("events", 3), ("orders", 2), ("segment-changes", 2), ("triggers", 2), ("notifications", 1)] {
         log.ensure_topic(&TopicName::new(topic).unwrap(), partitions).unwrap();
     }
@@ -156,9 +160,15 @@ impl Fixture {
 
     /// With rounds of up to `batch_records` records per partition.
     pub fn with_batch(config: ActionsConfig, now: i64, batch_records: usize) -> Fixture {
+        Fixture::with_log(config, now, batch_records, EmbeddedLogConfig::default())
+    }
+
+    /// With a log of its own settings (small segments and retention, for tests of what
+    /// retention removes).
+    pub fn with_log(config: ActionsConfig, now: i64, batch_records: usize, log_config: EmbeddedLogConfig) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let log = rt.block_on(async { open_log(dir.path()) });
+        let log = rt.block_on(async { open_log_with(dir.path(), log_config) });
         let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::at(now));
         let service = Arc::new(service_on(&config, store.clone(), log.clone(), clock.clone()));

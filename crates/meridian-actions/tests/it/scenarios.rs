@@ -616,3 +616,40 @@ fn an_erasure_stays_in_force_for_every_group_across_a_restart() {
     assert_eq!(f.value("z", &gone, "all_views", "all"), json!(0), "the default group still skips the erased user's old events");
     assert_eq!(f.value("z", &gone, "all_orders", "all"), json!(0), "the core group too");
 }
+
+#[test]
+fn an_erasure_is_forgotten_once_retention_has_removed_what_it_skips() {
+    let now = real_now();
+    // Small segments and 16 KB kept per partition: a few thousand events push old
+    // segments out.
+    let log_config = EmbeddedLogConfig { segment_bytes: 4096, retention_bytes: Some(16 << 10), ..EmbeddedLogConfig::default() };
+    let mut f = Fixture::with_log(config(), now, 64, log_config);
+    let erase = |f: &Fixture, user: &str| -> u64 {
+        let erasure = meridian_event::Erasure { id: format!("er_{user}"), app: app("z"), kind: meridian_event::SubjectKind::User, subject: user.into(), requested_ms: now, requested_by: "test".into() };
+        let record = AppendRecord { key: Bytes::from(erasure.partition_key().to_owned()), value: Bytes::from(erasure.encode()), timestamp: now };
+        let at = f.rt.block_on(f.log.append(&TopicName::new("events").unwrap(), vec![record])).unwrap()[0];
+        f.caught_up();
+        at.offset
+    };
+    let rows = |f: &Fixture| -> Vec<String> {
+        f.store.scan_prefix(meridian_actions::processor::ERASURES_TABLE, b"actions\0", usize::MAX).unwrap().into_iter().map(|(k, _)| String::from_utf8_lossy(&k[8..]).into_owned()).collect()
+    };
+    f.ingest(&[f.event("z", "early", "order", None, now, json!({"amount": 5}))]);
+    let early_at = erase(&f, "early");
+    // Others' events fill every partition past its retention.
+    let others: Vec<Event> = (0..3000).map(|i| f.event("z", &format!("o{}", i % 300), "view", None, now, json!({"category": "food"}))).collect();
+    f.ingest(&others);
+    f.ingest(&[f.event("z", "late", "order", None, now, json!({"amount": 5}))]);
+    erase(&f, "late");
+    assert_eq!(rows(&f), vec!["z\0early".to_owned(), "z\0late".to_owned()]);
+    f.log.enforce_retention().unwrap();
+    let partition = meridian_log::partition_for_key(b"early", 3);
+    let start = f.log.offsets(&TopicName::new("events").unwrap(), partition).unwrap().start;
+    assert!(start > early_at, "retention removed the early erasure ({early_at}) and what precedes it (start {start})");
+    // A processor forgets, when it starts, erasures whose records are gone; the late
+    // erasure still skips records the log holds.
+    f.restart_with(config());
+    f.ingest(&[f.event("z", "someone", "view", None, now, json!({}))]);
+    assert_eq!(rows(&f), vec!["z\0late".to_owned()]);
+    assert!(!f.service.profile(&app("z"), "early").unwrap().known, "still nothing of the early user");
+}
