@@ -357,11 +357,20 @@ struct InFlightAppend {
     key: Vec<u8>,
     /// The round's records, grouped by topic ([`group_by_topic`]).
     records: Vec<OutboxRecord>,
-    /// The appends already handed to the log, by the number of records before their run.
-    handed: HashMap<usize, AppendFuture>,
+    /// Its runs ([`append_runs`]) in order, as ranges of `records`, with the append of
+    /// those already handed to the log.
+    runs: Vec<(std::ops::Range<usize>, Option<AppendFuture>)>,
 }
 
 type AppendFuture = std::pin::Pin<Box<dyn std::future::Future<Output = meridian_log::Result<Vec<Position>>> + Send>>;
+
+/// Keeps the larger end offset per (topic, partition) of `into` and `from`.
+fn merge_ends(into: &mut HashMap<(TopicName, u32), u64>, from: HashMap<(TopicName, u32), u64>) {
+    for (at, end) in from {
+        let offset = into.entry(at).or_insert(0);
+        *offset = (*offset).max(end);
+    }
+}
 
 /// The end offset after the last of `positions` per (topic, partition).
 fn run_ends(topic: &TopicName, positions: &[Position]) -> HashMap<(TopicName, u32), u64> {
@@ -555,16 +564,15 @@ impl WorkerLoop {
             // Each topic's first run now: every topic's records are written by the log's
             // next group commit, while the next round runs. A topic's later runs wait, so
             // that a refused run is never overtaken by a later one of its topic.
-            let mut handed = HashMap::new();
+            let mut runs = Vec::new();
             let mut start = 0;
             let mut topics: HashSet<&TopicName> = HashSet::new();
             for run in append_runs(&emitted, OUTBOX_APPEND_BYTES) {
-                if topics.insert(&run[0].emit.topic) {
-                    handed.insert(start, self.log.append(&run[0].emit.topic, append_records(run)));
-                }
+                let handed = topics.insert(&run[0].emit.topic).then(|| self.log.append(&run[0].emit.topic, append_records(run)));
+                runs.push((start..start + run.len(), handed));
                 start += run.len();
             }
-            self.in_flight = Some(InFlightAppend { key, records: emitted, handed });
+            self.in_flight = Some(InFlightAppend { key, records: emitted, runs });
         }
         Ok(n_records + n_timers)
     }
@@ -577,11 +585,11 @@ impl WorkerLoop {
         // Until the append has succeeded, a failure (error return, crash) leaves the round
         // in the store's outbox for recovery.
         self.outbox_dirty = true;
-        let InFlightAppend { key, records, mut handed } = in_flight;
+        let InFlightAppend { key, records, runs } = in_flight;
         let mut ends: HashMap<(TopicName, u32), u64> = HashMap::new();
-        let mut start = 0;
-        for run in append_runs(&records, OUTBOX_APPEND_BYTES) {
-            let run_ends_of = match handed.remove(&start) {
+        for (range, handed) in runs {
+            let run = &records[range];
+            let run_ends_of = match handed {
                 Some(append) => match self.waiter.block_on(append) {
                     Ok(positions) => {
                         self.appended(run.len() as u64);
@@ -594,11 +602,7 @@ impl WorkerLoop {
                 },
                 None => self.append_outbox(run)?,
             };
-            for (at, end) in run_ends_of {
-                let offset = ends.entry(at).or_insert(0);
-                *offset = (*offset).max(end);
-            }
-            start += run.len();
+            merge_ends(&mut ends, run_ends_of);
         }
         self.crash_if(CrashPoint::AfterOutboxAppend);
         self.outbox_dirty = false;
@@ -648,10 +652,7 @@ impl WorkerLoop {
                     Err(e) => return Err(e.into()),
                 }
             };
-            for (key, end) in run_ends(topic, &positions) {
-                let offset = ends.entry(key).or_insert(0);
-                *offset = (*offset).max(end);
-            }
+            merge_ends(&mut ends, run_ends(topic, &positions));
             self.appended(run.len() as u64);
         }
         Ok(ends)
@@ -736,10 +737,8 @@ impl WorkerLoop {
                 .collect(),
         );
         self.set_outbox_pending(missing.len() as u64);
-        for (key, end) in self.append_outbox(&missing)? {
-            let offset = offsets.entry(key).or_insert(0);
-            *offset = (*offset).max(end);
-        }
+        let appended = self.append_outbox(&missing)?;
+        merge_ends(&mut offsets, appended);
         let mut batch = WriteBatch::new();
         OutboxCleanup { keys, offsets }.write_into(&self.name, &mut batch);
         self.store.commit(batch)?;
