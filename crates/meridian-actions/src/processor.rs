@@ -395,8 +395,9 @@ pub(crate) fn member_key(app: &str, segment: &str, user: Option<&str>) -> Vec<u8
     k
 }
 
-/// The prefix of a processor's rows in [`ERASURES_TABLE`] (followed by an [`app_key`]).
-fn erasure_prefix(processor: &str) -> Vec<u8> {
+/// `processor`, 0: the prefix of a processor's rows in [`ERASURES_TABLE`] (followed by an
+/// [`app_key`]) and in [`REDO_TABLE`] (followed by a sequence).
+fn processor_prefix(processor: &str) -> Vec<u8> {
     let mut k = processor.as_bytes().to_vec();
     k.push(0);
     k
@@ -512,7 +513,7 @@ impl ActionsProcessor {
     /// new to this processor are recorded as live from its current positions.
     fn begin(&mut self, ctx: &mut ProcessContext<'_>) -> Result<()> {
         if !self.started {
-            let prefix = { let mut p = self.core.name.as_bytes().to_vec(); p.push(0); p };
+            let prefix = processor_prefix(&self.core.name);
             for (key, value) in ctx.store().scan_prefix(REDO_TABLE, &prefix, usize::MAX)? {
                 let seq = key[prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
                 self.redo_seq = self.redo_seq.max(seq + 1);
@@ -529,7 +530,7 @@ impl ActionsProcessor {
             // nothing any more: it is deleted.
             self.erased.clear();
             let starts: Vec<u64> = (0..partitions).map(|p| self.log.offsets(&self.topic, p).map(|o| o.start)).collect::<std::result::Result<_, _>>()?;
-            let own = erasure_prefix(&self.core.name);
+            let own = processor_prefix(&self.core.name);
             let mut pruned = 0usize;
             for (key, value) in ctx.store().scan_prefix(ERASURES_TABLE, &own, usize::MAX)? {
                 let at: std::collections::BTreeMap<u32, u64> = serde_json::from_slice(&value).unwrap_or_default();
@@ -751,8 +752,7 @@ impl ActionsProcessor {
         let staged = writes.is_empty() || self.store.stage(ctx.batch(), &mut writes);
         let mut redo_key = None;
         if !staged {
-            let mut key = self.core.name.as_bytes().to_vec();
-            key.push(0);
+            let mut key = processor_prefix(&self.core.name);
             key.extend_from_slice(&self.redo_seq.to_be_bytes());
             self.redo_seq += 1;
             ctx.batch().put(REDO_TABLE, key.clone(), encode_redo(&writes));
@@ -1220,7 +1220,7 @@ impl Shard {
         // An earlier erasure of this round is not in `erased` yet.
         let mut at = self.out.erased.iter().rev().find(|(e, _)| *e == k).map(|(_, at)| at.clone()).or_else(|| erased.get(&k).cloned()).unwrap_or_default();
         at.insert(record.partition, record.offset);
-        let mut stored = erasure_prefix(&core.name);
+        let mut stored = processor_prefix(&core.name);
         stored.extend_from_slice(&k);
         self.out.ops.push(Op::Put(ERASURES_TABLE, stored, serde_json::to_vec(&at).unwrap_or_default()));
         self.out.erased.push((k, at));

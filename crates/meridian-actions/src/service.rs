@@ -200,6 +200,7 @@ impl ActionsService {
 
     /// Aggregation `name` of a user over `window` (`today`, `7d`, `month`, `2026-01`,
     /// `2026-01-01..2026-01-15`, `all`).
+    ///
     /// The read path: from memory when the user is there ([`ActionsService::aggregate_in_memory`]),
     /// else from the store.
     pub fn aggregate(&self, app: &AppId, user: &str, name: &str, window: &str) -> Result<AggregateValue> {
