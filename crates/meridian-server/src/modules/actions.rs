@@ -257,7 +257,8 @@ async fn aggregate(
     let window = q.window.unwrap_or_else(|| "7d".to_owned());
     let v = match state.service.aggregate_in_memory(&app, &user, &aggregation, &window).map_err(actions_error)? {
         Some(v) => v,
-        None => state.call(move |s| s.aggregate(&app, &user, &aggregation, &window)).await?,
+        // Not in memory (just asked): the store.
+        None => state.call(move |s| s.aggregate_from_store(&app, &user, &aggregation, &window)).await?,
     };
     Ok(Json(AggregateValue { aggregation: v.aggregation, kind: v.kind.to_owned(), window: v.window, from: v.from, to: v.to, value: v.value }))
 }
@@ -279,8 +280,9 @@ async fn profile(State(state): State<Arc<ActionsState>>, Path((app, user)): Path
     if let Some(body) = state.service.profile_rendered_in_memory(&app, &user, render).map_err(actions_error)? {
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
-    let p = state.call(move |s| s.profile(&app, &user)).await?;
-    Ok(Json(profile_view(Arc::unwrap_or_clone(p))).into_response())
+    // Not in memory (just asked): the store.
+    let p = state.call(move |s| s.profile_from_store(&app, &user)).await?;
+    Ok(Json(profile_view(p)).into_response())
 }
 
 /// Profiles of many users at once, in the order asked (at most `actions.max_batch_users`).
