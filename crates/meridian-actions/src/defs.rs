@@ -418,6 +418,11 @@ mod tests {
         c.triggers = vec![TriggerConfig { name: "third".into(), when: "orders_30d >= 3 &&".into(), webhook: true, description: String::new() }];
         assert_eq!(c.validate().unwrap_err().field, "triggers[0].when");
 
+        c.triggers.clear();
+        c.profile_memo_users = 100_000_001;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "profile_memo_users");
+
         let toml = "aggregations = [{ name = \"x\", kind = \"count\", colour = \"red\" }]";
         let e = toml::from_str::<ActionsConfig>(toml).unwrap_err().to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");

@@ -135,9 +135,6 @@ struct ProfileMemo {
     rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
-/// Profiles kept built (the most read users; a few KB each).
-const PROFILE_MEMO_USERS: u64 = 20_000;
-
 impl std::fmt::Debug for ActionsService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ActionsService").field("store", &self.store.backend()).finish_non_exhaustive()
@@ -162,7 +159,7 @@ impl ActionsService {
             scopes.extend(config.groups.iter().map(|g| g.name.clone()));
             HotProfiles::new(config.hot_users.saturating_mul(scopes.len() as u64), scopes)
         });
-        let profile_memo = moka::sync::Cache::new(if hot.is_some() { PROFILE_MEMO_USERS } else { 0 });
+        let profile_memo = moka::sync::Cache::new(if hot.is_some() { config.profile_memo_users } else { 0 });
         Ok(ActionsService { defs: Arc::new(defs), config, store, kv, zones, clock, log, settings, hot, profile_memo })
     }
 
