@@ -10,6 +10,7 @@ pub mod actions;
 pub mod admin;
 pub mod apps;
 pub mod audit;
+pub mod connect;
 pub mod counters;
 pub mod dead_letters;
 pub mod error;

@@ -1,0 +1,313 @@
+//! `SourceRunner`: drives one [`Source`] into a [`Sink`] until cancelled — `next` →
+//! `deliver` → `ack` every message the sink answered for → repeat — backing off when the
+//! sink is overloaded (the same batch again, nothing acked) and reopening the source with
+//! exponential backoff when it fails. Keeps a [`SourceStatus`] other threads can read and
+//! emits the `meridian_source_*` metrics.
+
+use crate::{Delivery, Sink, SinkError, Source, SourceMessage};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How a runner paces itself.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Most messages asked of the source at once (default 500).
+    pub batch_max: usize,
+    /// How long one `next` waits for the first message (default 1 s); also how quickly an
+    /// idle runner notices its lag changed.
+    pub wait: Duration,
+    /// First pause after a failure (default 100 ms); doubled after each failure in a row.
+    pub backoff_min: Duration,
+    /// Longest pause after failures (default 30 s).
+    pub backoff_max: Duration,
+    /// How often the source is asked for its lag (default 1 s).
+    pub lag_every: Duration,
+    /// How long `close` may take when the runner stops or reopens (default 5 s).
+    pub close_timeout: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> RunnerConfig {
+        RunnerConfig {
+            batch_max: 500,
+            wait: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            lag_every: Duration::from_secs(1),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a runner has done, readable while it runs (see [`StatusHandle`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceStatus {
+    /// Configured name of the source.
+    pub name: String,
+    /// Kind of source.
+    pub kind: &'static str,
+    /// True from the start of [`SourceRunner::run`] until it returns.
+    pub running: bool,
+    /// True while the source is open (false while reconnecting).
+    pub connected: bool,
+    /// Messages the sink answered for.
+    pub messages_total: u64,
+    /// … stored.
+    pub stored: u64,
+    /// … recognised as duplicates.
+    pub duplicates: u64,
+    /// … dead-lettered.
+    pub dead_lettered: u64,
+    /// Times the sink said it was overloaded.
+    pub overloaded: u64,
+    /// Messages waiting in the backend, when it knows.
+    pub lag: Option<u64>,
+    /// The last failure (source, sink or ack); cleared when a batch is next acknowledged.
+    pub last_error: Option<String>,
+    /// Messages per second over the last second or so.
+    pub events_per_second: f64,
+}
+
+/// A shared, cheap-to-clone view of a runner's [`SourceStatus`].
+#[derive(Debug, Clone)]
+pub struct StatusHandle(Arc<Mutex<SourceStatus>>);
+
+impl StatusHandle {
+    /// The status now.
+    pub fn get(&self) -> SourceStatus {
+        self.0.lock().clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SourceStatus)) {
+        f(&mut self.0.lock())
+    }
+}
+
+type OpenFuture = Pin<Box<dyn Future<Output = crate::Result<Box<dyn Source>>> + Send>>;
+type Opener = Box<dyn FnMut() -> OpenFuture + Send + Sync>;
+
+/// Drives one source into a sink (see the module docs).
+pub struct SourceRunner {
+    name: String,
+    open: Opener,
+    sink: Arc<dyn Sink>,
+    config: RunnerConfig,
+    status: StatusHandle,
+}
+
+impl fmt::Debug for SourceRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceRunner").field("name", &self.name).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl SourceRunner {
+    /// A runner of the source named `name` of kind `kind`, which `open` opens (again after
+    /// each failure), delivering into `sink`.
+    pub fn new<F, Fut>(name: impl Into<String>, kind: &'static str, mut open: F, sink: Arc<dyn Sink>, config: RunnerConfig) -> SourceRunner
+    where
+        F: FnMut() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<Box<dyn Source>>> + Send + 'static,
+    {
+        let name = name.into();
+        let status = SourceStatus {
+            name: name.clone(),
+            kind,
+            running: false,
+            connected: false,
+            messages_total: 0,
+            stored: 0,
+            duplicates: 0,
+            dead_lettered: 0,
+            overloaded: 0,
+            lag: None,
+            last_error: None,
+            events_per_second: 0.0,
+        };
+        SourceRunner { name, open: Box::new(move || Box::pin(open()) as OpenFuture), sink, config, status: StatusHandle(Arc::new(Mutex::new(status))) }
+    }
+
+    /// The runner's status, readable from anywhere while it runs.
+    pub fn status(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
+    /// Runs until `cancel` is cancelled, then closes the source (messages not acknowledged
+    /// go back to the backend) and returns the final status. Never fails: failures are
+    /// retried with backoff and shown in [`SourceStatus::last_error`].
+    pub async fn run(mut self, cancel: CancellationToken) -> SourceStatus {
+        let name = self.name.clone();
+        let counter = |outcome: &'static str| metrics::counter!("meridian_source_messages_total", "source" => name.clone(), "outcome" => outcome);
+        let (stored_c, duplicate_c, dead_c) = (counter("stored"), counter("duplicate"), counter("dead_lettered"));
+        let lag_g = metrics::gauge!("meridian_source_lag", "source" => name.clone());
+        let errors_c = metrics::counter!("meridian_source_errors_total", "source" => name.clone());
+        self.status.update(|s| s.running = true);
+        let mut source: Option<Box<dyn Source>> = None;
+        let mut backoff = self.config.backoff_min;
+        let mut last_lag: Option<Instant> = None;
+        let mut rate = (Instant::now(), 0u64);
+        let fail = |status: &StatusHandle, what: &str, error: &dyn fmt::Display| {
+            errors_c.increment(1);
+            tracing::warn!(source = %name, "{what}: {error}");
+            let message = format!("{what}: {error}");
+            status.update(|s| s.last_error = Some(message));
+        };
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let mut src = match source.take() {
+                Some(src) => src,
+                None => {
+                    let opened = tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        opened = (self.open)() => opened,
+                    };
+                    match opened {
+                        Ok(src) => {
+                            self.status.update(|s| s.connected = true);
+                            src
+                        }
+                        Err(e) => {
+                            fail(&self.status, "cannot open the source", &e);
+                            if !pause(&cancel, backoff).await {
+                                break;
+                            }
+                            backoff = (backoff * 2).min(self.config.backoff_max);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let batch = tokio::select! {
+                _ = cancel.cancelled() => { source = Some(src); break }
+                batch = src.next(self.config.batch_max, self.config.wait) => batch,
+            };
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    fail(&self.status, "reading the source failed; reopening it", &e);
+                    self.reopen_after(src, &cancel, &mut backoff).await;
+                    continue;
+                }
+            };
+            if last_lag.is_none_or(|t| t.elapsed() >= self.config.lag_every) {
+                let lag = src.lag().await;
+                if let Some(lag) = lag {
+                    lag_g.set(lag as f64);
+                }
+                self.status.update(|s| s.lag = lag);
+                last_lag = Some(Instant::now());
+            }
+            if !batch.is_empty() {
+                let Some(deliveries) = self.deliver(&batch, &cancel, &fail).await else {
+                    source = Some(src);
+                    break;
+                };
+                let (mut stored, mut duplicates, mut dead) = (0u64, 0u64, 0u64);
+                for d in &deliveries {
+                    match d {
+                        Delivery::Stored => stored += 1,
+                        Delivery::Duplicate => duplicates += 1,
+                        Delivery::DeadLettered { .. } => dead += 1,
+                    }
+                }
+                stored_c.increment(stored);
+                duplicate_c.increment(duplicates);
+                dead_c.increment(dead);
+                self.status.update(|s| {
+                    s.messages_total += batch.len() as u64;
+                    s.stored += stored;
+                    s.duplicates += duplicates;
+                    s.dead_lettered += dead;
+                });
+                let tokens = batch.into_iter().map(|m| m.token).collect();
+                // Not raced with the cancellation: the messages are durable, so the ack
+                // should reach the backend (if it does not, they come back as duplicates).
+                if let Err(e) = src.ack(tokens).await {
+                    fail(&self.status, "acknowledging failed; reopening the source (the messages will come back as duplicates)", &e);
+                    self.reopen_after(src, &cancel, &mut backoff).await;
+                    continue;
+                }
+                self.status.update(|s| s.last_error = None);
+            }
+            backoff = self.config.backoff_min;
+            source = Some(src);
+            let elapsed = rate.0.elapsed();
+            if elapsed >= Duration::from_secs(1) {
+                let total = self.status.get().messages_total;
+                let eps = (total - rate.1) as f64 / elapsed.as_secs_f64();
+                self.status.update(|s| s.events_per_second = eps);
+                rate = (Instant::now(), total);
+            }
+        }
+        if let Some(src) = source {
+            self.close(src).await;
+        }
+        self.status.update(|s| {
+            s.running = false;
+            s.connected = false;
+            s.events_per_second = 0.0;
+        });
+        self.status.get()
+    }
+
+    /// Hands `batch` to the sink until it answers for every message; None when cancelled
+    /// first (nothing of the batch is then acknowledged).
+    async fn deliver(&self, batch: &[SourceMessage], cancel: &CancellationToken, fail: &(dyn Fn(&StatusHandle, &str, &dyn fmt::Display) + Sync)) -> Option<Vec<Delivery>> {
+        let mut backoff = self.config.backoff_min;
+        loop {
+            // Not raced with the cancellation either: a delivery in progress finishes, so
+            // a stop acknowledges what was stored.
+            let pause_for = match self.sink.deliver(&self.name, batch).await {
+                Ok(deliveries) if deliveries.len() == batch.len() => return Some(deliveries),
+                Ok(deliveries) => {
+                    fail(&self.status, "the sink broke its contract", &format!("{} answers for {} messages; delivering them again", deliveries.len(), batch.len()));
+                    backoff
+                }
+                Err(SinkError::Overloaded { retry_after }) => {
+                    self.status.update(|s| s.overloaded += 1);
+                    tracing::debug!(source = %self.name, "sink overloaded; retrying the same {} messages in {retry_after:?}", batch.len());
+                    retry_after
+                }
+                Err(e @ SinkError::Failed(_)) => {
+                    fail(&self.status, "the sink failed; delivering the same messages again", &e);
+                    backoff
+                }
+            };
+            if !pause(cancel, pause_for).await {
+                return None;
+            }
+            backoff = (backoff * 2).min(self.config.backoff_max);
+        }
+    }
+
+    async fn reopen_after(&self, src: Box<dyn Source>, cancel: &CancellationToken, backoff: &mut Duration) {
+        self.status.update(|s| s.connected = false);
+        self.close(src).await;
+        pause(cancel, *backoff).await;
+        *backoff = (*backoff * 2).min(self.config.backoff_max);
+    }
+
+    async fn close(&self, src: Box<dyn Source>) {
+        match tokio::time::timeout(self.config.close_timeout, src.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(source = %self.name, "closing the source failed: {e}"),
+            Err(_) => tracing::warn!(source = %self.name, "closing the source took over {:?}; dropped it", self.config.close_timeout),
+        }
+    }
+}
+
+/// Sleeps for `duration`; false when cancelled first.
+async fn pause(cancel: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
+    }
+}
