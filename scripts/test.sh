@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's test command, and what .ci/run calls.
-# Needs: the Rust toolchain, python3 with pip (Segment's client library, standardwebhooks and
+# Needs: the Rust toolchain, python3 with pip (Segment's client library, standardwebhooks, websockets and
 # schemathesis are installed here if absent), node and Chromium (the browser test of the
 # console), Redis on 127.0.0.1:6379 (the Redis backend tests). Tests whose outside tool is
 # absent skip loudly; with MERIDIAN_REQUIRE_BACKENDS=1 (set by CI) every such skip is a
@@ -13,6 +13,9 @@ if ! python3 -c "import segment.analytics" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check segment-analytics-python \
     || echo "WARNING: could not install segment-analytics-python; its test will skip (or fail in CI)"
 fi
+
+# A published WebSocket client drives the long-lived connection's protocol (crates/meridian/tests/it/connect.rs).
+python3 -c "import websockets.sync.client" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "websockets>=13" || echo "WARNING: could not install websockets; the WebSocket client test will skip (or fail in CI)"
 
 python3 -c "import standardwebhooks" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check standardwebhooks || echo "WARNING: could not install standardwebhooks; the webhook signature test will skip (or fail in CI)"
 

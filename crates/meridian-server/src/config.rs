@@ -54,6 +54,7 @@ config_sections! {
     state: StateSection,
     log: LogSection,
     collector: CollectorSection,
+    connect: ConnectSection,
     rate_limits: RateLimitConfig,
     tenancy: meridian_tenancy::TenancyConfig,
     catalog: meridian_catalog::CatalogConfig,
@@ -258,6 +259,46 @@ impl LogSection {
             max_record_bytes: self.max_record_bytes,
             fsync: self.fsync,
         }
+    }
+}
+
+/// The `[connect]` section: the long-lived client connection (`GET /v1/connect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectSection {
+    /// Largest WebSocket frame (one batch) read; a larger one closes the connection (1009).
+    pub max_frame_bytes: usize,
+    /// Most unacknowledged events per connection; beyond it the server reads no more
+    /// frames from that client and tells it to slow down.
+    pub max_in_flight_events: usize,
+    /// The server pings every connection this often, seconds.
+    pub heartbeat_secs: u64,
+    /// A connection on which nothing (no frame, no pong) arrives for this long is closed
+    /// (4408), seconds.
+    pub idle_timeout_secs: u64,
+    /// At shutdown, how long open connections get to finish their acknowledgements before
+    /// they are closed (1001), seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ConnectSection {
+    fn default() -> Self {
+        ConnectSection { max_frame_bytes: 1 << 20, max_in_flight_events: 10_000, heartbeat_secs: 15, idle_timeout_secs: 45, shutdown_grace_secs: 5 }
+    }
+}
+
+impl Section for ConnectSection {
+    const NAME: &'static str = "connect";
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_range("max_frame_bytes", self.max_frame_bytes, 1024, 64 << 20)?;
+        check_range("max_in_flight_events", self.max_in_flight_events, 1, 1_000_000)?;
+        check_range("heartbeat_secs", self.heartbeat_secs, 1, 3600)?;
+        check_range("idle_timeout_secs", self.idle_timeout_secs, 2, 86_400)?;
+        check(self.idle_timeout_secs > self.heartbeat_secs, "idle_timeout_secs", || {
+            format!("must be longer than heartbeat_secs ({}) so a live client can answer a ping in time", self.heartbeat_secs)
+        })?;
+        check_range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 600)
     }
 }
 

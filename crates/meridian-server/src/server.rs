@@ -133,10 +133,12 @@ impl Server {
             modules: OnceLock::new(),
             openapi: OnceLock::new(),
             console: crate::console::ConsoleState::default(),
+            connections: Default::default(),
         });
 
         let mut api: OpenApiRouter = OpenApiRouter::with_openapi(BaseDoc::openapi())
             .merge(routes::ingest::routes())
+            .merge(routes::connect::routes())
             .merge(routes::apps::routes())
             .merge(routes::dead_letters::routes())
             .merge(routes::stream::routes())
@@ -317,7 +319,20 @@ pub async fn serve(server: Server, listener: tokio::net::TcpListener, shutdown: 
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
+    // Upgraded connections (`/v1/connect`) are not the HTTP server's to wait for: they
+    // are told to close when the shutdown starts, and waited for (their acknowledgements
+    // sent) before the log and processors stop.
+    let state = server.state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        state.connections.close_all();
+    };
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await?;
+    let grace = Duration::from_secs(server.state.config.connect.shutdown_grace_secs + 1);
+    let still_open = server.state.connections.wait_closed(grace).await;
+    if still_open > 0 {
+        tracing::warn!(connections = still_open, "client connections still open after the grace period; closing them with the process");
+    }
     tracing::info!("shutting down: flushing the log and committing processors");
     tokio::task::spawn_blocking(move || server.shutdown()).await?;
     Ok(())

@@ -36,6 +36,8 @@ pub(crate) struct AppState {
     pub(crate) openapi: OnceLock<serde_json::Value>,
     /// The console's navigation and the router its pages read through.
     pub(crate) console: crate::console::ConsoleState,
+    /// The open long-lived client connections (`GET /v1/connect`).
+    pub(crate) connections: crate::routes::connect::Connections,
 }
 
 impl std::fmt::Debug for AppState {

@@ -35,7 +35,13 @@ enum BenchCommand {
     /// User action queries over HTTP at a fixed rate against `/healthz`, and the latency
     /// from an event's acknowledgement to its trigger's webhook.
     Actions(ActionsBenchArgs),
+    /// The long-lived client connection (WebSocket) against `POST /v1/events`: ack latency
+    /// at a fixed rate on one and on many connections, and the most one connection carries.
+    Connect(connect::ConnectBenchArgs),
 }
+
+#[path = "bench_connect.rs"]
+mod connect;
 
 #[derive(Debug, Args)]
 struct ActionsBenchArgs {
@@ -503,6 +509,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => args,
         BenchCommand::History(args) => return history_bench(args),
         BenchCommand::Actions(args) => return actions_bench(args),
+        BenchCommand::Connect(args) => return connect::connect_bench(args),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

@@ -229,8 +229,52 @@ pub(crate) async fn feed(base: &str, write_key: &str, world: Arc<DemoWorld>, n_e
         v["time"] = serde_json::json!(meridian_event::Timestamp::now().millis());
         v
     });
-    meridian_demo::send(base, write_key, events, Some(rate), 10, 1, false).await?;
-    Ok(())
+    live_over_connection(base, write_key, events, rate).await
+}
+
+/// Sends the live events over the long-lived connection (`GET /v1/connect`), as a mobile
+/// client would: batches of 10 at `rate` events per second, each waited for; after a
+/// lost connection the unacknowledged batch is resent (by id) on a new one.
+async fn live_over_connection(base: &str, write_key: &str, mut events: impl Iterator<Item = serde_json::Value>, rate: u64) -> anyhow::Result<()> {
+    const BATCH: usize = 10;
+    let every = std::time::Duration::from_secs_f64(BATCH as f64 / rate as f64);
+    let mut client: Option<meridian_connect::Client> = None;
+    let mut next = tokio::time::Instant::now();
+    let mut batch: Vec<serde_json::Value> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            batch = events.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+        }
+        let connected = match client.take() {
+            Some(c) => c,
+            None => match meridian_connect::connect(base, write_key).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "demo: cannot open the live connection; retrying in 1 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        match connected.send(std::mem::take(&mut batch)).await {
+            Ok(_) => client = Some(connected),
+            // Resent with the same ids on a new connection.
+            Err(meridian_connect::SendError::Disconnected { events, reason }) => {
+                tracing::debug!(%reason, "demo: live connection lost; resending on a new one");
+                batch = events;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "demo: a live batch was refused");
+                client = Some(connected);
+            }
+        }
+        next += every;
+        tokio::time::sleep_until(next).await;
+    }
 }
 
 /// What the demo's own webhook endpoint is called (an earlier run's is replaced).

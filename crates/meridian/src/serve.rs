@@ -98,7 +98,8 @@ pub(crate) struct ServeArgs {
     /// Events of the demo backfill.
     #[arg(long, default_value_t = 200_000)]
     demo_events: u64,
-    /// Live demo events per second after the backfill (0 = none).
+    /// Live demo events per second after the backfill, sent over the long-lived connection
+    /// (`GET /v1/connect`) as a mobile client would (0 = none).
     #[arg(long, default_value_t = 20)]
     demo_rate: u64,
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod apps;
+pub(crate) mod connect;
 pub(crate) mod dead_letters;
 pub(crate) mod docs;
 pub(crate) mod ingest;

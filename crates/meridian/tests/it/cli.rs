@@ -169,7 +169,7 @@ fn config_check_prints_the_effective_config_masked_or_says_which_line_is_wrong()
     let log_section = stdout.split("[log]").nth(1).unwrap().split("\n\n").next().unwrap();
     assert!(log_section.contains("partitions = 6"), "the environment is applied: {log_section}");
     // Every section, so the printed config is a complete reference.
-    for section in ["[server]", "[state]", "[log]", "[collector]", "[rate_limits]", "[tenancy]", "[catalog]", "[counters]", "[history]", "[notify]"] {
+    for section in ["[server]", "[state]", "[log]", "[collector]", "[connect]", "[rate_limits]", "[tenancy]", "[catalog]", "[counters]", "[history]", "[notify]"] {
         assert!(stdout.contains(section), "{section} missing");
     }
 
@@ -186,6 +186,12 @@ fn config_check_prints_the_effective_config_masked_or_says_which_line_is_wrong()
     let output = Command::new(binary()).args(["config", "check"]).arg(&file).env("MERIDIAN_HISTORY_COLD_TTL_DAYS", "lots").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("MERIDIAN_HISTORY_COLD_TTL_DAYS"), "{stderr}");
+
+    // A connection whose pings could never be answered in time is refused, naming the field.
+    std::fs::write(&file, "[connect]\nheartbeat_secs = 30\nidle_timeout_secs = 20\n").unwrap();
+    let output = Command::new(binary()).args(["config", "check"]).arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("connect.idle_timeout_secs") && stderr.contains("heartbeat_secs"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! End-to-end tests that start the real `meridian` binary: crash safety under SIGKILL,
-//! a real Segment client library, and the command line.
+//! a real Segment client library, the long-lived client connection, and the command line.
 
 mod cli;
+mod connect;
 mod console;
 mod crash;
 mod process;
