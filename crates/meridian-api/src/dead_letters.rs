@@ -19,6 +19,10 @@ pub struct DeadLetter {
     pub raw: String,
     /// `event`, or the Segment message type it came as.
     pub format: String,
+    /// Where a message from a source came from: `<source> <kind> <subject, queue or
+    /// file> @<offset>`; absent for events sent to the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// A page of dead letters.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod operators;
+pub mod sources;
 pub mod ops;
 pub mod users;
 pub mod webhooks;

@@ -69,6 +69,17 @@ fn outcome_error(e: &EventError) -> OutcomeError {
     OutcomeError { code: e.code.as_str().to_owned(), field: e.field.clone(), message: e.message.clone() }
 }
 
+/// A message a source consumed, handed to [`Collector::ingest_messages`].
+#[derive(Debug, Clone, Copy)]
+pub struct SourcedMessage<'a> {
+    /// The message as consumed (one JSON object).
+    pub payload: &'a [u8],
+    /// The event id when the payload has none (stable across redeliveries).
+    pub default_id: &'a str,
+    /// Where it came from, kept in its dead letter if it is rejected.
+    pub origin: &'a str,
+}
+
 /// An invalid event kept with its reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -85,6 +96,9 @@ pub struct DeadLetter {
     pub raw: String,
     /// `event`, or the Segment message type it came as.
     pub format: String,
+    /// Where a message from a source came from (source, kind, subject/queue/file, offset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 
@@ -212,7 +226,7 @@ impl Collector {
             Ok(text) => serde_json::from_str::<Value>(text)
                 .map_err(|e| EventError::whole(ErrorCode::InvalidJson, format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))),
         };
-        self.prepare_value(pipeline, app, index, parsed, bytes, format, received)
+        self.prepare_value(pipeline, app, index, parsed, bytes, format, received, None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -225,6 +239,7 @@ impl Collector {
         raw: &[u8],
         format: &str,
         received: Timestamp,
+        origin: Option<&str>,
     ) -> Prepared {
         let result = parsed.and_then(|value| {
             let value = if format == "event" { value } else { segment::to_canonical(value, Some(format)) };
@@ -261,6 +276,7 @@ impl Collector {
                     error: outcome_error(&error),
                     raw: String::from_utf8_lossy(raw).into_owned(),
                     format: format.to_owned(),
+                    origin: origin.map(str::to_owned),
                 };
                 Prepared {
                     hash: None,
@@ -306,7 +322,7 @@ impl Collector {
                         // A JSON value just parsed: writing it back cannot fail.
                         let raw = serde_json::to_vec(message).expect("a parsed JSON value always serialises");
                         match kind {
-                            Some(kind) => self.prepare_value(&pipeline, app, i, Ok(message.clone()), &raw, kind, received),
+                            Some(kind) => self.prepare_value(&pipeline, app, i, Ok(message.clone()), &raw, kind, received, None),
                             None => self.prepare_value(
                                 &pipeline,
                                 app,
@@ -315,12 +331,45 @@ impl Collector {
                                 &raw,
                                 "segment",
                                 received,
+                                None,
                             ),
                         }
                     })
                     .collect()
             }
         };
+        self.store_prepared(prepared, received).await
+    }
+
+    /// Ingests messages consumed from a source (one event each), for `app`: like
+    /// [`Collector::ingest`], except that an event without an `id` gets the message's
+    /// `default_id` (stable across redeliveries, so a redelivered message is a duplicate,
+    /// not a second event), and a rejected one's dead letter names its `origin`. Returns
+    /// the per-message report once every accepted event and dead letter is durable.
+    pub async fn ingest_messages(&self, app: &AppId, messages: &[SourcedMessage<'_>]) -> Result<IngestReport> {
+        let received = Timestamp::now();
+        let pipeline = self.pipeline();
+        self.check_count(messages.len())?;
+        let prepared = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let parsed = match std::str::from_utf8(m.payload) {
+                    Err(e) => Err(EventError::whole(ErrorCode::InvalidUtf8, format!("message is not valid UTF-8 (bad byte at {})", e.valid_up_to()))),
+                    Ok(text) => serde_json::from_str::<Value>(text)
+                        .map_err(|e| EventError::whole(ErrorCode::InvalidJson, format!("malformed JSON at line {} column {}: {e}; a source's parser needs a JSON object per message", e.line(), e.column()))),
+                };
+                let parsed = parsed.map(|mut value| {
+                    if let Value::Object(object) = &mut value {
+                        if !object.contains_key("id") {
+                            object.insert("id".into(), Value::String(m.default_id.to_owned()));
+                        }
+                    }
+                    value
+                });
+                self.prepare_value(&pipeline, app, i, parsed, m.payload, "event", received, Some(m.origin))
+            })
+            .collect();
         self.store_prepared(prepared, received).await
     }
 

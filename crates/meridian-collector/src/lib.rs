@@ -7,7 +7,7 @@ pub mod segment;
 pub mod split;
 
 pub use collector::{
-    BodyFormat, Collector, CollectorConfig, DeadLetter, EventOutcome, EventStatus, IngestReport, OutcomeError, ReplayReport, DEAD_LETTER_TOPIC,
+    BodyFormat, Collector, CollectorConfig, DeadLetter, EventOutcome, EventStatus, IngestReport, OutcomeError, ReplayReport, SourcedMessage, DEAD_LETTER_TOPIC,
 };
 
 /// Result type of this crate.

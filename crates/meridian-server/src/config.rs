@@ -55,6 +55,7 @@ config_sections! {
     log: LogSection,
     collector: CollectorSection,
     connect: ConnectSection,
+    sources: SourcesSection,
     rate_limits: RateLimitConfig,
     tenancy: meridian_tenancy::TenancyConfig,
     catalog: meridian_catalog::CatalogConfig,
@@ -299,6 +300,38 @@ impl Section for ConnectSection {
             format!("must be longer than heartbeat_secs ({}) so a live client can answer a ping in time", self.heartbeat_secs)
         })?;
         check_range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 600)
+    }
+}
+
+/// The `[sources]` section: message queues and directories consumed as event sources.
+/// More can be added and removed at run time (`/v1/admin/sources`); those declared here
+/// run whenever the server does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesSection {
+    /// Run sources at all.
+    pub enabled: bool,
+    /// Sources declared here (`[[sources.list]]`).
+    pub list: Vec<meridian_api::sources::SourceSpec>,
+}
+
+impl Default for SourcesSection {
+    fn default() -> Self {
+        SourcesSection { enabled: true, list: Vec::new() }
+    }
+}
+
+impl Section for SourcesSection {
+    const NAME: &'static str = "sources";
+
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, spec) in self.list.iter().enumerate() {
+            crate::modules::sources::check_spec(spec).map_err(|(field, message)| FieldError { field: format!("list[{i}].{field}"), message })?;
+            if self.list[..i].iter().any(|s| s.name == spec.name) {
+                return Err(FieldError { field: format!("list[{i}].name"), message: format!("two sources are named {:?}; names are unique", spec.name) });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -277,6 +277,27 @@ async fn live_over_connection(base: &str, write_key: &str, mut events: impl Iter
     }
 }
 
+/// The sources part of the demo: a back office's payment export (NDJSON business messages
+/// without event ids, as a system other than an app writes them) in `inbox`, consumed by a
+/// file source added through the API — so the console's Sources table has one at work.
+/// An earlier run's source and file are kept (the file source resumes where it was).
+pub(crate) async fn file_source(base: &str, master_key: &str, inbox: &std::path::Path) -> anyhow::Result<()> {
+    let file = inbox.join("payments-export.ndjson");
+    if !file.exists() {
+        let lines: String = (0..200)
+            .map(|i| serde_json::json!({"user": format!("u{}", i * 7 % 500), "action": "pay", "target": {"type": "order", "id": format!("bo-{i}")}, "context": {"channel": "back-office"}, "props": {"amount": 20 + i % 180, "method": (["card", "wallet", "transfer"][i % 3]), "export_line": i}}).to_string() + "\n")
+            .collect();
+        let (inbox, file) = (inbox.to_owned(), file.clone());
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&inbox).and_then(|()| std::fs::write(&file, lines))).await??;
+    }
+    let spec = serde_json::json!({"name": "demo-inbox", "kind": "file", "app": "demo", "dir": inbox.to_string_lossy()});
+    let response = reqwest::Client::new().post(format!("{base}/v1/admin/sources")).bearer_auth(master_key).json(&spec).send().await?;
+    match response.status().as_u16() {
+        201 | 409 => Ok(()),
+        status => anyhow::bail!("adding the demo file source: {status} {}", response.text().await.unwrap_or_default()),
+    }
+}
+
 /// What the demo's own webhook endpoint is called (an earlier run's is replaced).
 const DEMO_RECEIVER: &str = "demo receiver (in the meridian process, logs what it gets)";
 

@@ -223,6 +223,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listen = config.server.listen;
         let master_key = config.server.master_key.clone().unwrap_or_default();
+        let demo_inbox = config.server.data_dir.join("demo-inbox");
         let catalog = match (&demo_world, &config.catalog.dir) {
             (Some(world), None) => Some(Arc::new(crate::demo::catalog_of(&world.catalog)) as Arc<dyn meridian_catalog::CatalogLookup>),
             _ => None,
@@ -259,6 +260,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 if let Err(e) = crate::demo::webhook(&hook_base, &hook_key).await {
                     tracing::warn!(error = %e, "demo webhook receiver not set up");
+                }
+            });
+            let (inbox_base, inbox_key, inbox) = (base.clone(), master_key.clone(), demo_inbox);
+            tokio::spawn(async move {
+                if let Err(e) = crate::demo::file_source(&inbox_base, &inbox_key, &inbox).await {
+                    tracing::warn!(error = %e, "demo file source not set up");
                 }
             });
             let (n, rate) = (args.demo_events, args.demo_rate);

@@ -447,7 +447,8 @@ async fn operators(State(state): State<Arc<AppState>>, request: PageRequest) -> 
 }
 
 /// Administration (global admins): processors (lag, rebuild, seek), the pipeline (status,
-/// reload) and topics.
+/// reload), topics, sources (stored, duplicates, dead letters, lag, rate) and the open
+/// long-lived client connections.
 #[utoipa::path(
     get,
     path = "/console/admin",
@@ -480,7 +481,17 @@ async fn admin(State(state): State<Arc<AppState>>, request: PageRequest) -> Resp
         Ok(Err(e)) => (Vec::new(), Some(context! { message => e.to_string(), code => "internal" })),
         Err(e) => (Vec::new(), Some(context! { message => e.message, code => e.code })),
     };
-    page.render("admin.html", context! { processors => processors, pipeline => ser(&pipeline), topics => ser(&topics), topics_error => topics_error })
+    // Sources, when the module runs (its route is absent otherwise).
+    let sources = if state.config.sources.enabled {
+        match page.api::<meridian_api::sources::SourceList>("/v1/admin/sources").await {
+            Ok(list) => context! { list => ser(&list.sources) },
+            Err(failure) => context! { list => Vec::<Value>::new(), error => context! { message => failure.message, code => failure.code } },
+        }
+    } else {
+        Value::from(())
+    };
+    let connections = state.connections.open();
+    page.render("admin.html", context! { processors => processors, pipeline => ser(&pipeline), topics => ser(&topics), topics_error => topics_error, sources => sources, connections => connections })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub(crate) mod actions;
 pub(crate) mod counters;
 pub(crate) mod history;
 pub(crate) mod notify;
+pub(crate) mod sources;
 
 /// Every capability, in the order they are opened.
-pub(crate) static CAPABILITIES: &[&dyn Capability] = &[&counters::Counters, &history::History, &notify::Notify, &actions::Actions];
+pub(crate) static CAPABILITIES: &[&dyn Capability] = &[&counters::Counters, &history::History, &notify::Notify, &actions::Actions, &sources::Sources];

@@ -57,6 +57,11 @@ impl Connections {
         self.closing.send_replace(true);
     }
 
+    /// Open connections now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
     /// Waits until every connection has closed or `timeout` passes; returns how many are
     /// still open.
     pub(crate) async fn wait_closed(&self, timeout: Duration) -> usize {

@@ -56,7 +56,7 @@ async fn dead_letters(State(state): State<Arc<AppState>>, Path(app): Path<String
     let (letters, next) = blocking(move || collector.dead_letters(&app, from, limit)).await??;
     let dead_letters = letters
         .into_iter()
-        .map(|d| DeadLetter { offset: d.offset, app: d.app.to_string(), received: d.received, error: d.error, raw: d.raw, format: d.format })
+        .map(|d| DeadLetter { offset: d.offset, app: d.app.to_string(), received: d.received, error: d.error, raw: d.raw, format: d.format, origin: d.origin })
         .collect();
     Ok(Json(DeadLetterPage { dead_letters, next_cursor: next.to_string() }))
 }

@@ -221,6 +221,9 @@ function receiver() {
     await page.waitForURL(/\/console\/admin/);
     check((await texts('#admin-processors tbody tr td:first-child')).some((t) => t.startsWith('history')), 'no history processor');
     check((await page.textContent('#topics')).includes('events'), 'no events topic');
+    // The demo's file source (a back office's payment export) is listed with what it stored.
+    check((await texts('#admin-sources tbody tr td:first-child')).some((t) => t.startsWith('demo-inbox')), 'no demo-inbox source');
+    check(await page.isVisible('#connections'), 'no count of open client connections');
     await audit('admin');
 
     // History rebuild with its progress bar.

@@ -8,3 +8,4 @@ mod crash;
 mod process;
 mod schemathesis;
 mod segment;
+mod sources;
