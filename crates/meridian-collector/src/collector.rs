@@ -72,6 +72,8 @@ fn outcome_error(e: &EventError) -> OutcomeError {
 /// A message a source consumed, handed to [`Collector::ingest_messages`].
 #[derive(Debug, Clone, Copy)]
 pub struct SourcedMessage<'a> {
+    /// The source's name (parsers scoped to it apply).
+    pub source: &'a str,
     /// The message as consumed (one JSON object).
     pub payload: &'a [u8],
     /// The event id when the payload has none (stable across redeliveries).
@@ -239,11 +241,16 @@ impl Collector {
         raw: &[u8],
         format: &str,
         received: Timestamp,
-        origin: Option<&str>,
+        origin: Option<(&str, &str)>,
     ) -> Prepared {
+        // (source name, origin): the source's parsers apply; its dead letter names the origin.
+        let (source, origin) = match origin {
+            Some((source, origin)) => (Some(source), Some(origin)),
+            None => (None, None),
+        };
         let result = parsed.and_then(|value| {
             let value = if format == "event" { value } else { segment::to_canonical(value, Some(format)) };
-            pipeline.process(value, app, received, &self.config.policy, || self.next_id())
+            pipeline.process_from(value, app, source, received, &self.config.policy, || self.next_id())
         });
         match result {
             Ok(processed) => {
@@ -342,7 +349,8 @@ impl Collector {
     }
 
     /// Ingests messages consumed from a source (one event each), for `app`: like
-    /// [`Collector::ingest`], except that an event without an `id` gets the message's
+    /// [`Collector::ingest`], except that the pipeline's parsers scoped to the message's
+    /// source apply, an event without an `id` gets the message's
     /// `default_id` (stable across redeliveries, so a redelivered message is a duplicate,
     /// not a second event), and a rejected one's dead letter names its `origin`. Returns
     /// the per-message report once every accepted event and dead letter is durable.
@@ -367,7 +375,7 @@ impl Collector {
                     }
                     value
                 });
-                self.prepare_value(&pipeline, app, i, parsed, m.payload, "event", received, Some(m.origin))
+                self.prepare_value(&pipeline, app, i, parsed, m.payload, "event", received, Some((m.source, m.origin)))
             })
             .collect();
         self.store_prepared(prepared, received).await

@@ -233,8 +233,26 @@ where
             command = commands.recv(), if closing.is_none() => match command {
                 Some(Command::Send { batch, frame, pending: p }) => {
                     pending.insert(batch, p);
-                    if let Err(e) = ws.send(Message::Text(frame.into())).await {
+                    // Batches queued meanwhile go out with the same flush.
+                    let mut written = ws.feed(Message::Text(frame.into())).await;
+                    while written.is_ok() {
+                        match commands.try_recv() {
+                            Ok(Command::Send { batch, frame, pending: p }) => {
+                                pending.insert(batch, p);
+                                written = ws.feed(Message::Text(frame.into())).await;
+                            }
+                            Ok(Command::Close { done }) => {
+                                closing = Some(done);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = written.and(ws.flush().await) {
                         break format!("write failed: {e}");
+                    }
+                    if closing.is_some() && pending.is_empty() {
+                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() })).await;
                     }
                 }
                 Some(Command::Close { done }) => {

@@ -75,6 +75,12 @@ pub struct ParserConfig {
     /// Apps this parser applies to; all apps when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apps: Option<Vec<String>>,
+    /// Sources (by name, `[[sources.list]]` or `/v1/admin/sources`) whose messages this
+    /// parser applies to — a business message is not an event until its parser says how;
+    /// only those sources' messages when set (not events sent to the API), everything
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
     /// Paths whose value may be a JSON-encoded string, decoded in place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub json_strings: Vec<String>,

@@ -9,6 +9,7 @@
 //!
 //! [[parsers]]                     # on the raw JSON, before validation
 //! apps = ["shop"]                 # optional scope
+//! sources = ["orders-nats"]       # optional: only messages of these sources (not the API's)
 //! json_strings = ["props"]        # decode "{\"a\":1}" in place
 //! aliases = { uid = "user", ts = "time", cityId = "context.city" }
 //! coerce = { "context.city" = "int" }

@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 #[derive(Debug)]
 pub(crate) struct Parser {
     apps: Option<Box<[AppId]>>,
+    /// Source names; `None`: every event, from a source or not.
+    sources: Option<Box<[String]>>,
     json_strings: Vec<JsonPath>,
     aliases: Vec<(JsonPath, JsonPath)>,
     remove: Vec<JsonPath>,
@@ -36,6 +38,16 @@ impl Parser {
     pub(crate) fn compile(config: &ParserConfig) -> Result<Parser, CompileError> {
         let path = |field: &str, text: &str| JsonPath::parse(text).map_err(|m| (field.to_owned(), m));
         let apps = compile_apps(config.apps.as_deref()).map_err(|m| ("apps".to_owned(), m))?;
+        let sources = match &config.sources {
+            None => None,
+            Some(list) if list.is_empty() => return Err(("sources".to_owned(), "an empty sources list matches nothing; remove it to apply to every event".into())),
+            Some(list) => {
+                if let Some(bad) = list.iter().find(|s| s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')) {
+                    return Err(("sources".to_owned(), format!("{bad:?} is not a source name: use 1-64 of [a-z0-9_-]")));
+                }
+                Some(list.clone().into_boxed_slice())
+            }
+        };
         let json_strings = config.json_strings.iter().map(|p| path("json_strings", p)).collect::<Result<Vec<_>, _>>()?;
         let mut aliases = Vec::with_capacity(config.aliases.0.len());
         for (from, to) in config.aliases.iter() {
@@ -63,12 +75,13 @@ impl Parser {
         } else {
             None
         };
-        Ok(Parser { apps, json_strings, aliases, remove, coerce, defaults, time })
+        Ok(Parser { apps, sources, json_strings, aliases, remove, coerce, defaults, time })
     }
 
-    /// Whether this parser applies to events of `app`.
-    pub(crate) fn applies_to(&self, app: &AppId) -> bool {
-        self.apps.as_ref().is_none_or(|apps| apps.contains(app))
+    /// Whether this parser applies to events of `app` consumed from `source` (`None`: sent
+    /// to the API).
+    pub(crate) fn applies_to(&self, app: &AppId, source: Option<&str>) -> bool {
+        self.apps.as_ref().is_none_or(|apps| apps.contains(app)) && self.sources.as_ref().is_none_or(|sources| source.is_some_and(|s| sources.iter().any(|n| n == s)))
     }
 
     /// Rewrites `object` in place.

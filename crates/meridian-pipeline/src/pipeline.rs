@@ -217,17 +217,24 @@ impl Pipeline {
     ///
     /// `policy` and `fallback_id` are passed to [`Event::from_json`]; the policy's zone also
     /// interprets local times in parsers without `time_zone` and in transformer writes.
-    pub fn process(
+    pub fn process(&self, raw: Value, app: &AppId, received: Timestamp, policy: &ValidationPolicy, fallback_id: impl FnOnce() -> EventId) -> Result<Processed, EventError> {
+        self.process_from(raw, app, None, received, policy, fallback_id)
+    }
+
+    /// [`Pipeline::process`] for a message consumed from the source named `source` (`None`:
+    /// sent to the API): parsers scoped to sources apply only to their sources' messages.
+    pub fn process_from(
         &self,
         mut raw: Value,
         app: &AppId,
+        source: Option<&str>,
         received: Timestamp,
         policy: &ValidationPolicy,
         fallback_id: impl FnOnce() -> EventId,
     ) -> Result<Processed, EventError> {
         if let Value::Object(object) = &mut raw {
             for parser in &self.parsers {
-                if parser.applies_to(app) {
+                if parser.applies_to(app, source) {
                     parser.apply(object, policy.default_zone)?;
                 }
             }

@@ -36,6 +36,25 @@ fn two_client_versions_give_the_same_event() {
 }
 
 #[test]
+fn parsers_scoped_to_sources_apply_only_to_their_sources_messages() {
+    let p = pipeline("[[parsers]]\nsources = [\"orders-nats\"]\n[parsers.aliases]\nbuyer = \"user\"\nkind = \"action\"\n");
+    let policy = meridian_event::ValidationPolicy { default_zone: meridian_event::ZoneOffset(0), ..meridian_event::ValidationPolicy::default() };
+    let app = meridian_event::AppId::new("shop").unwrap();
+    let message = json!({"buyer": "u7", "kind": "order"});
+    let id = || meridian_event::EventId::new("generated").unwrap();
+    let event = p.process_from(message.clone(), &app, Some("orders-nats"), NOW, &policy, id).unwrap().event;
+    assert_eq!((event.user.as_ref().map(|u| u.as_str()), event.action.as_str()), (Some("u7"), "order"));
+    // The same message from another source, or sent to the API, is not parsed by it.
+    assert!(p.process_from(message.clone(), &app, Some("other"), NOW, &policy, id).is_err());
+    assert!(process(&p, message).is_err());
+    // An empty or invalid list is refused at load, naming the field.
+    for bad in ["sources = []", "sources = [\"Not A Name\"]"] {
+        let e = meridian_pipeline::Pipeline::from_toml_str(&format!("[[parsers]]\n{bad}\n"), std::path::Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("sources"), "{e}");
+    }
+}
+
+#[test]
 fn parsers_are_scoped_to_apps() {
     let p = pipeline(LEGACY);
     let err = process_as(&p, "other", json!({"uid": "u1", "evt": "view"})).unwrap_err();

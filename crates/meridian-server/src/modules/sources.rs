@@ -5,7 +5,8 @@
 //! `/metrics`.
 //!
 //! A message becomes an event of the source's app through the collector, like a request
-//! body (the app's pipeline parsers apply); an event without an id takes the message's
+//! body (the app's pipeline parsers apply, and those scoped to the source with
+//! `sources = ["name"]`); an event without an id takes the message's
 //! stable id, so a redelivery after a crash is a duplicate, not a second event. The queue
 //! is acknowledged only after the collector has made the batch durable; a message the
 //! pipeline rejects is a dead letter naming its origin (source, subject or queue, offset)
@@ -124,9 +125,9 @@ struct CollectorSink {
 
 #[async_trait::async_trait]
 impl Sink for CollectorSink {
-    async fn deliver(&self, _source: &str, messages: &[SourceMessage]) -> Result<Vec<Delivery>, SinkError> {
+    async fn deliver(&self, source: &str, messages: &[SourceMessage]) -> Result<Vec<Delivery>, SinkError> {
         let origins: Vec<String> = messages.iter().map(|m| m.origin.to_string()).collect();
-        let sourced: Vec<SourcedMessage<'_>> = messages.iter().zip(&origins).map(|(m, origin)| SourcedMessage { payload: &m.payload, default_id: &m.id, origin }).collect();
+        let sourced: Vec<SourcedMessage<'_>> = messages.iter().zip(&origins).map(|(m, origin)| SourcedMessage { source, payload: &m.payload, default_id: &m.id, origin }).collect();
         match self.collector.ingest_messages(&self.app, &sourced).await {
             Ok(report) => Ok(report
                 .results

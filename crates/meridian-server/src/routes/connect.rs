@@ -256,11 +256,24 @@ async fn session(state: Arc<AppState>, app: AppId, socket: WebSocket) {
     let limits = state.config.connect.clone();
     let (mut sink, mut stream) = socket.split();
     let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();
-    // The writer: the only task that writes to the socket; ends after a close frame.
+    // The writer: the only task that writes to the socket; ends after a close frame. What
+    // is queued together (acks of batches that became durable in one group commit) goes
+    // out with one flush.
     let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            let last = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || last {
+        'write: while let Some(first) = outgoing.recv().await {
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                let last = matches!(message, Message::Close(_));
+                if sink.feed(message).await.is_err() {
+                    break 'write;
+                }
+                if last {
+                    let _ = sink.flush().await;
+                    break 'write;
+                }
+                next = outgoing.try_recv().ok();
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }

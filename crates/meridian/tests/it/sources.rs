@@ -227,10 +227,15 @@ async fn a_file_source_resumes_after_a_restart_and_bad_specs_are_refused() {
     let data = dir.path().join("data");
     let inbox = dir.path().join("inbox");
     std::fs::create_dir_all(&inbox).unwrap();
-    let lines = |from: usize, n: usize| messages(from, n).into_iter().map(|m| String::from_utf8(m).unwrap() + "\n").collect::<String>();
+    // A back office writes `buyer`, not `user`: a parser scoped to this source says how.
+    let lines = |from: usize, n: usize| messages(from, n).into_iter().map(|m| String::from_utf8(m).unwrap().replace("\"user\"", "\"buyer\"") + "\n").collect::<String>();
     std::fs::write(inbox.join("a.ndjson"), lines(0, 300)).unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, "[[parsers]]\nsources = [\"inbox\"]\n[parsers.aliases]\nbuyer = \"user\"\n").unwrap();
     let port = free_port();
-    let mut server = ServerProcess::start(&data, port, &[]).await;
+    let pipeline_flag = ["--set", &format!("collector.pipeline={}", pipeline.display())].map(str::to_owned);
+    let pipeline_flag: Vec<&str> = pipeline_flag.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::start(&data, port, &pipeline_flag).await;
     let key = app_key(&server.base, "src", &["write", "read"]).await;
     let post = |base: String, body: Value| async move { admin(reqwest::Method::POST, format!("{base}/v1/admin/sources"), Some(body)).await };
     // Bad specs: each refused with a code and the field, nothing started.
@@ -251,11 +256,15 @@ async fn a_file_source_resumes_after_a_restart_and_bad_specs_are_refused() {
     let (status, view) = post(server.base.clone(), json!({"name": "inbox", "kind": "file", "app": "src", "dir": inbox.to_str().unwrap()})).await;
     assert_eq!(status, 201, "{view}");
     wait_counted(&server.base, &key, 300).await;
+    // The same message sent to the API is not the source's: the parser does not apply.
+    let r = reqwest::Client::new().post(format!("{}/v1/events", server.base)).bearer_auth(&key).body(lines(900, 1)).send().await.unwrap();
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["rejected"], 1, "{report}");
     assert!(server.terminate());
     // Written while the server is down: read from the stored position after the restart.
     std::fs::write(inbox.join("a.ndjson"), lines(0, 300) + &lines(300, 100)).unwrap();
     std::fs::write(inbox.join("b.ndjson"), lines(400, 100)).unwrap();
-    server = ServerProcess::start(&data, port, &[]).await;
+    server = ServerProcess::start(&data, port, &pipeline_flag).await;
     wait_counted(&server.base, &key, 500).await;
     assert!(server.terminate());
     let seen = stored_ids(&data);
