@@ -3,15 +3,11 @@
 //! in-flight limit, heartbeats, oversized and malformed frames, refused keys and apps, the
 //! close at shutdown, and a published WebSocket client (Python's `websockets`).
 
-use crate::process::{app_key, free_port, skip_or_fail, ServerProcess, MASTER};
+use crate::process::{app_key, free_port, skip_or_fail, stored_ids, ServerProcess, MASTER};
 use futures::{SinkExt, StreamExt};
 use meridian_connect::{close, ConnectError, SendError};
-use meridian_event::Event;
-use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
-use meridian_log::{Log, TopicName};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -21,19 +17,6 @@ type Raw = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<
 
 fn events(prefix: &str, n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({"id": format!("{prefix}-{i}"), "user": format!("u{}", i % 37), "action": "view", "target": {"type": "sku", "id": format!("{}", i % 11)}})).collect()
-}
-
-/// Every event id in the `events` topic with how often it is there (the server stopped).
-fn stored_ids(data: &Path) -> HashMap<String, usize> {
-    let log = EmbeddedLog::open(data.join("log"), EmbeddedLogConfig::default()).unwrap();
-    let topic = TopicName::new("events").unwrap();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for partition in 0..log.partition_count(&topic).unwrap() {
-        for record in log.read(&topic, partition, 0, usize::MAX, usize::MAX).unwrap() {
-            *seen.entry(Event::decode(&record.value).unwrap().id.to_string()).or_default() += 1;
-        }
-    }
-    seen
 }
 
 /// A bare WebSocket connection, to send what the client library never would.

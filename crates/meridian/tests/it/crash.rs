@@ -2,12 +2,9 @@
 //! acknowledged event is in the log exactly once, and the counters processor's counts
 //! equal the events in the log.
 
-use crate::process::{app_key, free_port, wait_processed, ServerProcess};
-use meridian_event::Event;
-use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
-use meridian_log::{Log, TopicName};
+use crate::process::{app_key, free_port, stored_ids, wait_processed, ServerProcess};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,14 +126,7 @@ async fn crash_run(backend: &[&str]) {
     assert!(server.terminate(), "graceful shutdown exits cleanly");
 
     // Read the log directly, with the server stopped.
-    let log = EmbeddedLog::open(data.join("log"), EmbeddedLogConfig::default()).unwrap();
-    let topic = TopicName::new("events").unwrap();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for partition in 0..log.partition_count(&topic).unwrap() {
-        for record in log.read(&topic, partition, 0, usize::MAX, usize::MAX).unwrap() {
-            *seen.entry(Event::decode(&record.value).unwrap().id.to_string()).or_default() += 1;
-        }
-    }
+    let seen = stored_ids(&data);
     let ledger = ledger.lock().unwrap();
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "events stored more than once: {:?}", &twice[..twice.len().min(5)]);

@@ -1,5 +1,9 @@
 //! Starting and stopping the real server binary.
 
+use meridian_event::Event;
+use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
+use meridian_log::{Log, TopicName};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,4 +109,17 @@ pub(crate) fn skip_or_fail(what: &str) {
         panic!("{what} is required (MERIDIAN_REQUIRE_BACKENDS=1) but absent");
     }
     eprintln!("\n!!!!!!!!!! SKIPPED: {what} is absent; install it (see .ci/run) — CI sets MERIDIAN_REQUIRE_BACKENDS=1 and fails instead !!!!!!!!!!\n");
+}
+
+/// Every event id in the `events` topic with how often it is there (the server stopped).
+pub(crate) fn stored_ids(data: &Path) -> HashMap<String, usize> {
+    let log = EmbeddedLog::open(data.join("log"), EmbeddedLogConfig::default()).unwrap();
+    let topic = TopicName::new("events").unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for partition in 0..log.partition_count(&topic).unwrap() {
+        for record in log.read(&topic, partition, 0, usize::MAX, usize::MAX).unwrap() {
+            *seen.entry(Event::decode(&record.value).unwrap().id.to_string()).or_default() += 1;
+        }
+    }
+    seen
 }

@@ -3,27 +3,9 @@
 //! message counted once, a poison message dead-lettered with its origin, the source
 //! removed at run time (nothing more consumed); a file source resuming after a restart.
 
-use crate::process::{app_key, free_port, skip_or_fail, ServerProcess, MASTER};
-use meridian_event::Event;
-use meridian_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
-use meridian_log::{Log, TopicName};
+use crate::process::{app_key, free_port, skip_or_fail, stored_ids, ServerProcess, MASTER};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Event ids in the `events` topic with how often each is there (the server stopped).
-fn stored_ids(data: &Path) -> HashMap<String, usize> {
-    let log = EmbeddedLog::open(data.join("log"), EmbeddedLogConfig::default()).unwrap();
-    let topic = TopicName::new("events").unwrap();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for partition in 0..log.partition_count(&topic).unwrap() {
-        for record in log.read(&topic, partition, 0, usize::MAX, usize::MAX).unwrap() {
-            *seen.entry(Event::decode(&record.value).unwrap().id.to_string()).or_default() += 1;
-        }
-    }
-    seen
-}
 
 /// Business messages (no event id: the source's message id becomes it), unique payloads.
 fn messages(from: usize, n: usize) -> Vec<Vec<u8>> {
