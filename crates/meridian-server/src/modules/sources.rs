@@ -164,7 +164,14 @@ pub(crate) struct Manager {
 impl Manager {
     /// Starts a runner for `spec` (the server must be serving).
     fn start_one(&self, spec: SourceSpec, from_config: bool) -> Result<(), ApiError> {
-        let handle = self.handle.get().ok_or_else(|| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting", "the server is starting; retry in a moment"))?;
+        // The server's runtime once it serves; a request's own runtime otherwise (a server
+        // used in process, without its background services).
+        let handle = self
+            .handle
+            .get()
+            .cloned()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+            .ok_or_else(|| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting", "the server is starting; retry in a moment"))?;
         let app = AppId::new(spec.app.as_str()).map_err(|e| ApiError::bad_request("invalid_source", e.to_string()))?;
         let sink = Arc::new(CollectorSink { collector: self.app.collector.clone(), app });
         let batch_max = 500.min(self.app.config.collector.max_batch_events);
