@@ -13,6 +13,7 @@
 //! and is acknowledged too, so it never blocks its source.
 
 use crate::auth::require_global_admin;
+use crate::routes::admin::audit;
 use crate::error::{parse_json, ApiError};
 use crate::extract::Path;
 use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, Service};
@@ -26,7 +27,6 @@ use meridian_collector::{Collector, CollectorError, EventStatus, SourcedMessage}
 use meridian_event::AppId;
 use meridian_sources::{Delivery, RunnerConfig, Sink, SinkError, Source, SourceMessage, SourceRunner, StatusHandle};
 use meridian_state::{KvStore, WriteBatch};
-use meridian_tenancy::NewAuditEntry;
 use parking_lot::Mutex;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -328,9 +328,7 @@ async fn add_source(State(state): State<Arc<SourcesState>>, headers: HeaderMap, 
     .await?
     .map_err(ApiError::internal)?;
     state.manager.start_one(spec.clone(), false)?;
-    let entry = NewAuditEntry::new(principal.actor(), "source.add", spec.name.clone()).after(serde_json::to_value(&spec).map_err(ApiError::internal)?);
-    let tenancy = state.app.tenancy.clone();
-    blocking(move || tenancy.audit().record(entry)).await??;
+    audit(&state.app, &principal, "source.add", spec.name.clone(), serde_json::to_value(&spec).map_err(ApiError::internal)?).await?;
     let view = state.manager.views().into_iter().find(|v| v.spec.name == spec.name).ok_or_else(|| ApiError::internal("the source stopped at once"))?;
     Ok((axum::http::StatusCode::CREATED, Json(view)))
 }
@@ -368,8 +366,6 @@ async fn remove_source(State(state): State<Arc<SourcesState>>, Path(name): Path<
     if let Some(running) = state.manager.stop_one(&name).await {
         let _ = tokio::time::timeout(Duration::from_secs(10), running.task).await;
     }
-    let entry = NewAuditEntry::new(principal.actor(), "source.remove", name.clone()).after(json!({"removed": true}));
-    let tenancy = state.app.tenancy.clone();
-    blocking(move || tenancy.audit().record(entry)).await??;
+    audit(&state.app, &principal, "source.remove", name.clone(), json!({"removed": true})).await?;
     Ok(Json(view))
 }

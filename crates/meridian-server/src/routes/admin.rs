@@ -46,7 +46,7 @@ pub(crate) fn processor_views(state: &AppState) -> Vec<ProcessorStatus> {
 }
 
 /// Records a global admin action in the audit log.
-async fn audit(state: &AppState, principal: &Principal, action: &'static str, target: String, after: serde_json::Value) -> Result<(), ApiError> {
+pub(crate) async fn audit(state: &AppState, principal: &Principal, action: &'static str, target: String, after: serde_json::Value) -> Result<(), ApiError> {
     let entry = NewAuditEntry::new(principal.actor(), action, target).after(after);
     let tenancy = state.tenancy.clone();
     blocking(move || tenancy.audit().record(entry)).await??;

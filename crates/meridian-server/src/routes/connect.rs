@@ -10,7 +10,7 @@
 //! that the reader stops reading (TCP pushes back) and says so with `slow_down`. A batch
 //! the log refuses for now (`Overloaded`) is retried by the server, never dropped.
 
-use crate::auth::{app_id, check, presented_key, principal_of_key};
+use crate::auth::{presented_key, principal_of_key};
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::state::AppState;
@@ -23,7 +23,6 @@ use meridian_api::connect::{close, Hello, ServerFrame, SlowDownReason, PROTOCOL_
 use meridian_collector::split::Framing;
 use meridian_collector::{BodyFormat, CollectorError};
 use meridian_event::AppId;
-use meridian_tenancy::{Permission, Principal};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -153,21 +152,8 @@ fn authorize(state: &AppState, headers: &HeaderMap, query: &ConnectQuery) -> Res
         None => query.access_token.clone(),
     };
     let principal = principal_of_key(state, secret)?;
-    let own = match &principal {
-        Principal::Key(key) => key.app.clone(),
-        _ => None,
-    };
-    let app = match (own, query.app.as_deref()) {
-        (Some(own), None) => own,
-        (Some(own), Some(asked)) if asked == own.as_str() => own,
-        (Some(own), Some(asked)) => return Err(ApiError::forbidden(format!("this key belongs to app {:?}, not {asked:?}", own.as_str()))),
-        (None, Some(asked)) => app_id(asked)?,
-        (None, None) => return Err(ApiError::bad_request("missing_app", "without an app key, name the app: add ?app=<app>")),
-    };
-    check(&principal, Permission::Write, &app)?;
-    if !state.tenancy.app_exists(&app) {
-        return Err(ApiError::not_found("unknown_app", format!("unknown app {:?}; create it with POST /v1/apps", app.as_str())));
-    }
+    let app = crate::routes::ingest::target_app(&principal, query.app.as_deref())?;
+    crate::routes::ingest::check_write(state, &principal, &app)?;
     Ok(app)
 }
 

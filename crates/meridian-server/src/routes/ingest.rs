@@ -78,7 +78,7 @@ pub(crate) struct EventsQuery {
     app: Option<String>,
 }
 
-fn target_app(principal: &Principal, query_app: Option<&str>) -> Result<AppId, ApiError> {
+pub(crate) fn target_app(principal: &Principal, query_app: Option<&str>) -> Result<AppId, ApiError> {
     let own = match principal {
         Principal::Key(key) => key.app.clone(),
         _ => None,
@@ -92,11 +92,17 @@ fn target_app(principal: &Principal, query_app: Option<&str>) -> Result<AppId, A
     }
 }
 
-async fn ingest(state: &AppState, principal: Principal, app: AppId, body: &[u8], format: BodyFormat) -> Result<Json<IngestReport>, ApiError> {
-    check(&principal, Permission::Write, &app)?;
-    if !state.tenancy.app_exists(&app) {
+/// Whether `principal` may write events to `app`, and the app exists.
+pub(crate) fn check_write(state: &AppState, principal: &Principal, app: &AppId) -> Result<(), ApiError> {
+    check(principal, Permission::Write, app)?;
+    if !state.tenancy.app_exists(app) {
         return Err(ApiError::not_found("unknown_app", format!("unknown app {:?}; create it with POST /v1/apps", app.as_str())));
     }
+    Ok(())
+}
+
+async fn ingest(state: &AppState, principal: Principal, app: AppId, body: &[u8], format: BodyFormat) -> Result<Json<IngestReport>, ApiError> {
+    check_write(state, &principal, &app)?;
     Ok(Json(state.collector.ingest(&app, body, format).await?))
 }
 
