@@ -3,10 +3,18 @@
 //! sink is overloaded (the same batch again, nothing acked) and reopening the source with
 //! exponential backoff when it fails. Keeps a [`SourceStatus`] other threads can read and
 //! emits the `meridian_source_*` metrics.
+//!
+//! Up to `in_flight` batches are delivered at once (each its own task), so reading the
+//! next batch and making the previous ones durable overlap, and a sink that commits in
+//! groups (the collector and its log) shares one commit among them. Batches are
+//! acknowledged strictly in the order they were read, and only once the sink answered for
+//! them: a batch that could not be delivered stops the acknowledgements of every later
+//! one (those come back from the backend and are recognised as duplicates).
 
-use crate::{Delivery, Sink, SinkError, Source, SourceMessage};
+use crate::{AckToken, Delivery, Sink, SinkError, Source, SourceMessage};
 use parking_lot::Mutex;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +38,8 @@ pub struct RunnerConfig {
     pub lag_every: Duration,
     /// How long `close` may take when the runner stops or reopens (default 5 s).
     pub close_timeout: Duration,
+    /// Most batches being delivered at once (default 4; 1 delivers one after the other).
+    pub in_flight: usize,
 }
 
 impl Default for RunnerConfig {
@@ -41,6 +51,7 @@ impl Default for RunnerConfig {
             backoff_max: Duration::from_secs(30),
             lag_every: Duration::from_secs(1),
             close_timeout: Duration::from_secs(5),
+            in_flight: 4,
         }
     }
 }
@@ -144,101 +155,99 @@ impl SourceRunner {
     pub async fn run(mut self, cancel: CancellationToken) -> SourceStatus {
         let name = self.name.clone();
         let counter = |outcome: &'static str| metrics::counter!("meridian_source_messages_total", "source" => name.clone(), "outcome" => outcome);
-        let (stored_c, duplicate_c, dead_c) = (counter("stored"), counter("duplicate"), counter("dead_lettered"));
+        let counters = Counters { stored: counter("stored"), duplicate: counter("duplicate"), dead: counter("dead_lettered") };
         let lag_g = metrics::gauge!("meridian_source_lag", "source" => name.clone());
         let errors_c = metrics::counter!("meridian_source_errors_total", "source" => name.clone());
         self.status.update(|s| s.running = true);
+        let deliverer = Arc::new(Deliverer {
+            name: name.clone(),
+            sink: self.sink.clone(),
+            status: self.status.clone(),
+            backoff_min: self.config.backoff_min,
+            backoff_max: self.config.backoff_max,
+            errors: errors_c.clone(),
+            cancel: cancel.clone(),
+        });
+        let in_flight_max = self.config.in_flight.max(1);
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(in_flight_max);
         let mut source: Option<Box<dyn Source>> = None;
         let mut backoff = self.config.backoff_min;
         let mut last_lag: Option<Instant> = None;
         let mut rate = (Instant::now(), 0u64);
-        let fail = |status: &StatusHandle, what: &str, error: &dyn fmt::Display| {
-            errors_c.increment(1);
-            tracing::warn!(source = %name, "{what}: {error}");
-            let message = format!("{what}: {error}");
-            status.update(|s| s.last_error = Some(message));
-        };
         loop {
             if cancel.is_cancelled() {
                 break;
             }
-            let mut src = match source.take() {
-                Some(src) => src,
-                None => {
-                    let opened = tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        opened = (self.open)() => opened,
-                    };
-                    match opened {
-                        Ok(src) => {
-                            self.status.update(|s| s.connected = true);
-                            src
-                        }
-                        Err(e) => {
-                            fail(&self.status, "cannot open the source", &e);
-                            if !pause(&cancel, backoff).await {
-                                break;
-                            }
-                            backoff = (backoff * 2).min(self.config.backoff_max);
-                            continue;
-                        }
-                    }
-                }
-            };
-            let batch = tokio::select! {
-                _ = cancel.cancelled() => { source = Some(src); break }
-                batch = src.next(self.config.batch_max, self.config.wait) => batch,
-            };
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
-                    fail(&self.status, "reading the source failed; reopening it", &e);
-                    self.reopen_after(src, &cancel, &mut backoff).await;
-                    continue;
-                }
-            };
-            if last_lag.is_none_or(|t| t.elapsed() >= self.config.lag_every) {
-                let lag = src.lag().await;
-                if let Some(lag) = lag {
-                    lag_g.set(lag as f64);
-                }
-                self.status.update(|s| s.lag = lag);
-                last_lag = Some(Instant::now());
-            }
-            if !batch.is_empty() {
-                let Some(deliveries) = self.deliver(&batch, &cancel, &fail).await else {
-                    source = Some(src);
-                    break;
+            let Some(src) = source.as_mut() else {
+                // Nothing is in flight while the source is closed.
+                let opened = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    opened = (self.open)() => opened,
                 };
-                let (mut stored, mut duplicates, mut dead) = (0u64, 0u64, 0u64);
-                for d in &deliveries {
-                    match d {
-                        Delivery::Stored => stored += 1,
-                        Delivery::Duplicate => duplicates += 1,
-                        Delivery::DeadLettered { .. } => dead += 1,
+                match opened {
+                    Ok(src) => {
+                        self.status.update(|s| s.connected = true);
+                        source = Some(src);
+                    }
+                    Err(e) => {
+                        deliverer.fail("cannot open the source", &e);
+                        if !pause(&cancel, backoff).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(self.config.backoff_max);
                     }
                 }
-                stored_c.increment(stored);
-                duplicate_c.increment(duplicates);
-                dead_c.increment(dead);
-                self.status.update(|s| {
-                    s.messages_total += batch.len() as u64;
-                    s.stored += stored;
-                    s.duplicates += duplicates;
-                    s.dead_lettered += dead;
-                });
-                let tokens = batch.into_iter().map(|m| m.token).collect();
-                // Not raced with the cancellation: the messages are durable, so the ack
-                // should reach the backend (if it does not, they come back as duplicates).
-                if let Err(e) = src.ack(tokens).await {
-                    fail(&self.status, "acknowledging failed; reopening the source (the messages will come back as duplicates)", &e);
-                    self.reopen_after(src, &cancel, &mut backoff).await;
+                continue;
+            };
+            // Read while there is room; wait for messages only when nothing is in flight
+            // (otherwise the oldest delivery's ack is what to wait for).
+            if in_flight.len() < in_flight_max {
+                let wait = if in_flight.is_empty() { self.config.wait } else { Duration::ZERO };
+                let batch = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    batch = src.next(self.config.batch_max, wait) => batch,
+                };
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        deliverer.fail("reading the source failed; reopening it", &e);
+                        let src = source.take().expect("open");
+                        self.settle(src, &mut in_flight, &counters, &deliverer).await;
+                        self.reopen(&cancel, &mut backoff).await;
+                        continue;
+                    }
+                };
+                if last_lag.is_none_or(|t| t.elapsed() >= self.config.lag_every) {
+                    let lag = src.lag().await;
+                    if let Some(lag) = lag {
+                        lag_g.set(lag as f64);
+                    }
+                    self.status.update(|s| s.lag = lag);
+                    last_lag = Some(Instant::now());
+                }
+                if !batch.is_empty() {
+                    in_flight.push_back(deliverer.clone().spawn(batch));
                     continue;
                 }
-                self.status.update(|s| s.last_error = None);
             }
+            let Some(oldest) = in_flight.pop_front() else { continue };
+            let (tokens, deliveries) = oldest.finish().await;
+            let Some(deliveries) = deliveries else {
+                // Cancelled while the sink was overloaded: nothing more is acknowledged.
+                break;
+            };
+            self.count(&deliveries, &counters);
+            // Not raced with the cancellation: the messages are durable, so the ack
+            // should reach the backend (if it does not, they come back as duplicates).
+            if let Err(e) = src.ack(tokens).await {
+                deliverer.fail("acknowledging failed; reopening the source (the messages will come back as duplicates)", &e);
+                let src = source.take().expect("open");
+                self.settle(src, &mut in_flight, &counters, &deliverer).await;
+                self.reopen(&cancel, &mut backoff).await;
+                continue;
+            }
+            self.status.update(|s| s.last_error = None);
             backoff = self.config.backoff_min;
-            source = Some(src);
             let elapsed = rate.0.elapsed();
             if elapsed >= Duration::from_secs(1) {
                 let total = self.status.get().messages_total;
@@ -247,8 +256,10 @@ impl SourceRunner {
                 rate = (Instant::now(), total);
             }
         }
-        if let Some(src) = source {
-            self.close(src).await;
+        // Stopping: what is in flight finishes; what the sink answered for is acknowledged
+        // in order, up to the first batch it did not.
+        if let Some(src) = source.take() {
+            self.settle(src, &mut in_flight, &counters, &deliverer).await;
         }
         self.status.update(|s| {
             s.running = false;
@@ -258,39 +269,52 @@ impl SourceRunner {
         self.status.get()
     }
 
-    /// Hands `batch` to the sink until it answers for every message; None when cancelled
-    /// first (nothing of the batch is then acknowledged).
-    async fn deliver(&self, batch: &[SourceMessage], cancel: &CancellationToken, fail: &(dyn Fn(&StatusHandle, &str, &dyn fmt::Display) + Sync)) -> Option<Vec<Delivery>> {
-        let mut backoff = self.config.backoff_min;
-        loop {
-            // Not raced with the cancellation either: a delivery in progress finishes, so
-            // a stop acknowledges what was stored.
-            let pause_for = match self.sink.deliver(&self.name, batch).await {
-                Ok(deliveries) if deliveries.len() == batch.len() => return Some(deliveries),
-                Ok(deliveries) => {
-                    fail(&self.status, "the sink broke its contract", &format!("{} answers for {} messages; delivering them again", deliveries.len(), batch.len()));
-                    backoff
-                }
-                Err(SinkError::Overloaded { retry_after }) => {
-                    self.status.update(|s| s.overloaded += 1);
-                    tracing::debug!(source = %self.name, "sink overloaded; retrying the same {} messages in {retry_after:?}", batch.len());
-                    retry_after
-                }
-                Err(e @ SinkError::Failed(_)) => {
-                    fail(&self.status, "the sink failed; delivering the same messages again", &e);
-                    backoff
-                }
-            };
-            if !pause(cancel, pause_for).await {
-                return None;
+    /// Adds a delivered batch to the status and the metrics.
+    fn count(&self, deliveries: &[Delivery], counters: &Counters) {
+        let (mut stored, mut duplicates, mut dead) = (0u64, 0u64, 0u64);
+        for d in deliveries {
+            match d {
+                Delivery::Stored => stored += 1,
+                Delivery::Duplicate => duplicates += 1,
+                Delivery::DeadLettered { .. } => dead += 1,
             }
-            backoff = (backoff * 2).min(self.config.backoff_max);
         }
+        counters.stored.increment(stored);
+        counters.duplicate.increment(duplicates);
+        counters.dead.increment(dead);
+        self.status.update(|s| {
+            s.messages_total += deliveries.len() as u64;
+            s.stored += stored;
+            s.duplicates += duplicates;
+            s.dead_lettered += dead;
+        });
     }
 
-    async fn reopen_after(&self, src: Box<dyn Source>, cancel: &CancellationToken, backoff: &mut Duration) {
+    /// Before the source is closed (to stop or to reopen it): waits for what is in
+    /// flight, acknowledges in order what the sink answered for — up to the first batch it
+    /// did not, or the first failed ack (what follows comes back as duplicates) — and
+    /// closes the source.
+    async fn settle(&self, mut src: Box<dyn Source>, in_flight: &mut VecDeque<InFlight>, counters: &Counters, deliverer: &Deliverer) {
+        let mut acking = true;
+        while let Some(oldest) = in_flight.pop_front() {
+            let (tokens, deliveries) = oldest.finish().await;
+            let Some(deliveries) = deliveries else {
+                acking = false;
+                continue;
+            };
+            self.count(&deliveries, counters);
+            if acking {
+                if let Err(e) = src.ack(tokens).await {
+                    deliverer.fail("acknowledging failed (the messages will come back as duplicates)", &e);
+                    acking = false;
+                }
+            }
+        }
         self.status.update(|s| s.connected = false);
         self.close(src).await;
+    }
+
+    async fn reopen(&self, cancel: &CancellationToken, backoff: &mut Duration) {
         pause(cancel, *backoff).await;
         *backoff = (*backoff * 2).min(self.config.backoff_max);
     }
@@ -300,6 +324,88 @@ impl SourceRunner {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(source = %self.name, "closing the source failed: {e}"),
             Err(_) => tracing::warn!(source = %self.name, "closing the source took over {:?}; dropped it", self.config.close_timeout),
+        }
+    }
+}
+
+/// The runner's message counters.
+struct Counters {
+    stored: metrics::Counter,
+    duplicate: metrics::Counter,
+    dead: metrics::Counter,
+}
+
+/// What a delivery task needs of its runner.
+struct Deliverer {
+    name: String,
+    sink: Arc<dyn Sink>,
+    status: StatusHandle,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    errors: metrics::Counter,
+    cancel: CancellationToken,
+}
+
+/// A batch being delivered: its ack tokens, and the task that answers for it.
+struct InFlight {
+    tokens: Vec<AckToken>,
+    task: tokio::task::JoinHandle<Option<Vec<Delivery>>>,
+}
+
+impl InFlight {
+    /// The batch's tokens and the sink's answers; None when the delivery was cancelled
+    /// (or its task failed), so nothing of it may be acknowledged.
+    async fn finish(self) -> (Vec<AckToken>, Option<Vec<Delivery>>) {
+        let deliveries = self.task.await.unwrap_or_else(|e| {
+            tracing::error!("a delivery task failed: {e}");
+            None
+        });
+        (self.tokens, deliveries)
+    }
+}
+
+impl Deliverer {
+    fn fail(&self, what: &str, error: &dyn fmt::Display) {
+        self.errors.increment(1);
+        tracing::warn!(source = %self.name, "{what}: {error}");
+        let message = format!("{what}: {error}");
+        self.status.update(|s| s.last_error = Some(message));
+    }
+
+    /// Delivers `batch` on a task of its own.
+    fn spawn(self: Arc<Self>, mut batch: Vec<SourceMessage>) -> InFlight {
+        let tokens = batch.iter_mut().map(|m| std::mem::replace(&mut m.token, AckToken::new(()))).collect();
+        let task = tokio::spawn(async move { self.deliver(&batch).await });
+        InFlight { tokens, task }
+    }
+
+    /// Hands `batch` to the sink until it answers for every message; None when cancelled
+    /// first (nothing of the batch is then acknowledged).
+    async fn deliver(&self, batch: &[SourceMessage]) -> Option<Vec<Delivery>> {
+        let mut backoff = self.backoff_min;
+        loop {
+            // Not raced with the cancellation: a delivery in progress finishes, so a stop
+            // acknowledges what was stored.
+            let pause_for = match self.sink.deliver(&self.name, batch).await {
+                Ok(deliveries) if deliveries.len() == batch.len() => return Some(deliveries),
+                Ok(deliveries) => {
+                    self.fail("the sink broke its contract", &format!("{} answers for {} messages; delivering them again", deliveries.len(), batch.len()));
+                    backoff
+                }
+                Err(SinkError::Overloaded { retry_after }) => {
+                    self.status.update(|s| s.overloaded += 1);
+                    tracing::debug!(source = %self.name, "sink overloaded; retrying the same {} messages in {retry_after:?}", batch.len());
+                    retry_after
+                }
+                Err(e @ SinkError::Failed(_)) => {
+                    self.fail("the sink failed; delivering the same messages again", &e);
+                    backoff
+                }
+            };
+            if !pause(&self.cancel, pause_for).await {
+                return None;
+            }
+            backoff = (backoff * 2).min(self.backoff_max);
         }
     }
 }

@@ -193,3 +193,93 @@ async fn the_status_counts_and_the_rate_are_readable_while_running() {
     let last = task.await.unwrap();
     assert!(!last.running && !last.connected);
 }
+
+/// A sink that takes a while for some batches (the first one longest) and counts how
+/// many deliveries overlap.
+struct SlowSink {
+    now: AtomicU32,
+    most: AtomicU32,
+    calls: AtomicU32,
+    stored: parking_lot::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl meridian_sources::Sink for SlowSink {
+    async fn deliver(&self, _source: &str, messages: &[SourceMessage]) -> Result<Vec<meridian_sources::Delivery>, meridian_sources::SinkError> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        // The first batch is the slowest: later ones finish before it.
+        let delay = if self.calls.fetch_add(1, Ordering::SeqCst) == 0 { 150 } else { 20 };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        self.stored.lock().extend(messages.iter().map(|m| m.id.clone()));
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(vec![meridian_sources::Delivery::Stored; messages.len()])
+    }
+}
+
+/// A file source that records the ids of each acknowledged batch, in ack order (its
+/// tokens carry the message id beside the file source's own token).
+struct RecordsAcks {
+    inner: FileSource,
+    acked: Arc<parking_lot::Mutex<Vec<Vec<String>>>>,
+}
+
+#[async_trait::async_trait]
+impl Source for RecordsAcks {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+    async fn next(&mut self, max: usize, wait: Duration) -> meridian_sources::Result<Vec<SourceMessage>> {
+        let mut batch = self.inner.next(max, wait).await?;
+        for m in &mut batch {
+            m.token = AckToken::new((m.token.clone(), m.id.clone()));
+        }
+        Ok(batch)
+    }
+    async fn ack(&mut self, tokens: Vec<AckToken>) -> meridian_sources::Result<()> {
+        let pairs: Vec<(AckToken, String)> = tokens.iter().map(|t| t.downcast_ref::<(AckToken, String)>().expect("this source's token").clone()).collect();
+        self.acked.lock().push(pairs.iter().map(|(_, id)| id.clone()).collect());
+        self.inner.ack(pairs.into_iter().map(|(t, _)| t).collect()).await
+    }
+    async fn lag(&mut self) -> Option<u64> {
+        None
+    }
+    async fn close(self: Box<Self>) -> meridian_sources::Result<()> {
+        Box::new(self.inner).close().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_delivered_together_and_acknowledged_in_the_order_they_were_read() {
+    let h = Arc::new(FileHarness::new());
+    lines(&h, 100);
+    let sink = Arc::new(SlowSink { now: AtomicU32::new(0), most: AtomicU32::new(0), calls: AtomicU32::new(0), stored: Default::default() });
+    let acked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (h2, acked2) = (h.clone(), acked.clone());
+    let runner = SourceRunner::new("files", "file", move || {
+        let (h, acked) = (h2.clone(), acked2.clone());
+        async move { Ok(Box::new(RecordsAcks { inner: h.source().await, acked }) as Box<dyn Source>) }
+    }, sink.clone(), RunnerConfig { in_flight: 4, ..config() });
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(runner.run(cancel.clone()));
+    until("all acknowledged", || acked.lock().iter().map(Vec::len).sum::<usize>() == 100).await;
+    cancel.cancel();
+    let last = task.await.unwrap();
+    assert_eq!(last.stored, 100);
+    let most = sink.most.load(Ordering::SeqCst);
+    assert!(most > 1 && most <= 4, "up to 4 batches in flight at once, here {most}");
+    // Acknowledged in read order (the file's order), though the first batch finished last.
+    let acked_ids: Vec<String> = acked.lock().concat();
+    let mut source = h.source().await;
+    assert!(source.next(10, Duration::from_millis(100)).await.unwrap().is_empty(), "the position is past every line");
+    let stored = sink.stored.lock().clone();
+    assert_ne!(stored[..10], acked_ids[..10], "the sink finished the batches out of order");
+    assert_eq!(acked_ids.len(), 100);
+    assert_eq!(acked.lock()[0].len(), 10, "batches of batch_max");
+    let first_batch: std::collections::HashSet<&String> = acked_ids[..10].iter().collect();
+    let first_stored_at = stored.iter().position(|id| first_batch.contains(id)).unwrap();
+    assert!(first_stored_at >= 10, "the slow first batch was stored after others ({first_stored_at}), yet acknowledged first");
+}
