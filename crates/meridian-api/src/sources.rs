@@ -68,8 +68,26 @@ pub struct SourceView {
     pub spec: SourceSpec,
     /// Declared in the config file (changed there, not through the API).
     pub from_config: bool,
+    /// Paused by an operator (`POST /v1/admin/sources/{name}/pause`): not consuming, and
+    /// still paused after a restart until resumed.
+    #[serde(default)]
+    pub paused: bool,
     /// What it is doing.
     pub state: SourceState,
+    /// Lag and rate every 5 seconds over the last 10 minutes, oldest first (for charts).
+    #[serde(default)]
+    pub history: Vec<SourceSample>,
+}
+
+/// One sample of a source's lag and rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SourceSample {
+    /// When, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// Messages waiting in the queue, when the queue says.
+    pub lag: Option<u64>,
+    /// Events per second then.
+    pub events_per_second: f64,
 }
 
 /// Every source.

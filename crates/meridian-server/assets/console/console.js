@@ -278,6 +278,17 @@
           flash(msg('seek_done', { name }));
         });
       });
+      $$('#admin-sources tbody tr[data-source]').forEach((row) => {
+        const name = row.dataset.source;
+        for (const [cls, verb, done] of [['.source-pause', 'pause', 'source_paused'], ['.source-resume', 'resume', 'source_resumed']]) {
+          const button = $(cls, row);
+          on(button, 'click', () => act(button, async () => {
+            await api('POST', `/v1/admin/sources/${enc(name)}/${verb}`);
+            flash(msg(done, { name }));
+            setTimeout(() => location.reload(), 600);
+          }));
+        }
+      });
       on($('#pipeline-reload'), 'click', (event) => act(event.target, async () => {
         const status = await api('POST', '/v1/admin/pipeline/reload');
         flash(msg('pipeline_reloaded', status));

@@ -122,7 +122,17 @@ pub(crate) fn line_chart(counts: impl IntoIterator<Item = (String, u64)>, max_da
     let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
     counts.sort_by(|a, b| a.0.cmp(&b.0));
     let skip = counts.len().saturating_sub(max_days);
-    let counts = &counts[skip..];
+    // Ticks show the month and day of `YYYY-MM-DD`.
+    plot(&counts[skip..], |label| label.get(5..).unwrap_or(label).to_owned())
+}
+
+/// The line of `points` in the order given (a time series: labels are times), labelled
+/// as they are.
+pub(crate) fn series_chart(points: &[(String, u64)]) -> LineChart {
+    plot(points, str::to_owned)
+}
+
+fn plot(counts: &[(String, u64)], tick_label: impl Fn(&str) -> String) -> LineChart {
     let top = nice_ceiling(counts.iter().map(|c| c.1).max().unwrap_or(0));
     let (left, right, bottom) = (LINE_LEFT as f64, (LINE_WIDTH - LINE_RIGHT) as f64, (LINE_HEIGHT - LINE_BOTTOM) as f64);
     let plot_height = bottom - LINE_TOP as f64;
@@ -143,7 +153,7 @@ pub(crate) fn line_chart(counts: impl IntoIterator<Item = (String, u64)>, max_da
         .iter()
         .enumerate()
         .filter(|(i, _)| i % every == 0 || *i == points.len() - 1)
-        .map(|(_, p)| Tick { label: p.label.get(5..).unwrap_or(&p.label).to_owned(), at: p.x })
+        .map(|(_, p)| Tick { label: tick_label(&p.label), at: p.x })
         .collect();
     LineChart { width: LINE_WIDTH, height: LINE_HEIGHT, left: LINE_LEFT, bottom: LINE_HEIGHT - LINE_BOTTOM, right: LINE_WIDTH - LINE_RIGHT, points, polyline, y_ticks, x_ticks }
 }
@@ -173,5 +183,13 @@ mod tests {
         assert_eq!(nice_ceiling(101), 200);
         assert_eq!(nice_ceiling(4_999), 5_000);
         assert_eq!(line_chart((0..100).map(|d| (format!("2025-01-{d:03}"), d)), 30).points.len(), 30);
+    }
+
+    #[test]
+    fn a_series_keeps_its_order_and_labels() {
+        let chart = series_chart(&[("23:59:55".to_owned(), 10), ("00:00:00".to_owned(), 40)]);
+        assert_eq!(chart.points.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), vec!["23:59:55", "00:00:00"], "times across midnight are not sorted as text");
+        assert_eq!(chart.x_ticks[0].label, "23:59:55");
+        assert!(chart.points[1].y < chart.points[0].y, "the larger value is higher");
     }
 }

@@ -484,7 +484,10 @@ async fn admin(State(state): State<Arc<AppState>>, request: PageRequest) -> Resp
     // Sources, when the module runs (its route is absent otherwise).
     let sources = if state.config.sources.enabled {
         match page.api::<meridian_api::sources::SourceList>("/v1/admin/sources").await {
-            Ok(list) => context! { list => ser(&list.sources) },
+            Ok(list) => {
+                let charts: Vec<Value> = list.sources.iter().filter(|s| s.history.len() > 1).map(source_charts).collect();
+                context! { list => ser(&list.sources), charts => charts }
+            }
             Err(failure) => context! { list => Vec::<Value>::new(), error => context! { message => failure.message, code => failure.code } },
         }
     } else {
@@ -492,6 +495,18 @@ async fn admin(State(state): State<Arc<AppState>>, request: PageRequest) -> Resp
     };
     let connections = state.connections.open();
     page.render("admin.html", context! { processors => processors, pipeline => ser(&pipeline), topics => ser(&topics), topics_error => topics_error, sources => sources, connections => connections })
+}
+
+/// A source's lag and rate over its sampled history, as line charts (times in UTC).
+fn source_charts(source: &meridian_api::sources::SourceView) -> Value {
+    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default();
+    let rate: Vec<(String, u64)> = source.history.iter().map(|s| (time(s.at_ms), s.events_per_second.round() as u64)).collect();
+    let lag: Vec<(String, u64)> = source.history.iter().filter_map(|s| Some((time(s.at_ms), s.lag?))).collect();
+    context! {
+        name => source.spec.name.clone(),
+        rate => ser(super::charts::series_chart(&rate)),
+        lag => if lag.len() > 1 { ser(super::charts::series_chart(&lag)) } else { Value::from(()) },
+    }
 }
 
 #[cfg(test)]

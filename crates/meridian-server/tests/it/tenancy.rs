@@ -189,6 +189,8 @@ async fn every_admin_action_leaves_an_audit_entry() {
         ("POST", "/v1/apps/{app}/webhooks/{id}/test", format!("/v1/apps/shop/webhooks/{hook_id}/test"), Value::Null, "webhook.test"),
         ("DELETE", "/v1/apps/{app}/webhooks/{id}", format!("/v1/apps/shop/webhooks/{hook_id}"), Value::Null, "webhook.delete"),
         ("POST", "/v1/admin/sources", "/v1/admin/sources".into(), json!({"name": "inbox", "kind": "file", "app": "shop", "dir": t.dir().to_str().unwrap()}), "source.add"),
+        ("POST", "/v1/admin/sources/{name}/pause", "/v1/admin/sources/inbox/pause".into(), Value::Null, "source.pause"),
+        ("POST", "/v1/admin/sources/{name}/resume", "/v1/admin/sources/inbox/resume".into(), Value::Null, "source.resume"),
         ("DELETE", "/v1/admin/sources/{name}", "/v1/admin/sources/inbox".into(), Value::Null, "source.remove"),
     ];
     for (method, _, uri, body, action) in &actions {

@@ -224,7 +224,20 @@ function receiver() {
     // The demo's file source (a back office's payment export) is listed with what it stored.
     check((await texts('#admin-sources tbody tr td:first-child')).some((t) => t.startsWith('demo-inbox')), 'no demo-inbox source');
     check(await page.isVisible('#connections'), 'no count of open client connections');
+    // Its rate (and lag) over the last minutes as charts: samples every 5 s, so reload until two exist.
+    for (let i = 0; i < 30 && !(await page.$('.source-charts[data-source="demo-inbox"] svg polyline')); i++) {
+      await page.waitForTimeout(1000);
+      await page.reload();
+    }
+    check(await page.$('.source-charts[data-source="demo-inbox"] svg polyline'), 'no rate chart of the demo-inbox source');
     await audit('admin');
+    // Paused from the console, and resumed.
+    await page.click('#admin-sources tr[data-source="demo-inbox"] .source-pause');
+    await page.waitForSelector('#admin-sources tr[data-source="demo-inbox"] .source-paused', { timeout: 10000 });
+    check(await page.$('#admin-sources tr[data-source="demo-inbox"] .source-resume'), 'a paused source offers to resume');
+    await page.click('#admin-sources tr[data-source="demo-inbox"] .source-resume');
+    await page.waitForSelector('#admin-sources tr[data-source="demo-inbox"] .source-pause', { timeout: 10000 });
+    check(!(await page.$('#admin-sources tr[data-source="demo-inbox"] .source-paused')), 'a resumed source is not shown paused');
 
     // History rebuild with its progress bar.
     await page.click('nav.side >> text=History rebuild');

@@ -1,7 +1,8 @@
 //! Sources against the real server and the real queues: a NATS JetStream stream and a
 //! RabbitMQ queue added at run time, the server SIGKILLed mid-stream and restarted, every
 //! message counted once, a poison message dead-lettered with its origin, the source
-//! removed at run time (nothing more consumed); a file source resuming after a restart.
+//! removed at run time (nothing more consumed); a file source resuming after a restart,
+//! paused (nothing read, still paused after a restart) and resumed.
 
 use crate::process::{app_key, free_port, skip_or_fail, stored_ids, ServerProcess, MASTER};
 use serde_json::{json, Value};
@@ -248,8 +249,34 @@ async fn a_file_source_resumes_after_a_restart_and_bad_specs_are_refused() {
     std::fs::write(inbox.join("b.ndjson"), lines(400, 100)).unwrap();
     server = ServerProcess::start(&data, port, &pipeline_flag).await;
     wait_counted(&server.base, &key, 500).await;
+
+    // Paused: what arrives waits, across a restart, until resumed.
+    let (status, view) = admin(reqwest::Method::POST, format!("{}/v1/admin/sources/inbox/pause", server.base), None).await;
+    assert_eq!((status, view["paused"].as_bool(), view["state"]["running"].as_bool()), (200, Some(true), Some(false)), "{view}");
+    let (status, answer) = admin(reqwest::Method::POST, format!("{}/v1/admin/sources/nowhere/pause", server.base), None).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("unknown_source")));
+    std::fs::write(inbox.join("c.ndjson"), lines(500, 50)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted(&server.base, &key).await, 500, "a paused source reads nothing");
+    assert!(server.terminate());
+    server = ServerProcess::start(&data, port, &pipeline_flag).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let inbox_view = loop {
+        let (_, list) = admin(reqwest::Method::GET, format!("{}/v1/admin/sources", server.base), None).await;
+        if let Some(v) = list["sources"].as_array().unwrap().iter().find(|s| s["spec"]["name"] == "inbox") {
+            break v.clone();
+        }
+        assert!(Instant::now() < deadline, "the source is back after the restart: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(inbox_view["paused"], true, "still paused after the restart: {inbox_view}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted(&server.base, &key).await, 500, "a paused source reads nothing after a restart");
+    let (status, view) = admin(reqwest::Method::POST, format!("{}/v1/admin/sources/inbox/resume", server.base), None).await;
+    assert_eq!((status, view["paused"].as_bool()), (200, Some(false)), "{view}");
+    wait_counted(&server.base, &key, 550).await;
     assert!(server.terminate());
     let seen = stored_ids(&data);
-    assert_eq!(seen.len(), 500);
+    assert_eq!(seen.len(), 550);
     assert!(seen.values().all(|n| *n == 1));
 }
