@@ -38,10 +38,15 @@ enum BenchCommand {
     /// The long-lived client connection (WebSocket) against `POST /v1/events`: ack latency
     /// at a fixed rate on one and on many connections, and the most one connection carries.
     Connect(connect::ConnectBenchArgs),
+    /// Each queue source (NATS JetStream, RabbitMQ) through the whole server against the
+    /// queue's own consumer on the same data, and `POST /v1/events` of the same events.
+    Sources(sources::SourcesBenchArgs),
 }
 
 #[path = "bench_connect.rs"]
 mod connect;
+#[path = "bench_sources.rs"]
+mod sources;
 
 #[derive(Debug, Args)]
 struct ActionsBenchArgs {
@@ -510,6 +515,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::History(args) => return history_bench(args),
         BenchCommand::Actions(args) => return actions_bench(args),
         BenchCommand::Connect(args) => return connect::connect_bench(args),
+        BenchCommand::Sources(args) => return sources::sources_bench(args),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
