@@ -176,6 +176,8 @@ pub trait Source: Send {
     fn kind(&self) -> &'static str;
 
     /// Up to `max` messages, waiting at most `wait` for the first; empty on timeout.
+    /// Cancel-safe: a call dropped before it returns hands nothing out (the runner races
+    /// it against its deliveries).
     async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<SourceMessage>>;
 
     /// Acknowledges messages handed out by this source, in the order they were handed

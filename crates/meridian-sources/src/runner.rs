@@ -6,7 +6,10 @@
 //!
 //! Up to `in_flight` batches are delivered at once (each its own task), so reading the
 //! next batch and making the previous ones durable overlap, and a sink that commits in
-//! groups (the collector and its log) shares one commit among them. Batches are
+//! groups (the collector and its log) shares one commit among them. While batches are in
+//! flight, what is read fills the next batch until it is full or the oldest delivery is
+//! done, so batches stay near `batch_max` when the backend hands out messages in small
+//! bursts (measured: 105–125 messages per batch of 500 without this). Batches are
 //! acknowledged strictly in the order they were read, and only once the sink answered for
 //! them: a batch that could not be delivered stops the acknowledgements of every later
 //! one (those come back from the backend and are recognised as duplicates).
@@ -157,6 +160,7 @@ impl SourceRunner {
         let counter = |outcome: &'static str| metrics::counter!("meridian_source_messages_total", "source" => name.clone(), "outcome" => outcome);
         let counters = Counters { stored: counter("stored"), duplicate: counter("duplicate"), dead: counter("dead_lettered") };
         let lag_g = metrics::gauge!("meridian_source_lag", "source" => name.clone());
+        let batch_h = metrics::histogram!("meridian_source_batch_messages", "source" => name.clone());
         let errors_c = metrics::counter!("meridian_source_errors_total", "source" => name.clone());
         self.status.update(|s| s.running = true);
         let deliverer = Arc::new(Deliverer {
@@ -170,6 +174,8 @@ impl SourceRunner {
         });
         let in_flight_max = self.config.in_flight.max(1);
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(in_flight_max);
+        // Messages read and not yet handed to a delivery (less than a batch).
+        let mut pending: Vec<SourceMessage> = Vec::new();
         let mut source: Option<Box<dyn Source>> = None;
         let mut backoff = self.config.backoff_min;
         let mut last_lag: Option<Instant> = None;
@@ -199,24 +205,47 @@ impl SourceRunner {
                 }
                 continue;
             };
-            // Read while there is room; wait for messages only when nothing is in flight
-            // (otherwise the oldest delivery's ack is what to wait for).
-            if in_flight.len() < in_flight_max {
-                let wait = if in_flight.is_empty() { self.config.wait } else { Duration::ZERO };
-                let batch = tokio::select! {
+            // A full batch, or any batch when nothing else is in flight, is delivered now;
+            // a partial one keeps filling while earlier ones are in flight, so batches stay
+            // large however the backend hands messages out.
+            let batch_max = self.config.batch_max.max(1);
+            if !pending.is_empty() && in_flight.len() < in_flight_max && (pending.len() >= batch_max || in_flight.is_empty()) {
+                batch_h.record(pending.len() as f64);
+                in_flight.push_back(deliverer.clone().spawn(std::mem::take(&mut pending)));
+                continue;
+            }
+            let room = batch_max.saturating_sub(pending.len());
+            let read = if in_flight.len() >= in_flight_max || room == 0 {
+                None
+            } else if in_flight.is_empty() {
+                tokio::select! {
                     _ = cancel.cancelled() => break,
-                    batch = src.next(self.config.batch_max, wait) => batch,
-                };
-                let batch = match batch {
-                    Ok(batch) => batch,
+                    batch = src.next(room, self.config.wait) => Some(batch),
+                }
+            } else {
+                // Fill the pending batch until the oldest delivery is done (`next` is
+                // cancel-safe: a read cut short hands nothing out).
+                let oldest = in_flight.front_mut().expect("in flight");
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break,
+                    _ = oldest.ready() => None,
+                    batch = src.next(room, self.config.wait) => Some(batch),
+                }
+            };
+            if let Some(batch) = read {
+                match batch {
+                    Ok(batch) => pending.extend(batch),
                     Err(e) => {
                         deliverer.fail("reading the source failed; reopening it", &e);
+                        // What was read and not delivered comes back from the backend.
+                        pending.clear();
                         let src = source.take().expect("open");
                         self.settle(src, &mut in_flight, &counters, &deliverer).await;
                         self.reopen(&cancel, &mut backoff).await;
                         continue;
                     }
-                };
+                }
                 if last_lag.is_none_or(|t| t.elapsed() >= self.config.lag_every) {
                     let lag = src.lag().await;
                     if let Some(lag) = lag {
@@ -225,10 +254,7 @@ impl SourceRunner {
                     self.status.update(|s| s.lag = lag);
                     last_lag = Some(Instant::now());
                 }
-                if !batch.is_empty() {
-                    in_flight.push_back(deliverer.clone().spawn(batch));
-                    continue;
-                }
+                continue;
             }
             let Some(oldest) = in_flight.pop_front() else { continue };
             let (tokens, deliveries) = oldest.finish().await;
@@ -346,21 +372,31 @@ struct Deliverer {
     cancel: CancellationToken,
 }
 
-/// A batch being delivered: its ack tokens, and the task that answers for it.
+/// A batch being delivered: its ack tokens, the task that answers for it, and the answer
+/// once it came.
 struct InFlight {
     tokens: Vec<AckToken>,
     task: tokio::task::JoinHandle<Option<Vec<Delivery>>>,
+    answer: Option<Option<Vec<Delivery>>>,
 }
 
 impl InFlight {
+    /// Waits until the delivery is done (cancel-safe: the answer is kept).
+    async fn ready(&mut self) {
+        if self.answer.is_none() {
+            let answer = (&mut self.task).await.unwrap_or_else(|e| {
+                tracing::error!("a delivery task failed: {e}");
+                None
+            });
+            self.answer = Some(answer);
+        }
+    }
+
     /// The batch's tokens and the sink's answers; None when the delivery was cancelled
     /// (or its task failed), so nothing of it may be acknowledged.
-    async fn finish(self) -> (Vec<AckToken>, Option<Vec<Delivery>>) {
-        let deliveries = self.task.await.unwrap_or_else(|e| {
-            tracing::error!("a delivery task failed: {e}");
-            None
-        });
-        (self.tokens, deliveries)
+    async fn finish(mut self) -> (Vec<AckToken>, Option<Vec<Delivery>>) {
+        self.ready().await;
+        (self.tokens, self.answer.flatten())
     }
 }
 
@@ -376,7 +412,7 @@ impl Deliverer {
     fn spawn(self: Arc<Self>, mut batch: Vec<SourceMessage>) -> InFlight {
         let tokens = batch.iter_mut().map(|m| std::mem::replace(&mut m.token, AckToken::new(()))).collect();
         let task = tokio::spawn(async move { self.deliver(&batch).await });
-        InFlight { tokens, task }
+        InFlight { tokens, task, answer: None }
     }
 
     /// Hands `batch` to the sink until it answers for every message; None when cancelled
