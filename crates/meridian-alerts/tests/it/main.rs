@@ -1,0 +1,11 @@
+//! The alert engine's integration tests: one binary, a module per concern.
+
+mod backtests;
+mod changes;
+mod conditions;
+mod forecast;
+mod metrics;
+mod snapshots;
+mod support;
+mod validation;
+mod windows;
