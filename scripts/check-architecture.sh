@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 domain_crates=(meridian-event meridian-log meridian-state meridian-runtime meridian-pipeline meridian-collector
-  meridian-config meridian-api meridian-catalog meridian-tenancy meridian-counters meridian-history meridian-actions meridian-sources meridian-alerts)
+  meridian-config meridian-api meridian-catalog meridian-tenancy meridian-counters meridian-history meridian-actions meridian-sources meridian-alerts meridian-listing)
 forbidden='^(axum|hyper|reqwest|tower-http|redis|rdkafka|sqlx|tokio-postgres|async-nats|lapin) v'
 status=0
 for crate in "${domain_crates[@]}"; do
