@@ -138,6 +138,7 @@ async fn main() {
                 payload: serde_json::json!({"user": format!("u{i}"), "rule": "third-order", "count": 3}),
                 created_ms: now,
                 endpoint: None,
+                bare: false,
             })
             .collect()
     };

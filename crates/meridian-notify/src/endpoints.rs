@@ -11,6 +11,12 @@ use meridian_event::AppId;
 use meridian_state::WriteBatch;
 use std::time::Duration;
 
+/// The endpoints of `app` in the notify module's store `kv` (blocking), for other modules
+/// that name endpoints (an alert rule's channels) without holding the [`Notifier`].
+pub fn endpoints_in_store(kv: &dyn meridian_state::KvStore, app: &AppId) -> Result<Vec<Endpoint>> {
+    store::list_endpoints(kv, app)
+}
+
 /// Longest accepted endpoint URL.
 const MAX_URL_LEN: usize = 2048;
 /// Longest accepted description.

@@ -102,6 +102,11 @@ pub struct NotificationRequest {
     /// absent: every enabled endpoint of the app that wants the event type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointId>,
+    /// The payload is the whole webhook body, not wrapped in `{"type", "timestamp",
+    /// "data"}`: for receivers that expect a format of their own (an alert in the
+    /// Alertmanager webhook format).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bare: bool,
 }
 
 impl NotificationRequest {
@@ -123,6 +128,9 @@ impl NotificationRequest {
     /// The webhook body: `{"type", "timestamp" (RFC 3339), "data"}`, the payload shape
     /// Standard Webhooks recommends. Deterministic, so a re-created delivery is identical.
     pub fn webhook_body(&self) -> String {
+        if self.bare {
+            return self.payload.to_string();
+        }
         let body = serde_json::json!({
             "type": self.event_type,
             "timestamp": Timestamp(self.created_ms).to_rfc3339(),
@@ -357,7 +365,18 @@ mod tests {
             payload: serde_json::json!({"user": "u1", "count": 1}),
             created_ms: 1_700_000_000_000,
             endpoint: None,
+            bare: false,
         }
+    }
+
+    #[test]
+    fn a_bare_request_sends_its_payload_as_the_whole_body() {
+        let mut bare = request();
+        bare.bare = true;
+        assert_eq!(bare.webhook_body(), bare.payload.to_string());
+        let read = NotificationRequest::from_record_value(&bare.to_record_value()).unwrap();
+        assert!(read.bare);
+        assert!(!String::from_utf8(request().to_record_value()).unwrap().contains("bare"), "the default is not written");
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 pub(crate) fn request(id: &str, event_type: &str) -> NotificationRequest {
-    NotificationRequest { id: id.into(), app: app(), event_type: event_type.into(), payload: serde_json::json!({"request": id}), created_ms: now_ms(), endpoint: None }
+    NotificationRequest { id: id.into(), app: app(), event_type: event_type.into(), payload: serde_json::json!({"request": id}), created_ms: now_ms(), endpoint: None, bare: false }
 }
 
 /// The log, store, runtime (with the notification processor) and notifier of one test.
