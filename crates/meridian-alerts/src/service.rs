@@ -24,7 +24,8 @@ use std::sync::Arc;
 pub const RULES_TABLE: &str = "alerts_rules";
 /// The processor's engine state: `engine`, `tick`, `rule/<id>`, `fired/<id>`.
 pub const STATE_TABLE: &str = "alerts_state";
-/// Transitions: key = app, 0, !window end (u64 BE), rule, 0, state; value = [`HistoryEntry`].
+/// Transitions: key = app, 0, !window end (u64 BE), rule, 0, state (0 resolved, 1 fired);
+/// value = [`HistoryEntry`].
 pub const HISTORY_TABLE: &str = "alerts_history";
 /// Evaluations: key = rule, 0, slot (u32 BE; a ring per rule); value = [`Evaluation`].
 pub const EVALUATIONS_TABLE: &str = "alerts_evaluations";
@@ -290,7 +291,12 @@ pub(crate) fn history_key(t: &Transition) -> Vec<u8> {
     key.extend_from_slice(&(u64::MAX - t.window_end.0.max(0) as u64).to_be_bytes());
     key.extend_from_slice(t.rule.as_str().as_bytes());
     key.push(0);
-    key.extend_from_slice(t.state.as_str().as_bytes());
+    // At the same window end a resolution (a pause, a deletion) follows the firing: it
+    // sorts first (newest first).
+    key.push(match t.state {
+        crate::engine::AlertState::Resolved => 0,
+        crate::engine::AlertState::Fired => 1,
+    });
     key
 }
 

@@ -7,6 +7,7 @@
 //! stable snake_case code.
 
 pub mod actions;
+pub mod alerts;
 pub mod admin;
 pub mod apps;
 pub mod audit;

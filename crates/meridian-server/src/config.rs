@@ -63,6 +63,7 @@ config_sections! {
     history: meridian_history::HistoryConfig,
     notify: meridian_notify::NotifyConfig,
     actions: meridian_actions::ActionsConfig,
+    alerts: meridian_alerts::AlertsConfig,
 }
 
 /// `MERIDIAN_*` variables that are not settings (read by the CLI and the tests).

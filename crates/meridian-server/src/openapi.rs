@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         (name = "counters", description = "Event counts per app, action and day"),
         (name = "history", description = "Browsing history: recently viewed items"),
         (name = "actions", description = "User actions: aggregations in daily buckets, profiles, lifecycle stages, segments, triggers"),
+        (name = "alerts", description = "Alert rules on live event streams: rules, evaluations, history, rule tests"),
         (name = "webhooks", description = "Webhook endpoints (Standard Webhooks signatures) and their delivery log"),
         (name = "admin", description = "Processors, the pipeline, topics"),
         (name = "ops", description = "Metrics, health, readiness"),

@@ -327,7 +327,8 @@ pub(crate) async fn webhook(base: &str, master_key: &str) -> anyhow::Result<()> 
                     let verified = secret.get().is_some_and(|secret| {
                         timestamp.parse().is_ok_and(|ts| meridian_notify::signing::verify(secret, &id, ts, &body, &signature))
                     });
-                    let kind = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
+                    // A Standard Webhooks body names its type; an alert (Alertmanager format) its status.
+                    let kind = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("type").or_else(|| v.get("status")).and_then(|t| t.as_str()).map(str::to_owned));
                     tracing::info!(webhook_id = %id, r#type = kind.as_deref().unwrap_or("?"), signature_verified = verified, "demo webhook receiver: delivery received");
                     let status = if verified { StatusCode::NO_CONTENT } else { StatusCode::UNAUTHORIZED };
                     Ok::<_, std::convert::Infallible>(Response::builder().status(status).body(http_body_util::Empty::<bytes::Bytes>::new()).expect("a static response"))
@@ -349,5 +350,27 @@ pub(crate) async fn webhook(base: &str, master_key: &str) -> anyhow::Result<()> 
     let _ = secret.set(first.secret.clone());
     client.post(format!("{hooks}/{}/test", created.id)).bearer_auth(master_key).send().await?.error_for_status()?;
     tracing::info!(endpoint = %created.id, "demo webhook endpoint registered and a test notification sent");
+    alert_rule(&client, base, master_key, &created.id).await?;
+    Ok(())
+}
+
+/// The demo's alert rule (an earlier run's is replaced: its channel was that run's
+/// endpoint): crashes per 5 minutes, every minute, notifying the demo receiver.
+async fn alert_rule(client: &reqwest::Client, base: &str, master_key: &str, endpoint: &str) -> anyhow::Result<()> {
+    let rule_url = format!("{base}/v1/apps/demo/alerts/rules/demo-crashes");
+    let existing = client.get(&rule_url).bearer_auth(master_key).send().await?;
+    if existing.status().is_success() {
+        let version = existing.json::<serde_json::Value>().await?["version"].as_u64().unwrap_or_default();
+        client.delete(&rule_url).bearer_auth(master_key).header("if-match", version.to_string()).send().await?.error_for_status()?;
+    }
+    let rule = serde_json::json!({
+        "id": "demo-crashes", "name": "Crashes in the last 5 minutes", "severity": "critical",
+        "metric": {"kind": "count"}, "filter": {"action": "crash"},
+        "window": {"kind": "sliding", "size_secs": 300, "slide_secs": 60}, "allowed_lateness_secs": 10,
+        "condition": {"kind": "threshold", "op": ">", "value": 3}, "cooldown_secs": 600,
+        "channels": [endpoint],
+    });
+    client.post(format!("{base}/v1/apps/demo/alerts/rules")).bearer_auth(master_key).json(&rule).send().await?.error_for_status()?;
+    tracing::info!(rule = "demo-crashes", "demo alert rule created");
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod backtests;
 mod changes;
+mod commit_size;
 mod conditions;
 mod forecast;
 mod metrics;

@@ -21,6 +21,7 @@ mod answers;
 pub(crate) mod api;
 mod charts;
 pub(crate) mod actions;
+pub(crate) mod alerts;
 pub(crate) mod counters;
 pub(crate) mod history;
 mod i18n;

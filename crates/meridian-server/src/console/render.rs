@@ -30,6 +30,7 @@ pub(crate) static TEMPLATES: &[(&str, &str)] = templates![
     "webhooks.html",
     "deliveries.html",
     "delivery.html",
+    "alerts.html",
     "keys.html",
     "operators.html",
     "audit.html",

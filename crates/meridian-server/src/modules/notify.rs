@@ -316,6 +316,7 @@ async fn send_test(State(state): State<Arc<NotifyState>>, Path((app, id)): Path<
         payload: serde_json::json!({"message": "a test notification from Meridian", "endpoint": endpoint.id.to_string(), "sent_by": principal.actor().to_string()}),
         created_ms: now.max(endpoint.created_ms),
         endpoint: Some(endpoint.id.clone()),
+        bare: false,
     };
     let record = meridian_log::AppendRecord { key: bytes::Bytes::from(app.to_string()), value: bytes::Bytes::from(request.to_record_value()), timestamp: now };
     state.app.log.append(&state.topic, vec![record]).await.map_err(ApiError::internal)?;

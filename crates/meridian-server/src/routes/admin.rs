@@ -53,6 +53,25 @@ pub(crate) async fn audit(state: &AppState, principal: &Principal, action: &'sta
     Ok(())
 }
 
+/// Audits a change of an app's configuration (an alert rule…), with the value before and
+/// after (never a secret).
+pub(crate) async fn audit_app(
+    state: &AppState,
+    principal: &Principal,
+    app: &meridian_event::AppId,
+    action: &'static str,
+    target: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    let mut entry = NewAuditEntry::new(principal.actor(), action, target).app(app.clone());
+    entry.before = before;
+    entry.after = after;
+    let tenancy = state.tenancy.clone();
+    blocking(move || tenancy.audit().record(entry)).await??;
+    Ok(())
+}
+
 fn runtime_error(e: RuntimeError) -> ApiError {
     match e {
         RuntimeError::UnknownProcessor(_) => ApiError::not_found("unknown_processor", e.to_string()),

@@ -3,6 +3,7 @@
 //! the console's pages, the history module's purge task, the user action system.
 
 mod actions;
+mod alerts;
 mod bad_input;
 mod console;
 mod harness;

@@ -192,6 +192,11 @@ async fn every_admin_action_leaves_an_audit_entry() {
         ("POST", "/v1/admin/sources/{name}/pause", "/v1/admin/sources/inbox/pause".into(), Value::Null, "source.pause"),
         ("POST", "/v1/admin/sources/{name}/resume", "/v1/admin/sources/inbox/resume".into(), Value::Null, "source.resume"),
         ("DELETE", "/v1/admin/sources/{name}", "/v1/admin/sources/inbox".into(), Value::Null, "source.remove"),
+        ("POST", "/v1/apps/{app}/alerts/rules", "/v1/apps/shop/alerts/rules".into(), json!({"id": "crashes", "name": "crashes", "metric": {"kind": "count"}, "window": {"kind": "tumbling", "size_secs": 60}, "condition": {"kind": "threshold", "op": ">", "value": 2}}), "alert_rule.create"),
+        ("PUT", "/v1/apps/{app}/alerts/rules/{id}", "/v1/apps/shop/alerts/rules/crashes".into(), json!({"name": "crashes", "version": 1, "metric": {"kind": "count"}, "window": {"kind": "tumbling", "size_secs": 60}, "condition": {"kind": "threshold", "op": ">", "value": 3}}), "alert_rule.update"),
+        ("POST", "/v1/apps/{app}/alerts/rules/{id}/pause", "/v1/apps/shop/alerts/rules/crashes/pause".into(), json!({"version": 2}), "alert_rule.pause"),
+        ("POST", "/v1/apps/{app}/alerts/rules/{id}/resume", "/v1/apps/shop/alerts/rules/crashes/resume".into(), json!({"version": 3}), "alert_rule.resume"),
+        ("DELETE", "/v1/apps/{app}/alerts/rules/{id}", "/v1/apps/shop/alerts/rules/crashes".into(), json!({"version": 4}), "alert_rule.delete"),
     ];
     for (method, _, uri, body, action) in &actions {
         let body = if body.is_null() { String::new() } else { body.to_string() };

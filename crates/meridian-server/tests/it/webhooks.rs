@@ -60,6 +60,7 @@ async fn a_notification_request_is_delivered_signed_logged_and_can_be_redelivere
         payload: json!({"user": "ann", "trigger": "first_checkin"}),
         created_ms: meridian_event::Timestamp::now().millis(),
         endpoint: None,
+        bare: false,
     };
     let topic = TopicName::new("notifications").unwrap();
     let record = AppendRecord { key: Bytes::from("ann"), value: Bytes::from(request.to_record_value()), timestamp: request.created_ms };

@@ -171,6 +171,13 @@ function receiver() {
     await Promise.all([page.waitForURL(/state=dead/), page.click('main form button[type=submit]')]);
     await audit('deliveries');
 
+    // Alerts: --demo creates a rule (crashes per 5 minutes) notifying its receiver.
+    await page.click('nav.side >> text=Alerts');
+    await page.waitForURL(/\/alerts$/);
+    const alerts = await page.textContent('main');
+    check(alerts.includes('demo-crashes'), `the demo's alert rule is not listed: ${alerts.slice(0, 400)}`);
+    await audit('alerts');
+
     // API keys: create one (secret shown once), revoke it.
     await page.click('nav.side >> text=API keys');
     await page.waitForURL(/\/keys$/);
