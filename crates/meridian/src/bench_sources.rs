@@ -76,8 +76,7 @@ pub(super) fn sources_bench(args: SourcesBenchArgs) -> anyhow::Result<()> {
 
 /// The template without its `props` (the bench puts its own first).
 fn strip_props(tail: &str) -> String {
-    let value: serde_json::Value = serde_json::from_str(&format!("{{{tail}")).expect("a template is a JSON object");
-    let mut value = value;
+    let mut value: serde_json::Value = serde_json::from_str(&format!("{{{tail}")).expect("a template is a JSON object");
     if let Some(o) = value.as_object_mut() {
         o.remove("props");
     }

@@ -4,31 +4,10 @@
 //! real receiver on loopback, the history and evaluations, and the rule test.
 
 use crate::harness::{now_ms, TestServer, MASTER};
-use axum::http::{HeaderMap, Method, StatusCode};
-use bytes::Bytes;
-use parking_lot::Mutex;
+use crate::webhooks::{receiver, Received};
+use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
-
-/// A receiver on 127.0.0.1 that records what it gets and answers 204.
-async fn receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let store = received.clone();
-    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-        let store = store.clone();
-        async move {
-            store.lock().push((headers, body));
-            StatusCode::NO_CONTENT
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
 
 fn rule(name: &str) -> Value {
     json!({

@@ -13,10 +13,10 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
 /// A receiver on 127.0.0.1 that records what it gets and answers 204.
-async fn receiver() -> (String, Received) {
+pub(crate) async fn receiver() -> (String, Received) {
     let received: Received = Arc::default();
     let store = received.clone();
     let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
