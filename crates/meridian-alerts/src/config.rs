@@ -24,6 +24,11 @@ pub struct AlertsConfig {
     pub max_test_hours: u32,
     /// Most events a rule test reads (the newest are kept when there are more).
     pub max_test_events: usize,
+    /// Days a transition stays in the alert history (by the end of the window that decided
+    /// it); 0 keeps them forever. The `alerts` topic keeps them as the log's retention says.
+    pub history_retention_days: u32,
+    /// How often the history older than `history_retention_days` is purged, seconds.
+    pub purge_interval_secs: u64,
 }
 
 impl Default for AlertsConfig {
@@ -37,6 +42,8 @@ impl Default for AlertsConfig {
             evaluations_per_rule: 1_440,
             max_test_hours: 168,
             max_test_events: 1_000_000,
+            history_retention_days: 90,
+            purge_interval_secs: 3_600,
         }
     }
 }
@@ -50,6 +57,8 @@ impl meridian_config::Section for AlertsConfig {
         check_range("evaluations_per_rule", self.evaluations_per_rule, 1, 100_000)?;
         check_range("max_test_hours", self.max_test_hours, 1, 24 * 31)?;
         check_range("max_test_events", self.max_test_events, 1, 50_000_000)?;
+        check_range("history_retention_days", self.history_retention_days, 0, 36_500)?;
+        check_range("purge_interval_secs", self.purge_interval_secs, 1, 7 * 86_400)?;
         check(meridian_log::TopicName::new(self.topic.clone()).is_ok(), "topic", || format!("{:?} is not a topic name", self.topic))?;
         check(meridian_log::TopicName::new(self.notifications_topic.clone()).is_ok(), "notifications_topic", || {
             format!("{:?} is not a topic name", self.notifications_topic)

@@ -66,8 +66,8 @@ pub struct Transition {
     pub rule_name: String,
     /// The rule's severity.
     pub severity: Severity,
-    /// The rule's channels (endpoint ids the caller resolves).
-    pub channels: Vec<String>,
+    /// The rule's channels (endpoint ids the caller resolves, with their body formats).
+    pub channels: Vec<crate::rule::Channel>,
     /// Fired or resolved.
     pub state: AlertState,
     /// Start of the window that decided it (for a pause or a deletion: the last window
@@ -310,6 +310,8 @@ pub(crate) struct AppState {
     any_action: Vec<u32>,
     /// Active rules without windows because the app has no time yet.
     waiting: Vec<u32>,
+    /// The app's time zone, when not UTC: the forecast's hours of the week are local.
+    zone: Option<chrono_tz::Tz>,
     timers: BinaryHeap<Reverse<Timer>>,
 }
 
@@ -337,6 +339,14 @@ impl Default for AlertEngine {
     fn default() -> Self {
         AlertEngine::new(EngineSettings::default())
     }
+}
+
+/// `t` (ms since the epoch, UTC) as the wall-clock ms of `zone` (`t` itself for UTC).
+pub(crate) fn local_ms(zone: Option<chrono_tz::Tz>, t: i64) -> i64 {
+    use chrono::{Offset, TimeZone};
+    let Some(zone) = zone else { return t };
+    let Some(utc) = chrono::DateTime::from_timestamp_millis(t) else { return t };
+    t + i64::from(zone.offset_from_utc_datetime(&utc.naive_utc()).fix().local_minus_utc()) * 1000
 }
 
 pub(crate) fn floor_to(t: i64, step: i64) -> i64 {
@@ -402,6 +412,19 @@ impl AlertEngine {
     pub fn watermark(&self, app: &AppId) -> Option<Timestamp> {
         let max_time = self.apps.get(app.as_str()).and_then(|a| a.max_time);
         max_opt(max_time, self.now).map(Timestamp)
+    }
+
+    /// Sets `app`'s time zone (an IANA zone; UTC by default): the forecast condition's
+    /// hours of the week are the app's local hours, so a peak at 20:00 local time stays in
+    /// its slot across daylight-saving changes. Not part of the snapshot: the caller sets
+    /// it after a restore and whenever it may have changed.
+    pub fn set_time_zone(&mut self, app: &str, zone: chrono_tz::Tz) {
+        let zone = (zone != chrono_tz::Tz::UTC).then_some(zone);
+        match self.apps.get_mut(app) {
+            Some(state) => state.zone = zone,
+            None if zone.is_some() => self.apps.entry(app.to_owned()).or_default().zone = zone,
+            None => {}
+        }
     }
 
     pub(crate) fn slot(&self, id: &RuleId) -> Option<&Slot> {
@@ -750,7 +773,8 @@ impl AlertEngine {
         order.sort();
         for (_, idx) in order {
             let slot = self.slots[idx as usize].as_mut().expect("live slot");
-            close_windows(slot, until, &self.settings, out);
+            let zone = self.apps.get(slot.compiled.rule.app.as_str()).and_then(|a| a.zone);
+            close_windows(slot, until, &self.settings, zone, out);
         }
     }
 
@@ -862,7 +886,7 @@ fn close_due(slots: &mut [Option<Slot>], app: &mut AppState, frontier: i64, sett
         }
         let bound = frontier.saturating_sub(slot.compiled.lateness_ms);
         slot.mark(timer.slot, dirty);
-        close_windows(slot, bound, settings, out);
+        close_windows(slot, bound, settings, app.zone, out);
         if let Some(windows) = &slot.runtime.windows {
             let close_at = windows.next_start.saturating_add(slot.compiled.size_ms).saturating_add(slot.compiled.lateness_ms);
             app.timers.push(Reverse(Timer { close_at, rank: timer.rank, key: timer.key, slot: timer.slot, generation: slot.generation }));
@@ -871,7 +895,7 @@ fn close_due(slots: &mut [Option<Slot>], app: &mut AppState, frontier: i64, sett
 }
 
 /// Evaluates every window of `slot` that ends at or before `bound`.
-fn close_windows(slot: &mut Slot, bound: i64, settings: &EngineSettings, out: &mut Output) {
+fn close_windows(slot: &mut Slot, bound: i64, settings: &EngineSettings, zone: Option<chrono_tz::Tz>, out: &mut Output) {
     let Slot { compiled, runtime, .. } = slot;
     let Some(windows) = runtime.windows.as_mut() else { return };
     let (size, slide) = (compiled.size_ms, compiled.slide_ms);
@@ -891,11 +915,12 @@ fn close_windows(slot: &mut Slot, bound: i64, settings: &EngineSettings, out: &m
         let end = start + size;
         let in_window = windows.panes.iter().take_while(|(pane, _)| *pane < end).count();
         let (value, samples) = window_value(&compiled.rule, windows.panes.range(..in_window).map(|(_, acc)| acc));
+        let local_start = local_ms(zone, start);
         if start >= windows.eval_from {
-            evaluate(compiled, &mut runtime.lifecycle, &runtime.history, &mut runtime.counters, start, end, value, samples, out);
+            evaluate(compiled, &mut runtime.lifecycle, &runtime.history, &mut runtime.counters, (start, local_start), end, value, samples, out);
         }
         if let Some(value) = value {
-            runtime.history.record(start, value);
+            runtime.history.record(start, local_start, value);
         }
         windows.next_start += slide;
         while windows.panes.front().is_some_and(|(pane, _)| *pane < windows.next_start) {
@@ -926,7 +951,7 @@ fn evaluate(
     lifecycle: &mut Lifecycle,
     history: &History,
     counters: &mut Counters,
-    start: i64,
+    (start, local_start): (i64, i64),
     end: i64,
     value: Option<f64>,
     samples: u64,
@@ -939,7 +964,7 @@ fn evaluate(
     let outcome = if samples < rule.min_samples {
         Outcome::InsufficientSamples
     } else if let Some(v) = value {
-        match judge(rule, history, start, v) {
+        match judge(rule, history, start, local_start, v) {
             None => Outcome::NoBaseline,
             Some(verdict) => {
                 expected = verdict.expected;
@@ -992,9 +1017,10 @@ fn evaluate(
     });
 }
 
-/// The condition on `value` of the window starting at `start`; `None` without a baseline.
+/// The condition on `value` of the window starting at `start` (`local_start` in the app's
+/// time zone, which the forecast's hours of the week follow); `None` without a baseline.
 /// Nothing is formatted here: most windows need no words.
-fn judge(rule: &Rule, history: &History, start: i64, value: f64) -> Option<Verdict> {
+fn judge(rule: &Rule, history: &History, start: i64, local_start: i64, value: f64) -> Option<Verdict> {
     match &rule.condition {
         Condition::Threshold { op, value: limit } => {
             Some(Verdict { breach: op.holds(value, *limit), expected: Some(*limit), threshold: Some(*limit), detail: Detail::Threshold })
@@ -1018,7 +1044,7 @@ fn judge(rule: &Rule, history: &History, start: i64, value: f64) -> Option<Verdi
             })
         }
         Condition::Forecast { k, min_history, direction } => {
-            let samples = history.seasonal.as_ref()?.samples(start);
+            let samples = history.seasonal.as_ref()?.samples(local_start);
             if samples.len() < *min_history as usize {
                 return None;
             }

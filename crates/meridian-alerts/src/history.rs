@@ -4,7 +4,7 @@
 //! * `ExactRing`: the value of every window of the last day or week, by window start, at
 //!   the rule's slide (`f32`, NaN for a window without a value): what "the same window a
 //!   day/week earlier" reads. At most [`crate::rule::MAX_COMPARISON_STEPS`] + 1 values.
-//! * `Seasonal`: per hour of the week (UTC, 168 slots) the mean of the window values that
+//! * `Seasonal`: per hour of the week (in the app's time zone, 168 slots) the mean of the window values that
 //!   started in that hour, for each of the last [`HISTORY_WEEKS`] weeks (and the current
 //!   one): about 1 KB a week. The forecast takes the slot's values of past weeks.
 //!
@@ -29,13 +29,14 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// Records the value of the window starting at `start`.
-    pub(crate) fn record(&mut self, start: i64, value: f64) {
+    /// Records the value of the window starting at `start` (`local_start` in the app's
+    /// time zone: the seasonal part is by local hour of the week).
+    pub(crate) fn record(&mut self, start: i64, local_start: i64, value: f64) {
         if let Some(ring) = &mut self.exact {
             ring.record(start, value);
         }
         if let Some(seasonal) = &mut self.seasonal {
-            seasonal.record(start, value);
+            seasonal.record(local_start, value);
         }
     }
 

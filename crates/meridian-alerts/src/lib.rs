@@ -212,9 +212,9 @@ pub mod snapshot;
 
 pub use backtest::{backtest, Backtest};
 pub use config::AlertsConfig;
-pub use processor::{alertmanager_body, AlertsProcessor, ProcessorSettings, PROCESSOR_NAME};
+pub use processor::{alertmanager_body, chat_body, AlertsProcessor, ProcessorSettings, TimeZones, PROCESSOR_NAME};
 pub use service::{AlertsService, HistoryEntry, RulesInForce};
 pub use engine::{AlertEngine, AlertState, Applied, DirtyRules, EngineSettings, Evaluation, Outcome, Output, RuleMetrics, Transition};
-pub use rule::{CompareOp, Condition, Direction, Metric, Period, Rule, RuleError, RuleErrorCode, RuleId, Severity, WindowSpec};
+pub use rule::{BodyFormat, Channel, CompareOp, Condition, Direction, Metric, Period, Rule, RuleError, RuleErrorCode, RuleId, Severity, WindowSpec};
 pub use ruleset::{RuleSet, RuleSetError};
 pub use snapshot::{Restored, SnapshotError, SNAPSHOT_FORMAT};

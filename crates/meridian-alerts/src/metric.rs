@@ -135,7 +135,7 @@ impl CompiledRule {
 
     /// Rough bytes held by the compiled rule itself.
     pub(crate) fn memory_bytes(&self) -> usize {
-        let strings = self.rule.name.len() + self.rule.channels.iter().map(|c| c.len() + 24).sum::<usize>() + self.rule.id.as_str().len();
+        let strings = self.rule.name.len() + self.rule.channels.iter().map(|c| c.endpoint.len() + 32).sum::<usize>() + self.rule.id.as_str().len();
         // Filters: the JSON of the conditions is a fair proxy of their compiled size.
         let filters = self.rule.filter.as_ref().map_or(0, |f| 64 + serde_json::to_string(f).map_or(0, |s| 2 * s.len()));
         let metric = match &self.rule.metric {

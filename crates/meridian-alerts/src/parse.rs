@@ -1,7 +1,7 @@
 //! Reading a rule from JSON with errors that name the field (serde's own errors name no
 //! path): unknown keys, missing fields, wrong types and unknown kinds each get their code.
 
-use crate::rule::{CompareOp, Condition, Direction, Metric, Period, Rule, RuleError, RuleErrorCode as C, RuleId, Severity, WindowSpec};
+use crate::rule::{BodyFormat, Channel, CompareOp, Condition, Direction, Metric, Period, Rule, RuleError, RuleErrorCode as C, RuleId, Severity, WindowSpec};
 use meridian_event::AppId;
 use meridian_pipeline::ConditionConfig;
 use serde_json::{Map, Value};
@@ -48,11 +48,7 @@ fn parse_rule(value: &Value) -> Result<Rule, RuleError> {
     };
     let channels = match object.get("channels") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| item.as_str().map(str::to_owned).ok_or_else(|| type_error(&format!("channels[{i}]"), "a string", item)))
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(items)) => items.iter().enumerate().map(|(i, item)| parse_channel(i, item)).collect::<Result<_, _>>()?,
         Some(other) => return Err(type_error("channels", "an array of channel ids", other)),
     };
     Ok(Rule {
@@ -71,6 +67,25 @@ fn parse_rule(value: &Value) -> Result<Rule, RuleError> {
         cooldown_secs: object.optional_u64("cooldown_secs")?.unwrap_or(0),
         channels,
     })
+}
+
+/// `"endpoint"` or `{"endpoint": "…", "format": "alertmanager" | "chat"}`.
+fn parse_channel(i: usize, item: &Value) -> Result<Channel, RuleError> {
+    let field = format!("channels[{i}]");
+    match item {
+        Value::String(endpoint) => Ok(Channel::alertmanager(endpoint.clone())),
+        Value::Object(_) => {
+            let object = Obj::new(item, &field, &["endpoint", "format"])?;
+            let endpoint = object.required_str("endpoint")?.to_owned();
+            let format = match object.optional_str("format")? {
+                None | Some("alertmanager") => BodyFormat::Alertmanager,
+                Some("chat") => BodyFormat::Chat,
+                Some(other) => return Err(RuleError::new(format!("{field}.format"), C::InvalidValue, format!("unknown body format {other:?}; use alertmanager or chat"))),
+            };
+            Ok(Channel { endpoint, format })
+        }
+        other => Err(type_error(&field, "an endpoint id or {\"endpoint\", \"format\"}", other)),
+    }
 }
 
 fn parse_metric(value: &Value) -> Result<Metric, RuleError> {

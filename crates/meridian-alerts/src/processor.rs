@@ -23,10 +23,10 @@
 //!   batch.
 
 use crate::engine::{AlertEngine, AlertState, EngineSettings, Output, Transition};
-use crate::rule::RuleId;
+use crate::rule::{BodyFormat, RuleId};
 use crate::service::{evaluation_key, evaluation_prefix, history_key, record_round, AlertsService, HistoryEntry, EVALUATIONS_TABLE, HISTORY_TABLE, STATE_TABLE};
 use bytes::Bytes;
-use meridian_event::{LogEntry, Timestamp};
+use meridian_event::{AppId, LogEntry, Timestamp};
 use meridian_log::{Log, Record, TopicName};
 use meridian_runtime::{Emit, ProcessContext, Processor, Result, RuntimeError, Timer};
 use meridian_state::WriteBatch;
@@ -65,7 +65,12 @@ struct Loaded {
     firing_since: HashMap<RuleId, i64>,
     /// Due time of the tick the chain waits for.
     next_tick: Option<i64>,
+    /// The apps that have rules (their time zones are refreshed at each tick).
+    apps: Vec<AppId>,
 }
+
+/// An app's time zone (UTC when unknown), read when rules change and at each tick.
+pub type TimeZones = Arc<dyn Fn(&AppId) -> chrono_tz::Tz + Send + Sync>;
 
 /// The alerts processor (one instance: the engine sees the whole stream).
 pub struct AlertsProcessor {
@@ -76,6 +81,7 @@ pub struct AlertsProcessor {
     out: Output,
     /// Next offset per partition of the events topic after this round's reads.
     read_to: HashMap<u32, u64>,
+    time_zones: Option<TimeZones>,
 }
 
 impl std::fmt::Debug for AlertsProcessor {
@@ -112,7 +118,21 @@ fn scan_prefix(ctx: &ProcessContext<'_>, prefix: &[u8]) -> Result<Vec<(Vec<u8>, 
 impl AlertsProcessor {
     /// A processor over `settings.events_topic` with the rules of `service`.
     pub fn new(service: Arc<AlertsService>, log: Arc<dyn Log>, settings: ProcessorSettings) -> AlertsProcessor {
-        AlertsProcessor { service, log, settings, loaded: None, out: Output::default(), read_to: HashMap::new() }
+        AlertsProcessor { service, log, settings, loaded: None, out: Output::default(), read_to: HashMap::new(), time_zones: None }
+    }
+
+    /// Takes each app's time zone from `zones` (the forecast's hours of the week are the
+    /// app's local hours); UTC without it.
+    pub fn with_time_zones(mut self, zones: TimeZones) -> AlertsProcessor {
+        self.time_zones = Some(zones);
+        self
+    }
+
+    fn apply_time_zones(&mut self) {
+        let (Some(zones), Some(loaded)) = (&self.time_zones, self.loaded.as_mut()) else { return };
+        for app in &loaded.apps {
+            loaded.engine.set_time_zone(app.as_str(), zones(app));
+        }
     }
 
     /// Restores the engine from the committed state (once, and after a failed round) and
@@ -137,7 +157,7 @@ impl AlertsProcessor {
             let next_tick = ctx.store().get(STATE_TABLE, TICK_KEY)?.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(i64::from_be_bytes);
             // Generation 0: the first sync applies the rules in force, whatever changed
             // while the processor was away.
-            self.loaded = Some(Loaded { engine, generation: 0, firing_since, next_tick });
+            self.loaded = Some(Loaded { engine, generation: 0, firing_since, next_tick, apps: Vec::new() });
         }
         self.sync_rules();
         Ok(())
@@ -154,6 +174,13 @@ impl AlertsProcessor {
             tracing::warn!(rule = %id, error = %error, "alert rule not applied");
         }
         loaded.generation = current.generation;
+        let mut apps: Vec<AppId> = current.rules.iter().map(|r| r.app.clone()).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        loaded.apps = apps;
+        self.apply_time_zones();
+        self.service.stats().applied_generation.store(current.generation, std::sync::atomic::Ordering::Release);
+        metrics::gauge!("meridian_alerts_rules_generation_applied").set(current.generation as f64);
     }
 
     /// Whether every partition of the events topic has been read to its end.
@@ -287,6 +314,30 @@ pub fn alertmanager_body(t: &Transition, starts_ms: i64, receiver: &str) -> serd
     })
 }
 
+/// The chat body of one transition: `{"text": …}` in Markdown (Slack, Mattermost and
+/// Rocket.Chat incoming webhooks), one headline and the numbers.
+pub fn chat_body(t: &Transition) -> serde_json::Value {
+    let headline = match t.state {
+        AlertState::Fired => format!(":rotating_light: *FIRING* [{}] {}", t.severity.as_str(), t.rule_name),
+        AlertState::Resolved => format!(":white_check_mark: *RESOLVED* [{}] {}", t.severity.as_str(), t.rule_name),
+    };
+    let mut text = format!("{headline} (app `{}`)\n{}", t.app, t.reason);
+    if let Some(value) = t.value {
+        text.push_str(&format!("\nvalue {value}"));
+        if let Some(threshold) = t.threshold {
+            text.push_str(&format!(", threshold {threshold}"));
+        }
+    }
+    text.push_str(&format!(
+        "\nwindow {} – {}, rule `{}` version {}",
+        Timestamp(t.window_start.0).to_rfc3339(),
+        Timestamp(t.window_end.0).to_rfc3339(),
+        t.rule,
+        t.rule_version
+    ));
+    json!({ "text": text })
+}
+
 fn emit_transition(ctx: &mut ProcessContext<'_>, settings: &ProcessorSettings, t: &Transition, starts_ms: i64, now: i64) -> Result<()> {
     let id = t.id();
     let app_key = Bytes::from(t.app.as_str().to_owned());
@@ -299,16 +350,21 @@ fn emit_transition(ctx: &mut ProcessContext<'_>, settings: &ProcessorSettings, t
         AlertState::Resolved => "alert.resolved",
     };
     for channel in &t.channels {
-        let request_id = format!("{id}:{channel}");
+        let endpoint = channel.endpoint.as_str();
+        let request_id = format!("{id}:{endpoint}");
+        let payload = match channel.format {
+            BodyFormat::Alertmanager => alertmanager_body(t, starts_ms, endpoint),
+            BodyFormat::Chat => chat_body(t),
+        };
         // The notify module's `NotificationRequest`, for one endpoint, its payload the
         // whole body (`bare`).
         let request = json!({
             "id": request_id,
             "app": t.app.as_str(),
             "event_type": event_type,
-            "payload": alertmanager_body(t, starts_ms, channel),
+            "payload": payload,
             "created_ms": now,
-            "endpoint": channel,
+            "endpoint": endpoint,
             "bare": true,
         });
         ctx.emit(Emit { topic: settings.notifications_topic.clone(), key: app_key.clone(), value: Bytes::from(request.to_string()), id: request_id })?;
@@ -363,6 +419,7 @@ impl Processor for AlertsProcessor {
             // is dropped, unless the chain's own tick is long overdue (lost).
             let ours = chain.is_none_or(|due| due == timer.due_ms || due < now - 10 * tick);
             if ours {
+                self.apply_time_zones();
                 if self.caught_up(ctx)? {
                     if let Some(loaded) = self.loaded.as_mut() {
                         loaded.engine.advance(Timestamp(timer.due_ms), &mut self.out);

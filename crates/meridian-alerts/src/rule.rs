@@ -370,9 +370,84 @@ pub struct Rule {
     /// After firing, a new firing waits at least this long (by window end).
     #[serde(default)]
     pub cooldown_secs: u64,
-    /// Where notifications go: opaque endpoint ids the server resolves.
+    /// Where notifications go: endpoint ids the server resolves, each with the body its
+    /// receiver reads.
     #[serde(default)]
-    pub channels: Vec<String>,
+    pub channels: Vec<Channel>,
+}
+
+/// The body a channel's receiver reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// The Alertmanager webhook body (version 4): what Alertmanager receivers, Grafana
+    /// OnCall, PagerDuty's and Opsgenie's Alertmanager integrations read.
+    #[default]
+    Alertmanager,
+    /// A chat message, `{"text": "…"}` with Markdown: what Slack, Mattermost and
+    /// Rocket.Chat incoming webhooks read.
+    Chat,
+}
+
+impl BodyFormat {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Alertmanager => "alertmanager",
+            BodyFormat::Chat => "chat",
+        }
+    }
+}
+
+/// One destination of a rule's notifications: a webhook endpoint of the app and the body
+/// format. In JSON a bare string is an endpoint with the Alertmanager body; otherwise
+/// `{"endpoint": "…", "format": "chat"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Channel {
+    /// The notify module's endpoint id.
+    pub endpoint: String,
+    /// The body sent to it.
+    pub format: BodyFormat,
+}
+
+impl Channel {
+    /// An endpoint with the Alertmanager body.
+    pub fn alertmanager(endpoint: impl Into<String>) -> Channel {
+        Channel { endpoint: endpoint.into(), format: BodyFormat::Alertmanager }
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Full<'a> {
+            endpoint: &'a str,
+            format: BodyFormat,
+        }
+        match self.format {
+            BodyFormat::Alertmanager => serializer.serialize_str(&self.endpoint),
+            format => Full { endpoint: &self.endpoint, format }.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Bare(String),
+            Full {
+                endpoint: String,
+                #[serde(default)]
+                format: BodyFormat,
+            },
+        }
+        Ok(match Form::deserialize(deserializer)? {
+            Form::Bare(endpoint) => Channel::alertmanager(endpoint),
+            Form::Full { endpoint, format } => Channel { endpoint, format },
+        })
+    }
 }
 
 /// A stable, machine-readable reason a rule is refused.
@@ -618,13 +693,14 @@ impl Rule {
         }
         for (i, channel) in self.channels.iter().enumerate() {
             let field = format!("channels[{i}]");
+            let channel = &channel.endpoint;
             if channel.is_empty() {
                 return Err(RuleError::new(field, C::Empty, "a channel id must not be empty"));
             }
             if channel.len() > MAX_CHANNEL_LEN || channel.chars().any(char::is_control) {
                 return Err(RuleError::new(field, C::InvalidValue, format!("a channel id is 1-{MAX_CHANNEL_LEN} bytes without control characters")));
             }
-            if self.channels[..i].contains(channel) {
+            if self.channels[..i].iter().any(|c| &c.endpoint == channel) {
                 return Err(RuleError::new(field, C::Duplicate, format!("channel {channel:?} is listed twice")));
             }
         }

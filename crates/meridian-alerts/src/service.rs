@@ -97,6 +97,9 @@ pub struct AlertsStats {
     pub rule_parts: AtomicU64,
     /// Late events seen.
     pub late_events: AtomicU64,
+    /// The generation of the rules in force the processor applied last (0 before its
+    /// first sync): a rule changed at a generation at or below it is in force.
+    pub applied_generation: AtomicU64,
 }
 
 /// The alerts service.
@@ -106,6 +109,8 @@ pub struct AlertsService {
     current: ArcSwap<RulesInForce>,
     writer: Mutex<()>,
     stats: AlertsStats,
+    /// Generation at which each rule last changed (absent: loaded at start, generation 1).
+    changed_at: Mutex<std::collections::HashMap<RuleId, u64>>,
 }
 
 impl std::fmt::Debug for AlertsService {
@@ -123,7 +128,7 @@ impl AlertsService {
             rules.push(rule);
         }
         let current = RulesInForce { generation: 1, rules: RuleSet::restore(rules) };
-        Ok(AlertsService { store, config, current: ArcSwap::from_pointee(current), writer: Mutex::new(()), stats: AlertsStats::default() })
+        Ok(AlertsService { store, config, current: ArcSwap::from_pointee(current), writer: Mutex::new(()), stats: AlertsStats::default(), changed_at: Mutex::default() })
     }
 
     /// Its config section.
@@ -225,7 +230,16 @@ impl AlertsService {
             }
         }
         self.store.commit(batch)?;
-        self.current.store(Arc::new(RulesInForce { generation: current.generation + 1, rules }));
+        let generation = current.generation + 1;
+        {
+            let mut changed_at = self.changed_at.lock();
+            match deleted {
+                Some(id) => changed_at.remove(id),
+                None => changed_at.insert(changed.id.clone(), generation),
+            };
+        }
+        self.current.store(Arc::new(RulesInForce { generation, rules }));
+        metrics::gauge!("meridian_alerts_rules_generation").set(generation as f64);
         meridian_runtime::schedule_timer(&*self.store, PROCESSOR_NAME, meridian_event::Timestamp::now().millis(), RULES_TIMER)?;
         Ok(())
     }
@@ -265,6 +279,60 @@ impl AlertsService {
         Ok(out)
     }
 
+    /// Deletes the history entries whose deciding window ended before `cutoff_ms` (every
+    /// app's); returns how many. Entries are keyed newest first within an app, so each
+    /// app's old entries are one contiguous tail: the purge seeks to it, app by app, and
+    /// reads one key per app besides the entries it deletes.
+    pub fn purge_history_before(&self, cutoff_ms: i64) -> Result<u64> {
+        let mut purged = 0u64;
+        let mut next_app: Option<Vec<u8>> = None;
+        loop {
+            let start = match &next_app {
+                Some(key) => Bound::Included(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let Some((first, _)) = self.store.range(HISTORY_TABLE, start, Bound::Unbounded, 1)?.into_iter().next() else { break };
+            let Some(app_len) = first.iter().position(|&b| b == 0) else { break };
+            let prefix = first[..=app_len].to_vec();
+            let app_end = meridian_state::prefix_end(&prefix);
+            // Newest first: keys from `prefix + (MAX - cutoff + 1)` on end before the cutoff.
+            let mut old_from = prefix.clone();
+            old_from.extend_from_slice(&(u64::MAX - cutoff_ms.max(0) as u64).to_be_bytes());
+            loop {
+                let end = match &app_end {
+                    Some(end) => Bound::Excluded(end.as_slice()),
+                    None => Bound::Unbounded,
+                };
+                let page = self.store.range(HISTORY_TABLE, Bound::Excluded(old_from.as_slice()), end, 1_000)?;
+                let Some((last, _)) = page.last() else { break };
+                let last = last.clone();
+                let mut batch = WriteBatch::new();
+                for (key, _) in page {
+                    if history_key_end(&key).is_some_and(|end| end < cutoff_ms) {
+                        batch.delete(HISTORY_TABLE, key);
+                        purged += 1;
+                    }
+                }
+                if !batch.is_empty() {
+                    self.store.commit(batch)?;
+                }
+                old_from = last;
+            }
+            match app_end {
+                Some(end) => next_app = Some(end),
+                None => break,
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Whether the processor evaluates events with rule `id`'s current version (it picks a
+    /// change up at its next round).
+    pub fn in_force(&self, id: &RuleId) -> bool {
+        let changed = self.changed_at.lock().get(id).copied().unwrap_or(1);
+        self.stats.applied_generation.load(Ordering::Acquire) >= changed
+    }
+
     /// Rule `id`'s latest evaluations (at most `evaluations_per_rule`), oldest first.
     pub fn evaluations(&self, app: &AppId, id: &RuleId, limit: usize) -> Result<Vec<Evaluation>> {
         self.get(app, id)?;
@@ -298,6 +366,13 @@ pub(crate) fn history_key(t: &Transition) -> Vec<u8> {
         crate::engine::AlertState::Fired => 1,
     });
     key
+}
+
+/// The window end in a history key (see [`history_key`]).
+fn history_key_end(key: &[u8]) -> Option<i64> {
+    let app_end = key.iter().position(|&b| b == 0)?;
+    let bytes: [u8; 8] = key.get(app_end + 1..app_end + 9)?.try_into().ok()?;
+    Some((u64::MAX - u64::from_be_bytes(bytes)) as i64)
 }
 
 pub(crate) fn evaluation_prefix(id: &RuleId) -> Vec<u8> {
@@ -336,5 +411,52 @@ impl AlertsService {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::AlertState;
+    use meridian_event::Timestamp;
+
+    fn entry(app: &str, rule: &str, end: i64) -> HistoryEntry {
+        let transition = Transition {
+            rule: RuleId::new(rule).unwrap(),
+            app: AppId::new(app).unwrap(),
+            rule_version: 1,
+            rule_name: rule.to_owned(),
+            severity: crate::Severity::default(),
+            channels: Vec::new(),
+            state: AlertState::Fired,
+            window_start: Timestamp(end - 60_000),
+            window_end: Timestamp(end),
+            value: Some(1.0),
+            expected: None,
+            threshold: None,
+            reason: String::new(),
+        };
+        HistoryEntry { id: transition.id(), transition, recorded_ms: end }
+    }
+
+    #[test]
+    fn the_history_purge_deletes_every_apps_entries_older_than_the_cutoff_and_nothing_else() {
+        let store: Arc<dyn KvStore> = Arc::new(meridian_state::MemoryStore::new());
+        let service = AlertsService::open(store.clone(), AlertsConfig::default()).unwrap();
+        let mut batch = WriteBatch::new();
+        // Apps whose names are prefixes of each other, ends on both sides of the cutoff and on it.
+        for (app, ends) in [("a", vec![1_000, 5_000, 9_000]), ("ab", vec![4_999, 5_000, 5_001]), ("b", vec![100, 200])] {
+            for (i, end) in ends.into_iter().enumerate() {
+                let e = entry(app, &format!("r{i}"), end);
+                batch.put(HISTORY_TABLE, history_key(&e.transition), serde_json::to_vec(&e).unwrap());
+            }
+        }
+        store.commit(batch).unwrap();
+        assert_eq!(service.purge_history_before(5_000).unwrap(), 4);
+        let ends = |app: &str| -> Vec<i64> { service.history(&AppId::new(app).unwrap(), None, 100).unwrap().iter().map(|e| e.transition.window_end.0).collect() };
+        assert_eq!(ends("a"), vec![9_000, 5_000]);
+        assert_eq!(ends("ab"), vec![5_001, 5_000]);
+        assert!(ends("b").is_empty());
+        assert_eq!(service.purge_history_before(5_000).unwrap(), 0, "nothing left to purge");
     }
 }

@@ -64,6 +64,10 @@ pub struct AlertRule {
     /// End of the window that fired it, when firing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firing_since_ms: Option<i64>,
+    /// Whether the processor evaluates events with this version yet (it picks a change up
+    /// at its next round, within a second).
+    #[serde(default)]
+    pub in_force: bool,
 }
 
 /// The app's rules.
@@ -113,6 +117,36 @@ pub struct AlertTransition {
     /// When it was recorded (absent in a rule test).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded_ms: Option<i64>,
+    /// What became of the notification to each channel (in the history only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<AlertDelivery>,
+}
+
+/// The notification of one transition to one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertDelivery {
+    /// The webhook endpoint.
+    pub endpoint: String,
+    /// `queued` (not yet taken by the notify module), `pending` (retrying), `delivered`
+    /// or `dead` (given up after `notify.max_attempts`; redeliver it from the webhooks API).
+    pub state: String,
+    /// The delivery id (`webhook-id`; `/v1/apps/{app}/deliveries/{id}` shows its attempts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Status or error code of the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<String>,
+    /// The last failed attempt's error, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_ms: Option<i64>,
+    /// When the next attempt is due (pending only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<i64>,
 }
 
 /// The alert history, newest first.

@@ -17,6 +17,16 @@ pub fn endpoints_in_store(kv: &dyn meridian_state::KvStore, app: &AppId) -> Resu
     store::list_endpoints(kv, app)
 }
 
+/// The delivery of request `request_id` to `endpoint` with its attempts, from the notify
+/// module's store `kv` (blocking); `None` while the request has not reached the notify
+/// processor yet. For modules that show what became of the notifications they asked for.
+pub fn delivery_in_store(kv: &dyn meridian_state::KvStore, request_id: &str, endpoint: &EndpointId) -> Result<Option<crate::DeliveryDetail>> {
+    let id = crate::DeliveryId::derive(request_id, endpoint);
+    let Some(delivery) = store::get_delivery(kv, &id)? else { return Ok(None) };
+    let attempts = store::attempts(kv, &id)?;
+    Ok(Some(crate::DeliveryDetail { delivery, attempts }))
+}
+
 /// Longest accepted endpoint URL.
 const MAX_URL_LEN: usize = 2048;
 /// Longest accepted description.

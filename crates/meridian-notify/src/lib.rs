@@ -43,7 +43,7 @@ mod store;
 
 pub use client::{SendOutcome, WebhookClient};
 pub use config::NotifyConfig;
-pub use endpoints::endpoints_in_store;
+pub use endpoints::{delivery_in_store, endpoints_in_store};
 pub use model::{
     Attempt, Delivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryPage, DeliveryState, Endpoint, EndpointId, EndpointSecret,
     EndpointUpdate, NewEndpoint, NotificationRequest,

@@ -102,3 +102,55 @@ fn a_below_forecast_catches_a_drop_and_a_peak_hour_outage() {
     // The injected +300 % hour is not a drop.
     assert!(!fired.contains(&ANOMALY_HOUR));
 }
+
+/// Orders of a shop in New York over six weeks, by *local* hour: the same daily curve
+/// before and after daylight saving time starts (Sunday 9 March 2025, 02:00 → 03:00), so
+/// in UTC every peak moves an hour earlier from that day on.
+fn new_york_series() -> (Vec<meridian_event::Event>, i64) {
+    use chrono::TimeZone;
+    let zone = chrono_tz::America::New_York;
+    let base = chrono::NaiveDate::from_ymd_opt(2025, 2, 10).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let mut events = Vec::new();
+    let mut last = 0;
+    for hour in 0..6 * 168 {
+        let local = base + chrono::Duration::hours(hour);
+        // The hour that does not exist on the day the clocks go forward has no orders.
+        let Some(start) = zone.from_local_datetime(&local).earliest() else { continue };
+        let start = start.timestamp_millis();
+        let n = (expected_orders(hour) * (1.0 + noise(hour))).round() as i64;
+        for i in 0..n {
+            events.push(event("shop", &format!("u{}", i % 50), "order", start - T0 + i * (HOUR / n)));
+        }
+        last = start + HOUR;
+    }
+    (events, last - T0)
+}
+
+#[test]
+fn the_forecast_follows_the_apps_local_hours_across_a_daylight_saving_change() {
+    let forecast = rule(json!({
+        "id": "forecast", "app": "shop", "name": "orders off their usual level", "metric": {"kind": "count"},
+        "filter": {"action": "order"}, "window": {"kind": "tumbling", "size_secs": 3600},
+        "condition": {"kind": "forecast", "k": 4, "min_history": 3},
+    }));
+    let (events, end) = new_york_series();
+    let fired = |zone: Option<chrono_tz::Tz>| {
+        let mut engine = engine_with(std::slice::from_ref(&forecast));
+        if let Some(zone) = zone {
+            engine.set_time_zone("shop", zone);
+        }
+        let mut out = Output::default();
+        engine.process_all(&events, &mut out);
+        advance(&mut engine, end, &mut out);
+        let judged = out.evaluations.iter().filter(|e| e.outcome != Outcome::NoBaseline).count();
+        assert!(judged > 2 * 168, "weeks 4 to 6 are judged ({judged})");
+        out.transitions.iter().filter(|t| t.state == AlertState::Fired).count()
+    };
+    // In the app's zone the weeks after the change look like the weeks before: nothing fires.
+    assert_eq!(fired(Some(chrono_tz::America::New_York)), 0);
+    // By UTC hours the same normal days look shifted by an hour at every edge of the curve.
+    let utc = fired(None);
+    assert!(utc >= 3, "by UTC hours the shifted curve fires ({utc})");
+    // Setting UTC explicitly is the same as not setting a zone.
+    assert_eq!(fired(Some(chrono_tz::Tz::UTC)), utc);
+}

@@ -84,6 +84,10 @@ fn every_validation_error_names_its_field_with_a_stable_code() {
         (with("/channels", Some(json!(["a", "a"]))), "channels[1]", C::Duplicate),
         (with("/channels", Some(json!([5]))), "channels[0]", C::InvalidType),
         (with("/channels", Some(json!("ops"))), "channels", C::InvalidType),
+        (with("/channels", Some(json!(["ops", {"endpoint": "chat", "format": "fax"}]))), "channels[1].format", C::InvalidValue),
+        (with("/channels", Some(json!([{"endpoint": "chat", "colour": "red"}]))), "channels[0].colour", C::UnknownField),
+        (with("/channels", Some(json!([{"format": "chat"}]))), "channels[0].endpoint", C::Required),
+        (with("/channels", Some(json!(["chat", {"endpoint": "chat", "format": "chat"}]))), "channels[1]", C::Duplicate),
         (json!([1, 2]), "rule", C::InvalidType),
     ];
     let mut codes = HashSet::new();
@@ -119,6 +123,27 @@ fn change_vs_day(mut json: Value) -> Value {
 fn change_vs_week(mut json: Value) -> Value {
     json["condition"] = json!({"kind": "change", "op": ">", "percent": 50, "against": "week"});
     json
+}
+
+#[test]
+fn a_channel_is_an_endpoint_id_or_an_endpoint_with_its_body_format_and_round_trips() {
+    let json = with("/channels", Some(json!(["ops", {"endpoint": "team-chat", "format": "chat"}, {"endpoint": "pager", "format": "alertmanager"}])));
+    let parsed = Rule::from_json(&json).unwrap();
+    assert_eq!(
+        parsed.channels,
+        vec![
+            meridian_alerts::Channel::alertmanager("ops"),
+            meridian_alerts::Channel { endpoint: "team-chat".into(), format: meridian_alerts::BodyFormat::Chat },
+            meridian_alerts::Channel::alertmanager("pager"),
+        ]
+    );
+    // Stored form: the Alertmanager default stays a bare string (rules stored before
+    // formats existed read the same), the chat channel an object.
+    let stored = serde_json::to_value(&parsed).unwrap();
+    assert_eq!(stored["channels"], json!(["ops", {"endpoint": "team-chat", "format": "chat"}, "pager"]));
+    let back: Rule = serde_json::from_value(stored.clone()).unwrap();
+    assert_eq!(back, parsed);
+    assert_eq!(Rule::from_json(&stored).unwrap(), parsed);
 }
 
 #[test]

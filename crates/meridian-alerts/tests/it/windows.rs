@@ -98,7 +98,7 @@ fn the_clock_closes_windows_of_idle_apps_and_a_silent_app_can_fire_and_resolve()
     assert_eq!(out.transitions.len(), 1);
     let fired = out.transitions[0].clone();
     assert_eq!((fired.state, fired.window_start.0 - T0, fired.window_end.0 - T0), (AlertState::Fired, 0, 600 * SEC));
-    assert_eq!(fired.channels, vec!["ops-webhook".to_owned()]);
+    assert_eq!(fired.channels, vec![meridian_alerts::Channel::alertmanager("ops-webhook")]);
     assert_eq!(fired.value, Some(0.0));
     assert!(fired.reason.contains("count 0 < 1"), "{}", fired.reason);
     engine.process(&event("shop", "u1", "order", 700 * SEC), &mut out);

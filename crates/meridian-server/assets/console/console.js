@@ -295,6 +295,64 @@
       }));
     },
 
+    alert_rule() {
+      const root = $('#alert-rule');
+      const isNew = isTrue(root.dataset.new);
+      const rulesPath = appPath('/alerts/rules');
+      const form = $('#rule-form');
+      const ruleJson = () => {
+        try { return JSON.parse($('#rule-json').value); } catch (e) { throw new ApiError(400, 'invalid_json', msg('bad_rule_json', { error: e.message })); }
+      };
+      const cell = (text) => { const td = document.createElement('td'); td.textContent = text; return td; };
+      on($('#rule-test'), 'click', (event) => act(event.target, async () => {
+        const hours = Number(field(form, 'hours')) || 24;
+        const result = await api('POST', `${rulesPath}/test`, { rule: ruleJson(), hours });
+        const breaches = result.evaluations.filter((e) => e.outcome === 'breach').length;
+        const fired = result.transitions.filter((t) => t.state === 'fired').length;
+        $('#rule-test-summary').textContent = msg('rule_test_summary', { events: result.events_read, hours, windows: result.evaluations.length, breaches, fired, late: result.late_events })
+          + (fired ? '' : ' ' + msg('rule_test_none'));
+        const body = $('#rule-test-transitions tbody');
+        body.replaceChildren(...result.transitions.map((t) => {
+          const row = document.createElement('tr');
+          row.append(cell(new Date(t.window_end_ms).toLocaleString()), cell(t.state), cell(t.value == null ? '—' : String(t.value)), cell(t.reason));
+          return row;
+        }));
+        $('#rule-test-result').hidden = false;
+        flash('');
+      }));
+      onSubmit(form, async () => {
+        const rule = ruleJson();
+        if (isNew) {
+          const id = field(form, 'id');
+          if (id) rule.id = id;
+          const created = await api('POST', rulesPath, rule);
+          flash(msg('rule_created', { id: created.rule.id }));
+          location.href = `/console/apps/${enc(app)}/alerts/rules/${enc(created.rule.id)}`;
+          return;
+        }
+        rule.version = Number(root.dataset.version);
+        const saved = await api('PUT', `${rulesPath}/${enc(root.dataset.rule)}`, rule);
+        root.dataset.version = String(saved.version);
+        flash(msg('rule_saved', { version: saved.version }));
+        setTimeout(() => location.reload(), 800);
+      });
+      for (const [id, verb, done] of [['#rule-pause', 'pause', 'rule_paused'], ['#rule-resume', 'resume', 'rule_resumed']]) {
+        const button = $(id);
+        on(button, 'click', () => act(button, async () => {
+          await api('POST', `${rulesPath}/${enc(root.dataset.rule)}/${verb}`, { version: Number(root.dataset.version) });
+          flash(msg(done));
+          setTimeout(() => location.reload(), 600);
+        }));
+      }
+      const remove = $('#rule-delete');
+      on(remove, 'click', () => act(remove, async () => {
+        if (!confirm(msg('confirm_delete_rule', { id: root.dataset.rule }))) return;
+        await api('DELETE', `${rulesPath}/${enc(root.dataset.rule)}`, { version: Number(root.dataset.version) });
+        flash(msg('rule_deleted'));
+        location.href = `/console/apps/${enc(app)}/alerts`;
+      }));
+    },
+
     history_rebuild() {
       const bar = $('#rebuild-progress');
       const numbers = $('#rebuild-numbers');

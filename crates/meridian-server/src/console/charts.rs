@@ -158,9 +158,120 @@ fn plot(counts: &[(String, u64)], tick_label: impl Fn(&str) -> String) -> LineCh
     LineChart { width: LINE_WIDTH, height: LINE_HEIGHT, left: LINE_LEFT, bottom: LINE_HEIGHT - LINE_BOTTOM, right: LINE_WIDTH - LINE_RIGHT, points, polyline, y_ticks, x_ticks }
 }
 
+/// A rule's metric over time against the value at which its condition flips: the preview
+/// of an alert rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ThresholdChart {
+    /// Drawing width.
+    pub(crate) width: u32,
+    /// Drawing height.
+    pub(crate) height: u32,
+    /// Left edge of the plot.
+    pub(crate) left: u32,
+    /// Bottom edge of the plot.
+    pub(crate) bottom: u32,
+    /// Right edge of the plot.
+    pub(crate) right: u32,
+    /// The metric's line (`x,y …`), broken where a window had no value: one string per run.
+    pub(crate) value_lines: Vec<String>,
+    /// The threshold's line, broken where there was none.
+    pub(crate) threshold_lines: Vec<String>,
+    /// Every window with a value, for the dots and the table.
+    pub(crate) points: Vec<ThresholdPoint>,
+    /// Marks of the y axis.
+    pub(crate) y_ticks: Vec<Tick>,
+    /// Marks of the x axis.
+    pub(crate) x_ticks: Vec<Tick>,
+}
+
+/// One window of a [`ThresholdChart`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ThresholdPoint {
+    /// Its label (the window's end).
+    pub(crate) label: String,
+    /// The metric's value.
+    pub(crate) value: Option<f64>,
+    /// The threshold.
+    pub(crate) threshold: Option<f64>,
+    /// Whether the window was a breach.
+    pub(crate) breach: bool,
+    /// Position.
+    pub(crate) x: f64,
+    /// Position of the value (the axis when none).
+    pub(crate) y: f64,
+}
+
+/// One window for [`threshold_chart`]: label, value, threshold, breach.
+pub(crate) type WindowValue = (String, Option<f64>, Option<f64>, bool);
+
+/// The chart of `windows`, oldest first.
+pub(crate) fn threshold_chart(windows: &[WindowValue]) -> ThresholdChart {
+    let finite = |v: &Option<f64>| v.filter(|v| v.is_finite());
+    let max = windows.iter().flat_map(|w| [finite(&w.1), finite(&w.2)]).flatten().fold(0.0f64, f64::max);
+    let min = windows.iter().flat_map(|w| [finite(&w.1), finite(&w.2)]).flatten().fold(0.0f64, f64::min);
+    // A nice axis for small ratios too: scale to integers, pick the ceiling, scale back.
+    let scale = if max > 0.0 && max < 10.0 { 10f64.powi((10.0 / max).log10().ceil() as i32) } else { 1.0 };
+    let top = nice_ceiling((max * scale).ceil() as u64) as f64 / scale;
+    let bottom_value = min.min(0.0);
+    let (left, right, bottom) = (LINE_LEFT as f64, (LINE_WIDTH - LINE_RIGHT) as f64, (LINE_HEIGHT - LINE_BOTTOM) as f64);
+    let plot_height = bottom - LINE_TOP as f64;
+    let span = (top - bottom_value).max(f64::MIN_POSITIVE);
+    let y_of = |v: f64| ((bottom - (v.clamp(bottom_value, top) - bottom_value) / span * plot_height) * 10.0).round() / 10.0;
+    let step = if windows.len() > 1 { (right - left) / (windows.len() - 1) as f64 } else { 0.0 };
+    let x_of = |i: usize| ((if windows.len() > 1 { left + step * i as f64 } else { (left + right) / 2.0 }) * 10.0).round() / 10.0;
+    let runs = |pick: &dyn Fn(&WindowValue) -> Option<f64>| {
+        let mut lines = Vec::new();
+        let mut current: Vec<String> = Vec::new();
+        for (i, w) in windows.iter().enumerate() {
+            match pick(w) {
+                Some(v) => current.push(format!("{},{}", x_of(i), y_of(v))),
+                None if !current.is_empty() => lines.push(std::mem::take(&mut current).join(" ")),
+                None => {}
+            }
+        }
+        if !current.is_empty() {
+            lines.push(current.join(" "));
+        }
+        lines
+    };
+    let value_lines = runs(&|w| finite(&w.1));
+    let threshold_lines = runs(&|w| finite(&w.2));
+    let points: Vec<ThresholdPoint> = windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ThresholdPoint { label: w.0.clone(), value: finite(&w.1), threshold: finite(&w.2), breach: w.3, x: x_of(i), y: y_of(finite(&w.1).unwrap_or(0.0)) })
+        .collect();
+    let tick = |v: f64| if v.fract() == 0.0 && v.abs() < 1e15 { crate::console::group_digits(v as u64) } else { format!("{v}") };
+    let y_ticks = (0..=4)
+        .map(|i| {
+            let v = ((bottom_value + span * f64::from(i) / 4.0) * 1e6).round() / 1e6;
+            Tick { label: if v < 0.0 { format!("-{}", tick(-v)) } else { tick(v) }, at: y_of(v) }
+        })
+        .collect();
+    let every = points.len().div_ceil(6).max(1);
+    let x_ticks = points.iter().enumerate().filter(|(i, _)| i % every == 0 || *i == points.len() - 1).map(|(_, p)| Tick { label: p.label.clone(), at: p.x }).collect();
+    ThresholdChart { width: LINE_WIDTH, height: LINE_HEIGHT, left: LINE_LEFT, bottom: LINE_HEIGHT - LINE_BOTTOM, right: LINE_WIDTH - LINE_RIGHT, value_lines, threshold_lines, points, y_ticks, x_ticks }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threshold_chart_draws_both_lines_breaks_them_at_gaps_and_scales_small_ratios() {
+        let w = |label: &str, value: Option<f64>, threshold: Option<f64>, breach: bool| (label.to_owned(), value, threshold, breach);
+        let chart = threshold_chart(&[w("10:00", Some(0.01), Some(0.05), false), w("10:01", None, Some(0.05), false), w("10:02", Some(0.08), Some(0.05), true), w("10:03", Some(0.02), Some(0.05), false)]);
+        assert_eq!(chart.value_lines.len(), 2, "the window without a value breaks the line: {:?}", chart.value_lines);
+        assert_eq!(chart.threshold_lines.len(), 1);
+        assert_eq!(chart.y_ticks.last().unwrap().label, "0.1", "0.08 rounds up to a nice 0.1, not to 1");
+        let breach = &chart.points[2];
+        assert!(breach.breach && breach.y < chart.points[0].y, "the breach is higher");
+        let threshold_y: f64 = chart.threshold_lines[0].split(' ').next().unwrap().split(',').nth(1).unwrap().parse().unwrap();
+        assert!(breach.y < threshold_y && chart.points[0].y > threshold_y, "the breach is above the threshold, the first window below");
+        let big = threshold_chart(&[w("a", Some(1_234.0), Some(1_000.0), true)]);
+        assert_eq!(big.y_ticks.last().unwrap().label, "2,000");
+        assert!(threshold_chart(&[]).points.is_empty());
+    }
 
     #[test]
     fn bars_are_proportional_largest_first_and_bounded() {

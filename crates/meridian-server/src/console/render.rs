@@ -31,6 +31,7 @@ pub(crate) static TEMPLATES: &[(&str, &str)] = templates![
     "deliveries.html",
     "delivery.html",
     "alerts.html",
+    "alert_rule.html",
     "keys.html",
     "operators.html",
     "audit.html",

@@ -10,7 +10,7 @@
 use crate::auth::{app_id, require};
 use crate::error::{parse_json, ApiError};
 use crate::extract::{Path, Query};
-use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext};
+use crate::module::{Capability, Erasure, Module, ModuleBuilder, ModuleContext, Task};
 use crate::routes::admin::audit_app;
 use crate::state::{blocking, random_id, AppState};
 use axum::body::Bytes;
@@ -21,7 +21,7 @@ use axum::Json;
 use meridian_alerts::service::Error as AlertsError;
 use meridian_alerts::{AlertsProcessor, AlertsService, Evaluation, HistoryEntry, ProcessorSettings, Rule, RuleError, RuleId, RuleSetError, Transition};
 use meridian_api::alerts::{
-    AlertEvaluation, AlertEvaluations, AlertHistory, AlertRule, AlertRuleInput, AlertRuleList, AlertRuleTest, AlertRuleTestResult, AlertTransition, ExpectedVersion,
+    AlertDelivery, AlertEvaluation, AlertEvaluations, AlertHistory, AlertRule, AlertRuleInput, AlertRuleList, AlertRuleTest, AlertRuleTestResult, AlertTransition, ExpectedVersion,
 };
 use meridian_event::{AppId, Event, LogEntry, Timestamp};
 use meridian_log::{Log, TopicName};
@@ -30,6 +30,7 @@ use meridian_tenancy::Permission;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -73,11 +74,13 @@ impl Capability for Alerts {
         };
         let settings = ProcessorSettings { events_topic: ctx.state.events_topic.clone(), alerts_topic: topic(&config.topic)?, notifications_topic: topic(&config.notifications_topic)? };
         let store = ctx.store()?;
-        let service = Arc::new(AlertsService::open(store.clone(), config)?);
+        let service = Arc::new(AlertsService::open(store.clone(), config.clone())?);
         // The clock starts at once; a tick chain already running drops this one.
         meridian_runtime::schedule_timer(&*store, meridian_alerts::PROCESSOR_NAME, Timestamp::now().millis(), b"tick")?;
-        let processor = AlertsProcessor::new(service.clone(), log.clone(), settings);
-        let state = Arc::new(AlertsState { app: ctx.state.clone(), service, notify_store: ctx.stores.module("notify")? });
+        let tenancy = ctx.state.tenancy.clone();
+        let zones: meridian_alerts::TimeZones = Arc::new(move |app: &AppId| tenancy.app(app).map_or(chrono_tz::Tz::UTC, |a| a.tz()));
+        let processor = AlertsProcessor::new(service.clone(), log.clone(), settings).with_time_zones(zones);
+        let state = Arc::new(AlertsState { app: ctx.state.clone(), service: service.clone(), notify_store: ctx.stores.module("notify")? });
         let routes = OpenApiRouter::new()
             .routes(routes!(list_rules, create_rule))
             .routes(routes!(get_rule, update_rule, delete_rule))
@@ -87,7 +90,11 @@ impl Capability for Alerts {
             .routes(routes!(test_rule))
             .routes(routes!(history))
             .with_state(state);
-        let module = ModuleBuilder::new("alerts")
+        let mut builder = ModuleBuilder::new("alerts");
+        if config.history_retention_days > 0 {
+            builder = builder.task(purge_task(service.clone(), config.history_retention_days, Duration::from_secs(config.purge_interval_secs)));
+        }
+        let module = builder
             .processor(Box::new(processor))
             .routes(routes)
             .console(crate::console::alerts::section(ctx))
@@ -171,6 +178,19 @@ fn rule_from_body(app: &AppId, id: Option<&str>, body: &[u8]) -> Result<(Rule, O
     Ok((rule, version))
 }
 
+/// The purge of the alert history older than `retention_days`, as a module task.
+fn purge_task(service: Arc<AlertsService>, retention_days: u32, every: Duration) -> Task {
+    Task {
+        name: "alerts_history_purge",
+        every,
+        run: Arc::new(move || {
+            let cutoff = Timestamp::now().millis() - i64::from(retention_days) * 86_400_000;
+            let purged = service.purge_history_before(cutoff)?;
+            Ok(if purged > 0 { format!("purged {purged} alert history entries older than {retention_days} days") } else { String::new() })
+        }),
+    }
+}
+
 /// Refuses channels that are not webhook endpoints of the app.
 async fn check_channels(state: &AlertsState, rule: &Rule) -> Result<(), ApiError> {
     if rule.channels.is_empty() {
@@ -180,6 +200,7 @@ async fn check_channels(state: &AlertsState, rule: &Rule) -> Result<(), ApiError
     let app = rule.app.clone();
     let endpoints = blocking(move || meridian_notify::endpoints_in_store(&*store, &app)).await?.map_err(ApiError::internal)?;
     for (i, channel) in rule.channels.iter().enumerate() {
+        let channel = &channel.endpoint;
         if !endpoints.iter().any(|e| e.id.as_str() == channel) {
             return Err(rule_error(&RuleError::new(
                 format!("channels[{i}]"),
@@ -191,7 +212,7 @@ async fn check_channels(state: &AlertsState, rule: &Rule) -> Result<(), ApiError
     Ok(())
 }
 
-fn view(rule: &Rule, firing_since: Option<i64>) -> AlertRule {
+fn view(rule: &Rule, firing_since: Option<i64>, in_force: bool) -> AlertRule {
     let status = if rule.paused {
         "paused"
     } else if firing_since.is_some() {
@@ -199,7 +220,7 @@ fn view(rule: &Rule, firing_since: Option<i64>) -> AlertRule {
     } else {
         "ok"
     };
-    AlertRule { rule: serde_json::to_value(rule).unwrap_or_default(), version: rule.version, status: status.to_owned(), firing_since_ms: firing_since }
+    AlertRule { rule: serde_json::to_value(rule).unwrap_or_default(), version: rule.version, status: status.to_owned(), firing_since_ms: firing_since, in_force }
 }
 
 fn with_etag(rule: AlertRule, status: StatusCode) -> Response {
@@ -229,8 +250,9 @@ fn transition_view(t: &Transition, id: String, recorded_ms: Option<i64>) -> Aler
         expected: t.expected,
         threshold: t.threshold,
         reason: t.reason.clone(),
-        channels: t.channels.clone(),
+        channels: t.channels.iter().map(|c| c.endpoint.clone()).collect(),
         recorded_ms,
+        deliveries: Vec::new(),
     }
 }
 
@@ -271,7 +293,7 @@ async fn list_rules(State(state): State<Arc<AlertsState>>, Path(app): Path<Strin
     require(&state.app, &headers, Permission::Read, &app)?;
     let rules = state.service.list(&app);
     let firing = state.call(|s| s.firing()).await?;
-    Ok(Json(AlertRuleList { rules: rules.iter().map(|r| view(r, firing.get(&r.id).copied())).collect() }))
+    Ok(Json(AlertRuleList { rules: rules.iter().map(|r| view(r, firing.get(&r.id).copied(), state.service.in_force(&r.id))).collect() }))
 }
 
 /// Adds an alert rule (version 1); in force within a second, without a restart.
@@ -298,7 +320,7 @@ async fn create_rule(State(state): State<Arc<AlertsState>>, Path(app): Path<Stri
     check_channels(&state, &rule).await?;
     let stored = state.call(move |s| s.create(rule)).await?;
     audit_app(&state.app, &principal, &app, "alert_rule.create", stored.id.to_string(), None, audit_json(&stored)).await?;
-    Ok(with_etag(view(&stored, None), StatusCode::CREATED))
+    Ok(with_etag(view(&stored, None, state.service.in_force(&stored.id)), StatusCode::CREATED))
 }
 
 /// One alert rule with its status (its version is also the `ETag`).
@@ -316,7 +338,7 @@ async fn get_rule(State(state): State<Arc<AlertsState>>, Path((app, id)): Path<(
     let id = rule_id(&id)?;
     let rule = state.service.get(&app, &id).map_err(alerts_error)?;
     let firing = state.call(|s| s.firing()).await?;
-    Ok(with_etag(view(&rule, firing.get(&id).copied()), StatusCode::OK))
+    Ok(with_etag(view(&rule, firing.get(&id).copied(), state.service.in_force(&id)), StatusCode::OK))
 }
 
 /// Replaces an alert rule; the change names the version it was made from (`If-Match` or
@@ -352,7 +374,7 @@ async fn update_rule(State(state): State<Arc<AlertsState>>, Path((app, id)): Pat
     let (before, after) = state.call(move |s| s.update(rule, expected)).await?;
     audit_app(&state.app, &principal, &app, "alert_rule.update", id.to_string(), audit_json(&before), audit_json(&after)).await?;
     let firing = state.call(|s| s.firing()).await?;
-    Ok(with_etag(view(&after, firing.get(&id).copied()), StatusCode::OK))
+    Ok(with_etag(view(&after, firing.get(&id).copied(), state.service.in_force(&id)), StatusCode::OK))
 }
 
 fn version_body(body: &[u8]) -> Result<Option<u64>, ApiError> {
@@ -409,7 +431,7 @@ async fn set_paused(state: &AlertsState, app: String, id: String, headers: Heade
     let action = if paused { "alert_rule.pause" } else { "alert_rule.resume" };
     audit_app(&state.app, &principal, &app, action, id.to_string(), audit_json(&before), audit_json(&after)).await?;
     let firing = state.call(|s| s.firing()).await?;
-    Ok(with_etag(view(&after, firing.get(&id).copied()), StatusCode::OK))
+    Ok(with_etag(view(&after, firing.get(&id).copied(), state.service.in_force(&id)), StatusCode::OK))
 }
 
 /// Pauses an alert rule at the version given: its windows are dropped, nothing is
@@ -511,7 +533,59 @@ async fn history(State(state): State<Arc<AlertsState>>, Path(app): Path<String>,
     }
     let rule = q.rule.as_deref().map(RuleId::new).transpose().map_err(|e| ApiError::bad_request("invalid_rule_id", e.to_string()).with_details(json!({"field": "rule"})))?;
     let entries = state.call(move |s| s.history(&app, rule.as_ref(), limit)).await?;
-    Ok(Json(AlertHistory { transitions: entries.into_iter().map(history_view).collect() }))
+    let notify = state.notify_store.clone();
+    let transitions = blocking(move || {
+        entries
+            .into_iter()
+            .map(|entry| {
+                let deliveries = deliveries_of(&*notify, &entry)?;
+                let mut view = history_view(entry);
+                view.deliveries = deliveries;
+                Ok(view)
+            })
+            .collect::<meridian_notify::Result<Vec<_>>>()
+    })
+    .await?
+    .map_err(ApiError::internal)?;
+    Ok(Json(AlertHistory { transitions }))
+}
+
+/// What became of a transition's notification to each of its channels (blocking).
+fn deliveries_of(notify: &dyn KvStore, entry: &HistoryEntry) -> meridian_notify::Result<Vec<AlertDelivery>> {
+    let mut out = Vec::new();
+    for channel in &entry.transition.channels {
+        let request_id = format!("{}:{}", entry.id, channel.endpoint);
+        let found = match meridian_notify::EndpointId::new(channel.endpoint.clone()) {
+            Ok(endpoint) => meridian_notify::delivery_in_store(notify, &request_id, &endpoint)?,
+            Err(_) => None,
+        };
+        out.push(match found {
+            None => AlertDelivery {
+                endpoint: channel.endpoint.clone(),
+                state: "queued".into(),
+                delivery_id: None,
+                attempts: 0,
+                last_result: None,
+                last_error: None,
+                delivered_ms: None,
+                next_attempt_ms: None,
+            },
+            Some(detail) => {
+                let d = detail.delivery;
+                AlertDelivery {
+                    endpoint: channel.endpoint.clone(),
+                    state: d.state.as_str().to_owned(),
+                    delivery_id: Some(d.id.to_string()),
+                    attempts: d.attempts,
+                    last_result: d.last_result,
+                    last_error: detail.attempts.iter().rev().find_map(|a| a.error.clone()),
+                    delivered_ms: d.delivered_ms,
+                    next_attempt_ms: d.next_attempt_ms,
+                }
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// Reads the events of `app` appended to `topic` since `since_ms` (at most `max`, the

@@ -149,9 +149,21 @@ async fn a_rule_fires_and_resolves_on_events_and_notifies_a_real_receiver_in_ale
     let (url, received) = receiver().await;
     let hook = t.post("/v1/apps/shop/webhooks", MASTER, json!({"url": url}).to_string()).await;
     let hook_id = hook.json["id"].as_str().unwrap().to_owned();
-    let body = with(with(with(rule("Crashes"), &["id"], json!("crashes")), &["window", "size_secs"], json!(1)), &["channels"], json!([hook_id]));
+    // A chat channel too: the same transitions as a `{"text": …}` message.
+    let (chat_url, chat_received) = receiver().await;
+    let chat = t.post("/v1/apps/shop/webhooks", MASTER, json!({"url": chat_url}).to_string()).await;
+    let chat_id = chat.json["id"].as_str().unwrap().to_owned();
+    let channels = json!([hook_id, {"endpoint": chat_id, "format": "chat"}]);
+    let body = with(with(with(rule("Crashes"), &["id"], json!("crashes")), &["window", "size_secs"], json!(1)), &["channels"], channels.clone());
     let created = t.post("/v1/apps/shop/alerts/rules", MASTER, body.to_string()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json);
+    assert_eq!(created.json["rule"]["channels"], channels, "the chat channel keeps its format");
+    // In force within a second, as the rule says.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while t.get("/v1/apps/shop/alerts/rules/crashes", &key).await.json["in_force"] != true {
+        assert!(Instant::now() < deadline, "the rule is not in force after 1 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Five crashes in one second: more than 2, it fires when the window closes; the next
     // (empty) window resolves it. (Their time is a little ahead, in a window that starts
@@ -179,6 +191,12 @@ async fn a_rule_fires_and_resolves_on_events_and_notifies_a_real_receiver_in_ale
     assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
     let (headers, _) = received.lock()[0].clone();
     assert!(headers["webhook-signature"].to_str().unwrap().starts_with("v1,"), "signed like every webhook");
+    wait_for(&chat_received, 2).await;
+    let chats: Vec<Value> = chat_received.lock().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect();
+    let text = chats[0]["text"].as_str().unwrap_or_else(|| panic!("a chat body is {{\"text\": …}}: {}", chats[0]));
+    assert!(text.contains("*FIRING* [critical] Crashes") && text.contains("count 5 > 2") && text.contains("`crashes` version 1"), "{text}");
+    assert!(chats[1]["text"].as_str().unwrap().contains("*RESOLVED* [critical] Crashes"), "{}", chats[1]);
+    assert_eq!(chats[0].as_object().unwrap().len(), 1, "only the text: {}", chats[0]);
 
     let history = t.get("/v1/apps/shop/alerts/history", &key).await;
     let transitions = history.json["transitions"].as_array().unwrap();
@@ -214,6 +232,14 @@ async fn a_rule_fires_and_resolves_on_events_and_notifies_a_real_receiver_in_ale
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("id=\"alert-rules\"") && page.body.contains("<code>crashes</code>"), "{}", page.body);
     assert!(page.body.contains("id=\"alert-history\"") && page.body.contains("count 5 &gt; 2"), "{}", page.body);
+    // The rule's page: the preview chart with the breach above the dashed threshold, and
+    // the delivery log of both channels; a viewer gets no save button.
+    let rule_page = t.page(Some(&session), "/console/apps/shop/alerts/rules/crashes", &[]).await;
+    assert_eq!(rule_page.status, StatusCode::OK, "{}", rule_page.body);
+    let body = &rule_page.body;
+    assert!(body.contains("id=\"rule-preview\"") && body.contains("class=\"line threshold-line\"") && body.contains("<circle class=\"breach\""), "{body}");
+    assert!(body.contains("id=\"rule-deliveries\"") && body.matches("data-state=\"delivered\"").count() == 4, "2 transitions × 2 channels delivered: {body}");
+    assert!(body.contains("id=\"rule-json\"") && body.contains("readonly") && !body.contains("id=\"rule-save\""), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,4 +321,80 @@ async fn an_app_has_at_most_max_rules_per_app_rules_and_an_unknown_app_none() {
     let second = t.post("/v1/apps/shop/alerts/rules", MASTER, rule("two").to_string()).await;
     assert_eq!((second.status, second.code()), (StatusCode::CONFLICT, "too_many_rules"), "{:?}", second.json);
     assert_eq!(t.post("/v1/apps/nope/alerts/rules", MASTER, rule("one").to_string()).await.code(), "unknown_app");
+}
+
+/// A receiver that answers 500 to its first `failures` requests, then 204.
+async fn flaky_receiver(failures: usize) -> (String, Received) {
+    let received: Received = Default::default();
+    let store = received.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+        let store = store.clone();
+        async move {
+            let mut all = store.lock();
+            all.push((headers, body));
+            if all.len() <= failures {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::NO_CONTENT
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_is_retried_and_the_history_shows_each_channels_delivery() {
+    let t = TestServer::start_with(|c| {
+        c.notify.network.allow_loopback = true;
+        c.notify.backoff_base_ms = 50;
+        c.notify.backoff_factor = 1.0;
+        c.notify.backoff_cap_ms = 50;
+        c.notify.max_attempts = 4;
+        c.alerts.tick_interval_ms = 100;
+    });
+    t.server.spawn_background_tasks();
+    let key = t.app_with_key("shop", &["write", "read"]).await;
+    // One receiver fails twice then accepts; the other is a closed port and never answers.
+    let (flaky_url, flaky) = flaky_receiver(2).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let flaky_id = t.post("/v1/apps/shop/webhooks", MASTER, json!({"url": flaky_url}).to_string()).await.json["id"].as_str().unwrap().to_owned();
+    let closed_id = t.post("/v1/apps/shop/webhooks", MASTER, json!({"url": closed_url}).to_string()).await.json["id"].as_str().unwrap().to_owned();
+    let body = with(with(with(with(rule("Crashes"), &["id"], json!("crashes")), &["window", "size_secs"], json!(1)), &["channels"], json!([flaky_id, closed_id])), &["min_samples"], json!(1));
+    assert_eq!(t.post("/v1/apps/shop/alerts/rules", MASTER, body.to_string()).await.status, StatusCode::CREATED);
+    let time = now_ms() + 2_500;
+    let events: Vec<Value> = (0..5).map(|i| json!({"id": format!("c{i}"), "user": "ann", "action": "crash", "time": time})).collect();
+    assert_eq!(t.post("/v1/events", &key, json!(events).to_string()).await.json["rejected"], 0);
+
+    // The firing reaches the flaky receiver at its third attempt; the closed port's
+    // delivery is given up after 4 failed attempts. The history says both.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fired = loop {
+        let history = t.get("/v1/apps/shop/alerts/history?rule=crashes", &key).await;
+        let fired = history.json["transitions"].as_array().unwrap().iter().find(|t| t["state"] == "fired").cloned();
+        if let Some(fired) = fired {
+            let states: Vec<&str> = fired["deliveries"].as_array().unwrap().iter().map(|d| d["state"].as_str().unwrap()).collect();
+            if states == ["delivered", "dead"] {
+                break fired;
+            }
+            assert!(states.iter().all(|s| ["queued", "pending", "delivered", "dead"].contains(s)), "{fired}");
+        }
+        assert!(Instant::now() < deadline, "{:?}", history.json);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (delivered, dead) = (&fired["deliveries"][0], &fired["deliveries"][1]);
+    assert_eq!(delivered["endpoint"], flaky_id.as_str());
+    assert_eq!(delivered["attempts"], 3, "{delivered}");
+    assert!(delivered["delivered_ms"].as_i64().is_some() && delivered["delivery_id"].as_str().unwrap().starts_with("msg_"), "{delivered}");
+    assert_eq!(dead["endpoint"], closed_id.as_str());
+    assert_eq!(dead["attempts"], 4, "{dead}");
+    assert_eq!(dead["last_result"], "connection_error", "{dead}");
+    assert!(!dead["last_error"].as_str().unwrap_or_default().is_empty(), "the error in words: {dead}");
+    let bodies: Vec<Value> = flaky.lock().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect();
+    assert!(bodies.len() >= 3 && bodies[..3].iter().all(|b| b == &bodies[0]), "each retry sends the same body");
+    assert_eq!(bodies[0]["status"], "firing");
 }

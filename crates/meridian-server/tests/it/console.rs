@@ -47,6 +47,8 @@ async fn world() -> World {
     let created = t.post("/v1/apps/shop/webhooks", MASTER, json!({"url": "http://127.0.0.1:9/hook", "event_types": ["trigger.fired"]}).to_string()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json);
     let webhook_id = created.json["id"].as_str().unwrap().to_owned();
+    let rule = json!({"id": "crashes", "name": "Crashes", "metric": {"kind": "count"}, "filter": {"action": "crash"}, "window": {"kind": "tumbling", "size_secs": 60}, "condition": {"kind": "threshold", "op": ">", "value": 2}});
+    assert_eq!(t.post("/v1/apps/shop/alerts/rules", MASTER, rule.to_string()).await.status, StatusCode::CREATED);
     // A request is delivered to the endpoints that existed when it was made.
     let now = meridian_event::Timestamp::now().millis();
     let request = NotificationRequest { id: "n-1".into(), app: shop, event_type: "trigger.fired".into(), payload: json!({"user": "ann"}), created_ms: now, endpoint: None, bare: false };
@@ -79,7 +81,9 @@ fn console_pages(t: &TestServer, delivery_id: &str) -> Vec<(String, String)> {
         if permission == "public" {
             continue;
         }
-        pages.push((path.replace("{app}", "shop").replace("{id}", delivery_id), permission));
+        // `{id}` is the alert rule's on its page, the delivery's elsewhere.
+        let id = if path.contains("/alerts/rules/") { "crashes" } else { delivery_id };
+        pages.push((path.replace("{app}", "shop").replace("{id}", id), permission));
     }
     pages
 }

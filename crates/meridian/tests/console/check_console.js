@@ -178,6 +178,38 @@ function receiver() {
     check(alerts.includes('demo-crashes'), `the demo's alert rule is not listed: ${alerts.slice(0, 400)}`);
     await audit('alerts');
 
+    // The demo rule's page: the preview (or why there is none yet), a test over the last
+    // 24 h, refused edits (bad JSON; a slide longer than the window, named), a saved edit
+    // (a new version); then a rule made in the editor, and deleted.
+    await Promise.all([page.waitForURL(/\/alerts\/rules\/demo-crashes$/), page.click('#alert-rules >> text=Crashes in the last 5 minutes')]);
+    await page.waitForSelector('#rule-preview, #rule-preview-empty');
+    await page.click('#rule-test');
+    await page.waitForSelector('#rule-test-result:not([hidden])');
+    const summary = await page.textContent('#rule-test-summary');
+    check(/events over the last 24 h/.test(summary), `rule test summary: ${summary}`);
+    await audit('alert_rule');
+    const original = await page.inputValue('#rule-json');
+    await page.fill('#rule-json', '{ "name": ');
+    await page.click('#rule-save');
+    await flash(/not valid JSON/);
+    const rule = JSON.parse(original);
+    await page.fill('#rule-json', JSON.stringify({ ...rule, window: { kind: 'sliding', size_secs: 60, slide_secs: 120 } }));
+    await page.click('#rule-save');
+    await flash(/window\.slide_secs/);
+    const version = Number(await page.getAttribute('#alert-rule', 'data-version'));
+    await page.fill('#rule-json', JSON.stringify({ ...rule, condition: { ...rule.condition, value: 5 } }, null, 2));
+    await page.click('#rule-save');
+    await flash(/saved as version/);
+    await page.waitForFunction((v) => document.querySelector('#alert-rule') && Number(document.querySelector('#alert-rule').dataset.version) === v + 1, version);
+    check(JSON.parse(await page.inputValue('#rule-json')).condition.value === 5, 'the saved threshold is shown after the reload');
+    await page.goto(`${base}/console/apps/demo/alerts`);
+    await Promise.all([page.waitForURL(/\/alerts\/new$/), page.click('#alert-new')]);
+    await page.fill('#rule-new-id', 'from-the-console');
+    await Promise.all([page.waitForURL(/\/alerts\/rules\/from-the-console$/), page.click('#rule-save')]);
+    await page.waitForSelector('#rule-preview-empty');
+    await Promise.all([page.waitForURL(/\/alerts$/), page.click('#rule-delete')]);
+    check(!(await page.textContent('main')).includes('from-the-console'), 'the deleted rule is still listed');
+
     // API keys: create one (secret shown once), revoke it.
     await page.click('nav.side >> text=API keys');
     await page.waitForURL(/\/keys$/);
