@@ -29,6 +29,12 @@ pub struct AlertsConfig {
     pub history_retention_days: u32,
     /// How often the history older than `history_retention_days` is purged, seconds.
     pub purge_interval_secs: u64,
+    /// Shortest time between two rounds of the processor, milliseconds: events arriving
+    /// meanwhile are evaluated together. A round commits every rule its events reached, so
+    /// with thousands of rules a round per small append would commit the same state over
+    /// and over; this bounds the commits to a few per second at the cost of up to this much
+    /// delay before a window's close is seen.
+    pub min_round_interval_ms: u64,
 }
 
 impl Default for AlertsConfig {
@@ -44,6 +50,7 @@ impl Default for AlertsConfig {
             max_test_events: 1_000_000,
             history_retention_days: 90,
             purge_interval_secs: 3_600,
+            min_round_interval_ms: 200,
         }
     }
 }
@@ -59,6 +66,7 @@ impl meridian_config::Section for AlertsConfig {
         check_range("max_test_events", self.max_test_events, 1, 50_000_000)?;
         check_range("history_retention_days", self.history_retention_days, 0, 36_500)?;
         check_range("purge_interval_secs", self.purge_interval_secs, 1, 7 * 86_400)?;
+        check_range("min_round_interval_ms", self.min_round_interval_ms, 0, 10_000)?;
         check(meridian_log::TopicName::new(self.topic.clone()).is_ok(), "topic", || format!("{:?} is not a topic name", self.topic))?;
         check(meridian_log::TopicName::new(self.notifications_topic.clone()).is_ok(), "notifications_topic", || {
             format!("{:?} is not a topic name", self.notifications_topic)

@@ -381,6 +381,10 @@ impl Processor for AlertsProcessor {
         vec![self.settings.events_topic.clone()]
     }
 
+    fn min_round_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.service.config().min_round_interval_ms)
+    }
+
     fn process(&mut self, ctx: &mut ProcessContext<'_>, _topic: &TopicName, records: &[Record]) -> Result<()> {
         self.ensure_loaded(ctx)?;
         if self.loaded.as_ref().is_some_and(|l| l.next_tick.is_none()) {

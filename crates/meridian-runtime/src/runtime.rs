@@ -402,6 +402,7 @@ impl WorkerLoop {
                 }
             }
             appended.borrow_and_update();
+            let round_started = Instant::now();
             match self.round() {
                 Ok(0) => {
                     backoff = Duration::from_millis(50);
@@ -417,7 +418,18 @@ impl WorkerLoop {
                         }
                     });
                 }
-                Ok(_) => backoff = Duration::from_millis(50),
+                Ok(_) => {
+                    backoff = Duration::from_millis(50);
+                    let rest = self.processor.min_round_interval().saturating_sub(round_started.elapsed());
+                    if !rest.is_zero() {
+                        let stop = &mut self.shutdown_signal;
+                        self.waiter.block_on(async {
+                            if !*stop.borrow_and_update() {
+                                let _ = tokio::time::timeout(rest, stop.changed()).await;
+                            }
+                        });
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(processor = %self.name, error = %e, "processor round failed; resuming from the committed position");
                     metrics::counter!("meridian_processor_errors_total", "processor" => self.name.clone()).increment(1);

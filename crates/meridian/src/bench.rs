@@ -41,7 +41,13 @@ enum BenchCommand {
     /// Each queue source (NATS JetStream, RabbitMQ) through the whole server against the
     /// queue's own consumer on the same data, and `POST /v1/events` of the same events.
     Sources(sources::SourcesBenchArgs),
+    /// The demo stream through a server with 10,000 alert rules against one without, in
+    /// the same run; window close to notification, rule change to effect, memory per rule.
+    Alerts(alerts::AlertsBenchArgs),
 }
+
+#[path = "bench_alerts.rs"]
+mod alerts;
 
 #[path = "bench_connect.rs"]
 mod connect;
@@ -516,6 +522,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Actions(args) => return actions_bench(args),
         BenchCommand::Connect(args) => return connect::connect_bench(args),
         BenchCommand::Sources(args) => return sources::sources_bench(args),
+        BenchCommand::Alerts(args) => return alerts::alerts_bench(args),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

@@ -87,20 +87,22 @@ fn strip_props(tail: &str) -> String {
 /// are not duplicates of the sources' events).
 async fn post_rate(base: &str, key: &str, payloads: &[Vec<u8>]) -> anyhow::Result<f64> {
     let http = reqwest::Client::new();
-    let bodies: Vec<String> = payloads
+    let bodies: Vec<(usize, String)> = payloads
         .chunks(500)
         .enumerate()
         .map(|(c, chunk)| {
             let events: Vec<String> = chunk.iter().enumerate().map(|(i, p)| format!("{{\"id\":\"post-{c}-{i}\",{}", &String::from_utf8_lossy(p)[1..])).collect();
-            format!("{{\"batch\":[{}]}}", events.join(","))
+            (chunk.len(), format!("[{}]", events.join(",")))
         })
         .collect();
     let start = Instant::now();
-    let mut stream = futures::stream::iter(bodies.into_iter().map(|body| {
+    let mut stream = futures::stream::iter(bodies.into_iter().map(|(n, body)| {
         let http = http.clone();
         async move {
             let r = http.post(format!("{base}/v1/events")).bearer_auth(key).header("content-type", "application/json").body(body).send().await?;
             anyhow::ensure!(r.status().is_success(), "POST /v1/events answered {}", r.status());
+            let answer: serde_json::Value = r.json().await?;
+            anyhow::ensure!(answer["accepted"].as_u64() == Some(n as u64), "POST /v1/events accepted {} of {n}: {}", answer["accepted"], answer["results"][0]);
             Ok::<_, anyhow::Error>(())
         }
     }))

@@ -322,3 +322,59 @@ async fn a_processor_in_a_store_of_its_own_keeps_state_positions_and_receipts_th
     assert!(rt.wait_caught_up(Duration::from_secs(10)));
     assert_eq!(counted(&*own), 150, "a rebuild clears and replays in its own store");
 }
+
+/// Notes the start of every round that processes records; waits `interval` between rounds.
+struct Lingering {
+    topic: TopicName,
+    interval: Duration,
+    rounds: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl Processor for Lingering {
+    fn name(&self) -> &str {
+        "lingering"
+    }
+    fn topics(&self) -> Vec<TopicName> {
+        vec![self.topic.clone()]
+    }
+    fn min_round_interval(&self) -> Duration {
+        self.interval
+    }
+    fn process(&mut self, ctx: &mut ProcessContext<'_>, _topic: &TopicName, records: &[Record]) -> meridian_runtime::Result<()> {
+        let base = ctx.batch().ops().iter().rev().find_map(|op| match op {
+            meridian_state::WriteOp::Put { table: "lingering", value, .. } => Some(u64::from_be_bytes(value.clone().try_into().unwrap())),
+            _ => None,
+        });
+        let base = match base {
+            Some(n) => n,
+            None => {
+                self.rounds.lock().unwrap().push(std::time::Instant::now());
+                ctx.store().get("lingering", b"n")?.map(|v| u64::from_be_bytes(v.try_into().unwrap())).unwrap_or(0)
+            }
+        };
+        ctx.batch().put("lingering", b"n".to_vec(), (base + records.len() as u64).to_be_bytes().to_vec());
+        Ok(())
+    }
+    fn clear_state(&mut self, batch: &mut WriteBatch) {
+        batch.delete("lingering", b"n".to_vec());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_with_a_minimum_round_interval_takes_small_appends_together_and_loses_none() {
+    let f = fixture();
+    let rt = Runtime::new(f.log.clone(), f.store.clone(), RuntimeConfig { idle_wait: Duration::from_millis(20), ..RuntimeConfig::default() });
+    let rounds = Arc::new(std::sync::Mutex::new(Vec::new()));
+    rt.spawn(Box::new(Lingering { topic: f.topic.clone(), interval: Duration::from_millis(300), rounds: rounds.clone() })).unwrap();
+    // 40 appends of 5 records, one every 20 ms: 800 ms of small appends.
+    for i in 0..40 {
+        append_events(&f.log, &f.topic, i * 5, i * 5 + 5).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rt.wait_caught_up(Duration::from_secs(10)));
+    let n = f.store.get("lingering", b"n").unwrap().map(|v| u64::from_be_bytes(v.try_into().unwrap())).unwrap();
+    assert_eq!(n, 200, "every record processed once");
+    let rounds = rounds.lock().unwrap().clone();
+    assert!(rounds.len() <= 6, "rounds at most every 300 ms over ~800 ms, not one per append: {}", rounds.len());
+    assert!(rounds.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(290)), "{:?}", rounds.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>());
+}
