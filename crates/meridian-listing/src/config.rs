@@ -65,6 +65,19 @@ pub struct ListingConfig {
     pub cache_shards: usize,
     /// The quality formula of the batch job.
     pub quality: QualityFormula,
+    /// The product-change topic the server's listing processor applies (price, stock,
+    /// shelf, new and removed SKUs, quality); bulk loads are published to it too.
+    pub topic: String,
+    /// Items per shopper page.
+    pub page_size: u32,
+    /// Seconds between runs of the quality job (scores from the catalog and the behaviour
+    /// counted from the events topic).
+    pub quality_interval_secs: u64,
+    /// A score that moved less than this is not republished by the quality job.
+    pub quality_min_change: f32,
+    /// Make every render of a shopper page fail (tests and drills of the fallbacks; also
+    /// switchable at run time by an admin).
+    pub fail_backend: bool,
 }
 
 impl Default for ListingConfig {
@@ -83,6 +96,11 @@ impl Default for ListingConfig {
             cache_capacity: 100_000,
             cache_shards: 16,
             quality: QualityFormula::default(),
+            topic: "products".into(),
+            page_size: 24,
+            quality_interval_secs: 600,
+            quality_min_change: 0.01,
+            fail_backend: false,
         }
     }
 }
@@ -136,6 +154,12 @@ impl Section for ListingConfig {
         check_range("cache_ttl_secs", self.cache_ttl_secs, 1, 86_400)?;
         check_range("cache_capacity", self.cache_capacity, 1, 100_000_000)?;
         check_range("cache_shards", self.cache_shards, 1, 1024)?;
+        check(!self.topic.is_empty() && self.topic.len() <= 64 && self.topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "topic", || {
+            format!("{:?} is not a topic name; use 1 to 64 of a-z, A-Z, 0-9, '-', '_', '.'", self.topic)
+        })?;
+        check_range("page_size", self.page_size, 1, self.max_page_size)?;
+        check_range("quality_interval_secs", self.quality_interval_secs, 1, 7 * 86_400)?;
+        check(self.quality_min_change.is_finite() && self.quality_min_change >= 0.0, "quality_min_change", || "must be a finite number ≥ 0".into())?;
         self.quality.validate()
     }
 }

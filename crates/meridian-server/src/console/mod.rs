@@ -24,6 +24,7 @@ pub(crate) mod actions;
 pub(crate) mod alerts;
 pub(crate) mod counters;
 pub(crate) mod history;
+pub(crate) mod listing;
 mod i18n;
 pub(crate) mod notify;
 mod pages;
@@ -48,6 +49,7 @@ use std::sync::{Arc, OnceLock};
 use utoipa_axum::router::OpenApiRouter;
 
 pub(crate) use api::ApiFailure;
+pub(crate) use render::format_value;
 
 /// The console's sources that name messages (checked against the catalogs by a test).
 #[cfg(test)]

@@ -1,0 +1,147 @@
+//! The listing's durable state in the module's own state store: the catalog (one record
+//! per SKU and app), behaviour counts per SKU (views, carts, orders; the quality job's
+//! signals) and the shopper-page template of each app. The in-memory index is rebuilt
+//! from the catalog at start, so a restart needs no source.
+
+use crate::catalog::CatalogSku;
+use crate::quality::Signals;
+use meridian_state::{KvStore, Result, WriteBatch};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// SKUs: key = app, 0, SKU (u64 BE); value = the [`CatalogSku`] as JSON.
+pub const SKUS_TABLE: &str = "listing_skus";
+/// Behaviour counts: key = app, 0, SKU (u64 BE); value = views, carts, orders (u64 BE each).
+pub const SIGNALS_TABLE: &str = "listing_signals";
+/// Shopper-page templates: key = app; value = the template text.
+pub const TEMPLATES_TABLE: &str = "listing_templates";
+
+/// Rows read per store call when scanning.
+const SCAN_CHUNK: usize = 10_000;
+
+/// The key of `sku` of `app` (also the signals key).
+pub fn sku_key(app: &str, sku: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(app.len() + 9);
+    key.extend_from_slice(app.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&sku.to_be_bytes());
+    key
+}
+
+fn split_key(key: &[u8]) -> Option<(&str, u64)> {
+    let at = key.iter().position(|&b| b == 0)?;
+    let app = std::str::from_utf8(&key[..at]).ok()?;
+    let sku = u64::from_be_bytes(key.get(at + 1..)?.try_into().ok()?);
+    Some((app, sku))
+}
+
+/// Calls `visit` with every row of `table` (app, SKU, value), in key order.
+fn scan(store: &dyn KvStore, table: &'static str, mut visit: impl FnMut(&str, u64, &[u8])) -> Result<()> {
+    let mut from: Vec<u8> = Vec::new();
+    let mut inclusive = true;
+    loop {
+        let start = if inclusive { Bound::Included(&from[..]) } else { Bound::Excluded(&from[..]) };
+        let rows = store.range(table, start, Bound::Unbounded, SCAN_CHUNK)?;
+        for kv in &rows {
+            if let Some((app, sku)) = split_key(&kv.0) {
+                visit(app, sku, &kv.1);
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == SCAN_CHUNK => {
+                from = last.0.clone();
+                inclusive = false;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Every app's catalog. Rows that do not decode are skipped and counted.
+pub fn read_catalogs(store: &dyn KvStore) -> Result<(BTreeMap<String, Vec<CatalogSku>>, u64)> {
+    let mut out: BTreeMap<String, Vec<CatalogSku>> = BTreeMap::new();
+    let mut undecodable = 0;
+    scan(store, SKUS_TABLE, |app, _, value| match serde_json::from_slice::<CatalogSku>(value) {
+        Ok(sku) => match out.get_mut(app) {
+            Some(list) => list.push(sku),
+            None => {
+                out.insert(app.to_owned(), vec![sku]);
+            }
+        },
+        Err(_) => undecodable += 1,
+    })?;
+    Ok((out, undecodable))
+}
+
+/// One SKU of an app's catalog.
+pub fn get_sku(store: &dyn KvStore, app: &str, sku: u64) -> Result<Option<CatalogSku>> {
+    Ok(store.get(SKUS_TABLE, &sku_key(app, sku))?.and_then(|v| serde_json::from_slice(&v).ok()))
+}
+
+/// Adds the new version of a SKU (`None`: removed) to `batch`.
+pub fn put_sku(batch: &mut WriteBatch, app: &str, sku: u64, value: Option<&CatalogSku>) {
+    match value {
+        Some(value) => batch.put(SKUS_TABLE, sku_key(app, sku), serde_json::to_vec(value).unwrap_or_default()),
+        None => batch.delete(SKUS_TABLE, sku_key(app, sku)),
+    }
+}
+
+/// Decodes stored behaviour counts.
+pub fn decode_signals(value: &[u8]) -> Signals {
+    let n = |i: usize| value.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+    Signals { views: n(0), carts: n(1), orders: n(2) }
+}
+
+/// Encodes behaviour counts.
+pub fn encode_signals(signals: &Signals) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    for n in [signals.views, signals.carts, signals.orders] {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    out
+}
+
+/// Behaviour counts of an app's SKUs.
+pub fn read_signals(store: &dyn KvStore, app: &str) -> Result<std::collections::HashMap<u64, Signals>> {
+    let mut prefix = app.as_bytes().to_vec();
+    prefix.push(0);
+    let mut out = std::collections::HashMap::new();
+    let mut from = prefix.clone();
+    let mut inclusive = true;
+    let end = meridian_state::prefix_end(&prefix);
+    loop {
+        let start = if inclusive { Bound::Included(&from[..]) } else { Bound::Excluded(&from[..]) };
+        let end_bound = match &end {
+            Some(e) => Bound::Excluded(&e[..]),
+            None => Bound::Unbounded,
+        };
+        let rows = store.range(SIGNALS_TABLE, start, end_bound, SCAN_CHUNK)?;
+        for kv in &rows {
+            if let Some((_, sku)) = split_key(&kv.0) {
+                out.insert(sku, decode_signals(&kv.1));
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == SCAN_CHUNK => {
+                from = last.0.clone();
+                inclusive = false;
+            }
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The saved template of an app.
+pub fn get_template(store: &dyn KvStore, app: &str) -> Result<Option<String>> {
+    Ok(store.get(TEMPLATES_TABLE, app.as_bytes())?.and_then(|v| String::from_utf8(v).ok()))
+}
+
+/// Saves (or, with `None`, removes) the template of an app.
+pub fn put_template(store: &dyn KvStore, app: &str, template: Option<&str>) -> Result<()> {
+    let mut batch = WriteBatch::new();
+    match template {
+        Some(t) => batch.put(TEMPLATES_TABLE, app.as_bytes().to_vec(), t.as_bytes().to_vec()),
+        None => batch.delete(TEMPLATES_TABLE, app.as_bytes().to_vec()),
+    }
+    store.commit(batch)
+}
