@@ -68,7 +68,7 @@ pub struct ListingConfig {
     /// The product-change topic the server's listing processor applies (price, stock,
     /// shelf, new and removed SKUs, quality); bulk loads are published to it too.
     pub topic: String,
-    /// Items per shopper page.
+    /// Items per shopper page (at most `max_page_size` are shown).
     pub page_size: u32,
     /// Seconds between runs of the quality job (scores from the catalog and the behaviour
     /// counted from the events topic).
@@ -157,7 +157,7 @@ impl Section for ListingConfig {
         check(!self.topic.is_empty() && self.topic.len() <= 64 && self.topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "topic", || {
             format!("{:?} is not a topic name; use 1 to 64 of a-z, A-Z, 0-9, '-', '_', '.'", self.topic)
         })?;
-        check_range("page_size", self.page_size, 1, self.max_page_size)?;
+        check_range("page_size", self.page_size, 1, 10_000)?;
         check_range("quality_interval_secs", self.quality_interval_secs, 1, 7 * 86_400)?;
         check(self.quality_min_change.is_finite() && self.quality_min_change >= 0.0, "quality_min_change", || "must be a finite number ≥ 0".into())?;
         self.quality.validate()

@@ -966,7 +966,7 @@ fn refresh_first_pages(state: &ListingState) -> usize {
             None => meridian_listing::store::get_template(&**state.service.store(), &app).ok().flatten().map(Arc::new),
         };
         let template = template.filter(|t| !t.is_empty());
-        let size = state.service.config().page_size;
+        let size = state.service.config().page_size.min(state.service.config().max_page_size);
         stored += cache_of(state, &app).refresh_first_pages(&categories, |category| {
             let parsed = parse_listing(&category.to_string(), &[], size).map_err(|e| e.message)?;
             render_shop_page(state, &app, &parsed, template.as_deref().map(String::as_str))
@@ -1027,7 +1027,7 @@ async fn shop_page(State(state): State<Arc<ListingState>>, Path((app, category))
         return shop_message(StatusCode::NOT_FOUND, "Not found", "There is no such shop.");
     };
     let pairs = query_pairs(raw.0.as_deref());
-    let default_size = state.service.config().page_size;
+    let default_size = state.service.config().page_size.min(state.service.config().max_page_size);
     let parsed = match parse_listing(&category, &pairs, default_size) {
         Ok(p) => p,
         Err(e) if e.status == StatusCode::NOT_FOUND => return shop_message(StatusCode::NOT_FOUND, "Not found", &e.message),
