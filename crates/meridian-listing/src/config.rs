@@ -78,6 +78,12 @@ pub struct ListingConfig {
     /// Make every render of a shopper page fail (tests and drills of the fallbacks; also
     /// switchable at run time by an admin).
     pub fail_backend: bool,
+    /// A catalog file (NDJSON, one SKU per line, like a bulk load) loaded into `load_app`'s
+    /// catalog when the server starts serving — again only when the file changed since it
+    /// was last loaded (its size and modification time are remembered).
+    pub load_file: Option<std::path::PathBuf>,
+    /// The app `load_file` is loaded into.
+    pub load_app: Option<String>,
 }
 
 impl Default for ListingConfig {
@@ -101,6 +107,8 @@ impl Default for ListingConfig {
             quality_interval_secs: 600,
             quality_min_change: 0.01,
             fail_backend: false,
+            load_file: None,
+            load_app: None,
         }
     }
 }
@@ -159,6 +167,10 @@ impl Section for ListingConfig {
         })?;
         check_range("page_size", self.page_size, 1, 10_000)?;
         check_range("quality_interval_secs", self.quality_interval_secs, 1, 7 * 86_400)?;
+        check(self.load_file.is_none() || self.load_app.is_some(), "load_app", || "name the app load_file is loaded into".into())?;
+        if let Some(file) = &self.load_file {
+            check(file.is_file(), "load_file", || format!("{} is not a file", file.display()))?;
+        }
         check(self.quality_min_change.is_finite() && self.quality_min_change >= 0.0, "quality_min_change", || "must be a finite number ≥ 0".into())?;
         self.quality.validate()
     }

@@ -16,6 +16,22 @@ pub const SIGNALS_TABLE: &str = "listing_signals";
 /// Shopper-page templates: key = app; value = the template text.
 pub const TEMPLATES_TABLE: &str = "listing_templates";
 
+/// What the module remembers: key = `file:` + app; value = the signature (size, mtime) of
+/// the catalog file last loaded into the app.
+pub const META_TABLE: &str = "listing_meta";
+
+/// The signature of the catalog file last loaded into `app`.
+pub fn loaded_file(store: &dyn KvStore, app: &str) -> Result<Option<String>> {
+    Ok(store.get(META_TABLE, format!("file:{app}").as_bytes())?.and_then(|v| String::from_utf8(v).ok()))
+}
+
+/// Remembers the signature of the catalog file loaded into `app`.
+pub fn set_loaded_file(store: &dyn KvStore, app: &str, signature: &str) -> Result<()> {
+    let mut batch = WriteBatch::new();
+    batch.put(META_TABLE, format!("file:{app}").into_bytes(), signature.as_bytes().to_vec());
+    store.commit(batch)
+}
+
 /// Rows read per store call when scanning.
 const SCAN_CHUNK: usize = 10_000;
 

@@ -155,10 +155,77 @@ impl Capability for Listing {
                     Ok(if stored > 0 { format!("rendered {stored} first pages") } else { String::new() })
                 }),
             })
+            .service(Arc::new(FileLoader { state: state.clone() }))
             .erasure(Erasure::NoUserData { why: "the catalog, templates and behaviour counts per SKU; nothing per user" })
             .build()?;
         Ok(Some(module))
     }
+}
+
+/// Loads `[listing] load_file` into `[listing] load_app` when the server starts serving,
+/// unless that very file (same size and modification time) was loaded before.
+struct FileLoader {
+    state: Arc<ListingState>,
+}
+
+impl crate::module::Service for FileLoader {
+    fn start(&self, handle: &tokio::runtime::Handle) {
+        let state = self.state.clone();
+        let config = state.service.config();
+        let (Some(file), Some(app)) = (config.load_file.clone(), config.load_app.clone()) else { return };
+        handle.spawn(async move {
+            match load_file(&state, &file, &app).await {
+                Ok(Some(job)) => tracing::info!(app = %app, file = %file.display(), job = %job, "listing: catalog file published"),
+                Ok(None) => tracing::info!(app = %app, file = %file.display(), "listing: catalog file already loaded"),
+                Err(e) => tracing::warn!(app = %app, file = %file.display(), error = %e, "listing: catalog file not loaded"),
+            }
+        });
+    }
+
+    fn stop(&self) {}
+}
+
+/// Publishes a catalog file as a bulk-load job; the job's id, or `None` when unchanged.
+async fn load_file(state: &ListingState, file: &std::path::Path, app: &str) -> anyhow::Result<Option<String>> {
+    let app_id = AppId::new(app)?;
+    anyhow::ensure!(state.app.tenancy.app_exists(&app_id), "app {app} does not exist; create it, then restart");
+    let meta = std::fs::metadata(file)?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    let signature = format!("{}:{}:{modified}", file.display(), meta.len());
+    let store = state.service.store().clone();
+    let app_text = app.to_owned();
+    let known = blocking(move || meridian_listing::store::loaded_file(&*store, &app_text)).await.map_err(|e| anyhow::anyhow!("{e}"))??;
+    if known.as_deref() == Some(signature.as_str()) {
+        return Ok(None);
+    }
+    let path = file.to_owned();
+    let job = state.service.new_job(random_id("file-", 8).map_err(|e| anyhow::anyhow!("{e}"))?, app, "catalog");
+    let parse_job = job.clone();
+    let changes = blocking(move || -> anyhow::Result<Vec<ProductChange>> {
+        let text = std::fs::read(&path)?;
+        let mut changes = Vec::new();
+        for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            parse_job.lines.fetch_add(1, Ordering::Relaxed);
+            match parse_sku_line(line) {
+                Ok(sku) => changes.push(ProductChange::Upsert { item: serde_json::to_value(&sku).unwrap_or_default() }),
+                Err(e) => {
+                    parse_job.rejected.fetch_add(1, Ordering::Relaxed);
+                    parse_job.error(n as u64 + 1, e.code(), e.to_string());
+                }
+            }
+        }
+        Ok(changes)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))??;
+    publish(state, app, &job, changes).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = state.service.store().clone();
+    let app_text = app.to_owned();
+    blocking(move || meridian_listing::store::set_loaded_file(&*store, &app_text, &signature)).await.map_err(|e| anyhow::anyhow!("{e}"))??;
+    Ok(Some(job.id.clone()))
 }
 
 /// The HTTP answer of an engine error: unknown categories and SKUs are 404, store

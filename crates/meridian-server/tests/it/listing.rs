@@ -414,3 +414,65 @@ async fn the_console_page_lists_categories_runs_a_query_and_edits_the_template()
     assert_eq!(saved.status, StatusCode::OK, "{:?}", saved.json);
     assert!(t.page(Some(&session), "/console/apps/shop/listing", &[]).await.body.contains("&lt;p&gt;{{ total }}&lt;/p&gt;"));
 }
+
+async fn skus_now(t: &TestServer, key: &str) -> u64 {
+    t.get("/v1/apps/shop/listing/categories", key).await.json["skus"].as_u64().unwrap_or(0)
+}
+
+async fn wait_for_skus(t: &TestServer, key: &str, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while skus_now(t, key).await < n {
+        assert!(std::time::Instant::now() < deadline, "the file was not loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each phase runs on a runtime of its own: dropping it stops the server's background
+/// tasks (which hold its stores) before the next phase reopens the data directory.
+#[test]
+fn a_catalog_file_is_loaded_at_start_once_per_version() {
+    let runtime = || tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let first = runtime();
+    let (t, key, file) = first.block_on(async {
+        let t = TestServer::start();
+        let key = t.app_with_key("shop", &["read"]).await;
+        let file = t.dir().join("skus.jsonl");
+        std::fs::write(&file, ndjson(&ten())).unwrap();
+        let path = file.clone();
+        let t = t.restart_with(move |c| {
+            c.listing.load_file = Some(path);
+            c.listing.load_app = Some("shop".into());
+        });
+        t.server.spawn_background_tasks();
+        wait_for_skus(&t, &key, 10).await;
+        // The loader remembers the file after publishing it; give it that moment.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(changes(&t, "shop", json!([{"op": "price", "sku": 3, "price": 1}])).await.json["applied"], 1);
+        (t, key, file)
+    });
+    drop(first);
+    // The same file is not loaded again; a changed one is.
+    let second = runtime();
+    let t = second.block_on(async {
+        let t = t.restart_with(|_| {});
+        t.server.spawn_background_tasks();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+        assert_eq!(t.get("/v1/apps/shop/listing/skus/3", &key).await.json["price"], 1, "an unchanged file is not loaded again over later changes");
+        std::fs::write(&file, ndjson(&[ten(), vec![sku(11, 11, 1, 1)]].concat())).unwrap();
+        t
+    });
+    drop(second);
+    let third = runtime();
+    third.block_on(async {
+        let t = t.restart_with(|_| {});
+        t.server.spawn_background_tasks();
+        wait_for_skus(&t, &key, 11).await;
+        assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+        assert_eq!(t.get("/v1/apps/shop/listing/skus/3", &key).await.json["price"], 3000, "the changed file was loaded whole");
+    });
+    let mut bad = meridian_server::Config::default();
+    bad.listing.load_file = Some(file);
+    let err = format!("{:#}", bad.validate().unwrap_err());
+    assert!(err.contains("listing.load_app"), "{err}");
+}
