@@ -269,15 +269,15 @@ impl ListingService {
                     };
                 }
             }
-            let upserts = round.changes.iter().any(|c| matches!(c, Change::Upsert(_)));
+            let mut upserted: Vec<u32> = round.changes.iter().filter_map(|c| if let Change::Upsert(item) = c { Some(item.category_path.clone()) } else { None }).flatten().collect();
+            upserted.sort_unstable();
+            upserted.dedup();
             let report = listing.engine.apply_batch(&round.changes);
-            if upserts {
-                // A category made mostly of pending changes (a bulk load into a new or small
-                // category) is merged now: its index is then columns and orders, not a log.
-                for c in listing.engine.categories() {
-                    if u64::from(c.delta_entries) > c.base_docs {
-                        listing.engine.merge_now(Some(c.id));
-                    }
+            // A category made mostly of pending changes (a bulk load into a new or small
+            // category) is merged now: its index is then columns and orders, not a log.
+            for category in upserted {
+                if listing.engine.category_size(category).is_some_and(|(base, delta)| u64::from(delta) > base) {
+                    listing.engine.merge_now(Some(category));
                 }
             }
             if report.n_errors > 0 {

@@ -899,12 +899,15 @@ async fn put_template(State(state): State<Arc<ListingState>>, Path(app): Path<St
     tag = "listing",
     params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
     request_body(content = BackendFailure, content_type = "application/json"),
-    responses((status = 200, description = "Set", body = BackendFailure), (status = 400, description = "Invalid body", body = meridian_api::ErrorBody)),
+    responses((status = 200, description = "Set", body = BackendFailure), (status = 400, description = "Invalid body", body = meridian_api::ErrorBody), (status = 404, description = "Unknown app", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
 async fn backend_failure(State(state): State<Arc<ListingState>>, Path(app): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Json<BackendFailure>, ApiError> {
     let app = app_id(&app)?;
     let principal = require(&state.app, &headers, Permission::Admin, &app)?;
+    if !state.app.tenancy.app_exists(&app) {
+        return Err(ApiError::not_found("unknown_app", format!("unknown app {:?}", app.as_str())));
+    }
     let request: BackendFailure = parse_json(&body)?;
     let before = state.failing.read().contains(app.as_str());
     if request.fail {
@@ -942,12 +945,15 @@ async fn quality_run(state: &ListingState, app: &str, wait: Option<Duration>) ->
     path = "/v1/apps/{app}/listing/quality/run",
     tag = "listing",
     params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$")),
-    responses((status = 200, description = "What it did", body = QualityRun), (status = 400, description = "Invalid app id", body = meridian_api::ErrorBody)),
+    responses((status = 200, description = "What it did", body = QualityRun), (status = 400, description = "Invalid app id", body = meridian_api::ErrorBody), (status = 404, description = "Unknown app", body = meridian_api::ErrorBody)),
     extensions(("x-permission" = json!("admin"))),
 )]
 async fn run_quality(State(state): State<Arc<ListingState>>, Path(app): Path<String>, headers: HeaderMap) -> Result<Json<QualityRun>, ApiError> {
     let app = app_id(&app)?;
     let principal = require(&state.app, &headers, Permission::Admin, &app)?;
+    if !state.app.tenancy.app_exists(&app) {
+        return Err(ApiError::not_found("unknown_app", format!("unknown app {:?}", app.as_str())));
+    }
     let run = quality_run(&state, app.as_str(), Some(Duration::from_secs(30))).await.map_err(ApiError::internal)?;
     audit_app(&state.app, &principal, &app, "listing.quality_run", run.job.clone(), None, serde_json::to_value(&run).ok()).await?;
     Ok(Json(run))

@@ -315,6 +315,8 @@ async fn shopper_pages_are_cached_and_fall_back_twice_never_failing() {
     assert_eq!(shop_page(&t, "/shop/shop/categories/11").await.1, "rendered", "back to normal");
     let bad = t.request(Method::PUT, "/v1/apps/shop/listing/backend-failure", &[("authorization", &format!("Bearer {MASTER}")), ("content-type", "application/json")], "{\"fail\": \"yes\"}").await;
     assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_json"));
+    let nowhere = t.request(Method::PUT, "/v1/apps/nowhere/listing/backend-failure", &[("authorization", &format!("Bearer {MASTER}")), ("content-type", "application/json")], json!({"fail": true}).to_string()).await;
+    assert_eq!((nowhere.status, nowhere.code()), (StatusCode::NOT_FOUND, "unknown_app"));
 
     // Price and stock load live: a change shows there before the cached page expires.
     changes(&t, "shop", json!([{"op": "price", "sku": 10, "price": 123}])).await;
@@ -393,6 +395,8 @@ async fn quality_scores_come_from_the_behaviour_in_the_log() {
     assert_eq!(stored.json["quality"].as_f64().map(|q| q as f32), Some(q2 as f32), "the score is in the durable catalog");
     let again = t.post("/v1/apps/shop/listing/quality/run", MASTER, "").await;
     assert_eq!(again.json["changed"], 0, "nothing moved since: {:?}", again.json);
+    let nowhere = t.post("/v1/apps/nowhere/listing/quality/run", MASTER, "").await;
+    assert_eq!((nowhere.status, nowhere.code()), (StatusCode::NOT_FOUND, "unknown_app"));
 }
 
 #[tokio::test]
