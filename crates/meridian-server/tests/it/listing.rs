@@ -480,3 +480,26 @@ fn a_catalog_file_is_loaded_at_start_once_per_version() {
     let err = format!("{:#}", bad.validate().unwrap_err());
     assert!(err.contains("listing.load_app"), "{err}");
 }
+
+#[tokio::test]
+async fn a_replay_of_the_product_topic_ends_where_the_catalog_is() {
+    let (t, key) = server_with_catalog().await;
+    changes(&t, "shop", json!([{"op": "price", "sku": 4, "price": 1}, {"op": "remove", "sku": 5}, {"op": "upsert", "item": sku(30, 30, 2, 0)}, {"op": "shelf", "sku": 6, "on_shelf": false}])).await;
+    changes(&t, "shop", json!([{"op": "price", "sku": 4, "price": 3}])).await;
+    let before = t.get("/v1/apps/shop/listing/categories/1?sort=price_asc&size=20", &key).await;
+    let applied = t.get("/v1/apps/shop/listing/categories", &key).await.json["changes_applied"].as_u64().unwrap();
+    let rebuilt = t.post("/v1/admin/processors/listing/rebuild", MASTER, "").await;
+    assert!(rebuilt.status.is_success(), "{:?}", rebuilt.json);
+    // The ten loaded SKUs and the five changes are applied again, in log order, onto the
+    // catalog as it is (a rebuild does not clear it: see ProductsProcessor::clear_state).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.get("/v1/apps/shop/listing/categories", &key).await.json["changes_applied"].as_u64().unwrap() < applied + 15 {
+        assert!(std::time::Instant::now() < deadline, "the topic was not replayed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+    let after = t.get("/v1/apps/shop/listing/categories/1?sort=price_asc&size=20", &key).await;
+    assert_eq!((skus(&after), after.json["total"].clone()), (skus(&before), before.json["total"].clone()), "every change applied again, in log order");
+    assert_eq!(t.get("/v1/apps/shop/listing/skus/4", &key).await.json["price"], 3);
+    assert_eq!(t.get("/v1/apps/shop/listing/skus/5", &key).await.code(), "unknown_sku");
+}
