@@ -2,7 +2,7 @@
 //! quality formula) and the per-category settings (interleaving, pins).
 
 use crate::error::{ListingError, Result};
-use crate::quality::QualityFormula;
+use crate::quality::{LiveAdjustment, QualityFormula};
 use meridian_config::{check, check_range, FieldError, Section};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -84,6 +84,11 @@ pub struct ListingConfig {
     pub load_file: Option<std::path::PathBuf>,
     /// The app `load_file` is loaded into.
     pub load_app: Option<String>,
+    /// Lift scores live from recent behaviour (views, carts, orders of the events topic,
+    /// decayed) between runs of the quality job; the lift is kept in memory only.
+    pub live_adjustment: bool,
+    /// How recent behaviour lifts a score.
+    pub live: LiveAdjustment,
 }
 
 impl Default for ListingConfig {
@@ -109,6 +114,8 @@ impl Default for ListingConfig {
             fail_backend: false,
             load_file: None,
             load_app: None,
+            live_adjustment: true,
+            live: LiveAdjustment::default(),
         }
     }
 }
@@ -171,6 +178,10 @@ impl Section for ListingConfig {
         if let Some(file) = &self.load_file {
             check(file.is_file(), "load_file", || format!("{} is not a file", file.display()))?;
         }
+        for (field, x) in [("live.view", self.live.view), ("live.cart", self.live.cart), ("live.order", self.live.order), ("live.scale", self.live.scale), ("live.max_boost", self.live.max_boost)] {
+            check(x.is_finite() && x >= 0.0, field, || format!("{x} is not a finite number ≥ 0"))?;
+        }
+        check(self.live.half_life_secs.is_finite() && self.live.half_life_secs > 0.0, "live.half_life_secs", || "must be a finite number > 0".into())?;
         check(self.quality_min_change.is_finite() && self.quality_min_change >= 0.0, "quality_min_change", || "must be a finite number ≥ 0".into())?;
         self.quality.validate()
     }

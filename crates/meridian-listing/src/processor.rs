@@ -11,7 +11,7 @@
 
 use crate::catalog::{CatalogSku, ProductMessage};
 use crate::error::ListingError;
-use crate::quality::Signals;
+use crate::quality::{Behaviour, Signals};
 use crate::service::{AppRound, LineError, ListingService};
 use crate::store;
 use meridian_event::LogEntry;
@@ -170,16 +170,19 @@ impl Processor for ProductsProcessor {
 #[derive(Debug)]
 pub struct BehaviourProcessor {
     topic: TopicName,
+    service: Arc<ListingService>,
     cache: HashMap<Vec<u8>, Signals>,
+    /// This round's behaviour, for the live adjustment once it has committed.
+    recent: Vec<(String, u64, Behaviour, i64)>,
 }
 
 /// Counts kept in memory at most (then the cache starts over from the store).
 const MAX_CACHED_SIGNALS: usize = 1 << 20;
 
 impl BehaviourProcessor {
-    /// Counts the events of `topic`.
-    pub fn new(topic: TopicName) -> BehaviourProcessor {
-        BehaviourProcessor { topic, cache: HashMap::new() }
+    /// Counts the events of `topic`; `service` gets the recent behaviour for live scores.
+    pub fn new(topic: TopicName, service: Arc<ListingService>) -> BehaviourProcessor {
+        BehaviourProcessor { topic, service, cache: HashMap::new(), recent: Vec::new() }
     }
 }
 
@@ -207,6 +210,8 @@ impl Processor for BehaviourProcessor {
                 "order" => 2,
                 _ => continue,
             };
+            let behaviour = [Behaviour::View, Behaviour::Cart, Behaviour::Order][field];
+            self.recent.push((event.app.as_str().to_owned(), sku, behaviour, event.time.millis()));
             let key = store::sku_key(event.app.as_str(), sku);
             let mut signals = match touched.get(&key).or_else(|| self.cache.get(&key)) {
                 Some(s) => *s,
@@ -229,8 +234,14 @@ impl Processor for BehaviourProcessor {
         Ok(())
     }
 
+    fn after_commit(&mut self) -> Result<()> {
+        self.service.record_recent(std::mem::take(&mut self.recent));
+        Ok(())
+    }
+
     fn reset_cache(&mut self) {
         self.cache.clear();
+        self.recent.clear();
     }
 
     fn clear_state(&mut self, batch: &mut WriteBatch) {

@@ -29,6 +29,9 @@ pub struct AppListing {
     /// The engine.
     pub engine: ListingEngine,
     display: RwLock<FxHashMap<u64, SkuInfo>>,
+    /// The batch score of each SKU (what the catalog holds), which live adjustment lifts.
+    scores: RwLock<FxHashMap<u64, f32>>,
+    recent: Mutex<quality::RecentBehaviour>,
     changes_applied: AtomicU64,
     /// (time, changes applied then) samples, for the update rate.
     rate: Mutex<VecDeque<(Instant, u64)>>,
@@ -36,7 +39,14 @@ pub struct AppListing {
 
 impl AppListing {
     fn new(config: &ListingConfig) -> Result<AppListing> {
-        Ok(AppListing { engine: ListingEngine::new(config.clone())?, display: RwLock::default(), changes_applied: AtomicU64::new(0), rate: Mutex::default() })
+        Ok(AppListing {
+            engine: ListingEngine::new(config.clone())?,
+            display: RwLock::default(),
+            scores: RwLock::default(),
+            recent: Mutex::new(quality::RecentBehaviour::new(config.live.clone())),
+            changes_applied: AtomicU64::new(0),
+            rate: Mutex::default(),
+        })
     }
 
     /// What pages and history show of `sku`.
@@ -187,8 +197,10 @@ impl ListingService {
             {
                 let mut display = listing.display.write();
                 display.reserve(skus.len());
+                let mut scores = listing.scores.write();
                 for sku in &skus {
                     display.insert(sku.item.sku, sku.info());
+                    scores.insert(sku.item.sku, sku.item.quality);
                 }
             }
             let report = listing.engine.load(skus.into_iter().map(|s| s.item), &mut |_| {})?;
@@ -272,7 +284,34 @@ impl ListingService {
             let mut upserted: Vec<u32> = round.changes.iter().filter_map(|c| if let Change::Upsert(item) = c { Some(item.category_path.clone()) } else { None }).flatten().collect();
             upserted.sort_unstable();
             upserted.dedup();
+            let mut rescored = Vec::new();
+            {
+                let mut scores = listing.scores.write();
+                for change in &round.changes {
+                    match change {
+                        Change::Upsert(item) => {
+                            scores.insert(item.sku, item.quality);
+                            rescored.push(item.sku);
+                        }
+                        Change::Quality { sku, score } => {
+                            scores.insert(*sku, *score);
+                            rescored.push(*sku);
+                        }
+                        Change::Remove { sku } => {
+                            scores.remove(sku);
+                        }
+                        _ => {}
+                    }
+                }
+            }
             let report = listing.engine.apply_batch(&round.changes);
+            // New batch scores keep the live lift of recent behaviour.
+            if self.config.live_adjustment && !rescored.is_empty() {
+                let lifted = listing.lifted(&rescored, now_ms());
+                if !lifted.is_empty() {
+                    listing.engine.apply_batch(&lifted);
+                }
+            }
             // A category made mostly of pending changes (a bulk load into a new or small
             // category) is merged now: its index is then columns and orders, not a log.
             for category in upserted {
@@ -359,6 +398,62 @@ impl ListingService {
             })
             .collect();
         Ok((changes, scored, with_behaviour))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl AppListing {
+    /// Live scores of `skus` that have recent behaviour: the batch score lifted.
+    fn lifted(&self, skus: &[u64], now_ms: i64) -> Vec<Change> {
+        let recent = self.recent.lock();
+        let scores = self.scores.read();
+        skus.iter()
+            .filter_map(|&sku| {
+                let r = recent.recent(sku, now_ms);
+                if r.views + r.carts + r.orders < 1e-3 {
+                    return None;
+                }
+                Some(Change::Quality { sku, score: quality::live_adjust(*scores.get(&sku)?, &r, recent.params()) })
+            })
+            .collect()
+    }
+}
+
+impl ListingService {
+    /// Live adjustment: counts recent behaviour `(app, sku, behaviour, time)` and lifts the
+    /// scores of those SKUs in the index (in memory only; the quality job's scores stay the
+    /// catalog's). Off when `live_adjustment` is false.
+    pub fn record_recent(&self, events: Vec<(String, u64, quality::Behaviour, i64)>) {
+        if !self.config.live_adjustment || events.is_empty() {
+            return;
+        }
+        let mut by_app: BTreeMap<String, Vec<(u64, quality::Behaviour, i64)>> = BTreeMap::new();
+        for (app, sku, behaviour, at) in events {
+            by_app.entry(app).or_default().push((sku, behaviour, at));
+        }
+        let now = now_ms();
+        for (app, events) in by_app {
+            let Some(listing) = self.app(&app) else { continue };
+            let mut skus: Vec<u64> = events.iter().map(|e| e.0).collect();
+            {
+                let mut recent = listing.recent.lock();
+                for (sku, behaviour, at) in events {
+                    recent.record(sku, behaviour, at.min(now));
+                }
+                if recent.len() > 100_000 {
+                    recent.prune(now, 1e-3);
+                }
+            }
+            skus.sort_unstable();
+            skus.dedup();
+            let lifted = listing.lifted(&skus, now);
+            if !lifted.is_empty() {
+                listing.engine.apply_batch(&lifted);
+            }
+        }
     }
 }
 

@@ -130,7 +130,7 @@ impl Capability for Listing {
         let pages_state = state.clone();
         let module = ModuleBuilder::new("listing")
             .processor(Box::new(ProductsProcessor::new(topic, service.clone())))
-            .processor(Box::new(BehaviourProcessor::new(ctx.state.events_topic.clone())))
+            .processor(Box::new(BehaviourProcessor::new(ctx.state.events_topic.clone(), service.clone())))
             .routes(routes)
             .console(crate::console::listing::section(ctx))
             .task(Task {

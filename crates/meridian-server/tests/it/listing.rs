@@ -370,7 +370,8 @@ async fn the_template_is_validated_saved_audited_and_used() {
 
 #[tokio::test]
 async fn quality_scores_come_from_the_behaviour_in_the_log() {
-    let t = TestServer::start();
+    // Without the live lift, so that listed scores are the job's.
+    let t = TestServer::start_with(|c| c.listing.live_adjustment = false);
     let key = t.app_with_key("shop", &["write", "read"]).await;
     // Two SKUs alike but for their behaviour; quality starts equal (0).
     let alike = |id: u64| json!({"sku": id, "name": format!("S{id}"), "category_path": [5], "price": 1000, "stock": 3, "launch_time": 1_700_000_000_000i64});
@@ -384,6 +385,7 @@ async fn quality_scores_come_from_the_behaviour_in_the_log() {
     let reply = t.post("/v1/events", &key, json!(events).to_string()).await;
     assert_eq!(reply.json["rejected"], 0, "{:?}", reply.json);
     assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(skus(&t.get("/v1/apps/shop/listing/categories/5", &key).await), vec![1, 2], "no score moved before the job (ties by SPU)");
     let run = t.post("/v1/apps/shop/listing/quality/run", MASTER, "").await;
     assert_eq!(run.status, StatusCode::OK, "{:?}", run.json);
     assert_eq!((run.json["scored"].as_u64(), run.json["changed"].as_u64(), run.json["with_behaviour"].as_u64()), (Some(2), Some(2), Some(2)));
@@ -502,4 +504,32 @@ async fn a_replay_of_the_product_topic_ends_where_the_catalog_is() {
     assert_eq!((skus(&after), after.json["total"].clone()), (skus(&before), before.json["total"].clone()), "every change applied again, in log order");
     assert_eq!(t.get("/v1/apps/shop/listing/skus/4", &key).await.json["price"], 3);
     assert_eq!(t.get("/v1/apps/shop/listing/skus/5", &key).await.code(), "unknown_sku");
+}
+
+#[tokio::test]
+async fn recent_behaviour_lifts_scores_live_without_touching_the_catalog() {
+    let t = TestServer::start();
+    let key = t.app_with_key("shop", &["write", "read"]).await;
+    let alike = |id: u64| json!({"sku": id, "name": format!("S{id}"), "category_path": [5], "price": 1000, "stock": 3, "quality": 10.0});
+    load(&t, "shop", &[alike(1), alike(2)]).await;
+    assert_eq!(skus(&t.get("/v1/apps/shop/listing/categories/5", &key).await), vec![1, 2]);
+    let now = now_ms();
+    let events: Vec<Value> = (0..5).map(|i| json!({"id": format!("c{i}"), "user": "u", "action": "cart", "target": {"type": "sku", "id": "2"}, "time": now - 1000})).collect();
+    assert_eq!(t.post("/v1/events", &key, json!(events).to_string()).await.json["rejected"], 0);
+    assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+    let page = t.get("/v1/apps/shop/listing/categories/5", &key).await;
+    assert_eq!(skus(&page), vec![2, 1], "five recent carts lift SKU 2: {:?}", page.json);
+    let lifted = page.json["items"][0]["quality"].as_f64().unwrap();
+    assert!(lifted > 10.0 && lifted <= 20.0, "lifted by at most live.max_boost: {lifted}");
+    assert_eq!(t.get("/v1/apps/shop/listing/skus/2", &key).await.json["quality"], 10.0, "the catalog keeps the batch score");
+    // A new batch score keeps the lift.
+    changes(&t, "shop", json!([{"op": "quality", "sku": 2, "score": 9.0}])).await;
+    let page = t.get("/v1/apps/shop/listing/categories/5", &key).await;
+    assert_eq!(skus(&page), vec![2, 1], "{:?}", page.json);
+    assert!(page.json["items"][0]["quality"].as_f64().unwrap() > 9.0);
+    // Old behaviour (a replayed backfill) lifts nothing: it has decayed.
+    let old: Vec<Value> = (0..5).map(|i| json!({"id": format!("o{i}"), "user": "u", "action": "order", "target": {"type": "sku", "id": "1"}, "time": now - 3 * 86_400_000})).collect();
+    assert_eq!(t.post("/v1/events", &key, json!(old).to_string()).await.json["rejected"], 0);
+    assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
+    assert_eq!(t.get("/v1/apps/shop/listing/categories/5", &key).await.json["items"][1]["quality"], 10.0);
 }
