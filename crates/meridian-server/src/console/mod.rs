@@ -59,6 +59,7 @@ pub(crate) static SOURCES: &[&str] = &[
     include_str!("counters.rs"),
     include_str!("history.rs"),
     include_str!("notify.rs"),
+    include_str!("listing.rs"),
     include_str!("../../assets/console/console.js"),
 ];
 
