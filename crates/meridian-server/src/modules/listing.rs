@@ -993,11 +993,31 @@ fn page_url(app: &str, category: u32, canonical: &str, extra: &str) -> String {
 }
 
 /// Renders one shopper page (on the blocking pool): the query, then the template.
-fn render_shop_page(state: &ListingState, app: &str, parsed: &ParsedListing, template: Option<&str>) -> Result<String, String> {
-    if state.failing.read().contains(app) || state.service.fail_backend() {
-        return Err("the listing backend is failing (injected)".into());
+/// Why a shopper page was not rendered: the request's fault (answered as such, not with a
+/// fallback), or the backend's (the cache falls back).
+#[derive(Debug)]
+enum RenderError {
+    Client(ListingError),
+    Backend(String),
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RenderError::Client(e) => write!(f, "{e}"),
+            RenderError::Backend(e) => f.write_str(e),
+        }
     }
-    let page = state.service.query(app, &parsed.query).map_err(|e| e.to_string())?;
+}
+
+fn render_shop_page(state: &ListingState, app: &str, parsed: &ParsedListing, template: Option<&str>) -> Result<String, RenderError> {
+    if state.failing.read().contains(app) || state.service.fail_backend() {
+        return Err(RenderError::Backend("the listing backend is failing (injected)".into()));
+    }
+    let page = state.service.query(app, &parsed.query).map_err(|e| match e {
+        ListingError::Store(_) => RenderError::Backend(e.to_string()),
+        other => RenderError::Client(other),
+    })?;
     let category = parsed.query.category;
     let items: Vec<Value> = page_item(state, app, &page)
         .into_iter()
@@ -1023,8 +1043,8 @@ fn render_shop_page(state: &ListingState, app: &str, parsed: &ParsedListing, tem
     });
     let env = shop_env();
     let source = template.unwrap_or(DEFAULT_TEMPLATE);
-    let template = env.template_from_str(source).map_err(|e| format!("template: {e}"))?;
-    template.render(crate::console::ser(&context)).map_err(|e| format!("template: {e}"))
+    let template = env.template_from_str(source).map_err(|e| RenderError::Backend(format!("template: {e}")))?;
+    template.render(crate::console::ser(&context)).map_err(|e| RenderError::Backend(format!("template: {e}")))
 }
 
 /// Renders the first page of every category whose cached one is missing or expired (the
@@ -1042,7 +1062,7 @@ fn refresh_first_pages(state: &ListingState) -> usize {
         let size = state.service.config().page_size.min(state.service.config().max_page_size);
         stored += cache_of(state, &app).refresh_first_pages(&categories, |category| {
             let parsed = parse_listing(&category.to_string(), &[], size).map_err(|e| e.message)?;
-            render_shop_page(state, &app, &parsed, template.as_deref().map(String::as_str))
+            render_shop_page(state, &app, &parsed, template.as_deref().map(String::as_str)).map_err(|e| e.to_string())
         });
     }
     stored
@@ -1119,25 +1139,31 @@ async fn shop_page(State(state): State<Arc<ListingState>>, Path((app, category))
         Paging::Page { page, .. } => page,
         Paging::Cursor { .. } => 1,
     };
-    if !failing {
-        // A page beyond the end, or a bad attribute: the engine says so without the cache.
-        let mut probe = parsed.query.clone();
-        probe.facets = false;
-        if let Err(e) = state.service.query(app.as_str(), &probe) {
-            if !matches!(e, ListingError::Store(_)) {
-                let status = if matches!(e, ListingError::UnknownCategory(_)) { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
-                return shop_message(status, "This list cannot be shown", &e.to_string());
-            }
-        }
-    }
     let template = template_of(&state, app.as_str()).await.unwrap_or_default();
     let key = PageKey { category: parsed.query.category, query: parsed.canonical.clone(), page };
     let cache = cache_of(&state, app.as_str());
     let render_state = state.clone();
     let app_text = app.to_string();
-    let served = blocking(move || cache.get(&key, || render_shop_page(&render_state, &app_text, &parsed, template.as_deref().map(String::as_str)))).await;
+    let served = blocking(move || {
+        // A request's own fault (a page beyond the end, an unknown attribute) is answered as
+        // such, not with a fallback page.
+        let mut client_error = None;
+        let served = cache.get(&key, || {
+            render_shop_page(&render_state, &app_text, &parsed, template.as_deref().map(String::as_str)).inspect_err(|e| {
+                if let RenderError::Client(e) = e {
+                    client_error = Some(e.clone());
+                }
+            })
+        });
+        (served, client_error)
+    })
+    .await;
     match served {
-        Ok(served) => {
+        Ok((_, Some(e))) => {
+            let status = if matches!(e, ListingError::UnknownCategory(_)) { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+            shop_message(status, "This list cannot be shown", &e.to_string())
+        }
+        Ok((served, None)) => {
             metrics::counter!("meridian_listing_pages_total", "from" => served.from.as_str()).increment(1);
             if let Some(error) = &served.error {
                 tracing::warn!(app = %app, error = %error, from = served.from.as_str(), "listing: shopper page served from a fallback");
