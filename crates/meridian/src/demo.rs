@@ -440,3 +440,27 @@ async fn alert_rule(client: &reqwest::Client, base: &str, master_key: &str, endp
     tracing::info!(rule = "demo-crashes", "demo alert rule created");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_catalog_becomes_listing_lines_with_their_category_paths() {
+        let config = DemoConfig { users: 100, spus: 300, ..DemoConfig::default() };
+        let world = DemoWorld::generate(&config).unwrap();
+        let lines = listing_lines(&world.catalog);
+        assert_eq!(lines.len(), world.catalog.skus.len(), "every SKU has its SPU");
+        let tops: std::collections::HashSet<u32> = world.catalog.categories.iter().filter(|c| c.parent.is_none()).map(|c| c.id).collect();
+        let mut most_sales = 0;
+        for line in &lines {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let path: Vec<u32> = serde_json::from_value(value["category_path"].clone()).unwrap();
+            assert_eq!(path.len(), 3, "top, middle, leaf: {line}");
+            assert!(tops.contains(&path[0]), "{line}");
+            assert!(value["id"].as_str().unwrap().parse::<u64>().is_ok() && value["name"].as_str().is_some_and(|n| !n.is_empty()));
+            most_sales = most_sales.max(value["metrics"]["sales"].as_u64().unwrap());
+        }
+        assert_eq!(most_sales, 200_000, "the most popular SKU sells most");
+    }
+}
