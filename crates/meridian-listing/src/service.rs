@@ -385,8 +385,7 @@ impl ListingService {
     pub fn quality_changes(&self, app: &str, now_ms: i64) -> Result<(Vec<ProductChange>, u64, u64)> {
         let map_err = |e: meridian_state::StateError| ListingError::Store(e.to_string());
         let signals = store::read_signals(&*self.store, app).map_err(map_err)?;
-        let (catalogs, _) = store::read_catalogs(&*self.store).map_err(map_err)?;
-        let mut items: Vec<ListingItem> = catalogs.into_iter().find(|(a, _)| a == app).map(|(_, skus)| skus.into_iter().map(|s| s.item).collect()).unwrap_or_default();
+        let mut items: Vec<ListingItem> = store::read_catalog(&*self.store, app).map_err(map_err)?.into_iter().map(|s| s.item).collect();
         let scored = items.len() as u64;
         let with_behaviour = items.iter().filter(|i| signals.contains_key(&i.sku)).count() as u64;
         let signals: std::collections::HashMap<u64, quality::Signals> = signals.into_iter().collect();

@@ -117,11 +117,10 @@ pub fn encode_signals(signals: &Signals) -> Vec<u8> {
     out
 }
 
-/// Behaviour counts of an app's SKUs.
-pub fn read_signals(store: &dyn KvStore, app: &str) -> Result<std::collections::HashMap<u64, Signals>> {
+/// Calls `visit` with every row of `table` under `app` (SKU, value), in SKU order.
+fn scan_app(store: &dyn KvStore, table: &'static str, app: &str, mut visit: impl FnMut(u64, &[u8])) -> Result<()> {
     let mut prefix = app.as_bytes().to_vec();
     prefix.push(0);
-    let mut out = std::collections::HashMap::new();
     let mut from = prefix.clone();
     let mut inclusive = true;
     let end = meridian_state::prefix_end(&prefix);
@@ -131,10 +130,10 @@ pub fn read_signals(store: &dyn KvStore, app: &str) -> Result<std::collections::
             Some(e) => Bound::Excluded(&e[..]),
             None => Bound::Unbounded,
         };
-        let rows = store.range(SIGNALS_TABLE, start, end_bound, SCAN_CHUNK)?;
+        let rows = store.range(table, start, end_bound, SCAN_CHUNK)?;
         for kv in &rows {
             if let Some((_, sku)) = split_key(&kv.0) {
-                out.insert(sku, decode_signals(&kv.1));
+                visit(sku, &kv.1);
             }
         }
         match rows.last() {
@@ -142,9 +141,29 @@ pub fn read_signals(store: &dyn KvStore, app: &str) -> Result<std::collections::
                 from = last.0.clone();
                 inclusive = false;
             }
-            _ => return Ok(out),
+            _ => return Ok(()),
         }
     }
+}
+
+/// Behaviour counts of an app's SKUs.
+pub fn read_signals(store: &dyn KvStore, app: &str) -> Result<std::collections::HashMap<u64, Signals>> {
+    let mut out = std::collections::HashMap::new();
+    scan_app(store, SIGNALS_TABLE, app, |sku, value| {
+        out.insert(sku, decode_signals(value));
+    })?;
+    Ok(out)
+}
+
+/// One app's catalog (rows that do not decode are skipped).
+pub fn read_catalog(store: &dyn KvStore, app: &str) -> Result<Vec<CatalogSku>> {
+    let mut out = Vec::new();
+    scan_app(store, SKUS_TABLE, app, |_, value| {
+        if let Ok(sku) = serde_json::from_slice::<CatalogSku>(value) {
+            out.push(sku);
+        }
+    })?;
+    Ok(out)
 }
 
 /// The saved template of an app.
