@@ -196,3 +196,39 @@ pub struct PriceStockList {
     /// The SKUs.
     pub items: Vec<PriceStock>,
 }
+
+/// A pinned SKU of a category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingPin {
+    /// 0-based position in the whole listing.
+    pub position: u32,
+    /// The SKU.
+    pub sku: u64,
+}
+
+/// A category's merchandising: brand/shop interleaving and pinned SKUs (not inherited by
+/// its sub-categories). When the next item would make more than `max_brand_run` consecutive
+/// items of one brand (or `max_shop_run` of one shop), the first of the next `window`
+/// candidates that breaks no limit is taken instead. A pin is shown at its position when
+/// its SKU matches the query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingCategorySettings {
+    /// At most this many consecutive items of one brand (absent: no limit).
+    #[serde(default)]
+    pub max_brand_run: Option<u32>,
+    /// At most this many consecutive items of one shop (absent: no limit).
+    #[serde(default)]
+    pub max_shop_run: Option<u32>,
+    /// Candidates looked at to break a run, 1 to 256 (default 32).
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Pinned SKUs, at distinct positions (at most 100).
+    #[serde(default)]
+    pub pins: Vec<ListingPin>,
+}
+
+fn default_window() -> u32 {
+    32
+}

@@ -204,6 +204,11 @@ impl ListingService {
                 }
             }
             let report = listing.engine.load(skus.into_iter().map(|s| s.item), &mut |_| {})?;
+            for (category, settings) in store::read_settings(&*store, &app).map_err(|e| ListingError::Store(e.to_string()))? {
+                if let Err(e) = listing.engine.set_settings(category, settings) {
+                    tracing::warn!(app = %app, category, error = %e, "listing: saved category settings no longer apply");
+                }
+            }
             reports.push((app.clone(), report));
             apps.insert(app, Arc::new(listing));
         }
@@ -250,6 +255,23 @@ impl ListingService {
             Some(listing) => listing.engine.query(query),
             None => Err(ListingError::UnknownCategory(query.category)),
         }
+    }
+
+    /// A category's settings (defaults when none were saved).
+    pub fn category_settings(&self, app: &str, category: u32) -> Result<crate::CategorySettings> {
+        let listing = self.app(app).ok_or(ListingError::UnknownCategory(category))?;
+        listing.engine.category_path(category)?;
+        Ok(listing.engine.settings(category))
+    }
+
+    /// Sets a category's interleaving and pins (checked, pinned SKUs must exist) and saves
+    /// them; they are applied again when the index is rebuilt at start.
+    pub fn set_category_settings(&self, app: &str, category: u32, settings: crate::CategorySettings) -> Result<crate::CategorySettings> {
+        let listing = self.app(app).ok_or(ListingError::UnknownCategory(category))?;
+        let before = listing.engine.settings(category);
+        listing.engine.set_settings(category, settings.clone())?;
+        store::put_settings(&*self.store, app, category, &settings).map_err(|e| ListingError::Store(e.to_string()))?;
+        Ok(before)
     }
 
     /// Engine totals of an app (zeros without a catalog).

@@ -32,6 +32,34 @@ pub fn set_loaded_file(store: &dyn KvStore, app: &str, signature: &str) -> Resul
     store.commit(batch)
 }
 
+/// Category settings (interleaving, pins): key = app, 0, category (u32 BE); value = the
+/// [`crate::CategorySettings`] as JSON.
+pub const SETTINGS_TABLE: &str = "listing_settings";
+
+/// Saves a category's settings.
+pub fn put_settings(store: &dyn KvStore, app: &str, category: u32, settings: &crate::CategorySettings) -> Result<()> {
+    let mut key = app.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&category.to_be_bytes());
+    let mut batch = WriteBatch::new();
+    batch.put(SETTINGS_TABLE, key, serde_json::to_vec(settings).unwrap_or_default());
+    store.commit(batch)
+}
+
+/// Every saved category setting of an app: (category, settings).
+pub fn read_settings(store: &dyn KvStore, app: &str) -> Result<Vec<(u32, crate::CategorySettings)>> {
+    let mut prefix = app.as_bytes().to_vec();
+    prefix.push(0);
+    let mut out = Vec::new();
+    for (key, value) in store.scan_prefix(SETTINGS_TABLE, &prefix, 1_000_000)? {
+        let Some(category) = key.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes) else { continue };
+        if let Ok(settings) = serde_json::from_slice(&value) {
+            out.push((category, settings));
+        }
+    }
+    Ok(out)
+}
+
 /// Rows read per store call when scanning.
 const SCAN_CHUNK: usize = 10_000;
 

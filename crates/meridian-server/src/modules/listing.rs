@@ -35,13 +35,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use meridian_api::listing::{
-    BackendFailure, CatalogSkuBody, ListingCategories, ListingCategory, ListingJob, ListingLineError, ListingPageBody, ListingPageItem, ListingTemplate, PriceStock, PriceStockList, QualityRun,
+    BackendFailure, CatalogSkuBody, ListingCategories, ListingCategory, ListingCategorySettings, ListingJob, ListingPin, ListingLineError, ListingPageBody, ListingPageItem, ListingTemplate, PriceStock, PriceStockList, QualityRun,
 };
 use meridian_event::{AppId, Timestamp};
 use meridian_listing::catalog::{parse_sku_line, ProductChange, ProductMessage};
 use meridian_listing::processor::{BehaviourProcessor, ProductsProcessor};
 use meridian_listing::service::{Job, ListingCatalog, ListingService};
-use meridian_listing::{Filters, ListingError, ListingPage, PageCache, PageKey, Paging, Query as ListingQuery, ServedFrom, SortKey, SystemClock};
+use meridian_listing::{CategorySettings, Filters, ListingError, Pin, ListingPage, PageCache, PageKey, Paging, Query as ListingQuery, ServedFrom, SortKey, SystemClock};
 use meridian_log::{AppendRecord, TopicName};
 use meridian_tenancy::Permission;
 use parking_lot::RwLock;
@@ -116,6 +116,7 @@ impl Capability for Listing {
         let routes = OpenApiRouter::new()
             .routes(routes!(categories))
             .routes(routes!(category_page))
+            .routes(routes!(get_category_settings, put_category_settings))
             .routes(routes!(sku))
             .routes(routes!(load_catalog))
             .routes(routes!(publish_changes))
@@ -525,6 +526,74 @@ async fn category_page(
     let (page, took_us) = run_query(&state, app.as_str(), parsed.query.clone()).await?;
     metrics::histogram!("meridian_listing_query_seconds").record(took_us as f64 / 1e6);
     Ok(Json(page_body(&state, app.as_str(), &parsed.query, page, took_us)))
+}
+
+fn settings_view(s: &CategorySettings) -> ListingCategorySettings {
+    ListingCategorySettings { max_brand_run: s.max_brand_run, max_shop_run: s.max_shop_run, window: s.window, pins: s.pins.iter().map(|p| ListingPin { position: p.position, sku: p.sku }).collect() }
+}
+
+fn category_id(text: &str) -> Result<u32, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found("unknown_category", format!("unknown category {text:?}: category ids are whole numbers")))
+}
+
+/// A category's merchandising: brand/shop interleaving and pinned SKUs.
+#[utoipa::path(
+    get,
+    path = "/v1/apps/{app}/listing/categories/{category}/settings",
+    tag = "listing",
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("category" = String, Path, description = "Category id")),
+    responses((status = 200, description = "The settings (defaults when none were set)", body = ListingCategorySettings), (status = 400, description = "Invalid app id", body = meridian_api::ErrorBody), (status = 404, description = "Unknown category", body = meridian_api::ErrorBody)),
+    extensions(("x-permission" = json!("read"))),
+)]
+async fn get_category_settings(State(state): State<Arc<ListingState>>, Path((app, category)): Path<(String, String)>, headers: HeaderMap) -> Result<Json<ListingCategorySettings>, ApiError> {
+    let app = app_id(&app)?;
+    require(&state.app, &headers, Permission::Read, &app)?;
+    let category = category_id(&category)?;
+    let settings = state.service.category_settings(app.as_str(), category).map_err(listing_error)?;
+    Ok(Json(settings_view(&settings)))
+}
+
+/// Sets a category's brand/shop interleaving and pinned SKUs (in force for the next query;
+/// kept durably and applied again at start). Audited.
+#[utoipa::path(
+    put,
+    path = "/v1/apps/{app}/listing/categories/{category}/settings",
+    tag = "listing",
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), ("category" = String, Path, description = "Category id")),
+    request_body(content = ListingCategorySettings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Set", body = ListingCategorySettings),
+        (status = 400, description = "Invalid settings (`invalid_settings`, `details.field`) or body (`invalid_json`)", body = meridian_api::ErrorBody),
+        (status = 404, description = "Unknown category, or a pin names an unknown SKU (`unknown_sku`)", body = meridian_api::ErrorBody),
+    ),
+    extensions(("x-permission" = json!("admin"))),
+)]
+async fn put_category_settings(State(state): State<Arc<ListingState>>, Path((app, category)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Result<Json<ListingCategorySettings>, ApiError> {
+    let app = app_id(&app)?;
+    let principal = require(&state.app, &headers, Permission::Admin, &app)?;
+    let category = category_id(&category)?;
+    let request: ListingCategorySettings = parse_json(&body)?;
+    let settings = CategorySettings {
+        max_brand_run: request.max_brand_run,
+        max_shop_run: request.max_shop_run,
+        window: request.window,
+        pins: request.pins.iter().map(|p| Pin { position: p.position, sku: p.sku }).collect(),
+    };
+    let service = state.service.clone();
+    let (app_text, new) = (app.to_string(), settings.clone());
+    let before = blocking(move || service.set_category_settings(&app_text, category, new)).await?.map_err(|e| match e {
+        ListingError::InvalidSettings { ref field, .. } => {
+            let field = field.clone();
+            ApiError::bad_request("invalid_settings", e.to_string()).with_details(json!({"field": field}))
+        }
+        other => listing_error(other),
+    })?;
+    if let Some(cache) = state.caches.read().get(app.as_str()) {
+        cache.expire_category(category);
+    }
+    let view = settings_view(&settings);
+    audit_app(&state.app, &principal, &app, "listing.category_settings", category.to_string(), serde_json::to_value(settings_view(&before)).ok(), serde_json::to_value(&view).ok()).await?;
+    Ok(Json(view))
 }
 
 /// One SKU of the app's durable catalog.

@@ -533,3 +533,35 @@ async fn recent_behaviour_lifts_scores_live_without_touching_the_catalog() {
     assert!(t.server.runtime().wait_caught_up(Duration::from_secs(10)));
     assert_eq!(t.get("/v1/apps/shop/listing/categories/5", &key).await.json["items"][1]["quality"], 10.0);
 }
+
+#[tokio::test]
+async fn category_settings_interleave_brands_pin_skus_and_survive_a_restart() {
+    let (t, key) = server_with_catalog().await;
+    let put = |body: Value, category: u32| {
+        let t = &t;
+        async move { t.request(Method::PUT, &format!("/v1/apps/shop/listing/categories/{category}/settings"), &[("authorization", &format!("Bearer {MASTER}")), ("content-type", "application/json")], body.to_string()).await }
+    };
+    // Price order: 1..=10, brands 100 + id % 3: 101, 102, 100, 101, 102, 100…; shops 201, 200….
+    assert_eq!(skus(&t.get("/v1/apps/shop/listing/categories/1?sort=price_asc&size=4", &key).await), vec![1, 2, 3, 4]);
+    let set = put(json!({"max_shop_run": 1, "pins": [{"position": 0, "sku": 9}]}), 1).await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.json);
+    let page = t.get("/v1/apps/shop/listing/categories/1?sort=price_asc&size=4", &key).await;
+    assert_eq!(skus(&page), vec![9, 2, 1, 4], "9 pinned first; then shops alternate: {:?}", page.json);
+    assert_eq!(page.json["items"][0]["pinned"], true);
+    assert_eq!(t.get("/v1/apps/shop/listing/categories/1/settings", &key).await.json["pins"], json!([{"position": 0, "sku": 9}]));
+    assert_eq!(t.get("/v1/apps/shop/listing/categories/10/settings", &key).await.json, json!({"max_brand_run": null, "max_shop_run": null, "window": 32, "pins": []}), "not inherited");
+    let cases: Vec<(Value, u32, StatusCode, &str)> = vec![
+        (json!({"max_brand_run": 0}), 1, StatusCode::BAD_REQUEST, "invalid_settings"),
+        (json!({"window": 1000}), 1, StatusCode::BAD_REQUEST, "invalid_settings"),
+        (json!({"pins": [{"position": 1, "sku": 1}, {"position": 1, "sku": 2}]}), 1, StatusCode::BAD_REQUEST, "invalid_settings"),
+        (json!({"pins": [{"position": 0, "sku": 999}]}), 1, StatusCode::NOT_FOUND, "unknown_sku"),
+        (json!({"max_run": 1}), 1, StatusCode::BAD_REQUEST, "invalid_json"),
+        (json!({}), 999, StatusCode::NOT_FOUND, "unknown_category"),
+    ];
+    for (body, category, status, code) in cases {
+        let reply = put(body.clone(), category).await;
+        assert_eq!((reply.status, reply.code()), (status, code), "{body}: {:?}", reply.json);
+    }
+    let t = t.restart_with(|_| {});
+    assert_eq!(skus(&t.get("/v1/apps/shop/listing/categories/1?sort=price_asc&size=4", &key).await), vec![9, 2, 1, 4], "the settings are durable");
+}
