@@ -454,7 +454,7 @@ fn page_body(state: &ListingState, app: &str, query: &ListingQuery, page: Listin
 /// Runs a query on the blocking pool when the category is big (a small one is answered
 /// inline: a thread hop would cost more than the query).
 async fn run_query(state: &Arc<ListingState>, app: &str, query: ListingQuery) -> Result<(ListingPage, u64), ApiError> {
-    let small = state.service.app(app).and_then(|l| l.engine.categories().iter().find(|c| c.id == query.category).map(|c| c.base_docs < 50_000)).unwrap_or(true);
+    let small = state.service.app(app).and_then(|l| l.engine.category_size(query.category)).is_none_or(|(base, delta)| base + u64::from(delta) < 50_000);
     let service = state.service.clone();
     let app = app.to_owned();
     let run = move || {
