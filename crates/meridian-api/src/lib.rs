@@ -17,6 +17,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod listing;
 pub mod operators;
 pub mod sources;
 pub mod ops;

@@ -3,6 +3,8 @@
 //! * [`CatalogLookup`]: SKU → [`SkuInfo`] in batches (history lists ask it; one call per
 //!   batch of `catalog_batch_size` SKUs). Names and images are shared strings (`Arc<str>`):
 //!   a lookup hands out references, not copies.
+//! * [`CatalogSlot`]: the catalog the server shares with its modules, replaceable (the
+//!   listing module puts its durable, per-app catalog there).
 //! * [`InMemoryCatalog`]: a catalog held in memory; [`PassThroughCatalog`]: every SKU is its
 //!   own SPU without name or image, for servers without a catalog.
 //! * [`file`]: [`SkuRecord`]s loaded from JSON lines.
@@ -61,6 +63,49 @@ pub struct SkuInfo {
 pub trait CatalogLookup: Send + Sync + std::fmt::Debug {
     /// Infos of `skus`, in the same order.
     fn lookup(&self, skus: &[u64]) -> Vec<Option<SkuInfo>>;
+
+    /// Infos of `skus` of one app's catalog, in the same order. Catalogs that are the same
+    /// for every app (a file, the demo's) answer [`CatalogLookup::lookup`]; the listing's
+    /// catalog, kept per app, answers the app's own SKUs.
+    fn lookup_in(&self, app: &str, skus: &[u64]) -> Vec<Option<SkuInfo>> {
+        let _ = app;
+        self.lookup(skus)
+    }
+}
+
+/// A catalog that can be replaced while it is shared: the server hands this to every
+/// module, and a module that keeps the product's catalog (the listing) puts its own in,
+/// so that history reads the same catalog (one catalog, not two).
+#[derive(Debug)]
+pub struct CatalogSlot {
+    inner: std::sync::RwLock<Arc<dyn CatalogLookup>>,
+}
+
+impl CatalogSlot {
+    /// A slot holding `catalog`.
+    pub fn new(catalog: Arc<dyn CatalogLookup>) -> CatalogSlot {
+        CatalogSlot { inner: std::sync::RwLock::new(catalog) }
+    }
+
+    /// The catalog it holds now.
+    pub fn current(&self) -> Arc<dyn CatalogLookup> {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Puts `catalog` in its place.
+    pub fn replace(&self, catalog: Arc<dyn CatalogLookup>) {
+        *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = catalog;
+    }
+}
+
+impl CatalogLookup for CatalogSlot {
+    fn lookup(&self, skus: &[u64]) -> Vec<Option<SkuInfo>> {
+        self.current().lookup(skus)
+    }
+
+    fn lookup_in(&self, app: &str, skus: &[u64]) -> Vec<Option<SkuInfo>> {
+        self.current().lookup_in(app, skus)
+    }
 }
 
 /// A catalog held in memory.

@@ -232,13 +232,13 @@ impl HistoryService {
 
     /// Walks the visible entries newest first with catalog info, SPU de-duplicated,
     /// calling `visit` until it returns false or N items were visited.
-    fn walk(&self, entries: &[Entry], mut visit: impl FnMut(&Entry, SkuInfo) -> bool) {
+    fn walk(&self, app: &str, entries: &[Entry], mut visit: impl FnMut(&Entry, SkuInfo) -> bool) {
         let mut seen_spus = HashSet::new();
         let mut shown = 0;
         let batch = self.config.catalog_batch_size.max(1);
         for chunk in entries.chunks(batch) {
             let skus: Vec<u64> = chunk.iter().map(|e| e.sku).collect();
-            let infos = self.catalog.lookup(&skus);
+            let infos = self.catalog.lookup_in(app, &skus);
             for (e, info) in chunk.iter().zip(infos) {
                 let Some(info) = info else {
                     metrics::counter!("meridian_history_unknown_sku_total").increment(1);
@@ -260,14 +260,14 @@ impl HistoryService {
     pub fn list(&self, owner: &Owner, limit: usize, cursor: Option<&str>) -> Result<Page> {
         let after = self.check_page(limit, cursor)?;
         let entries = self.entries(owner)?;
-        Ok(self.page(&entries, limit, after))
+        Ok(self.page(&owner.app, &entries, limit, after))
     }
 
     /// [`Self::list`] when it needs no store read ([`Self::entries_in_memory`]); `None`
     /// when it does.
     pub fn list_in_memory(&self, owner: &Owner, limit: usize, cursor: Option<&str>) -> Result<Option<Page>> {
         let after = self.check_page(limit, cursor)?;
-        Ok(self.entries_in_memory(owner)?.map(|entries| self.page(&entries, limit, after)))
+        Ok(self.entries_in_memory(owner)?.map(|entries| self.page(&owner.app, &entries, limit, after)))
     }
 
     fn check_page(&self, limit: usize, cursor: Option<&str>) -> Result<Option<(i64, u64)>> {
@@ -277,9 +277,9 @@ impl HistoryService {
         cursor.map(decode_cursor).transpose()
     }
 
-    fn page(&self, entries: &[Entry], limit: usize, after: Option<(i64, u64)>) -> Page {
+    fn page(&self, app: &str, entries: &[Entry], limit: usize, after: Option<(i64, u64)>) -> Page {
         let mut items: Vec<(Entry, Item)> = Vec::with_capacity(limit + 1);
-        self.walk(entries, |e, info| {
+        self.walk(app, entries, |e, info| {
             if let Some((t, s)) = after {
                 if (e.time_ms, e.sku) >= (t, s) {
                     return true;
@@ -304,7 +304,7 @@ impl HistoryService {
             return Ok(c);
         }
         let entries = self.entries(owner)?;
-        Ok(self.count_of(owner.key(), &entries))
+        Ok(self.count_of(&owner.app, owner.key(), &entries))
     }
 
     /// [`Self::count`] when it needs no store read (a cached count, or
@@ -313,7 +313,7 @@ impl HistoryService {
         if let Some(c) = self.cached_count(owner)? {
             return Ok(Some(c));
         }
-        Ok(self.entries_in_memory(owner)?.map(|entries| self.count_of(owner.key(), &entries)))
+        Ok(self.entries_in_memory(owner)?.map(|entries| self.count_of(&owner.app, owner.key(), &entries)))
     }
 
     fn cached_count(&self, owner: &Owner) -> Result<Option<usize>> {
@@ -321,9 +321,9 @@ impl HistoryService {
         Ok(self.counts.cache.get(&key.0))
     }
 
-    fn count_of(&self, key: OwnerKey, entries: &[Entry]) -> usize {
+    fn count_of(&self, app: &str, key: OwnerKey, entries: &[Entry]) -> usize {
         let mut count = 0;
-        self.walk(entries, |_, _| {
+        self.walk(app, entries, |_, _| {
             count += 1;
             true
         });

@@ -2,7 +2,7 @@
 //! quality formula) and the per-category settings (interleaving, pins).
 
 use crate::error::{ListingError, Result};
-use crate::quality::QualityFormula;
+use crate::quality::{LiveAdjustment, QualityFormula};
 use meridian_config::{check, check_range, FieldError, Section};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -65,6 +65,30 @@ pub struct ListingConfig {
     pub cache_shards: usize,
     /// The quality formula of the batch job.
     pub quality: QualityFormula,
+    /// The product-change topic the server's listing processor applies (price, stock,
+    /// shelf, new and removed SKUs, quality); bulk loads are published to it too.
+    pub topic: String,
+    /// Items per shopper page (at most `max_page_size` are shown).
+    pub page_size: u32,
+    /// Seconds between runs of the quality job (scores from the catalog and the behaviour
+    /// counted from the events topic).
+    pub quality_interval_secs: u64,
+    /// A score that moved less than this is not republished by the quality job.
+    pub quality_min_change: f32,
+    /// Make every render of a shopper page fail (tests and drills of the fallbacks; also
+    /// switchable at run time by an admin).
+    pub fail_backend: bool,
+    /// A catalog file (NDJSON, one SKU per line, like a bulk load) loaded into `load_app`'s
+    /// catalog when the server starts serving — again only when the file changed since it
+    /// was last loaded (its size and modification time are remembered).
+    pub load_file: Option<std::path::PathBuf>,
+    /// The app `load_file` is loaded into.
+    pub load_app: Option<String>,
+    /// Lift scores live from recent behaviour (views, carts, orders of the events topic,
+    /// decayed) between runs of the quality job; the lift is kept in memory only.
+    pub live_adjustment: bool,
+    /// How recent behaviour lifts a score.
+    pub live: LiveAdjustment,
 }
 
 impl Default for ListingConfig {
@@ -83,6 +107,15 @@ impl Default for ListingConfig {
             cache_capacity: 100_000,
             cache_shards: 16,
             quality: QualityFormula::default(),
+            topic: "products".into(),
+            page_size: 24,
+            quality_interval_secs: 600,
+            quality_min_change: 0.01,
+            fail_backend: false,
+            load_file: None,
+            load_app: None,
+            live_adjustment: true,
+            live: LiveAdjustment::default(),
         }
     }
 }
@@ -136,6 +169,20 @@ impl Section for ListingConfig {
         check_range("cache_ttl_secs", self.cache_ttl_secs, 1, 86_400)?;
         check_range("cache_capacity", self.cache_capacity, 1, 100_000_000)?;
         check_range("cache_shards", self.cache_shards, 1, 1024)?;
+        check(!self.topic.is_empty() && self.topic.len() <= 64 && self.topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "topic", || {
+            format!("{:?} is not a topic name; use 1 to 64 of a-z, A-Z, 0-9, '-', '_', '.'", self.topic)
+        })?;
+        check_range("page_size", self.page_size, 1, 10_000)?;
+        check_range("quality_interval_secs", self.quality_interval_secs, 1, 7 * 86_400)?;
+        check(self.load_file.is_none() || self.load_app.is_some(), "load_app", || "name the app load_file is loaded into".into())?;
+        if let Some(file) = &self.load_file {
+            check(file.is_file(), "load_file", || format!("{} is not a file", file.display()))?;
+        }
+        for (field, x) in [("live.view", self.live.view), ("live.cart", self.live.cart), ("live.order", self.live.order), ("live.scale", self.live.scale), ("live.max_boost", self.live.max_boost)] {
+            check(x.is_finite() && x >= 0.0, field, || format!("{x} is not a finite number ≥ 0"))?;
+        }
+        check(self.live.half_life_secs.is_finite() && self.live.half_life_secs > 0.0, "live.half_life_secs", || "must be a finite number > 0".into())?;
+        check(self.quality_min_change.is_finite() && self.quality_min_change >= 0.0, "quality_min_change", || "must be a finite number ≥ 0".into())?;
         self.quality.validate()
     }
 }

@@ -489,6 +489,13 @@ impl ListingEngine {
         out
     }
 
+    /// Docs of a category's base and entries of its delta (cheap: no heap accounting).
+    pub fn category_size(&self, category: u32) -> Option<(u64, u32)> {
+        let nodes = self.inner.nodes.load();
+        let s = nodes.get(&category)?.snapshot.load();
+        Some((s.base.len() as u64, s.len))
+    }
+
     /// Totals over the engine.
     pub fn stats(&self) -> EngineStats {
         let categories = self.categories();

@@ -65,6 +65,9 @@ pub enum ListingError {
         /// What is wrong and what is accepted.
         message: String,
     },
+    /// The durable catalog could not be read or written.
+    #[error("catalog store: {0}")]
+    Store(String),
 }
 
 impl ListingError {
@@ -82,6 +85,7 @@ impl ListingError {
             ListingError::UnknownSku(_) => "unknown_sku",
             ListingError::InvalidItem { .. } => "invalid_item",
             ListingError::InvalidSettings { .. } => "invalid_settings",
+            ListingError::Store(_) => "store",
         }
     }
 

@@ -16,6 +16,12 @@
 //!   rendered value.
 //! * [`ListingError`]: typed errors with stable [`codes`](ListingError::code).
 //! * [`ListingConfig`]: the `[listing]` config section.
+//! * The capability around the engine (DESIGN.md §4.7): [`catalog`] (the durable
+//!   catalog's SKU, bulk-load lines, product-change messages), [`store`] (the catalog,
+//!   behaviour counts and templates in the module's state store), [`processor`] (the
+//!   product-change processor, exactly once with its positions, and the behaviour counter)
+//!   and [`service`] (one engine per app rebuilt from the catalog at start, jobs with
+//!   progress, the quality run, [`service::ListingCatalog`] — the catalog history reads).
 //!
 //! # Index design
 //! Every category node has its **own index** covering its whole subtree (a SKU with path
@@ -97,8 +103,12 @@
 //! * Only on-shelf SKUs are listed; pins that do not match the query are ignored.
 
 pub mod cache;
+pub mod catalog;
 pub mod config;
+pub mod processor;
 pub mod quality;
+pub mod service;
+pub mod store;
 
 mod base;
 mod bits;

@@ -270,6 +270,21 @@ impl RecentBehaviour {
         RecentSignals { views: s.views * f, carts: s.carts * f, orders: s.orders * f }
     }
 
+    /// Its parameters.
+    pub fn params(&self) -> &LiveAdjustment {
+        &self.params
+    }
+
+    /// SKUs tracked.
+    pub fn len(&self) -> usize {
+        self.per_sku.len()
+    }
+
+    /// True when no SKU is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.per_sku.is_empty()
+    }
+
     /// Counts one event.
     pub fn record(&mut self, sku: u64, behaviour: Behaviour, at_ms: i64) {
         let (s, last) = self.per_sku.get(&sku).copied().unwrap_or_default();

@@ -64,6 +64,7 @@ config_sections! {
     notify: meridian_notify::NotifyConfig,
     actions: meridian_actions::ActionsConfig,
     alerts: meridian_alerts::AlertsConfig,
+    listing: meridian_listing::ListingConfig,
 }
 
 /// `MERIDIAN_*` variables that are not settings (read by the CLI and the tests).

@@ -227,6 +227,7 @@ pub struct ModuleContext<'a> {
     pub(crate) config: &'a Config,
     pub(crate) state: &'a Arc<AppState>,
     pub(crate) catalog: Arc<dyn CatalogLookup>,
+    pub(crate) catalog_slot: &'a Arc<meridian_catalog::CatalogSlot>,
     pub(crate) name: &'static str,
     pub(crate) stores: &'a crate::layout::Stores,
 }
@@ -245,9 +246,18 @@ impl ModuleContext<'_> {
         self.config
     }
 
-    /// The catalog (SKU names, images, SPUs).
+    /// The catalog (SKU names, images, SPUs): the server's one catalog, shared by every
+    /// module (a module that keeps the product catalog puts it in with
+    /// [`ModuleContext::provide_catalog`], whatever the modules' order).
     pub fn catalog(&self) -> &Arc<dyn CatalogLookup> {
         &self.catalog
+    }
+
+    /// Makes `wrap(current catalog)` the catalog every module reads (the listing module
+    /// puts its durable per-app catalog in front of the configured one).
+    pub fn provide_catalog(&self, wrap: impl FnOnce(Arc<dyn CatalogLookup>) -> Arc<dyn CatalogLookup>) {
+        let current = self.catalog_slot.current();
+        self.catalog_slot.replace(wrap(current));
     }
 }
 

@@ -20,6 +20,7 @@ use utoipa::OpenApi;
         (name = "history", description = "Browsing history: recently viewed items"),
         (name = "actions", description = "User actions: aggregations in daily buckets, profiles, lifecycle stages, segments, triggers"),
         (name = "alerts", description = "Alert rules on live event streams: rules, evaluations, history, rule tests"),
+        (name = "listing", description = "Category listing: the durable catalog, bulk loads and product changes (jobs), filtered and sorted category pages with facets, shopper pages with page cache and fallbacks, templates, quality scores"),
         (name = "webhooks", description = "Webhook endpoints (Standard Webhooks signatures) and their delivery log"),
         (name = "admin", description = "Processors, the pipeline, topics"),
         (name = "ops", description = "Metrics, health, readiness"),

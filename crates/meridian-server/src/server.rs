@@ -119,7 +119,8 @@ impl Server {
         log.ensure_topic(&events_topic, config.log.partitions)?;
         let collector = Arc::new(Collector::new(log.clone(), store.clone(), pipeline, config.collector.collector(config.log.partitions))?);
         let runtime = Arc::new(Runtime::new(log.clone(), store.clone(), RuntimeConfig::default()));
-        let catalog = catalog(&config, parts.catalog)?;
+        let catalog_slot = Arc::new(meridian_catalog::CatalogSlot::new(catalog(&config, parts.catalog)?));
+        let catalog: Arc<dyn CatalogLookup> = catalog_slot.clone();
         let state = Arc::new(AppState {
             rate_limits: RateLimits::new(&config.rate_limits),
             pipeline_mtime: Mutex::new(pipeline_file.as_deref().and_then(modified)),
@@ -154,7 +155,7 @@ impl Server {
         let mut tasks = Vec::new();
         let mut services = Vec::new();
         for capability in parts.capabilities {
-            let ctx = ModuleContext { config: &config, state: &state, catalog: catalog.clone(), name: capability.name(), stores: &stores };
+            let ctx = ModuleContext { config: &config, state: &state, catalog: catalog.clone(), catalog_slot: &catalog_slot, name: capability.name(), stores: &stores };
             let Some(module) = capability.open(&ctx).with_context(|| format!("cannot open the {} capability", capability.name()))? else {
                 tracing::info!(capability = capability.name(), "capability turned off by its config section");
                 continue;

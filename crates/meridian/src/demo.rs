@@ -215,6 +215,72 @@ pub(crate) fn catalog_of(catalog: &meridian_demo::Catalog) -> InMemoryCatalog {
     InMemoryCatalog::from_records(&catalog.sku_records())
 }
 
+/// The demo catalog as listing lines (NDJSON, one SKU per line): each SKU with its category
+/// path (top, middle, leaf), its SPU's brand and shop, and sales and reviews falling with
+/// its popularity rank (Zipf, like the demo's behaviour).
+pub(crate) fn listing_lines(catalog: &meridian_demo::Catalog) -> Vec<String> {
+    use std::collections::HashMap;
+    let parents: HashMap<u32, Option<u32>> = catalog.categories.iter().map(|c| (c.id, c.parent)).collect();
+    let path_of = |leaf: u32| {
+        let mut path = vec![leaf];
+        let mut at = leaf;
+        while let Some(Some(parent)) = parents.get(&at) {
+            path.push(*parent);
+            at = *parent;
+        }
+        path.reverse();
+        path
+    };
+    let spus: HashMap<u32, (u32, u32, u32)> = catalog.spus.iter().map(|s| (s.id, (s.category, s.brand, s.shop))).collect();
+    let mut rank = vec![catalog.skus.len(); catalog.skus.len()];
+    for (r, &i) in catalog.sku_popularity.iter().enumerate() {
+        if let Some(slot) = rank.get_mut(i as usize) {
+            *slot = r;
+        }
+    }
+    catalog
+        .skus
+        .iter()
+        .enumerate()
+        .filter_map(|(i, sku)| {
+            let &(category, brand, shop) = spus.get(&sku.spu)?;
+            let sales = 200_000 / (rank[i] as u64 + 1);
+            let line = serde_json::json!({
+                "id": sku.id, "spu": sku.spu, "name": sku.name, "image": sku.image, "price": sku.price, "stock": sku.stock,
+                "on_shelf": sku.on_shelf, "attributes": sku.attributes, "launch_time": sku.launch_time,
+                "category_path": path_of(category), "brand": brand, "shop": shop,
+                "metrics": {"sales": sales, "reviews": sales / 8},
+            });
+            Some(line.to_string())
+        })
+        .collect()
+}
+
+/// The listing part of the demo: the demo world's catalog bulk-loaded into the app's
+/// listing (unless an earlier run did; the catalog is durable), then scored once, so
+/// category pages and the console's listing page have data.
+pub(crate) async fn listing(base: &str, master_key: &str, world: Arc<DemoWorld>) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let existing: serde_json::Value = client.get(format!("{base}/v1/apps/demo/listing/categories")).bearer_auth(master_key).send().await?.error_for_status()?.json().await?;
+    if existing["skus"].as_u64().unwrap_or(0) > 0 {
+        return Ok(());
+    }
+    let lines = tokio::task::spawn_blocking(move || listing_lines(&world.catalog)).await?;
+    for chunk in lines.chunks(2_000) {
+        client
+            .post(format!("{base}/v1/apps/demo/listing/catalog?wait=true"))
+            .bearer_auth(master_key)
+            .header("content-type", "application/x-ndjson")
+            .body(chunk.join("\n"))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    client.post(format!("{base}/v1/apps/demo/listing/quality/run")).bearer_auth(master_key).send().await?.error_for_status()?;
+    tracing::info!(skus = lines.len(), "demo catalog loaded into the listing: category pages at {base}/shop/demo/categories/1");
+    Ok(())
+}
+
 /// Feeds a running server: a backfill of `n_events` over the last days with a progress
 /// bar, then `rate` live events per second (times set to now) until the process ends.
 pub(crate) async fn feed(base: &str, write_key: &str, world: Arc<DemoWorld>, n_events: u64, rate: u64) -> anyhow::Result<()> {
@@ -373,4 +439,28 @@ async fn alert_rule(client: &reqwest::Client, base: &str, master_key: &str, endp
     client.post(format!("{base}/v1/apps/demo/alerts/rules")).bearer_auth(master_key).json(&rule).send().await?.error_for_status()?;
     tracing::info!(rule = "demo-crashes", "demo alert rule created");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_catalog_becomes_listing_lines_with_their_category_paths() {
+        let config = DemoConfig { users: 100, spus: 300, ..DemoConfig::default() };
+        let world = DemoWorld::generate(&config).unwrap();
+        let lines = listing_lines(&world.catalog);
+        assert_eq!(lines.len(), world.catalog.skus.len(), "every SKU has its SPU");
+        let tops: std::collections::HashSet<u32> = world.catalog.categories.iter().filter(|c| c.parent.is_none()).map(|c| c.id).collect();
+        let mut most_sales = 0;
+        for line in &lines {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let path: Vec<u32> = serde_json::from_value(value["category_path"].clone()).unwrap();
+            assert_eq!(path.len(), 3, "top, middle, leaf: {line}");
+            assert!(tops.contains(&path[0]), "{line}");
+            assert!(value["id"].as_str().unwrap().parse::<u64>().is_ok() && value["name"].as_str().is_some_and(|n| !n.is_empty()));
+            most_sales = most_sales.max(value["metrics"]["sales"].as_u64().unwrap());
+        }
+        assert_eq!(most_sales, 200_000, "the most popular SKU sells most");
+    }
 }

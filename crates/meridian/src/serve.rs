@@ -268,6 +268,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                     tracing::warn!(error = %e, "demo file source not set up");
                 }
             });
+            let (listing_base, listing_key, listing_world) = (base.clone(), master_key.clone(), world.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::demo::listing(&listing_base, &listing_key, listing_world).await {
+                    tracing::warn!(error = %e, "demo catalog not loaded into the listing");
+                }
+            });
             let (n, rate) = (args.demo_events, args.demo_rate);
             tokio::spawn(async move {
                 if let Err(e) = crate::demo::feed(&base, &write_key, world, n, rate).await {

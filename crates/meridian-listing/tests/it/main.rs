@@ -5,6 +5,7 @@
 mod cache;
 mod catalog;
 mod concurrency;
+mod durable;
 mod props;
 mod quality;
 mod reference;

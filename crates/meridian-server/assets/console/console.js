@@ -385,6 +385,13 @@
       }));
       if (isTrue($('#rebuild').dataset.running)) follow();
     },
+
+    listing() {
+      onSubmit($('#template-form'), async (form) => {
+        const saved = await api('PUT', appPath('/listing/template'), { template: form.elements.namedItem('template').value });
+        flash(msg(saved.builtin ? 'template_reset' : 'template_saved'));
+      });
+    },
   };
   if (pages[page]) pages[page]();
 })();

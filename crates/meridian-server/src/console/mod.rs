@@ -24,6 +24,7 @@ pub(crate) mod actions;
 pub(crate) mod alerts;
 pub(crate) mod counters;
 pub(crate) mod history;
+pub(crate) mod listing;
 mod i18n;
 pub(crate) mod notify;
 mod pages;
@@ -48,6 +49,7 @@ use std::sync::{Arc, OnceLock};
 use utoipa_axum::router::OpenApiRouter;
 
 pub(crate) use api::ApiFailure;
+pub(crate) use render::format_value;
 
 /// The console's sources that name messages (checked against the catalogs by a test).
 #[cfg(test)]
@@ -57,6 +59,7 @@ pub(crate) static SOURCES: &[&str] = &[
     include_str!("counters.rs"),
     include_str!("history.rs"),
     include_str!("notify.rs"),
+    include_str!("listing.rs"),
     include_str!("../../assets/console/console.js"),
 ];
 

@@ -32,6 +32,7 @@ pub(crate) static TEMPLATES: &[(&str, &str)] = templates![
     "delivery.html",
     "alerts.html",
     "alert_rule.html",
+    "listing.html",
     "keys.html",
     "operators.html",
     "audit.html",
@@ -61,7 +62,7 @@ pub(crate) fn environment() -> &'static Environment<'static> {
 
 /// Writes a value into the page: text escaped for HTML (`& < > " '`, leaving `/` as it is
 /// so URLs stay readable), everything else as minijinja does.
-fn format_value(out: &mut minijinja::Output, state: &mut State, value: &Value) -> Result<(), Error> {
+pub(crate) fn format_value(out: &mut minijinja::Output, state: &mut State, value: &Value) -> Result<(), Error> {
     match value.as_str() {
         Some(text) if !value.is_safe() && matches!(state.auto_escape(), minijinja::AutoEscape::Html) => {
             let mut start = 0;

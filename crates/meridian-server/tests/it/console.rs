@@ -183,7 +183,7 @@ async fn a_viewer_gets_a_403_page_naming_the_role_and_whom_to_ask() {
         }
     }
     let overview = t.page(Some(&viewer), "/console/apps/shop/overview", &[]).await.body;
-    assert_eq!(nav_links(&overview), vec!["/console/apps/shop/overview", "/console/apps/shop/users", "/console/apps/shop/actions", "/console/apps/shop/profile", "/console/apps/shop/alerts", "/console/apps/shop/deliveries"], "a viewer is shown only what it may open");
+    assert_eq!(nav_links(&overview), vec!["/console/apps/shop/overview", "/console/apps/shop/users", "/console/apps/shop/actions", "/console/apps/shop/profile", "/console/apps/shop/alerts", "/console/apps/shop/listing", "/console/apps/shop/deliveries"], "a viewer is shown only what it may open");
     assert!(!overview.contains("id=\"replay\""), "a viewer cannot replay");
     let users = t.page(Some(&viewer), "/console/apps/shop/users?user=ann", &[]).await.body;
     assert!(users.contains("data-sku=\"11\"") && !users.contains("class=\"small delete-item\"") && !users.contains("id=\"erase-open\""), "reads, no delete or erase");
@@ -206,7 +206,7 @@ async fn an_app_admin_like_the_demo_operator_sees_every_app_page_and_no_server_p
             assert!(links.contains(path), "{path} is in the navigation: {links:?}");
         }
     }
-    assert_eq!(links.len(), 9, "overview, users, actions, profile, alerts, webhooks, deliveries, keys, audit: {links:?}");
+    assert_eq!(links.len(), 10, "overview, users, actions, profile, alerts, listing, webhooks, deliveries, keys, audit: {links:?}");
     assert_eq!(overview.body.matches("<option").count(), 1, "its one app in the switcher");
     for path in ["/console/operators", "/console/admin", "/console/audit", "/console/admin/history"] {
         assert_eq!(t.page(Some(&admin), path, &[]).await.status, StatusCode::FORBIDDEN, "{path}");

@@ -8,6 +8,7 @@ mod bad_input;
 mod console;
 mod harness;
 mod history;
+mod listing;
 mod modules;
 mod openapi;
 mod purge;

@@ -90,7 +90,7 @@ async fn a_registered_capability_brings_its_processors_routes_and_operations() {
     // The server's own list.
     let other = tempfile::tempdir().unwrap();
     let server = Server::open(config(&other)).unwrap();
-    assert_eq!(server.modules(), vec!["counters", "history", "notify", "actions", "alerts", "sources"]);
+    assert_eq!(server.modules(), vec!["counters", "history", "notify", "actions", "alerts", "listing", "sources"]);
     server.shutdown();
 }
 
@@ -121,7 +121,7 @@ fn a_capability_section_is_validated_before_anything_opens() {
     let mut off = config(&dir);
     off.history.enabled = false;
     let server = Server::open(off).unwrap();
-    assert_eq!(server.modules(), vec!["counters", "notify", "actions", "alerts", "sources"], "a section can turn its capability off");
+    assert_eq!(server.modules(), vec!["counters", "notify", "actions", "alerts", "listing", "sources"], "a section can turn its capability off");
     server.shutdown();
 }
 

@@ -197,6 +197,12 @@ async fn every_admin_action_leaves_an_audit_entry() {
         ("POST", "/v1/apps/{app}/alerts/rules/{id}/pause", "/v1/apps/shop/alerts/rules/crashes/pause".into(), json!({"version": 2}), "alert_rule.pause"),
         ("POST", "/v1/apps/{app}/alerts/rules/{id}/resume", "/v1/apps/shop/alerts/rules/crashes/resume".into(), json!({"version": 3}), "alert_rule.resume"),
         ("DELETE", "/v1/apps/{app}/alerts/rules/{id}", "/v1/apps/shop/alerts/rules/crashes".into(), json!({"version": 4}), "alert_rule.delete"),
+        ("POST", "/v1/apps/{app}/listing/catalog", "/v1/apps/shop/listing/catalog?wait=true".into(), json!({"sku": 1, "category_path": [1]}), "listing.catalog_load"),
+        ("POST", "/v1/apps/{app}/listing/changes", "/v1/apps/shop/listing/changes?wait=true".into(), json!([{"op": "price", "sku": 1, "price": 5}]), "listing.changes"),
+        ("PUT", "/v1/apps/{app}/listing/categories/{category}/settings", "/v1/apps/shop/listing/categories/1/settings".into(), json!({"max_brand_run": 2}), "listing.category_settings"),
+        ("PUT", "/v1/apps/{app}/listing/template", "/v1/apps/shop/listing/template".into(), json!({"template": "<p>{{ total }}</p>"}), "listing.template_update"),
+        ("PUT", "/v1/apps/{app}/listing/backend-failure", "/v1/apps/shop/listing/backend-failure".into(), json!({"fail": false}), "listing.backend_failure"),
+        ("POST", "/v1/apps/{app}/listing/quality/run", "/v1/apps/shop/listing/quality/run".into(), Value::Null, "listing.quality_run"),
     ];
     for (method, _, uri, body, action) in &actions {
         let body = if body.is_null() { String::new() } else { body.to_string() };

@@ -209,6 +209,41 @@ function receiver() {
     await page.waitForSelector('#rule-preview-empty');
     await Promise.all([page.waitForURL(/\/alerts$/), page.click('#rule-delete')]);
     check(!(await page.textContent('main')).includes('from-the-console'), 'the deleted rule is still listed');
+    // Listing: --demo loads the demo catalog in the background; its categories, a query
+    // tryout, the template editor (a bad template refused, a good one saved) and a shopper
+    // page rendered with it, its prices loaded live.
+    await page.click('nav.side >> text=Listing');
+    await page.waitForURL(/\/listing$/);
+    for (let i = 0; i < 120 && !(await page.$('#listing-categories')); i++) {
+      await page.waitForTimeout(500);
+      await page.reload();
+    }
+    check(await page.$('#listing-categories'), 'the demo catalog is not in the listing');
+    check(Number((await page.textContent('#listing-skus')).replace(/\D/g, '')) > 1000, 'the demo catalog is not loaded whole');
+    check(await page.$('#tryout-items tbody tr'), 'the tryout lists no item');
+    await page.selectOption('#tryout-sort', 'price_asc');
+    await page.check('input[name=facets]');
+    await Promise.all([page.waitForURL(/sort=price_asc/), page.click('#tryout-form button[type=submit]')]);
+    const prices = await texts('#tryout-items tbody td:nth-child(4)');
+    check(prices.length > 1 && prices.every((p, i) => i === 0 || Number(prices[i - 1]) <= Number(p)), `the tryout is not sorted by price: ${prices}`);
+    const template = await page.inputValue('#template-text');
+    await page.fill('#template-text', '{% for x in %}');
+    await page.click('#template-form button[type=submit]');
+    await flash(/invalid_template/);
+    await page.fill('#template-text', template.replace('</main>', '<p id="edited">edited in the console</p></main>'));
+    await page.click('#template-form button[type=submit]');
+    await flash(/Template saved/);
+    await audit('listing');
+    const shopHref = await page.getAttribute('#listing-categories a[target=_blank]', 'href');
+    const shop = await context.newPage();
+    shop.on('pageerror', (e) => pageErrors.push(`${shop.url()}: ${e.message}`));
+    const shopped = await shop.goto(base + shopHref);
+    check(shopped.status() === 200, `the shopper page answered ${shopped.status()}`);
+    await shop.waitForSelector('#edited');
+    await shop.waitForSelector('[data-price-sku][data-live="true"]');
+    check((await shop.$$('li.item')).length > 0, 'the shopper page lists no item');
+    await shop.screenshot({ path: path.join(shots, 'shopper-page.png'), fullPage: true });
+    await shop.close();
 
     // API keys: create one (secret shown once), revoke it.
     await page.click('nav.side >> text=API keys');
@@ -307,7 +342,7 @@ function receiver() {
     await page.fill('#password', demoPassword);
     await Promise.all([page.waitForURL(/\/console\/apps\/demo\/overview/), page.click('#login-form button[type=submit]')]);
     const nav = await texts('nav.side a');
-    for (const name of ['Overview', 'Users', 'Webhooks', 'Deliveries', 'API keys', 'Audit log']) check(nav.includes(name), `the demo operator lacks ${name}: ${nav}`);
+    for (const name of ['Overview', 'Users', 'Listing', 'Webhooks', 'Deliveries', 'API keys', 'Audit log']) check(nav.includes(name), `the demo operator lacks ${name}: ${nav}`);
     check(!nav.includes('Operators') && !nav.includes('History rebuild'), `the demo operator sees server pages: ${nav}`);
     for (const name of ['Users', 'Webhooks', 'Deliveries', 'API keys', 'Audit log']) {
       await Promise.all([page.waitForNavigation(), page.click(`nav.side >> text=${name}`)]);
