@@ -449,6 +449,19 @@ async fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> anyhow::Res
 
 const BENCH_MASTER_KEY: &str = "bench-master-key";
 
+/// Server flags of the benchmarks that load it on purpose: rate limits out of the way, and
+/// webhook receivers on loopback allowed (they run in the bench).
+const LOOSE_LIMITS: [&str; 8] = [
+    "--set",
+    "rate_limits.global_per_sec=10000000",
+    "--set",
+    "rate_limits.caller_per_sec=10000000",
+    "--set",
+    "rate_limits.user_per_sec=1000000",
+    "--set",
+    "notify.network.allow_loopback=true",
+];
+
 /// Creates the app `bench` and returns a key with `scopes`.
 async fn bench_key(base: &str, scopes: &[&str]) -> anyhow::Result<String> {
     let http = reqwest::Client::new();
@@ -903,18 +916,7 @@ fn actions_bench(args: ActionsBenchArgs) -> anyhow::Result<()> {
         let config = meridian_demo::DemoConfig { users: args.users, malformed_share: 0.0, days: 3, ..meridian_demo::DemoConfig::default() };
         let world = Arc::new(tokio::task::spawn_blocking(move || meridian_demo::DemoWorld::generate(&config)).await??);
         let config_file = actions_config_file(tmp.path(), args.processor_threads)?;
-        let extra = [
-            "--config",
-            config_file.to_str().unwrap_or_default(),
-            "--set",
-            "rate_limits.global_per_sec=10000000",
-            "--set",
-            "rate_limits.caller_per_sec=10000000",
-            "--set",
-            "rate_limits.user_per_sec=1000000",
-            "--set",
-            "notify.network.allow_loopback=true",
-        ];
+        let extra: Vec<&str> = ["--config", config_file.to_str().unwrap_or_default()].into_iter().chain(LOOSE_LIMITS).collect();
         let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
         let key = bench_key(&base, &["write", "read", "admin"]).await?;
         let Fed { users, report, ingest_secs, processed_secs } = feed_world(&base, &key, &world, args.events, |_| true).await?;

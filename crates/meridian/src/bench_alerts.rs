@@ -166,18 +166,10 @@ async fn stream(base: &str, keys: &[String], by_app: &[Vec<Value>]) -> anyhow::R
     Ok(accepted as f64 / started.elapsed().as_secs_f64())
 }
 
-const SERVER_FLAGS: [&str; 10] = [
-    "--set",
-    "rate_limits.global_per_sec=10000000",
-    "--set",
-    "rate_limits.caller_per_sec=10000000",
-    "--set",
-    "rate_limits.user_per_sec=1000000",
-    "--set",
-    "notify.network.allow_loopback=true",
-    "--set",
-    "alerts.max_rules_per_app=100000",
-];
+/// The benchmarks' loose limits, and room for 10,000 rules on one app.
+fn server_flags() -> Vec<&'static str> {
+    super::LOOSE_LIMITS.into_iter().chain(["--set", "alerts.max_rules_per_app=100000"]).collect()
+}
 
 /// Creates `rules` over HTTP, 8 at a time.
 async fn create_rules(http: &reqwest::Client, base: &str, rules: Vec<(String, Value)>) -> anyhow::Result<()> {
@@ -253,7 +245,7 @@ pub(super) fn alerts_bench(args: AlertsBenchArgs) -> anyhow::Result<()> {
         let mixed = args.rules.saturating_sub(args.probes);
 
         // Without rules.
-        let (server, base) = start_server(&tmp.path().join("without"), &SERVER_FLAGS).await?;
+        let (server, base) = start_server(&tmp.path().join("without"), &server_flags()).await?;
         let keys = app_keys(&http, &base, apps).await?;
         let pid = server.0.id();
         let rss_before_kib = rss_kib(pid);
@@ -262,7 +254,7 @@ pub(super) fn alerts_bench(args: AlertsBenchArgs) -> anyhow::Result<()> {
         drop(server);
 
         // With the rules.
-        let (server, base) = start_server(&tmp.path().join("with"), &SERVER_FLAGS).await?;
+        let (server, base) = start_server(&tmp.path().join("with"), &server_flags()).await?;
         let keys = app_keys(&http, &base, apps).await?;
         let key = keys[0].clone();
         let pid = server.0.id();

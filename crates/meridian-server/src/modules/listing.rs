@@ -635,6 +635,18 @@ fn job_view(job: &Job) -> ListingJob {
 
 /// Publishes `changes` of `app` to the product-change topic, in chunks, counting them on
 /// `job`.
+/// Publishes a job's changes, waits for them to be applied when asked (`wait=true`), audits
+/// the job as `action` and answers its progress.
+async fn finish_job(state: &ListingState, principal: &meridian_tenancy::Principal, app: &AppId, job: &Job, changes: Vec<ProductChange>, wait: bool, action: &'static str) -> Result<Response, ApiError> {
+    publish(state, app.as_str(), job, changes).await?;
+    if wait {
+        wait_for(job, Duration::from_secs(30)).await;
+    }
+    let view = job_view(job);
+    audit_app(&state.app, principal, app, action, job.id.clone(), None, audit_job(&view)).await?;
+    Ok(job_answer(job))
+}
+
 async fn publish(state: &ListingState, app: &str, job: &Job, changes: Vec<ProductChange>) -> Result<(), ApiError> {
     let log = state.app.log.clone();
     let now = Timestamp::now().millis();
@@ -747,13 +759,7 @@ async fn load_catalog(State(state): State<Arc<ListingState>>, Path(app): Path<St
             None => ApiError::bad_request("empty_body", "the body holds no SKU line; send NDJSON, one SKU object per line"),
         });
     }
-    publish(&state, app.as_str(), &job, changes).await?;
-    if params.wait == Some(true) {
-        wait_for(&job, Duration::from_secs(30)).await;
-    }
-    let view = job_view(&job);
-    audit_app(&state.app, &principal, &app, "listing.catalog_load", job.id.clone(), None, audit_job(&view)).await?;
-    Ok(job_answer(&job))
+    finish_job(&state, &principal, &app, &job, changes, params.wait == Some(true), "listing.catalog_load").await
 }
 
 /// Publishes product changes to the app's product-change topic: a JSON array (or NDJSON)
@@ -850,13 +856,7 @@ async fn publish_changes(State(state): State<Arc<ListingState>>, Path(app): Path
         let status = if code == "unknown_sku" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
         return Err(ApiError::new(status, code, message).with_details(json!({"errors": view.errors})));
     }
-    publish(&state, app.as_str(), &job, changes).await?;
-    if params.wait == Some(true) {
-        wait_for(&job, Duration::from_secs(30)).await;
-    }
-    let view = job_view(&job);
-    audit_app(&state.app, &principal, &app, "listing.changes", job.id.clone(), None, audit_job(&view)).await?;
-    Ok(job_answer(&job))
+    finish_job(&state, &principal, &app, &job, changes, params.wait == Some(true), "listing.changes").await
 }
 
 /// A bulk load's or change batch's progress (jobs of the last few hundred are kept in
