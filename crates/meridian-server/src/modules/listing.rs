@@ -714,7 +714,9 @@ fn audit_job(job: &ListingJob) -> Option<Value> {
     path = "/v1/apps/{app}/listing/catalog",
     tag = "listing",
     params(("app" = String, Path, description = "App id", pattern = "^[a-z0-9_.-]{1,64}$"), WaitParams),
-    request_body(content = String, content_type = "application/x-ndjson", description = "One SKU per line"),
+    // Documented as text/plain, which OpenAPI tools can generate; the body is read as lines
+    // whatever its content type (application/x-ndjson too).
+    request_body(content = String, content_type = "text/plain", description = "NDJSON: one SKU object per line (send it as application/x-ndjson or text/plain; gzip accepted)"),
     responses(
         (status = 200, description = "Applied (with `wait=true`)", body = ListingJob),
         (status = 202, description = "Published; being applied", body = ListingJob),
