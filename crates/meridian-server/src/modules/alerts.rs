@@ -223,6 +223,13 @@ fn view(rule: &Rule, firing_since: Option<i64>, in_force: bool) -> AlertRule {
     AlertRule { rule: serde_json::to_value(rule).unwrap_or_default(), version: rule.version, status: status.to_owned(), firing_since_ms: firing_since, in_force }
 }
 
+/// A rule as answered after a read or a change: with its status as of the processor's
+/// last commit, whether its version is in force, and its version as the `ETag`.
+async fn rule_answer(state: &AlertsState, rule: &Rule) -> Result<Response, ApiError> {
+    let firing = state.call(|s| s.firing()).await?;
+    Ok(with_etag(view(rule, firing.get(&rule.id).copied(), state.service.in_force(&rule.id)), StatusCode::OK))
+}
+
 fn with_etag(rule: AlertRule, status: StatusCode) -> Response {
     let etag = HeaderValue::from_str(&format!("\"{}\"", rule.version)).ok();
     let mut response = (status, Json(rule)).into_response();
@@ -337,8 +344,7 @@ async fn get_rule(State(state): State<Arc<AlertsState>>, Path((app, id)): Path<(
     require(&state.app, &headers, Permission::Read, &app)?;
     let id = rule_id(&id)?;
     let rule = state.service.get(&app, &id).map_err(alerts_error)?;
-    let firing = state.call(|s| s.firing()).await?;
-    Ok(with_etag(view(&rule, firing.get(&id).copied(), state.service.in_force(&id)), StatusCode::OK))
+    rule_answer(&state, &rule).await
 }
 
 /// Replaces an alert rule; the change names the version it was made from (`If-Match` or
@@ -373,8 +379,7 @@ async fn update_rule(State(state): State<Arc<AlertsState>>, Path((app, id)): Pat
     check_channels(&state, &rule).await?;
     let (before, after) = state.call(move |s| s.update(rule, expected)).await?;
     audit_app(&state.app, &principal, &app, "alert_rule.update", id.to_string(), audit_json(&before), audit_json(&after)).await?;
-    let firing = state.call(|s| s.firing()).await?;
-    Ok(with_etag(view(&after, firing.get(&id).copied(), state.service.in_force(&id)), StatusCode::OK))
+    rule_answer(&state, &after).await
 }
 
 fn version_body(body: &[u8]) -> Result<Option<u64>, ApiError> {
@@ -430,8 +435,7 @@ async fn set_paused(state: &AlertsState, app: String, id: String, headers: Heade
     };
     let action = if paused { "alert_rule.pause" } else { "alert_rule.resume" };
     audit_app(&state.app, &principal, &app, action, id.to_string(), audit_json(&before), audit_json(&after)).await?;
-    let firing = state.call(|s| s.firing()).await?;
-    Ok(with_etag(view(&after, firing.get(&id).copied(), state.service.in_force(&id)), StatusCode::OK))
+    rule_answer(state, &after).await
 }
 
 /// Pauses an alert rule at the version given: its windows are dropped, nothing is
