@@ -308,6 +308,9 @@ fn through_engine(engine: &mut AlertEngine, records: &Records) -> Run {
             for id in &dirty.changed {
                 bytes += engine.snapshot_rule(id).map_or(0, |b| b.len());
             }
+            for &id in &dirty.streams {
+                bytes += engine.snapshot_stream(id).map_or(0, |b| b.len());
+            }
             let spent = t.elapsed();
             commit_time += spent;
             commits.push((dirty.changed.len(), bytes, spent));

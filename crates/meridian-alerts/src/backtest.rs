@@ -58,7 +58,6 @@ fn run<'a>(rule: &Rule, events: impl IntoIterator<Item = &'a Event>, from: Times
     let idx = engine.insert(compiled, Default::default());
     *engine.slots[idx as usize].as_mut().expect("just inserted").runtime.history = history;
     engine.ensure_history(idx);
-    engine.index(idx);
     engine.start_at(idx, floor_to(first, slide), ceil_to(from.0, slide));
     let mut out = Output::default();
     for event in events {

@@ -224,10 +224,10 @@ pub(crate) struct Counters {
     suppressed: u64,
 }
 
-/// A running rule's open windows.
+/// The open windows of a pane ring.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Windows {
-    /// First window start of this run (events before it are not the rule's).
+    /// First window start of this run (events before it are not the rules').
     pub(crate) start_from: i64,
     /// Windows starting before this only feed the history (back-tests warm up with them).
     pub(crate) eval_from: i64,
@@ -253,22 +253,59 @@ struct Lifecycle {
     last_fired_end: Option<i64>,
 }
 
+/// A rule's membership of a stream: which one, and the stream's counters when the rule
+/// joined it. The rule's `events_matched` and `late_events` are its own counters plus what
+/// the stream counted since (so an event costs one increment per stream, not per rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StreamLink {
+    pub(crate) stream: u64,
+    joined_events: u64,
+    joined_late: u64,
+}
+
 /// Everything the engine holds for one rule: what the snapshot keeps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RuleRuntime {
-    pub(crate) windows: Option<Windows>,
+    /// The stream whose panes the rule reads; `None` while paused.
+    pub(crate) link: Option<StreamLink>,
     /// Boxed, like the history: touched when a window closes, not per event.
     lifecycle: Box<Lifecycle>,
     pub(crate) history: Box<History>,
     counters: Counters,
 }
 
+/// [`RuleRuntime`] as snapshot format 1 kept it: every rule with windows of its own.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+pub(crate) struct RuleRuntimeV1 {
+    pub(crate) windows: Option<Windows>,
+    lifecycle: Box<Lifecycle>,
+    history: Box<History>,
+    counters: Counters,
+}
+
+impl RuleRuntimeV1 {
+    /// The runtime of format 2, reading the panes of stream `stream` (the rule's own
+    /// windows, which the caller makes a stream of).
+    pub(crate) fn upgrade(self, stream: Option<u64>) -> RuleRuntime {
+        let link = stream.map(|stream| StreamLink { stream, joined_events: 0, joined_late: 0 });
+        RuleRuntime { link, lifecycle: self.lifecycle, history: self.history, counters: self.counters }
+    }
+
+    /// What format 1 would have kept of `runtime` reading `windows` (for tests of the
+    /// upgrade).
+    #[cfg(test)]
+    pub(crate) fn downgrade(runtime: &RuleRuntime, windows: Option<Windows>) -> RuleRuntimeV1 {
+        RuleRuntimeV1 { windows, lifecycle: runtime.lifecycle.clone(), history: runtime.history.clone(), counters: runtime.counters.clone() }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) compiled: CompiledRule,
     pub(crate) runtime: RuleRuntime,
-    /// Bumped whenever the outstanding timer becomes wrong.
-    generation: u64,
+    /// Index of its stream in `AlertEngine::streams` (the stream `runtime.link` names).
+    stream: Option<u32>,
     /// Changed since the last [`AlertEngine::take_dirty`].
     dirty: bool,
 }
@@ -282,22 +319,77 @@ impl Slot {
     }
 }
 
-/// The rules whose state changed since the last [`AlertEngine::take_dirty`]: what an
-/// incremental commit writes ([`AlertEngine::snapshot_rule`] of each changed rule, the
-/// removed ones deleted, and [`AlertEngine::snapshot_engine`]).
+/// What a stream counted (kept in its snapshot part).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StreamCounters {
+    pub(crate) events_matched: u64,
+    pub(crate) late_events: u64,
+}
+
+/// A pane ring shared by the rules of one app with the same pane shape (filter, what a
+/// pane accumulates, window size and slide, lateness) and the same window state: an event
+/// is matched and added once per stream, and a window's value computed once, however many
+/// rules read it — 10,000 rules on one app are a few hundred streams when they differ in
+/// thresholds, conditions and channels rather than in what they count.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    /// Stable across snapshots (never reused).
+    pub(crate) id: u64,
+    /// A stable hash of the id: orders timers due at the same time.
+    rank: u64,
+    /// App and pane shape: the streams a rule of that shape may join.
+    key: String,
+    app: String,
+    /// `None` while the app has no time yet (the stream waits for its first event).
+    pub(crate) windows: Option<Windows>,
+    size_ms: i64,
+    slide_ms: i64,
+    lateness_ms: i64,
+    required_actions: Option<Vec<String>>,
+    /// The member whose compiled filter and metric feed the panes (any member would do:
+    /// they have the same shape).
+    proto: u32,
+    /// Member rules by (rank, id): the order their windows are evaluated in.
+    members: Vec<u32>,
+    pub(crate) counters: StreamCounters,
+    /// Bumped whenever the outstanding timer becomes wrong.
+    generation: u64,
+    /// Changed since the last [`AlertEngine::take_dirty`].
+    dirty: bool,
+}
+
+impl Stream {
+    fn mark(&mut self, idx: u32, dirty: &mut Vec<u32>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(idx);
+        }
+    }
+}
+
+/// The state changed since the last [`AlertEngine::take_dirty`]: what an incremental
+/// commit writes ([`AlertEngine::snapshot_rule`] of each changed rule,
+/// [`AlertEngine::snapshot_stream`] of each changed stream, the removed ones deleted, and
+/// [`AlertEngine::snapshot_engine`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirtyRules {
     /// Rules whose state changed (by id).
     pub changed: Vec<RuleId>,
     /// Rules removed (by id; none of them is in `changed`).
     pub removed: Vec<RuleId>,
+    /// Streams (shared pane rings) whose state changed, by id.
+    pub streams: Vec<u64>,
+    /// Streams removed, by id (none of them is in `streams`).
+    pub streams_removed: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     close_at: i64,
     rank: u64,
-    key: RuleId,
+    /// The stream's id (breaks the rare tie; a timer of a dropped stream whose index was
+    /// reused does not match it).
+    key: u64,
     slot: u32,
     generation: u64,
 }
@@ -306,12 +398,15 @@ struct Timer {
 pub(crate) struct AppState {
     /// Largest event time seen (clamped by `max_event_time_ahead_ms`).
     pub(crate) max_time: Option<i64>,
+    /// Streams by the actions they require.
     by_action: FxHashMap<String, Vec<u32>>,
+    /// Streams that match any action.
     any_action: Vec<u32>,
-    /// Active rules without windows because the app has no time yet.
+    /// Streams without windows because the app has no time yet.
     waiting: Vec<u32>,
     /// The app's time zone, when not UTC: the forecast's hours of the week are local.
     zone: Option<chrono_tz::Tz>,
+    /// Streams' next window closes.
     timers: BinaryHeap<Reverse<Timer>>,
 }
 
@@ -324,6 +419,17 @@ pub struct AlertEngine {
     dirty: Vec<u32>,
     removed: Vec<RuleId>,
     by_id: FxHashMap<RuleId, u32>,
+    pub(crate) streams: Vec<Option<Stream>>,
+    stream_free: Vec<u32>,
+    stream_dirty: Vec<u32>,
+    streams_removed: Vec<u64>,
+    stream_by_id: FxHashMap<u64, u32>,
+    /// Streams by (app, pane shape).
+    by_shape: FxHashMap<String, Vec<u32>>,
+    /// The next stream's id.
+    pub(crate) next_stream: u64,
+    /// Streams that closed windows in this call: candidates for merging.
+    closed: Vec<u32>,
     pub(crate) apps: FxHashMap<String, AppState>,
     /// The caller's clock, from [`AlertEngine::advance`].
     pub(crate) now: Option<i64>,
@@ -372,6 +478,14 @@ impl AlertEngine {
             dirty: Vec::new(),
             removed: Vec::new(),
             by_id: FxHashMap::default(),
+            streams: Vec::new(),
+            stream_free: Vec::new(),
+            stream_dirty: Vec::new(),
+            streams_removed: Vec::new(),
+            stream_by_id: FxHashMap::default(),
+            by_shape: FxHashMap::default(),
+            next_stream: 0,
+            closed: Vec::new(),
             apps: FxHashMap::default(),
             now: None,
         }
@@ -439,6 +553,15 @@ impl AlertEngine {
         max_opt(self.apps.get(app).and_then(|a| a.max_time), self.now)
     }
 
+    pub(crate) fn stream_by_id(&self, id: u64) -> Option<&Stream> {
+        self.stream_by_id.get(&id).and_then(|&s| self.streams[s as usize].as_ref())
+    }
+
+    /// How many streams (shared pane rings) the rules in force use.
+    pub fn stream_count(&self) -> usize {
+        self.stream_by_id.len()
+    }
+
     // ----- rule changes -----
 
     /// Adds or changes a rule (validated; the error names the field). A firing rule that
@@ -451,8 +574,7 @@ impl AlertEngine {
             let idx = self.insert(compiled, RuleRuntime::default());
             if !paused {
                 self.ensure_history(idx);
-                self.index(idx);
-                self.start_fresh(idx);
+                self.attach_fresh(idx);
             }
             return Ok(if paused { Applied::Paused } else { Applied::Created });
         };
@@ -477,11 +599,8 @@ impl AlertEngine {
         let applied = match (was_paused, paused) {
             (false, true) => {
                 self.resolve_if_firing(idx, compiled.rule.version, "paused", out);
-                self.unindex(idx);
-                let slot = self.slot_mut(idx);
-                slot.runtime.windows = None;
-                slot.generation += 1;
-                slot.compiled = compiled;
+                self.detach(idx);
+                self.slot_mut(idx).compiled = compiled;
                 Applied::Paused
             }
             (true, true) => {
@@ -493,19 +612,17 @@ impl AlertEngine {
                 Applied::Resumed
             }
             (false, false) if same_shape && same_window => {
-                let slot = self.slot_mut(idx);
-                slot.compiled = compiled;
+                self.slot_mut(idx).compiled = compiled;
                 if lateness_changed {
-                    self.push_timer(idx, true);
+                    // Lateness is part of the pane shape: the rule takes its windows to
+                    // a stream of the new shape.
+                    self.reshape(idx);
                 }
                 Applied::Soft
             }
             (false, false) => {
-                self.unindex(idx);
-                let slot = self.slot_mut(idx);
-                slot.runtime.windows = None;
-                slot.generation += 1;
-                slot.compiled = compiled;
+                self.detach(idx);
+                self.slot_mut(idx).compiled = compiled;
                 Applied::Reset
             }
         };
@@ -520,8 +637,7 @@ impl AlertEngine {
         }
         self.ensure_history(idx);
         if matches!(applied, Applied::Resumed | Applied::Reset) {
-            self.index(idx);
-            self.start_fresh(idx);
+            self.attach_fresh(idx);
         }
         Ok(applied)
     }
@@ -532,7 +648,7 @@ impl AlertEngine {
         let Some(idx) = self.slot_index(id) else { return false };
         let version = self.slot_mut(idx).compiled.rule.version;
         self.resolve_if_firing(idx, version, "deleted", out);
-        self.unindex(idx);
+        self.detach(idx);
         self.by_id.remove(id);
         self.slots[idx as usize] = None;
         self.free.push(idx);
@@ -564,7 +680,7 @@ impl AlertEngine {
     pub(crate) fn insert(&mut self, compiled: CompiledRule, runtime: RuleRuntime) -> u32 {
         let id = compiled.rule.id.clone();
         self.apps.entry(compiled.rule.app.as_str().to_owned()).or_default();
-        let slot = Slot { compiled, runtime, generation: 0, dirty: false };
+        let slot = Slot { compiled, runtime, stream: None, dirty: false };
         let idx = match self.free.pop() {
             Some(idx) => {
                 self.slots[idx as usize] = Some(slot);
@@ -589,38 +705,6 @@ impl AlertEngine {
         slot
     }
 
-    pub(crate) fn index(&mut self, idx: u32) {
-        let slot = self.slots[idx as usize].as_ref().expect("live slot");
-        let app = self.apps.entry(slot.compiled.rule.app.as_str().to_owned()).or_default();
-        match &slot.compiled.required_actions {
-            Some(actions) => {
-                for action in actions {
-                    app.by_action.entry(action.clone()).or_default().push(idx);
-                }
-            }
-            None => app.any_action.push(idx),
-        }
-    }
-
-    fn unindex(&mut self, idx: u32) {
-        let slot = self.slots[idx as usize].as_ref().expect("live slot");
-        let Some(app) = self.apps.get_mut(slot.compiled.rule.app.as_str()) else { return };
-        match &slot.compiled.required_actions {
-            Some(actions) => {
-                for action in actions {
-                    if let Some(list) = app.by_action.get_mut(action) {
-                        list.retain(|&i| i != idx);
-                        if list.is_empty() {
-                            app.by_action.remove(action);
-                        }
-                    }
-                }
-            }
-            None => app.any_action.retain(|&i| i != idx),
-        }
-        app.waiting.retain(|&i| i != idx);
-    }
-
     /// Makes the history parts the rule's condition reads exist (empty when new).
     pub(crate) fn ensure_history(&mut self, idx: u32) {
         let slot = self.slot_mut(idx);
@@ -640,36 +724,278 @@ impl AlertEngine {
         }
     }
 
-    /// Starts fresh windows from the app's current time (the next full window), or waits
-    /// for the app's first event.
-    pub(crate) fn start_fresh(&mut self, idx: u32) {
-        let slot = self.slots[idx as usize].as_ref().expect("live slot");
-        let app = slot.compiled.rule.app.as_str().to_owned();
-        match self.frontier(&app) {
-            Some(frontier) => {
-                let start = ceil_to(frontier, slot.compiled.slide_ms);
-                self.start_at(idx, start, start);
-            }
-            None => self.apps.entry(app).or_default().waiting.push(idx),
-        }
+    // ----- streams -----
+
+    /// Puts rule `idx` on fresh windows from the app's current time (the next full
+    /// window) — a stream of its shape already there, or a new one — or on the stream of
+    /// its shape waiting for the app's first event.
+    pub(crate) fn attach_fresh(&mut self, idx: u32) {
+        let compiled = &self.slots[idx as usize].as_ref().expect("live slot").compiled;
+        let slide = compiled.slide_ms;
+        let wanted = self.frontier(compiled.rule.app.as_str()).map(|frontier| {
+            let start = ceil_to(frontier, slide);
+            Windows { start_from: start, eval_from: start, next_start: start, panes: VecDeque::new() }
+        });
+        self.attach_with(idx, wanted);
     }
 
+    /// Puts rule `idx` on windows starting at `start_from` (evaluated from `eval_from`).
     pub(crate) fn start_at(&mut self, idx: u32, start_from: i64, eval_from: i64) {
-        let slot = self.slot_mut(idx);
-        slot.runtime.windows = Some(Windows { start_from, eval_from, next_start: start_from, panes: VecDeque::new() });
-        self.push_timer(idx, true);
+        self.attach_with(idx, Some(Windows { start_from, eval_from, next_start: start_from, panes: VecDeque::new() }));
     }
 
-    /// Queues the rule's next window close; `invalidate` first makes earlier timers stale.
-    pub(crate) fn push_timer(&mut self, idx: u32, invalidate: bool) {
-        let slot = self.slots[idx as usize].as_mut().expect("live slot");
-        if invalidate {
-            slot.generation += 1;
+    /// Puts rule `idx` on a stream of its shape in state `windows`: the oldest such
+    /// stream, or a new one.
+    fn attach_with(&mut self, idx: u32, windows: Option<Windows>) {
+        let compiled = &self.slots[idx as usize].as_ref().expect("live slot").compiled;
+        let key = stream_key(compiled.rule.app.as_str(), &compiled.pane_shape);
+        let found = self.by_shape.get(&key).and_then(|list| {
+            list.iter()
+                .filter_map(|&s| self.streams[s as usize].as_ref().map(|stream| (s, stream)))
+                .filter(|(_, stream)| stream.windows == windows)
+                .min_by_key(|(_, stream)| stream.id)
+                .map(|(s, _)| s)
+        });
+        let s = match found {
+            Some(s) => s,
+            None => self.new_stream(idx, windows, None),
+        };
+        self.join(idx, s);
+    }
+
+    /// A new stream fed by rule `proto`'s filter and metric (which the caller then makes
+    /// a member), indexed, with its timer — or waiting for its app's first event.
+    fn new_stream(&mut self, proto: u32, windows: Option<Windows>, id: Option<u64>) -> u32 {
+        let id = id.unwrap_or(self.next_stream);
+        self.next_stream = self.next_stream.max(id + 1);
+        let compiled = &self.slots[proto as usize].as_ref().expect("live slot").compiled;
+        let app = compiled.rule.app.as_str().to_owned();
+        let waiting = windows.is_none();
+        let stream = Stream {
+            id,
+            rank: xxhash_rust::xxh3::xxh3_64(&id.to_le_bytes()),
+            key: stream_key(&app, &compiled.pane_shape),
+            app: app.clone(),
+            windows,
+            size_ms: compiled.size_ms,
+            slide_ms: compiled.slide_ms,
+            lateness_ms: compiled.lateness_ms,
+            required_actions: compiled.required_actions.clone(),
+            proto,
+            members: Vec::new(),
+            counters: StreamCounters::default(),
+            generation: 0,
+            dirty: false,
+        };
+        let key = stream.key.clone();
+        let actions = stream.required_actions.clone();
+        let s = match self.stream_free.pop() {
+            Some(s) => {
+                self.streams[s as usize] = Some(stream);
+                s
+            }
+            None => {
+                self.streams.push(Some(stream));
+                (self.streams.len() - 1) as u32
+            }
+        };
+        let AlertEngine { streams, stream_dirty, .. } = self;
+        streams[s as usize].as_mut().expect("just inserted").mark(s, stream_dirty);
+        self.stream_by_id.insert(id, s);
+        self.by_shape.entry(key).or_default().push(s);
+        let app_state = self.apps.entry(app).or_default();
+        match actions {
+            Some(actions) => {
+                for action in actions {
+                    app_state.by_action.entry(action).or_default().push(s);
+                }
+            }
+            None => app_state.any_action.push(s),
         }
-        let Some(windows) = &slot.runtime.windows else { return };
-        let close_at = windows.next_start.saturating_add(slot.compiled.size_ms).saturating_add(slot.compiled.lateness_ms);
-        let timer = Timer { close_at, rank: slot.compiled.rank, key: slot.compiled.rule.id.clone(), slot: idx, generation: slot.generation };
-        self.apps.entry(slot.compiled.rule.app.as_str().to_owned()).or_default().timers.push(Reverse(timer));
+        if waiting {
+            app_state.waiting.push(s);
+        } else {
+            self.push_timer(s, true);
+        }
+        s
+    }
+
+    /// Restores stream `id` with its member rules (inserted with their links). A stream
+    /// that was waiting for its app's first event starts at the next full window when the
+    /// app has a time by now.
+    pub(crate) fn restore_stream(&mut self, id: u64, windows: Option<Windows>, counters: StreamCounters, mut members: Vec<u32>) {
+        let waiting = windows.is_none();
+        members.sort_by_cached_key(|&m| {
+            let compiled = &self.slots[m as usize].as_ref().expect("live slot").compiled;
+            (compiled.rank, compiled.rule.id.clone())
+        });
+        let s = self.new_stream(members[0], windows, Some(id));
+        for &m in &members {
+            self.slots[m as usize].as_mut().expect("live slot").stream = Some(s);
+        }
+        let stream = self.streams[s as usize].as_mut().expect("just made");
+        stream.counters = counters;
+        stream.members = members;
+        let (app, slide) = (stream.app.clone(), stream.slide_ms);
+        if waiting {
+            if let Some(frontier) = self.frontier(&app) {
+                if let Some(state) = self.apps.get_mut(&app) {
+                    state.waiting.retain(|&t| t != s);
+                }
+                self.start_stream(s, ceil_to(frontier, slide));
+            }
+        }
+    }
+
+    /// Forgets rule `idx`'s link to a stream that was not restored.
+    pub(crate) fn unlink(&mut self, idx: u32) {
+        self.slot_mut(idx).runtime.link = None;
+    }
+
+    /// Makes rule `idx` a member of stream `s` (it reads the stream's counters from now).
+    fn join(&mut self, idx: u32, s: u32) {
+        let AlertEngine { slots, streams, dirty, .. } = self;
+        let stream = streams[s as usize].as_mut().expect("live stream");
+        let link = StreamLink { stream: stream.id, joined_events: stream.counters.events_matched, joined_late: stream.counters.late_events };
+        let order = |i: u32| {
+            let compiled = &slots[i as usize].as_ref().expect("live slot").compiled;
+            (compiled.rank, compiled.rule.id.clone())
+        };
+        let mine = order(idx);
+        let position = stream.members.partition_point(|&m| order(m) < mine);
+        stream.members.insert(position, idx);
+        let slot = slots[idx as usize].as_mut().expect("live slot");
+        slot.mark(idx, dirty);
+        slot.stream = Some(s);
+        slot.runtime.link = Some(link);
+    }
+
+    /// Takes rule `idx` off its stream, keeping what the stream counted for it; the last
+    /// member out drops the stream.
+    fn detach(&mut self, idx: u32) {
+        let AlertEngine { slots, streams, dirty, .. } = self;
+        let slot = slots[idx as usize].as_mut().expect("live slot");
+        slot.mark(idx, dirty);
+        let link = slot.runtime.link.take();
+        let Some(s) = slot.stream.take() else { return };
+        let stream = streams[s as usize].as_mut().expect("live stream");
+        if let Some(link) = link {
+            slot.runtime.counters.events_matched += stream.counters.events_matched - link.joined_events;
+            slot.runtime.counters.late_events += stream.counters.late_events - link.joined_late;
+        }
+        stream.members.retain(|&m| m != idx);
+        if stream.members.is_empty() {
+            self.drop_stream(s);
+        } else if stream.proto == idx {
+            stream.proto = stream.members[0];
+        }
+    }
+
+    /// Rule `idx`'s pane shape changed (its lateness): it takes a copy of its windows to
+    /// a stream of the new shape.
+    fn reshape(&mut self, idx: u32) {
+        let windows = self.slots[idx as usize].as_ref().and_then(|slot| slot.stream).and_then(|s| self.streams[s as usize].as_ref()).and_then(|s| s.windows.clone());
+        self.detach(idx);
+        match windows {
+            Some(windows) => self.attach_with(idx, Some(windows)),
+            None => self.attach_fresh(idx),
+        }
+    }
+
+    fn drop_stream(&mut self, s: u32) {
+        let Some(stream) = self.streams[s as usize].take() else { return };
+        self.stream_free.push(s);
+        self.stream_by_id.remove(&stream.id);
+        if let Some(list) = self.by_shape.get_mut(&stream.key) {
+            list.retain(|&t| t != s);
+            if list.is_empty() {
+                self.by_shape.remove(&stream.key);
+            }
+        }
+        if let Some(app) = self.apps.get_mut(&stream.app) {
+            match &stream.required_actions {
+                Some(actions) => {
+                    for action in actions {
+                        if let Some(list) = app.by_action.get_mut(action) {
+                            list.retain(|&t| t != s);
+                            if list.is_empty() {
+                                app.by_action.remove(action);
+                            }
+                        }
+                    }
+                }
+                None => app.any_action.retain(|&t| t != s),
+            }
+            app.waiting.retain(|&t| t != s);
+        }
+        self.streams_removed.push(stream.id);
+    }
+
+    /// Starts waiting stream `s` at `start`.
+    fn start_stream(&mut self, s: u32, start: i64) {
+        let AlertEngine { streams, stream_dirty, .. } = self;
+        let stream = streams[s as usize].as_mut().expect("live stream");
+        stream.mark(s, stream_dirty);
+        stream.windows = Some(Windows { start_from: start, eval_from: start, next_start: start, panes: VecDeque::new() });
+        self.push_timer(s, true);
+    }
+
+    /// Queues the stream's next window close; `invalidate` first makes earlier timers stale.
+    pub(crate) fn push_timer(&mut self, s: u32, invalidate: bool) {
+        let stream = self.streams[s as usize].as_mut().expect("live stream");
+        if invalidate {
+            stream.generation += 1;
+        }
+        let Some(windows) = &stream.windows else { return };
+        let close_at = windows.next_start.saturating_add(stream.size_ms).saturating_add(stream.lateness_ms);
+        let timer = Timer { close_at, rank: stream.rank, key: stream.id, slot: s, generation: stream.generation };
+        self.apps.entry(stream.app.clone()).or_default().timers.push(Reverse(timer));
+    }
+
+    /// Streams that just closed windows and now hold exactly what another stream of their
+    /// shape holds (rules created at different moments whose first windows have passed)
+    /// become one: the younger one's members join the older one.
+    fn merge_closed(&mut self) {
+        let mut closed = std::mem::take(&mut self.closed);
+        for &s in &closed {
+            let Some(stream) = self.streams[s as usize].as_ref() else { continue };
+            let Some(windows) = &stream.windows else { continue };
+            let Some(list) = self.by_shape.get(&stream.key) else { continue };
+            // Past its first window (its start no longer matters) and evaluating.
+            let settled = |w: &Windows| w.start_from < w.next_start && w.eval_from <= w.next_start;
+            if list.len() < 2 || !settled(windows) {
+                continue;
+            }
+            let twin = list.iter().copied().filter(|&t| t != s).find(|&t| {
+                self.streams[t as usize].as_ref().and_then(|o| o.windows.as_ref()).is_some_and(|w| settled(w) && w.next_start == windows.next_start && w.panes == windows.panes)
+            });
+            let Some(t) = twin else { continue };
+            let id_of = |i: u32| self.streams[i as usize].as_ref().map_or(u64::MAX, |st| st.id);
+            let (keep, gone) = if id_of(s) < id_of(t) { (s, t) } else { (t, s) };
+            self.merge(keep, gone);
+        }
+        closed.clear();
+        self.closed = closed;
+    }
+
+    /// Moves the members of stream `gone` to `keep` (same shape, same open windows).
+    fn merge(&mut self, keep: u32, gone: u32) {
+        let members = std::mem::take(&mut self.streams[gone as usize].as_mut().expect("live stream").members);
+        for m in members {
+            let AlertEngine { slots, streams, dirty, .. } = self;
+            let stream = streams[gone as usize].as_ref().expect("live stream");
+            let slot = slots[m as usize].as_mut().expect("live slot");
+            slot.mark(m, dirty);
+            if let Some(link) = slot.runtime.link.take() {
+                slot.runtime.counters.events_matched += stream.counters.events_matched - link.joined_events;
+                slot.runtime.counters.late_events += stream.counters.late_events - link.joined_late;
+            }
+            slot.stream = None;
+            self.join(m, keep);
+        }
+        self.drop_stream(gone);
+        let AlertEngine { streams, stream_dirty, .. } = self;
+        streams[keep as usize].as_mut().expect("live stream").mark(keep, stream_dirty);
     }
 
     fn resolve_if_firing(&mut self, idx: u32, version: u64, reason: &str, out: &mut Output) {
@@ -683,7 +1009,7 @@ impl AlertEngine {
     // ----- events and time -----
 
     /// Processes one event: it updates its app's watermark, goes to the open windows of the
-    /// rules it matches, and windows the new watermark closes are evaluated into `out`.
+    /// streams it matches, and windows the new watermark closes are evaluated into `out`.
     pub fn process(&mut self, event: &Event, out: &mut Output) {
         let time = event.time.0;
         let watermark_time = time.min(event.received.0.saturating_add(self.settings.max_event_time_ahead_ms));
@@ -691,47 +1017,55 @@ impl AlertEngine {
         if !self.apps.contains_key(app_name) {
             self.apps.insert(app_name.to_owned(), AppState::default());
         }
-        let AlertEngine { slots, apps, now, settings, dirty, .. } = self;
+        let AlertEngine { slots, streams, apps, now, settings, dirty, stream_dirty, closed, .. } = self;
         let app = apps.get_mut(app_name).expect("inserted above");
         app.max_time = Some(app.max_time.map_or(watermark_time, |m| m.max(watermark_time)));
         if !app.waiting.is_empty() {
-            // The app's first time: rules start at the window holding this event — its time
-            // taken within `max_event_time_ahead_ms` of when it was received, so one event
-            // from a badly set client clock cannot start them a day early or late.
+            // The app's first time: streams start at the window holding this event — its
+            // time taken within `max_event_time_ahead_ms` of when it was received, so one
+            // event from a badly set client clock cannot start them a day early or late.
             let skew = settings.max_event_time_ahead_ms;
             let start_time = time.clamp(event.received.0.saturating_sub(skew), event.received.0.saturating_add(skew));
             let waiting = std::mem::take(&mut app.waiting);
-            for idx in waiting {
-                let slot = slots[idx as usize].as_mut().expect("live slot");
-                slot.mark(idx, dirty);
-                let start = floor_to(start_time, slot.compiled.slide_ms);
-                slot.generation += 1;
-                slot.runtime.windows = Some(Windows { start_from: start, eval_from: start, next_start: start, panes: VecDeque::new() });
-                let close_at = start.saturating_add(slot.compiled.size_ms).saturating_add(slot.compiled.lateness_ms);
-                app.timers.push(Reverse(Timer { close_at, rank: slot.compiled.rank, key: slot.compiled.rule.id.clone(), slot: idx, generation: slot.generation }));
+            for s in waiting {
+                let stream = streams[s as usize].as_mut().expect("live stream");
+                stream.mark(s, stream_dirty);
+                let start = floor_to(start_time, stream.slide_ms);
+                stream.generation += 1;
+                stream.windows = Some(Windows { start_from: start, eval_from: start, next_start: start, panes: VecDeque::new() });
+                let close_at = start.saturating_add(stream.size_ms).saturating_add(stream.lateness_ms);
+                app.timers.push(Reverse(Timer { close_at, rank: stream.rank, key: stream.id, slot: s, generation: stream.generation }));
             }
         }
         let mut user_hash = None;
         let by_action = app.by_action.get(event.action.as_str()).map_or(&[][..], Vec::as_slice);
-        for &idx in by_action.iter().chain(app.any_action.iter()) {
-            let Some(slot) = slots[idx as usize].as_mut() else { continue };
-            let Some(windows) = slot.runtime.windows.as_mut() else { continue };
-            if time < windows.start_from {
+        for &s in by_action.iter().chain(app.any_action.iter()) {
+            let Some(stream) = streams[s as usize].as_mut() else { continue };
+            let Some(windows) = stream.windows.as_mut() else { continue };
+            // Before its first window closes, a stream ignores events older than its start
+            // (windows its rules never had); after, they are late like any other event for
+            // a closed window — so a stream's start stops mattering, and streams holding
+            // the same panes can merge whenever their rules were created.
+            if time < windows.start_from && windows.next_start <= windows.start_from {
                 continue;
             }
-            let Some(contribution) = slot.compiled.contribution(event, &mut user_hash) else { continue };
-            slot.runtime.counters.events_matched += 1;
-            if !slot.dirty {
-                slot.dirty = true;
-                dirty.push(idx);
+            let compiled = &slots[stream.proto as usize].as_ref().expect("a stream's proto is a live rule").compiled;
+            let Some(contribution) = compiled.contribution(event, &mut user_hash) else { continue };
+            stream.counters.events_matched += 1;
+            if !stream.dirty {
+                stream.dirty = true;
+                stream_dirty.push(s);
             }
-            if add_to_windows(windows, &slot.compiled, time, contribution) {
-                slot.runtime.counters.late_events += 1;
-                out.late_events += 1;
+            if add_to_windows(windows, compiled, time, contribution) {
+                stream.counters.late_events += 1;
+                out.late_events += stream.members.len() as u64;
             }
         }
         let frontier = max_opt(app.max_time, *now).expect("just set");
-        close_due(slots, app, frontier, settings, dirty, out);
+        close_due(Closing { slots, streams, dirty, stream_dirty, closed, settings }, app, frontier, out);
+        if !self.closed.is_empty() {
+            self.merge_closed();
+        }
     }
 
     /// Processes events in order.
@@ -753,35 +1087,39 @@ impl AlertEngine {
         names.sort_unstable();
         for name in names {
             let waiting = std::mem::take(&mut self.apps.get_mut(&name).expect("listed").waiting);
-            for idx in waiting {
-                let slide = self.slot_mut(idx).compiled.slide_ms;
+            for s in waiting {
+                let slide = self.streams[s as usize].as_ref().expect("live stream").slide_ms;
                 let frontier = self.frontier(&name).expect("the clock is set");
-                let start = ceil_to(frontier, slide);
-                self.start_at(idx, start, start);
+                self.start_stream(s, ceil_to(frontier, slide));
             }
             let frontier = self.frontier(&name).expect("the clock is set");
-            let AlertEngine { slots, apps, settings, dirty, .. } = self;
+            let AlertEngine { slots, streams, apps, settings, dirty, stream_dirty, closed, .. } = self;
             let app = apps.get_mut(&name).expect("listed");
-            close_due(slots, app, frontier, settings, dirty, out);
+            close_due(Closing { slots, streams, dirty, stream_dirty, closed, settings }, app, frontier, out);
+        }
+        if !self.closed.is_empty() {
+            self.merge_closed();
         }
     }
 
-    /// Closes every window of every rule that ends at or before `until`, whatever the
+    /// Closes every window of every stream that ends at or before `until`, whatever the
     /// lateness (the end of a back-test).
     pub(crate) fn flush(&mut self, until: i64, out: &mut Output) {
-        let mut order: Vec<(RuleId, u32)> = self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (s.compiled.rule.id.clone(), i as u32))).collect();
-        order.sort();
-        for (_, idx) in order {
-            let slot = self.slots[idx as usize].as_mut().expect("live slot");
-            let zone = self.apps.get(slot.compiled.rule.app.as_str()).and_then(|a| a.zone);
-            close_windows(slot, until, &self.settings, zone, out);
+        let mut order: Vec<(u64, u32)> = self.streams.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (s.id, i as u32))).collect();
+        order.sort_unstable();
+        for (_, s) in order {
+            let AlertEngine { slots, streams, apps, settings, dirty, .. } = self;
+            let stream = streams[s as usize].as_mut().expect("live stream");
+            let zone = apps.get(&stream.app).and_then(|a| a.zone);
+            close_windows(stream, slots, until, settings, zone, dirty, out);
         }
     }
 
     // ----- incremental commits -----
 
-    /// The rules changed and removed since the last call (see [`DirtyRules`]); the next
-    /// call starts afresh. Every event, window close and rule change marks what it touched.
+    /// The rules and streams changed and removed since the last call (see
+    /// [`DirtyRules`]); the next call starts afresh. Every event, window close and rule
+    /// change marks what it touched.
     pub fn take_dirty(&mut self) -> DirtyRules {
         let mut changed = Vec::new();
         for idx in std::mem::take(&mut self.dirty) {
@@ -792,37 +1130,90 @@ impl AlertEngine {
                 }
             }
         }
+        let mut streams = Vec::new();
+        for s in std::mem::take(&mut self.stream_dirty) {
+            if let Some(stream) = self.streams[s as usize].as_mut() {
+                if stream.dirty {
+                    stream.dirty = false;
+                    streams.push(stream.id);
+                }
+            }
+        }
         let mut removed: Vec<RuleId> = std::mem::take(&mut self.removed).into_iter().filter(|id| !self.by_id.contains_key(id)).collect();
+        let mut streams_removed = std::mem::take(&mut self.streams_removed);
         changed.sort();
         removed.sort();
         removed.dedup();
-        DirtyRules { changed, removed }
+        streams.sort_unstable();
+        streams_removed.sort_unstable();
+        DirtyRules { changed, removed, streams, streams_removed }
     }
 
     // ----- metrics -----
 
     /// The metrics of rule `id`.
     pub fn rule_metrics(&self, id: &RuleId) -> Option<RuleMetrics> {
-        self.slot(id).map(metrics_of)
+        self.slot(id).map(|slot| self.metrics_of(slot))
     }
 
     /// The metrics of every rule, by id.
     pub fn metrics(&self) -> Vec<RuleMetrics> {
-        let mut all: Vec<RuleMetrics> = self.slots.iter().flatten().map(metrics_of).collect();
+        let mut all: Vec<RuleMetrics> = self.slots.iter().flatten().map(|slot| self.metrics_of(slot)).collect();
         all.sort_by(|a, b| a.rule.cmp(&b.rule));
         all
+    }
+
+    fn stream_of(&self, slot: &Slot) -> Option<&Stream> {
+        slot.stream.and_then(|s| self.streams[s as usize].as_ref())
+    }
+
+    fn metrics_of(&self, slot: &Slot) -> RuleMetrics {
+        let rule = &slot.compiled.rule;
+        let counters = &slot.runtime.counters;
+        let stream = self.stream_of(slot);
+        let (since_events, since_late) = match (stream, slot.runtime.link) {
+            (Some(stream), Some(link)) => (stream.counters.events_matched - link.joined_events, stream.counters.late_events - link.joined_late),
+            _ => (0, 0),
+        };
+        RuleMetrics {
+            rule: rule.id.clone(),
+            app: rule.app.clone(),
+            version: rule.version,
+            paused: rule.paused,
+            firing: slot.runtime.lifecycle.firing.is_some(),
+            events_matched: counters.events_matched + since_events,
+            late_events: counters.late_events + since_late,
+            windows_evaluated: counters.windows_evaluated,
+            windows_skipped: counters.windows_skipped,
+            fired: counters.fired,
+            resolved: counters.resolved,
+            suppressed: counters.suppressed,
+            open_panes: stream.and_then(|s| s.windows.as_ref()).map_or(0, |w| w.panes.len()),
+            memory_bytes: slot_memory(slot) + stream.map_or(0, |s| stream_memory(s) / s.members.len().max(1)),
+        }
     }
 
     /// Estimated bytes held by the whole engine.
     pub fn memory_estimate(&self) -> usize {
         let rules: usize = self.slots.iter().flatten().map(slot_memory).sum();
+        let streams: usize = self.streams.iter().flatten().map(stream_memory).sum();
         let apps: usize = self
             .apps
             .iter()
             .map(|(name, app)| name.len() + std::mem::size_of::<AppState>() + app.by_action.keys().map(|k| k.len() + 48).sum::<usize>() + app.timers.len() * 40)
             .sum();
-        rules + apps + self.slots.capacity() * std::mem::size_of::<Option<Slot>>() + self.by_id.len() * 48
+        rules
+            + streams
+            + apps
+            + self.slots.capacity() * std::mem::size_of::<Option<Slot>>()
+            + self.streams.capacity() * std::mem::size_of::<Option<Stream>>()
+            + self.by_id.len() * 48
+            + self.by_shape.keys().map(|k| k.len() + 64).sum::<usize>()
     }
+}
+
+fn stream_key(app: &str, shape: &str) -> String {
+    format!("{app}\u{0}{shape}")
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -873,32 +1264,46 @@ fn add_to_windows(windows: &mut Windows, compiled: &CompiledRule, time: i64, con
     late
 }
 
-/// Closes the rules of `app` whose timers are due at `frontier`, in (time, rule id) order.
-fn close_due(slots: &mut [Option<Slot>], app: &mut AppState, frontier: i64, settings: &EngineSettings, dirty: &mut Vec<u32>, out: &mut Output) {
+/// The engine's parts a window close touches (split from the app it closes).
+struct Closing<'a> {
+    slots: &'a mut [Option<Slot>],
+    streams: &'a mut [Option<Stream>],
+    dirty: &'a mut Vec<u32>,
+    stream_dirty: &'a mut Vec<u32>,
+    closed: &'a mut Vec<u32>,
+    settings: &'a EngineSettings,
+}
+
+/// Closes the streams of `app` whose timers are due at `frontier`, in (time, stream rank)
+/// order.
+fn close_due(engine: Closing<'_>, app: &mut AppState, frontier: i64, out: &mut Output) {
+    let Closing { slots, streams, dirty, stream_dirty, closed, settings } = engine;
     while let Some(Reverse(top)) = app.timers.peek() {
         if top.close_at > frontier {
             break;
         }
         let Some(Reverse(timer)) = app.timers.pop() else { break };
-        let Some(slot) = slots[timer.slot as usize].as_mut() else { continue };
-        if slot.generation != timer.generation || slot.runtime.windows.is_none() {
+        let Some(stream) = streams[timer.slot as usize].as_mut() else { continue };
+        if stream.id != timer.key || stream.generation != timer.generation || stream.windows.is_none() {
             continue;
         }
-        let bound = frontier.saturating_sub(slot.compiled.lateness_ms);
-        slot.mark(timer.slot, dirty);
-        close_windows(slot, bound, settings, app.zone, out);
-        if let Some(windows) = &slot.runtime.windows {
-            let close_at = windows.next_start.saturating_add(slot.compiled.size_ms).saturating_add(slot.compiled.lateness_ms);
-            app.timers.push(Reverse(Timer { close_at, rank: timer.rank, key: timer.key, slot: timer.slot, generation: slot.generation }));
+        let bound = frontier.saturating_sub(stream.lateness_ms);
+        stream.mark(timer.slot, stream_dirty);
+        close_windows(stream, slots, bound, settings, app.zone, dirty, out);
+        closed.push(timer.slot);
+        if let Some(windows) = &stream.windows {
+            let close_at = windows.next_start.saturating_add(stream.size_ms).saturating_add(stream.lateness_ms);
+            app.timers.push(Reverse(Timer { close_at, rank: timer.rank, key: timer.key, slot: timer.slot, generation: stream.generation }));
         }
     }
 }
 
-/// Evaluates every window of `slot` that ends at or before `bound`.
-fn close_windows(slot: &mut Slot, bound: i64, settings: &EngineSettings, zone: Option<chrono_tz::Tz>, out: &mut Output) {
-    let Slot { compiled, runtime, .. } = slot;
-    let Some(windows) = runtime.windows.as_mut() else { return };
-    let (size, slide) = (compiled.size_ms, compiled.slide_ms);
+/// Evaluates every window of `stream` that ends at or before `bound`, for each member
+/// rule (the window's value computed once per metric).
+fn close_windows(stream: &mut Stream, slots: &mut [Option<Slot>], bound: i64, settings: &EngineSettings, zone: Option<chrono_tz::Tz>, dirty: &mut Vec<u32>, out: &mut Output) {
+    let Stream { windows, size_ms, slide_ms, members, .. } = stream;
+    let Some(windows) = windows.as_mut() else { return };
+    let (size, slide) = (*size_ms, *slide_ms);
     let limit = i64::try_from(settings.max_catch_up_windows.max(1)).unwrap_or(i64::MAX);
     while windows.next_start.saturating_add(size) <= bound {
         if windows.panes.is_empty() {
@@ -907,20 +1312,39 @@ fn close_windows(slot: &mut Slot, bound: i64, settings: &EngineSettings, zone: O
             let to_close = (last_start - windows.next_start) / slide + 1;
             if to_close > limit {
                 let new_start = last_start - (limit - 1) * slide;
-                runtime.counters.windows_skipped += ((new_start - windows.next_start) / slide) as u64;
+                let skipped = ((new_start - windows.next_start) / slide) as u64;
+                for &m in members.iter() {
+                    let slot = slots[m as usize].as_mut().expect("a member is a live rule");
+                    slot.runtime.counters.windows_skipped += skipped;
+                }
                 windows.next_start = new_start;
             }
         }
         let start = windows.next_start;
         let end = start + size;
         let in_window = windows.panes.iter().take_while(|(pane, _)| *pane < end).count();
-        let (value, samples) = window_value(&compiled.rule, windows.panes.range(..in_window).map(|(_, acc)| acc));
         let local_start = local_ms(zone, start);
-        if start >= windows.eval_from {
-            evaluate(compiled, &mut runtime.lifecycle, &runtime.history, &mut runtime.counters, (start, local_start), end, value, samples, out);
-        }
-        if let Some(value) = value {
-            runtime.history.record(start, local_start, value);
+        // (member whose metric produced it, value, samples)
+        let mut last: Option<(u32, Option<f64>, u64)> = None;
+        for &m in members.iter() {
+            let reuse = last.filter(|(prev, ..)| {
+                let metric = |i: u32| &slots[i as usize].as_ref().expect("a member is a live rule").compiled.rule.metric;
+                metric(*prev) == metric(m)
+            });
+            let (value, samples) = match reuse {
+                Some((_, value, samples)) => (value, samples),
+                None => window_value(&slots[m as usize].as_ref().expect("a member is a live rule").compiled.rule, windows.panes.range(..in_window).map(|(_, acc)| acc)),
+            };
+            last = Some((m, value, samples));
+            let slot = slots[m as usize].as_mut().expect("a member is a live rule");
+            slot.mark(m, dirty);
+            let Slot { compiled, runtime, .. } = slot;
+            if start >= windows.eval_from {
+                evaluate(compiled, &mut runtime.lifecycle, &runtime.history, &mut runtime.counters, (start, local_start), end, value, samples, out);
+            }
+            if let Some(value) = value {
+                runtime.history.record(start, local_start, value);
+            }
         }
         windows.next_start += slide;
         while windows.panes.front().is_some_and(|(pane, _)| *pane < windows.next_start) {
@@ -1141,32 +1565,18 @@ fn transition(rule: &Rule, version: u64, state: AlertState, firing: &Firing, rea
     }
 }
 
+/// Bytes a rule holds of its own (its stream's panes are counted with the stream).
 fn slot_memory(slot: &Slot) -> usize {
-    let panes = slot.runtime.windows.as_ref().map_or(0, |w| w.panes.capacity() * 8 + w.panes.iter().map(|(_, acc)| acc.memory_bytes()).sum::<usize>());
-    // Index entries: one u32 per action list membership, one timer.
-    let index = 4 * slot.compiled.required_actions.as_ref().map_or(1, Vec::len) + 48;
-    std::mem::size_of::<Option<Slot>>() + slot.compiled.memory_bytes() + panes + slot.runtime.history.memory_bytes() + index
+    // Its place among its stream's members.
+    let index = 4 + 48;
+    std::mem::size_of::<Option<Slot>>() + slot.compiled.memory_bytes() + slot.runtime.history.memory_bytes() + index
 }
 
-fn metrics_of(slot: &Slot) -> RuleMetrics {
-    let rule = &slot.compiled.rule;
-    let counters = &slot.runtime.counters;
-    RuleMetrics {
-        rule: rule.id.clone(),
-        app: rule.app.clone(),
-        version: rule.version,
-        paused: rule.paused,
-        firing: slot.runtime.lifecycle.firing.is_some(),
-        events_matched: counters.events_matched,
-        late_events: counters.late_events,
-        windows_evaluated: counters.windows_evaluated,
-        windows_skipped: counters.windows_skipped,
-        fired: counters.fired,
-        resolved: counters.resolved,
-        suppressed: counters.suppressed,
-        open_panes: slot.runtime.windows.as_ref().map_or(0, |w| w.panes.len()),
-        memory_bytes: slot_memory(slot),
-    }
+/// Bytes a stream holds: panes, shape, index entries and its timer.
+fn stream_memory(stream: &Stream) -> usize {
+    let panes = stream.windows.as_ref().map_or(0, |w| w.panes.capacity() * 8 + w.panes.iter().map(|(_, acc)| acc.memory_bytes()).sum::<usize>());
+    let index = 4 * stream.required_actions.as_ref().map_or(1, Vec::len) + 48 + stream.members.capacity() * 4;
+    std::mem::size_of::<Stream>() + stream.key.len() + stream.app.len() + panes + index
 }
 
 #[cfg(test)]

@@ -171,9 +171,10 @@
 //!
 //! Two ways to commit the state: the whole [`AlertEngine::snapshot`] (simple; about 650
 //! bytes per rule in the benchmark), or incrementally — [`AlertEngine::take_dirty`] names
-//! the rules the round changed and removed, [`AlertEngine::snapshot_rule`] encodes each
-//! (one state-store key per rule), [`AlertEngine::snapshot_engine`] the small rest (clock,
-//! watermarks); [`AlertEngine::restore_parts`] reassembles them. Either way
+//! the rules and streams the round changed and removed, [`AlertEngine::snapshot_rule`] and
+//! [`AlertEngine::snapshot_stream`] encode each (one state-store key each; events touch
+//! only streams, window closes touch the rules), [`AlertEngine::snapshot_engine`] the
+//! small rest (clock, watermarks); [`AlertEngine::restore_parts`] reassembles them. Either way
 //! [`AlertEngine::restore`] / [`AlertEngine::sync`] then apply the rules in force now,
 //! whatever changed since, like a live change.
 //!
@@ -184,12 +185,30 @@
 //!
 //! # Scale
 //!
-//! Rules are indexed per app by the actions their filter requires
+//! Rules of one app that count the same thing over the same windows — same filter, same
+//! pane accumulator (count, distinct users, ratio, or a percentile's sketch of one field),
+//! same size, slide and lateness — share one **stream**: one pane ring that each event is
+//! matched against and added to once, and whose window value is computed once at a close;
+//! each member rule then judges it with its own condition, history, cool-down and
+//! lifecycle. Many rules on one app usually differ in thresholds, conditions, severities
+//! and channels rather than in what they count, so 10,000 such rules are a few hundred
+//! streams (`meridian bench alerts`). A rule joins the stream of its shape that is in the
+//! state it would start in (fresh windows at the next full window, or waiting for the
+//! app's first event), else a new one; a rule created later gets its own stream, which
+//! merges with its twin once both have closed the same windows and hold the same panes
+//! (before its first window closes a stream ignores events older than its start; after,
+//! they are late like any event for a closed window — so the start stops mattering). A
+//! change of metric, filter or window leaves the stream for fresh windows (as before); a
+//! lateness change takes a copy of the open windows to a stream of the new shape. Sharing
+//! is invisible: each rule evaluates, fires and counts exactly as it would alone (a
+//! property test over random events, clock moves and rule changes).
+//!
+//! Streams are indexed per app by the actions their filter requires
 //! ([`meridian_pipeline::EventFilter::required_actions`]; a ratio without a filter-level
 //! action is indexed by its numerator's and denominator's actions), so an event touches
-//! only the rules of its app that can match its action, plus those that match any action.
-//! Window closes are a timer heap per app ordered by (close time, rule id), so an event
-//! costs nothing for rules whose windows are not due. Everything one rule holds is
+//! only the streams of its app that can match its action, plus those that match any
+//! action. Window closes are a timer heap per app ordered by (close time, stream), so an
+//! event costs nothing for streams whose windows are not due. Everything one rule holds is
 //! estimated in [`RuleMetrics::memory_bytes`]; the benchmark
 //! (`examples/alerts_bench.rs`) runs 10,000 rules.
 //!

@@ -28,6 +28,10 @@ pub(crate) struct CompiledRule {
     pub(crate) cooldown_ms: i64,
     /// The actions an event must have to match (index keys); `None`: any action.
     pub(crate) required_actions: Option<Vec<String>>,
+    /// What decides the rule's panes — filter, what a pane accumulates, size, slide and
+    /// lateness — as one string: rules of one app with the same shape can share a pane
+    /// ring (see the engine's streams).
+    pub(crate) pane_shape: String,
 }
 
 #[derive(Debug)]
@@ -85,7 +89,14 @@ impl CompiledRule {
             },
             _ => filter,
         };
+        let pane_metric = match &rule.metric {
+            // The percentile itself is read at the window's close: panes hold the sketch.
+            Metric::Percentile { field, .. } => serde_json::json!({"kind": "percentile", "field": field}),
+            other => serde_json::to_value(other).unwrap_or_default(),
+        };
+        let pane_shape = serde_json::json!([rule.filter, pane_metric, rule.size_ms(), rule.slide_ms(), rule.lateness_ms()]).to_string();
         Ok(CompiledRule {
+            pane_shape,
             rank: xxhash_rust::xxh3::xxh3_64(rule.id.as_str().as_bytes()),
             size_ms: rule.size_ms(),
             slide_ms: rule.slide_ms(),

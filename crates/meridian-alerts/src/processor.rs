@@ -11,9 +11,9 @@
 //!   clock would make its events late). The next tick's due time is part of the state, so
 //!   the chain is one: a start schedules a tick at once, which is dropped when a chain is
 //!   already running.
-//! * **State**: incremental — each round writes the parts of the rules it touched
-//!   ([`AlertEngine::take_dirty`], [`AlertEngine::snapshot_rule`]) and the small engine
-//!   part, in the round's batch with the positions; a start (or a failed round) restores
+//! * **State**: incremental — each round writes the parts of the rules and streams it
+//!   touched ([`AlertEngine::take_dirty`], [`AlertEngine::snapshot_rule`],
+//!   [`AlertEngine::snapshot_stream`]) and the small engine part, in the round's batch with the positions; a start (or a failed round) restores
 //!   them ([`AlertEngine::restore_parts`]) and syncs with the rules in force.
 //! * **Transitions** are emitted through the outbox, exactly once: a record of the
 //!   `alerts` topic (the history as a stream), and per channel of the rule a notification
@@ -45,6 +45,7 @@ pub(crate) const RULES_TIMER: &[u8] = b"rules";
 const ENGINE_KEY: &[u8] = b"engine";
 const TICK_KEY: &[u8] = b"tick";
 const RULE_PREFIX: &[u8] = b"rule/";
+const STREAM_PREFIX: &[u8] = b"stream/";
 pub(crate) const FIRED_PREFIX: &[u8] = b"fired/";
 
 /// Where the processor reads and writes.
@@ -92,6 +93,12 @@ impl std::fmt::Debug for AlertsProcessor {
 
 fn failed(message: impl Into<String>) -> RuntimeError {
     RuntimeError::Processor { processor: PROCESSOR_NAME.to_owned(), message: message.into() }
+}
+
+fn stream_key(id: u64) -> Vec<u8> {
+    let mut key = STREAM_PREFIX.to_vec();
+    key.extend_from_slice(format!("{id:016x}").as_bytes());
+    key
 }
 
 fn rule_key(id: &RuleId) -> Vec<u8> {
@@ -144,7 +151,8 @@ impl AlertsProcessor {
                 None => AlertEngine::new(EngineSettings::default()),
                 Some(engine_part) => {
                     let parts = scan_prefix(ctx, RULE_PREFIX)?;
-                    AlertEngine::restore_parts(&engine_part, parts.iter().map(|(_, v)| v.as_slice())).map_err(|e| failed(format!("cannot restore the alert engine: {e}")))?
+                    let streams = scan_prefix(ctx, STREAM_PREFIX)?;
+                    AlertEngine::restore_parts(&engine_part, parts.iter().map(|(_, v)| v.as_slice()), streams.iter().map(|(_, v)| v.as_slice())).map_err(|e| failed(format!("cannot restore the alert engine: {e}")))?
                 }
             };
             let mut firing_since = HashMap::new();
@@ -251,6 +259,15 @@ impl AlertsProcessor {
                 ctx.batch().put(STATE_TABLE, rule_key(id), part);
             }
         }
+        for &id in &dirty.streams {
+            if let Some(part) = loaded.engine.snapshot_stream(id) {
+                state_bytes += part.len() as u64;
+                ctx.batch().put(STATE_TABLE, stream_key(id), part);
+            }
+        }
+        for &id in &dirty.streams_removed {
+            ctx.batch().delete(STATE_TABLE, stream_key(id));
+        }
         for id in &dirty.removed {
             ctx.batch().delete(STATE_TABLE, rule_key(id));
             ctx.batch().delete_prefix(EVALUATIONS_TABLE, evaluation_prefix(id));
@@ -259,6 +276,7 @@ impl AlertsProcessor {
         state_bytes += engine_part.len() as u64;
         ctx.batch().put(STATE_TABLE, ENGINE_KEY.to_vec(), engine_part);
         metrics::gauge!("meridian_alerts_state_bytes_last_round").set(state_bytes as f64);
+        metrics::gauge!("meridian_alerts_streams").set(loaded.engine.stream_count() as f64);
         record_round(self.service.stats(), state_bytes, dirty.changed.len() as u64, out.late_events);
         Ok(())
     }

@@ -27,6 +27,12 @@ pub(super) struct AlertsBenchArgs {
     /// to one; 1 puts every rule on the one app every event goes to: the worst case).
     #[arg(long, default_value_t = 100)]
     apps: usize,
+    /// Rule `i` gets an allowed lateness of `i % N` seconds. Rules that differ in lateness
+    /// cannot share a pane ring, so this multiplies the distinct pane shapes of the mix by
+    /// up to N (1: rules differ only in what the mix varies — the realistic case; a large N
+    /// makes almost every rule count on its own: the worst case).
+    #[arg(long, default_value_t = 1)]
+    lateness_spread: usize,
     /// Users in the demo world.
     #[arg(long, default_value_t = 50_000)]
     users: usize,
@@ -55,7 +61,7 @@ const PLATFORMS: [&str; 3] = ["ios", "android", "miniprogram"];
 /// forecasts over the demo's actions, tumbling and sliding windows, half of them also
 /// filtered on the platform; thresholds the stream does not reach (the throughput phase
 /// measures evaluation, not notification).
-fn mixed_rule(i: usize) -> Value {
+fn mixed_rule(i: usize, lateness_spread: usize) -> Value {
     let action = ACTIONS[i % ACTIONS.len()];
     let mut filter = json!({"action": action});
     if (i / ACTIONS.len()) % 2 == 1 {
@@ -71,7 +77,8 @@ fn mixed_rule(i: usize) -> Value {
         8 => (json!({"kind": "count"}), filter, json!({"kind": "change", "op": ">", "percent": 100_000, "against": "day"})),
         _ => (json!({"kind": "count"}), filter, json!({"kind": "forecast", "k": 1000, "min_history": 3})),
     };
-    let mut rule = json!({"id": format!("mix-{i}"), "name": format!("mix {i}"), "metric": metric, "window": window, "condition": condition});
+    let mut rule = json!({"id": format!("mix-{i}"), "name": format!("mix {i}"), "metric": metric, "window": window, "condition": condition,
+        "allowed_lateness_secs": i % lateness_spread.max(1)});
     if !filter.is_null() {
         rule["filter"] = filter;
     }
@@ -272,7 +279,7 @@ pub(super) fn alerts_bench(args: AlertsBenchArgs) -> anyhow::Result<()> {
         let rss_no_rules = rss_kib(pid);
         eprintln!("creating {} rules ({mixed} mixed, {} probes)…", args.rules, args.probes);
         let created = Instant::now();
-        let rules: Vec<(String, Value)> = (0..mixed).map(|i| (app_name(i % apps), mixed_rule(i))).chain((0..args.probes).map(|i| ("bench".to_owned(), probe_rule(i, &endpoint)))).collect();
+        let rules: Vec<(String, Value)> = (0..mixed).map(|i| (app_name(i % apps), mixed_rule(i, args.lateness_spread))).chain((0..args.probes).map(|i| ("bench".to_owned(), probe_rule(i, &endpoint)))).collect();
         create_rules(&http, &base, rules).await?;
         let create_secs = created.elapsed().as_secs_f64();
         // Every rule in force before the stream starts.
@@ -293,6 +300,10 @@ pub(super) fn alerts_bench(args: AlertsBenchArgs) -> anyhow::Result<()> {
         let rss_before_kib = rss_kib(pid);
         eprintln!("with {} rules: {n} events…", args.rules);
         let with = Run { events_per_sec: stream(&base, &keys, &by_app).await?, rss_before_kib, rss_after_kib: rss_kib(pid) };
+        // How many pane rings the rules share (rules counting the same thing over the same
+        // windows share one).
+        let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
+        let streams = metrics.lines().find(|l| l.starts_with("meridian_alerts_streams ")).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
 
         // Window close → notification: each probe rule gets one event every other second
         // (fires, then resolves), among a steady stream of demo events that moves the
@@ -399,6 +410,9 @@ pub(super) fn alerts_bench(args: AlertsBenchArgs) -> anyhow::Result<()> {
         let mib = |k: Option<u64>| k.map_or("?".to_owned(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
         println!("| without rules (baseline) | {:.0} | {} → {} |", without.events_per_sec, mib(without.rss_before_kib), mib(without.rss_after_kib));
         println!("| with {} rules | {:.0} | {} → {} |", args.rules, with.events_per_sec, mib(with.rss_before_kib), mib(with.rss_after_kib));
+        if let Some(streams) = streams {
+            println!("the {} rules share {streams:.0} streams (pane rings)", args.rules);
+        }
         println!("ratio with / without rules: {:.2} (target ≥ 0.80)", with.events_per_sec / without.events_per_sec);
         println!("rules created over HTTP in {create_secs:.1} s ({:.0} rules/s)", args.rules as f64 / create_secs);
         if let (Some(a), Some(b), Some(c), Some(d)) = (rss_no_rules, with.rss_before_kib, without.rss_after_kib, with.rss_after_kib) {

@@ -1,6 +1,6 @@
-//! What the processor commits per round: the incremental parts (the rules a round touched
-//! and the engine part) against the whole snapshot, on 1,000 rules — the figures quoted in
-//! the server's alerts adapter docs. Run with `--nocapture` to see them.
+//! What the processor commits per round: the incremental parts (the rules and streams a
+//! round touched, and the engine part) against the whole snapshot, on 1,000 rules — the
+//! figures quoted in the server's alerts adapter docs. Run with `--nocapture` to see them.
 
 use crate::support::{engine_with, event, rule, MIN, SEC};
 use meridian_alerts::{AlertEngine, Output};
@@ -20,16 +20,20 @@ fn rules(n: usize) -> Vec<meridian_alerts::Rule> {
         .collect()
 }
 
-/// Bytes of the parts a round writes after `take_dirty`.
-fn incremental_bytes(engine: &mut AlertEngine) -> (usize, usize) {
+/// (rules, streams, bytes) of the parts a round writes after `take_dirty`.
+fn incremental_bytes(engine: &mut AlertEngine) -> (usize, usize, usize) {
     let dirty = engine.take_dirty();
     let rules: usize = dirty.changed.iter().map(|id| engine.snapshot_rule(id).map_or(0, |p| p.len())).sum();
-    (dirty.changed.len(), rules + engine.snapshot_engine().len())
+    let streams: usize = dirty.streams.iter().map(|&id| engine.snapshot_stream(id).map_or(0, |p| p.len())).sum();
+    (dirty.changed.len(), dirty.streams.len(), rules + streams + engine.snapshot_engine().len())
 }
 
 #[test]
 fn a_round_commits_only_the_rules_it_touched_far_less_than_the_whole_snapshot() {
     let mut engine = engine_with(&rules(1_000));
+    // Each action's ten rules count the same thing (the metric follows the action's
+    // parity): one stream per action.
+    assert_eq!(engine.stream_count(), 100);
     let mut out = Output::default();
     // Warm up: ten minutes of traffic over every action (every rule has open panes).
     for second in 0..600 {
@@ -38,26 +42,26 @@ fn a_round_commits_only_the_rules_it_touched_far_less_than_the_whole_snapshot() 
         }
     }
     engine.take_dirty();
-    // The round that crosses a slide boundary closes a window of every rule: it writes
-    // every rule's part (about the whole snapshot).
+    // The round that crosses a slide boundary closes a window of every stream, so every
+    // rule evaluates: it writes every rule's and stream's part (about the whole snapshot).
     engine.process(&event("shop", "u0", "a0", 10 * MIN), &mut out);
-    let (touched, boundary_bytes) = incremental_bytes(&mut engine);
+    let (touched, streams, boundary_bytes) = incremental_bytes(&mut engine);
     let full = engine.snapshot().len();
-    println!("1,000 rules: whole snapshot {full} bytes; the round crossing a slide boundary writes {boundary_bytes} bytes ({touched} rules)");
-    assert_eq!(touched, 1_000);
-    // A round of 50 events over 5 actions within the slide: 50 of the 1,000 rules (each
-    // action is the filter of 10 rules) are touched.
+    println!("1,000 rules: whole snapshot {full} bytes; the round crossing a slide boundary writes {boundary_bytes} bytes ({touched} rules, {streams} streams)");
+    assert_eq!((touched, streams), (1_000, 100));
+    // A round of 50 events over 5 actions within the slide touches the 5 streams of those
+    // actions and no rule: the panes are the streams'.
     for i in 0..50 {
         engine.process(&event("shop", &format!("u{i}"), &format!("a{}", i % 5), 10 * MIN + 100 + i * 10), &mut out);
     }
-    let (touched, bytes) = incremental_bytes(&mut engine);
-    println!("a round of 50 events within the slide touching {touched} rules writes {bytes} bytes ({} per rule)", bytes / touched.max(1));
-    assert_eq!(touched, 50);
-    assert!(bytes * 10 < full, "incremental {bytes} vs full {full}");
+    let (touched, streams, bytes) = incremental_bytes(&mut engine);
+    println!("a round of 50 events within the slide touching {streams} streams and {touched} rules writes {bytes} bytes");
+    assert_eq!((touched, streams), (0, 5));
+    assert!(bytes * 50 < full, "incremental {bytes} vs full {full}");
     // A round that only advances the clock (no window due) writes the engine part alone.
     engine.advance(meridian_event::Timestamp(crate::support::T0 + 10 * MIN + 900), &mut out);
-    let (touched, bytes) = incremental_bytes(&mut engine);
-    println!("a tick with no window due writes {bytes} bytes ({touched} rules)");
-    assert_eq!(touched, 0);
+    let (touched, streams, bytes) = incremental_bytes(&mut engine);
+    println!("a tick with no window due writes {bytes} bytes ({touched} rules, {streams} streams)");
+    assert_eq!((touched, streams), (0, 0));
     assert!(bytes < 200);
 }

@@ -6,6 +6,7 @@ mod commit_size;
 mod conditions;
 mod forecast;
 mod metrics;
+mod sharing;
 mod snapshots;
 mod support;
 mod validation;

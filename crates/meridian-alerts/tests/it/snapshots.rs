@@ -110,11 +110,13 @@ fn apply(engine: &mut AlertEngine, rules: &mut [Rule], steps: &[Step], out: &mut
     }
 }
 
-/// What an incremental commit keeps: the engine part and one part per rule.
+/// What an incremental commit keeps: the engine part, one part per rule and one per
+/// stream.
 #[derive(Default)]
 struct Store {
     engine: Vec<u8>,
     rules: std::collections::BTreeMap<RuleId, Vec<u8>>,
+    streams: std::collections::BTreeMap<u64, Vec<u8>>,
 }
 
 impl Store {
@@ -126,11 +128,17 @@ impl Store {
         for id in dirty.changed {
             self.rules.insert(id.clone(), engine.snapshot_rule(&id).unwrap());
         }
+        for id in dirty.streams_removed {
+            self.streams.remove(&id);
+        }
+        for id in dirty.streams {
+            self.streams.insert(id, engine.snapshot_stream(id).unwrap());
+        }
         self.engine = engine.snapshot_engine();
     }
 
     fn restore(&self) -> AlertEngine {
-        AlertEngine::restore_parts(&self.engine, self.rules.values().map(Vec::as_slice)).unwrap()
+        AlertEngine::restore_parts(&self.engine, self.rules.values().map(Vec::as_slice), self.streams.values().map(Vec::as_slice)).unwrap()
     }
 }
 
