@@ -20,10 +20,14 @@
 
   // Calls the JSON API; resolves to the answer's JSON (null when empty), rejects with the
   // API's error.
-  async function api(method, path, body) {
+  // A body is sent as JSON, or as it is when its content type is given (a file's text).
+  async function api(method, path, body, contentType) {
     const headers = { Accept: 'application/json', 'X-CSRF-Token': csrf() };
     const init = { method, headers, credentials: 'same-origin' };
-    if (body !== undefined) { headers['Content-Type'] = 'application/json'; init.body = JSON.stringify(body); }
+    if (body !== undefined) {
+      headers['Content-Type'] = contentType || 'application/json';
+      init.body = contentType ? body : JSON.stringify(body);
+    }
     let response;
     try { response = await fetch(path, init); } catch (_) { throw new ApiError(0, 'network', msg('network_error')); }
     const text = await response.text();
@@ -390,6 +394,54 @@
       onSubmit($('#template-form'), async (form) => {
         const saved = await api('PUT', appPath('/listing/template'), { template: form.elements.namedItem('template').value });
         flash(msg(saved.builtin ? 'template_reset' : 'template_saved'));
+      });
+      // Catalog load: the file's lines go to the bulk load as a job, whose progress is
+      // followed until it is done.
+      const box = $('#load-job');
+      const showJob = (job) => {
+        box.hidden = false;
+        const bar = $('#load-progress');
+        bar.max = 1;
+        bar.value = job.progress;
+        bar.textContent = `${Math.round(job.progress * 100)} %`;
+        $('#load-numbers').textContent = `${job.applied.toLocaleString()} / ${job.lines.toLocaleString()}`;
+        const vars = { applied: job.applied, lines: job.lines, rejected: job.rejected, error: job.failure || '' };
+        const state = $('#load-state');
+        state.textContent = msg(job.state === 'done' ? 'load_done' : job.state === 'failed' ? 'load_failed' : 'load_running', vars);
+        state.dataset.state = job.state;
+        const errors = $('#load-errors');
+        errors.replaceChildren(...job.errors.slice(0, 20).map((e) => {
+          const li = document.createElement('li');
+          li.textContent = msg('load_line_error', e);
+          return li;
+        }));
+      };
+      const follow = async (id) => {
+        try {
+          const job = await api('GET', appPath(`/listing/jobs/${enc(id)}`));
+          showJob(job);
+          if (job.state !== 'done' && job.state !== 'failed') setTimeout(() => follow(id), 250);
+        } catch (e) { showError(e); }
+      };
+      onSubmit($('#load-form'), async (form) => {
+        const file = form.elements.namedItem('file').files[0];
+        if (!file) return;
+        const job = await api('POST', appPath('/listing/catalog'), await file.text(), 'application/x-ndjson');
+        showJob(job);
+        follow(job.id);
+      });
+      // A category's merchandising.
+      onSubmit($('#settings-form'), async (form) => {
+        const number = (name) => { const v = form.elements.namedItem(name).value.trim(); return v === '' ? null : Number(v); };
+        const pins = [];
+        for (const line of form.elements.namedItem('pins').value.split('\n').map((l) => l.trim()).filter(Boolean)) {
+          const m = /^(\d+)\s*[:=@]\s*(\d+)$/.exec(line);
+          if (!m) { flash(msg('bad_pin', { line }), true); return; }
+          pins.push({ position: Number(m[1]), sku: Number(m[2]) });
+        }
+        const body = { max_brand_run: number('max_brand_run'), max_shop_run: number('max_shop_run'), window: number('window') ?? 32, pins };
+        await api('PUT', appPath(`/listing/categories/${enc(form.dataset.category)}/settings`), body);
+        flash(msg('settings_saved'));
       });
     },
   };

@@ -1,8 +1,10 @@
 //! The listing capability's console page: the app's categories with SKU counts, index
-//! memory and the update rate, links to the shopper pages, a query tryout (answered by
-//! the JSON listing route as the signed-in operator, errors with their code) and the
-//! shopper-page template editor (saved through `PUT …/listing/template`, which validates
-//! and audits it).
+//! memory and the update rate, links to the shopper pages, a catalog load from a file
+//! with its job's progress bar (`POST …/listing/catalog`, then `GET …/listing/jobs/{id}`),
+//! a query tryout (answered by the JSON listing route as the signed-in operator, errors
+//! with their code), the tried category's merchandising (brand/shop interleaving and
+//! pins, saved through `PUT …/settings`) and the shopper-page template editor (saved
+//! through `PUT …/listing/template`, which validates and audits it).
 
 use super::answers::AppPage;
 use super::{api, ser, with_query, Page, PageRequest, PageSpec};
@@ -11,7 +13,7 @@ use crate::module::{ConsoleSection, ModuleContext, NavAccess, NavEntry, NavGroup
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
-use meridian_api::listing::{ListingCategories, ListingPageBody, ListingTemplate};
+use meridian_api::listing::{ListingCategories, ListingCategorySettings, ListingPageBody, ListingTemplate};
 use meridian_tenancy::Permission;
 use minijinja::context;
 use std::sync::Arc;
@@ -80,6 +82,13 @@ async fn listing(State(state): State<Arc<AppState>>, Path(app): Path<String>, re
             Err(failure) => tryout_error = Some(context! { message => failure.message, code => failure.code }),
         }
     }
+    // The tried category's merchandising (none for an unknown category: the tryout says why).
+    let mut settings = None;
+    if let Some(category) = &tryout_category {
+        if let Ok(found) = page.api::<ListingCategorySettings>(&format!("/v1/apps/{encoded}/listing/categories/{}/settings", api::encode(category))).await {
+            settings = Some(found);
+        }
+    }
     let mut top: Vec<_> = categories.categories.iter().collect();
     top.sort_by_key(|c| (std::cmp::Reverse(c.skus), c.id));
     let shown: Vec<_> = top.into_iter().take(200).cloned().collect();
@@ -93,6 +102,7 @@ async fn listing(State(state): State<Arc<AppState>>, Path(app): Path<String>, re
             tryout => tryout.as_ref().map(ser),
             tryout_error => tryout_error,
             tryout_category => tryout_category,
+            settings => settings.as_ref().map(ser),
             sort => page.query("sort").unwrap_or_else(|| "quality".to_owned()),
             brand => page.query("brand").unwrap_or_default(),
             in_stock => page.query("in_stock").is_some(),

@@ -402,7 +402,7 @@ async fn quality_scores_come_from_the_behaviour_in_the_log() {
 }
 
 #[tokio::test]
-async fn the_console_page_lists_categories_runs_a_query_and_edits_the_template() {
+async fn the_console_page_lists_categories_runs_a_query_edits_merchandising_and_the_template() {
     let (t, _) = server_with_catalog().await;
     let created = t.post("/v1/operators", MASTER, json!({"login": "ops", "password": "correct horse battery staple", "grants": [{"app": "shop", "role": "admin"}]}).to_string()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json);
@@ -414,6 +414,14 @@ async fn the_console_page_lists_categories_runs_a_query_and_edits_the_template()
     assert!(page.body.contains("id=\"template-text\""));
     let tried = t.page(Some(&session), "/console/apps/shop/listing?category=10&sort=price_asc", &[]).await;
     assert!(tried.body.contains("5 products"), "{}", tried.body);
+    assert!(tried.body.contains("id=\"load-form\"") && tried.body.contains("id=\"load-progress\""), "an admin can load a catalog with a progress bar");
+    // The tried category's merchandising, as set through the API.
+    let set = t.as_session(&session, Method::PUT, "/v1/apps/shop/listing/categories/10/settings", json!({"max_brand_run": 2, "pins": [{"position": 1, "sku": 4}]}).to_string(), &[]).await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.json);
+    let tried = t.page(Some(&session), "/console/apps/shop/listing?category=10&sort=price_asc", &[]).await;
+    assert!(tried.body.contains("id=\"settings-form\" data-category=\"10\""), "{}", tried.body);
+    assert!(tried.body.contains("id=\"settings-brand-run\" name=\"max_brand_run\" type=\"number\" min=\"1\" value=\"2\""), "{}", tried.body);
+    assert!(tried.body.contains(">1: 4\n</textarea>"), "the pin is shown as position: SKU");
     let failed = t.page(Some(&session), "/console/apps/shop/listing?category=10&sort=bogus", &[]).await;
     assert!(failed.body.contains("unknown_sort"), "the tryout shows the API's error code");
     let saved = t.as_session(&session, Method::PUT, "/v1/apps/shop/listing/template", json!({"template": "<p>{{ total }}</p>"}).to_string(), &[]).await;

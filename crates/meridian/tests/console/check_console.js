@@ -239,6 +239,35 @@ function receiver() {
     await page.fill('#template-text', template.replace('</main>', '<p id="edited">edited in the console</p></main>'));
     await page.click('#template-form button[type=submit]');
     await flash(/Template saved/);
+    // Merchandising of the tried category: a pin at position 0 moves an item of the page to
+    // the top; a
+    // bad pin line is refused before anything is sent.
+    const skusShown = await texts('#tryout-items tbody td:nth-child(1)');
+    const pinned = skusShown[skusShown.length - 1];
+    await page.fill('#settings-pins', 'first: 1');
+    await page.click('#settings-save');
+    await flash(/Pins are lines/);
+    await page.fill('#settings-brand-run', '2');
+    await page.fill('#settings-pins', `0: ${pinned}`);
+    await page.click('#settings-save');
+    await flash(/Merchandising saved/);
+    await page.reload();
+    check((await texts('#tryout-items tbody td:nth-child(1)'))[0] === pinned, `the pinned SKU ${pinned} is not first`);
+    check((await page.inputValue('#settings-pins')).trim() === `0: ${pinned}`, 'the saved pin is not shown');
+    await page.fill('#settings-brand-run', '');
+    await page.fill('#settings-pins', '');
+    await page.click('#settings-save');
+    await flash(/Merchandising saved/);
+    // A catalog load from a file: its job's progress bar reaches the end, and the refused
+    // line is listed with its number.
+    const line = (sku) => JSON.stringify({ sku, spu: sku, name: `Console item ${sku}`, category_path: [990001], brand: 1, shop: 1, price: 1234, stock: 3, on_shelf: true });
+    await page.setInputFiles('#load-file', { name: 'skus.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from([line(9900001), line(9900002), '{"sku": "not a number"}'].join('\n')) });
+    await page.click('#load-start');
+    await page.waitForSelector('#load-state[data-state=done]', { timeout: 30000 });
+    check(Number(await page.getAttribute('#load-progress', 'value')) === 1, 'the progress bar did not reach the end');
+    check(/line 3/.test(await page.textContent('#load-errors')), 'the refused line is not listed');
+    await page.reload();
+    check((await page.textContent('#listing-categories')).includes('990001'), 'the loaded category is not listed');
     await audit('listing');
     const shopHref = await page.getAttribute('#listing-categories a[target=_blank]', 'href');
     const shop = await context.newPage();
