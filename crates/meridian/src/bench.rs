@@ -44,10 +44,17 @@ enum BenchCommand {
     /// The demo stream through a server with 10,000 alert rules against one without, in
     /// the same run; window close to notification, rule change to effect, memory per rule.
     Alerts(alerts::AlertsBenchArgs),
+    /// The category listing through the server: a bulk-loaded catalog, JSON pages with and
+    /// without facets, shopper pages rendered and cached, product changes, each against
+    /// `/healthz` in the same run.
+    Listing(listing::ListingBenchArgs),
 }
 
 #[path = "bench_alerts.rs"]
 mod alerts;
+
+#[path = "bench_listing.rs"]
+mod listing;
 
 #[path = "bench_connect.rs"]
 mod connect;
@@ -536,6 +543,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Connect(args) => return connect::connect_bench(args),
         BenchCommand::Sources(args) => return sources::sources_bench(args),
         BenchCommand::Alerts(args) => return alerts::alerts_bench(args),
+        BenchCommand::Listing(args) => return listing::run(args),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
