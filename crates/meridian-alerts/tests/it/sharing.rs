@@ -70,22 +70,15 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Roughly increasing time with up to 50 s of jitter (some events late).
 fn ordered(steps: Vec<Step>) -> Vec<Step> {
-    let mut keyed: Vec<(i64, usize, Step)> = Vec::new();
-    let mut last = 0;
-    for (i, step) in steps.into_iter().enumerate() {
-        let key = match &step {
-            Step::Event { at, user, .. } => *at - i64::from(*user) * 10 * SEC,
-            Step::Advance(at) => *at,
-            Step::Change(..) => last,
-        };
-        last = key;
-        keyed.push((key, i, step));
-    }
-    keyed.sort_by_key(|(key, i, _)| (*key, *i));
-    keyed.into_iter().map(|(_, _, step)| step).collect()
+    in_time_order(steps, |step| match step {
+        Step::Event { at, user, .. } => Some(*at - i64::from(*user) * 10 * SEC),
+        Step::Advance(at) => Some(*at),
+        Step::Change(..) => None,
+    })
 }
 
-/// Applies `change` to `rule` (version bumped); `None`: delete it (the caller recreates it).
+/// Applies `change` to `rule` (version bumped; a recreate changes nothing but the version:
+/// the caller deletes the rule and creates it again).
 fn changed(rule: &mut Rule, change: Change) {
     rule.version += 1;
     match change {

@@ -56,19 +56,11 @@ fn step() -> impl Strategy<Value = Step> {
 /// Steps in roughly increasing time, with jitter up to a minute (so some are late); rule
 /// changes keep their place among the events around them.
 fn ordered(steps: Vec<Step>) -> Vec<Step> {
-    let mut keyed: Vec<(i64, usize, Step)> = Vec::with_capacity(steps.len());
-    let mut last = 0;
-    for (i, step) in steps.into_iter().enumerate() {
-        let key = match &step {
-            Step::Event { at, user, .. } => *at - i64::from(*user) * 10 * SEC,
-            Step::Advance(at) => *at,
-            Step::Change(..) => last,
-        };
-        last = key;
-        keyed.push((key, i, step));
-    }
-    keyed.sort_by_key(|(key, i, _)| (*key, *i));
-    let mut steps: Vec<Step> = keyed.into_iter().map(|(_, _, step)| step).collect();
+    let mut steps = in_time_order(steps, |step| match step {
+        Step::Event { at, user, .. } => Some(*at - i64::from(*user) * 10 * SEC),
+        Step::Advance(at) => Some(*at),
+        Step::Change(..) => None,
+    });
     // Sometimes the clock runs ahead of every event (an idle stretch).
     if steps.len().is_multiple_of(3) {
         steps.insert(steps.len() / 2, Step::Advance(35 * MIN));

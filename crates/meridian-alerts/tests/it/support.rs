@@ -86,3 +86,17 @@ pub(crate) fn values(evaluations: &[Evaluation]) -> Vec<(i64, Option<f64>)> {
 pub(crate) fn of_rule<'a>(evaluations: &'a [Evaluation], id: &str) -> Vec<&'a Evaluation> {
     evaluations.iter().filter(|e| e.rule.as_str() == id).collect()
 }
+
+/// Steps sorted by time, stable: `time(step)` is a step's time, or `None` for a step that
+/// keeps its place after the one before it (a rule change among the events around it).
+pub(crate) fn in_time_order<S>(steps: Vec<S>, time: impl Fn(&S) -> Option<i64>) -> Vec<S> {
+    let mut keyed: Vec<(i64, usize, S)> = Vec::with_capacity(steps.len());
+    let mut last = 0;
+    for (i, step) in steps.into_iter().enumerate() {
+        let key = time(&step).unwrap_or(last);
+        last = key;
+        keyed.push((key, i, step));
+    }
+    keyed.sort_by_key(|(key, i, _)| (*key, *i));
+    keyed.into_iter().map(|(_, _, step)| step).collect()
+}
