@@ -53,6 +53,10 @@ pub struct ListingConfig {
     pub merge_max_changes: u32,
     /// Where merges run.
     pub merge_mode: MergeMode,
+    /// Seconds between runs of the server's `listing_merge_quiet` task, which merges the
+    /// delta of every category that took no change since its previous run (so a delta
+    /// below the thresholds above does not stay for ever); 0 turns it off.
+    pub merge_quiet_secs: u64,
     /// Query plan (tests and benchmarks force one; `auto` in production).
     pub plan: PlanChoice,
     /// Threads building category indexes on load (0: the machine's parallelism).
@@ -101,6 +105,7 @@ impl Default for ListingConfig {
             merge_min_changes: 4_096,
             merge_max_changes: 65_536,
             merge_mode: MergeMode::Background,
+            merge_quiet_secs: 5,
             plan: PlanChoice::Auto,
             build_threads: 0,
             cache_ttl_secs: 60,

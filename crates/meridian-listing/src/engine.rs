@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 
+
+/// The pending-change counts per category one [`ListingEngine::merge_quiet`] call saw
+/// (the caller keeps it for the next call).
+pub type PendingSeen = rustc_hash::FxHashMap<u32, u32>;
 /// Which step of a bulk load a progress report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadPhase {
@@ -462,6 +466,29 @@ impl ListingEngine {
                 }
             }
         }
+    }
+
+    /// Merges the delta of every category that holds pending changes and took none since
+    /// the previous call with the same `seen` (the caller keeps it between calls): deltas
+    /// below the merge threshold are then bounded in time too, so a category that stops
+    /// changing — the end of a bulk load, a quiet night — is queried from its columns and
+    /// orders alone, not folded with up to `merge_max_changes` pending entries per query.
+    /// Returns the categories merged. Blocking (a merge of a large category takes seconds).
+    pub fn merge_quiet(&self, seen: &mut PendingSeen) -> usize {
+        let mut pending = rustc_hash::FxHashMap::default();
+        for (&id, node) in self.inner.nodes.load().iter() {
+            let len = node.snapshot.load().len;
+            if len > 0 {
+                pending.insert(id, len);
+            }
+        }
+        let quiet: Vec<u32> = pending.iter().filter(|(id, len)| seen.get(id) == Some(len)).map(|(&id, _)| id).collect();
+        for &id in &quiet {
+            self.inner.merge(id, None);
+            pending.remove(&id);
+        }
+        *seen = pending;
+        quiet.len()
     }
 
     /// Known categories with their sizes, by id.

@@ -79,6 +79,10 @@
 //! `merge_max_changes`) it is merged into a new base on the merge thread: columns and
 //! postings rebuilt linearly, orders merged (not re-sorted); entries appended meanwhile are
 //! replayed onto a fresh log under the writer lock, and the new snapshot is swapped in.
+//! Below the threshold a delta is bounded in time instead: [`ListingEngine::merge_quiet`]
+//! (the server's `listing_merge_quiet` task, every `merge_quiet_secs`) merges every
+//! category whose pending changes did not grow since its previous call — the end of a bulk
+//! load leaves up to `merge_max_changes` entries that every query would fold otherwise.
 //!
 //! # Memory per SKU (per category node indexing it)
 //! Columns 72 B (sku 8, spu 8, brand 4, shop 4, price 8, stock 4, sales 4, reviews 4,
@@ -122,7 +126,7 @@ mod walk;
 
 pub use cache::{CacheStats, Clock, ManualClock, PageCache, PageKey, Served, ServedFrom, SystemClock};
 pub use config::{CategorySettings, ListingConfig, MergeMode, Pin, PlanChoice, MAX_PINS};
-pub use engine::{ApplyReport, CategoryStats, EngineStats, ListingEngine, LoadPhase, LoadProgress, LoadReport};
+pub use engine::{ApplyReport, CategoryStats, EngineStats, ListingEngine, LoadPhase, LoadProgress, LoadReport, PendingSeen};
 pub use error::{ListingError, Result};
 pub use model::{Change, ItemMetrics, ListingExtras, ListingItem, ListingRecord, SortKey};
 pub use query::{AttributeFacet, FacetCount, Facets, Filters, ListedItem, ListingPage, Paging, PriceRangeCount, Query, QueryStats};

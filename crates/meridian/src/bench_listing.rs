@@ -158,7 +158,19 @@ pub(super) fn run(args: ListingBenchArgs) -> anyhow::Result<()> {
         }
         let load_secs = loaded.elapsed().as_secs_f64();
         eprintln!();
-        let categories: Value = http.get(format!("{base}/v1/apps/bench/listing/categories")).bearer_auth(&key).send().await?.json().await?;
+        // Until the root's pending changes are merged (the server's `listing_merge_quiet`
+        // task merges a category that stopped changing): the steady state shoppers meet.
+        let settled = Instant::now();
+        let categories = loop {
+            let categories: Value = http.get(format!("{base}/v1/apps/bench/listing/categories")).bearer_auth(&key).send().await?.json().await?;
+            let root_delta = categories["categories"].as_array().and_then(|all| all.iter().find(|c| c["id"] == 1)).and_then(|c| c["delta_entries"].as_u64()).unwrap_or(0);
+            if root_delta == 0 {
+                break categories;
+            }
+            anyhow::ensure!(settled.elapsed() < Duration::from_secs(600), "the root still holds {root_delta} pending changes after 10 min");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        eprintln!("root delta merged {:.1} s after the load", settled.elapsed().as_secs_f64());
         anyhow::ensure!(categories["skus"].as_u64() == Some(args.skus), "the catalog holds {} SKUs", categories["skus"]);
         let index_bytes = categories["index_bytes"].as_u64().unwrap_or(0);
 

@@ -66,3 +66,22 @@ fn readers_see_whole_batches_and_never_go_backwards() {
     let page = engine.query(&Query { category: 2, filters: Filters { brands: vec![1], ..Filters::default() }, ..Query::default() }).unwrap();
     assert_eq!(page.items[0].price, generation, "the last batch is visible");
 }
+
+#[test]
+fn a_delta_below_the_threshold_is_merged_once_its_category_stops_changing() {
+    let engine = ListingEngine::new(ListingConfig { merge_mode: MergeMode::Background, merge_min_changes: 1_000, ..ListingConfig::default() }).unwrap();
+    engine.load((1..=50).map(|i| item(i, i, &[1, 2], 1, 1, 0.0)).collect::<Vec<_>>(), &mut |_| {}).unwrap();
+    let mut seen = Default::default();
+    assert_eq!(engine.merge_quiet(&mut seen), 0, "nothing pending after the load");
+    engine.apply(Change::Price { sku: 7, price: 1 }).unwrap();
+    let pending = |engine: &ListingEngine| engine.category_size(2).map(|(_, delta)| delta);
+    assert_eq!(pending(&engine), Some(1), "one change, far below the merge threshold");
+    assert_eq!(engine.merge_quiet(&mut seen), 0, "first sight of the pending change: not quiet yet");
+    engine.apply(Change::Price { sku: 8, price: 2 }).unwrap();
+    assert_eq!(engine.merge_quiet(&mut seen), 0, "it changed since: still not quiet");
+    assert_eq!(pending(&engine), Some(2));
+    assert_eq!(engine.merge_quiet(&mut seen), 2, "categories 1 and 2 took nothing since: merged");
+    assert_eq!((pending(&engine), engine.category_size(1).map(|(_, d)| d)), (Some(0), Some(0)));
+    let page = engine.query(&Query { category: 2, sort: SortKey::PriceAsc, paging: Paging::Page { page: 1, size: 2 }, ..Query::default() }).unwrap();
+    assert_eq!(page.items.iter().map(|i| (i.sku, i.price)).collect::<Vec<_>>(), vec![(7, 1), (8, 2)], "the merged base holds the changes");
+}

@@ -129,6 +129,8 @@ impl Capability for Listing {
             .with_state(state.clone());
         let quality_state = state.clone();
         let pages_state = state.clone();
+        let merge_state = state.clone();
+        let merge_seen: Arc<parking_lot::Mutex<std::collections::HashMap<String, meridian_listing::PendingSeen>>> = Arc::default();
         let module = ModuleBuilder::new("listing")
             .processor(Box::new(ProductsProcessor::new(topic, service.clone())))
             .processor(Box::new(BehaviourProcessor::new(ctx.state.events_topic.clone(), service.clone())))
@@ -146,6 +148,24 @@ impl Capability for Listing {
                         }
                     }
                     Ok(done.join("; "))
+                }),
+            })
+            .task(Task {
+                name: "listing_merge_quiet",
+                // Off (0) runs once a day and merges nothing: the task list stays the same.
+                every: Duration::from_secs(if config.merge_quiet_secs == 0 { 86_400 } else { config.merge_quiet_secs }),
+                run: Arc::new(move || {
+                    if merge_state.service.config().merge_quiet_secs == 0 {
+                        return Ok(String::new());
+                    }
+                    let mut seen = merge_seen.lock();
+                    let mut merged = 0;
+                    for app in merge_state.service.apps() {
+                        if let Some(listing) = merge_state.service.app(&app) {
+                            merged += listing.engine.merge_quiet(seen.entry(app).or_default());
+                        }
+                    }
+                    Ok(if merged > 0 { format!("merged the pending changes of {merged} quiet categories") } else { String::new() })
                 }),
             })
             .task(Task {

@@ -573,3 +573,30 @@ async fn category_settings_interleave_brands_pin_skus_and_survive_a_restart() {
     let t = t.restart_with(|_| {});
     assert_eq!(skus(&t.get("/v1/apps/shop/listing/categories/1?sort=price_asc&size=4", &key).await), vec![9, 2, 1, 4], "the settings are durable");
 }
+
+#[tokio::test]
+async fn pending_changes_of_a_category_that_stopped_changing_are_merged_by_the_quiet_task() {
+    let t = TestServer::start_with(|c| c.listing.merge_quiet_secs = 1);
+    t.server.spawn_background_tasks();
+    let key = t.app_with_key("shop", &["read"]).await;
+    load(&t, "shop", &ten()).await;
+    let pending = |reply: &Reply, id: u64| reply.json["categories"].as_array().and_then(|all| all.iter().find(|c| c["id"] == id)).and_then(|c| c["delta_entries"].as_u64());
+    let reply = changes(&t, "shop", json!([{"op": "price", "sku": 9, "price": 1}])).await;
+    assert!(reply.status.is_success(), "{:?}", reply.json);
+    let categories = t.get("/v1/apps/shop/listing/categories", &key).await;
+    assert_eq!(pending(&categories, 11), Some(1), "{:?}", categories.json);
+    // One change is far below the merge threshold: pending until the category is quiet
+    // for a run of the task (1 s here), then merged — and still what queries answer.
+    let mut merged = false;
+    for _ in 0..100 {
+        let categories = t.get("/v1/apps/shop/listing/categories", &key).await;
+        if pending(&categories, 11) == Some(0) && pending(&categories, 1) == Some(0) {
+            merged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(merged, "the pending change was not merged within 5 s");
+    let page = t.get("/v1/apps/shop/listing/categories/11?sort=price_asc&size=1", &key).await;
+    assert_eq!((skus(&page), page.json["items"][0]["price"].as_u64()), (vec![9], Some(1)));
+}
