@@ -263,6 +263,13 @@ pub(crate) struct StreamLink {
     joined_late: u64,
 }
 
+impl StreamLink {
+    /// What the stream counted since the rule joined it.
+    fn since(&self, stream: &StreamCounters) -> StreamCounters {
+        StreamCounters { events_matched: stream.events_matched - self.joined_events, late_events: stream.late_events - self.joined_late }
+    }
+}
+
 /// Everything the engine holds for one rule: what the snapshot keeps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RuleRuntime {
@@ -297,6 +304,18 @@ impl RuleRuntimeV1 {
     #[cfg(test)]
     pub(crate) fn downgrade(runtime: &RuleRuntime, windows: Option<Windows>) -> RuleRuntimeV1 {
         RuleRuntimeV1 { windows, lifecycle: runtime.lifecycle.clone(), history: runtime.history.clone(), counters: runtime.counters.clone() }
+    }
+}
+
+impl RuleRuntime {
+    /// Ends the rule's membership of the stream that counted `stream`: what it counted
+    /// since the rule joined becomes the rule's own.
+    fn leave(&mut self, stream: &StreamCounters) {
+        if let Some(link) = self.link.take() {
+            let since = link.since(stream);
+            self.counters.events_matched += since.events_matched;
+            self.counters.late_events += since.late_events;
+        }
     }
 }
 
@@ -825,10 +844,7 @@ impl AlertEngine {
     /// app has a time by now.
     pub(crate) fn restore_stream(&mut self, id: u64, windows: Option<Windows>, counters: StreamCounters, mut members: Vec<u32>) {
         let waiting = windows.is_none();
-        members.sort_by_cached_key(|&m| {
-            let compiled = &self.slots[m as usize].as_ref().expect("live slot").compiled;
-            (compiled.rank, compiled.rule.id.clone())
-        });
+        members.sort_by_cached_key(|&m| member_order(&self.slots, m));
         let s = self.new_stream(members[0], windows, Some(id));
         for &m in &members {
             self.slots[m as usize].as_mut().expect("live slot").stream = Some(s);
@@ -857,12 +873,8 @@ impl AlertEngine {
         let AlertEngine { slots, streams, dirty, .. } = self;
         let stream = streams[s as usize].as_mut().expect("live stream");
         let link = StreamLink { stream: stream.id, joined_events: stream.counters.events_matched, joined_late: stream.counters.late_events };
-        let order = |i: u32| {
-            let compiled = &slots[i as usize].as_ref().expect("live slot").compiled;
-            (compiled.rank, compiled.rule.id.clone())
-        };
-        let mine = order(idx);
-        let position = stream.members.partition_point(|&m| order(m) < mine);
+        let mine = member_order(slots, idx);
+        let position = stream.members.partition_point(|&m| member_order(slots, m) < mine);
         stream.members.insert(position, idx);
         let slot = slots[idx as usize].as_mut().expect("live slot");
         slot.mark(idx, dirty);
@@ -876,13 +888,12 @@ impl AlertEngine {
         let AlertEngine { slots, streams, dirty, .. } = self;
         let slot = slots[idx as usize].as_mut().expect("live slot");
         slot.mark(idx, dirty);
-        let link = slot.runtime.link.take();
-        let Some(s) = slot.stream.take() else { return };
+        let Some(s) = slot.stream.take() else {
+            slot.runtime.link = None;
+            return;
+        };
         let stream = streams[s as usize].as_mut().expect("live stream");
-        if let Some(link) = link {
-            slot.runtime.counters.events_matched += stream.counters.events_matched - link.joined_events;
-            slot.runtime.counters.late_events += stream.counters.late_events - link.joined_late;
-        }
+        slot.runtime.leave(&stream.counters);
         stream.members.retain(|&m| m != idx);
         if stream.members.is_empty() {
             self.drop_stream(s);
@@ -986,10 +997,7 @@ impl AlertEngine {
             let stream = streams[gone as usize].as_ref().expect("live stream");
             let slot = slots[m as usize].as_mut().expect("live slot");
             slot.mark(m, dirty);
-            if let Some(link) = slot.runtime.link.take() {
-                slot.runtime.counters.events_matched += stream.counters.events_matched - link.joined_events;
-                slot.runtime.counters.late_events += stream.counters.late_events - link.joined_late;
-            }
+            slot.runtime.leave(&stream.counters);
             slot.stream = None;
             self.join(m, keep);
         }
@@ -1017,26 +1025,21 @@ impl AlertEngine {
         if !self.apps.contains_key(app_name) {
             self.apps.insert(app_name.to_owned(), AppState::default());
         }
-        let AlertEngine { slots, streams, apps, now, settings, dirty, stream_dirty, closed, .. } = self;
-        let app = apps.get_mut(app_name).expect("inserted above");
+        let app = self.apps.get_mut(app_name).expect("inserted above");
         app.max_time = Some(app.max_time.map_or(watermark_time, |m| m.max(watermark_time)));
         if !app.waiting.is_empty() {
             // The app's first time: streams start at the window holding this event — its
             // time taken within `max_event_time_ahead_ms` of when it was received, so one
             // event from a badly set client clock cannot start them a day early or late.
-            let skew = settings.max_event_time_ahead_ms;
+            let skew = self.settings.max_event_time_ahead_ms;
             let start_time = time.clamp(event.received.0.saturating_sub(skew), event.received.0.saturating_add(skew));
-            let waiting = std::mem::take(&mut app.waiting);
-            for s in waiting {
-                let stream = streams[s as usize].as_mut().expect("live stream");
-                stream.mark(s, stream_dirty);
-                let start = floor_to(start_time, stream.slide_ms);
-                stream.generation += 1;
-                stream.windows = Some(Windows { start_from: start, eval_from: start, next_start: start, panes: VecDeque::new() });
-                let close_at = start.saturating_add(stream.size_ms).saturating_add(stream.lateness_ms);
-                app.timers.push(Reverse(Timer { close_at, rank: stream.rank, key: stream.id, slot: s, generation: stream.generation }));
+            for s in std::mem::take(&mut app.waiting) {
+                let slide = self.streams[s as usize].as_ref().expect("live stream").slide_ms;
+                self.start_stream(s, floor_to(start_time, slide));
             }
         }
+        let AlertEngine { slots, streams, apps, now, settings, dirty, stream_dirty, closed, .. } = self;
+        let app = apps.get_mut(app_name).expect("inserted above");
         let mut user_hash = None;
         let by_action = app.by_action.get(event.action.as_str()).map_or(&[][..], Vec::as_slice);
         for &s in by_action.iter().chain(app.any_action.iter()) {
@@ -1171,9 +1174,9 @@ impl AlertEngine {
         let rule = &slot.compiled.rule;
         let counters = &slot.runtime.counters;
         let stream = self.stream_of(slot);
-        let (since_events, since_late) = match (stream, slot.runtime.link) {
-            (Some(stream), Some(link)) => (stream.counters.events_matched - link.joined_events, stream.counters.late_events - link.joined_late),
-            _ => (0, 0),
+        let since = match (stream, slot.runtime.link) {
+            (Some(stream), Some(link)) => link.since(&stream.counters),
+            _ => StreamCounters::default(),
         };
         RuleMetrics {
             rule: rule.id.clone(),
@@ -1181,8 +1184,8 @@ impl AlertEngine {
             version: rule.version,
             paused: rule.paused,
             firing: slot.runtime.lifecycle.firing.is_some(),
-            events_matched: counters.events_matched + since_events,
-            late_events: counters.late_events + since_late,
+            events_matched: counters.events_matched + since.events_matched,
+            late_events: counters.late_events + since.late_events,
             windows_evaluated: counters.windows_evaluated,
             windows_skipped: counters.windows_skipped,
             fired: counters.fired,
@@ -1210,6 +1213,12 @@ impl AlertEngine {
             + self.by_id.len() * 48
             + self.by_shape.keys().map(|k| k.len() + 64).sum::<usize>()
     }
+}
+
+/// Where rule `idx` goes among its stream's members: by (rank, id).
+fn member_order(slots: &[Option<Slot>], idx: u32) -> (u64, RuleId) {
+    let compiled = &slots[idx as usize].as_ref().expect("live slot").compiled;
+    (compiled.rank, compiled.rule.id.clone())
 }
 
 fn stream_key(app: &str, shape: &str) -> String {

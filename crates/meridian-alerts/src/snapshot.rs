@@ -189,7 +189,7 @@ impl AlertEngine {
     pub fn snapshot(&self) -> Vec<u8> {
         let mut rules: Vec<RulePartRef<'_>> = self.slots.iter().flatten().map(rule_part).collect();
         rules.sort_by(|a, b| a.rule_json.cmp(b.rule_json));
-        let mut streams: Vec<StreamPartRef<'_>> = self.streams.iter().flatten().map(|s| StreamPartRef { id: s.id, windows: &s.windows, counters: s.counters }).collect();
+        let mut streams: Vec<StreamPartRef<'_>> = self.streams.iter().flatten().map(stream_part).collect();
         streams.sort_by_key(|s| s.id);
         encode(MAGIC, &SnapshotRef { engine: self.engine_part(), rules, streams })
     }
@@ -210,7 +210,7 @@ impl AlertEngine {
 
     /// One stream (the panes its rules share), `None` for an unknown stream.
     pub fn snapshot_stream(&self, id: u64) -> Option<Vec<u8>> {
-        self.stream_by_id(id).map(|s| encode(STREAM_MAGIC, &StreamPartRef { id: s.id, windows: &s.windows, counters: s.counters }))
+        self.stream_by_id(id).map(|s| encode(STREAM_MAGIC, &stream_part(s)))
     }
 
     fn engine_part(&self) -> EnginePart {
@@ -316,6 +316,10 @@ impl AlertEngine {
 
 fn rule_part(slot: &crate::engine::Slot) -> RulePartRef<'_> {
     RulePartRef { rule_json: slot.compiled.rule_json(), runtime: &slot.runtime }
+}
+
+fn stream_part(stream: &crate::engine::Stream) -> StreamPartRef<'_> {
+    StreamPartRef { id: stream.id, windows: &stream.windows, counters: stream.counters }
 }
 
 #[cfg(test)]
