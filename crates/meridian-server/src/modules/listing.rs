@@ -130,8 +130,7 @@ impl Capability for Listing {
         let quality_state = state.clone();
         let pages_state = state.clone();
         let merge_state = state.clone();
-        let merge_seen: Arc<parking_lot::Mutex<std::collections::HashMap<String, meridian_listing::PendingSeen>>> = Arc::default();
-        let module = ModuleBuilder::new("listing")
+        let mut module = ModuleBuilder::new("listing")
             .processor(Box::new(ProductsProcessor::new(topic, service.clone())))
             .processor(Box::new(BehaviourProcessor::new(ctx.state.events_topic.clone(), service.clone())))
             .routes(routes)
@@ -151,14 +150,21 @@ impl Capability for Listing {
                 }),
             })
             .task(Task {
-                name: "listing_merge_quiet",
-                // Off (0) runs once a day and merges nothing: the task list stays the same.
-                every: Duration::from_secs(if config.merge_quiet_secs == 0 { 86_400 } else { config.merge_quiet_secs }),
+                name: "listing_first_pages",
+                every: config.cache_ttl(),
                 run: Arc::new(move || {
-                    if merge_state.service.config().merge_quiet_secs == 0 {
-                        return Ok(String::new());
-                    }
-                    let mut seen = merge_seen.lock();
+                    let stored = refresh_first_pages(&pages_state);
+                    Ok(if stored > 0 { format!("rendered {stored} first pages") } else { String::new() })
+                }),
+            });
+        if config.merge_quiet_secs > 0 {
+            // Per app, the pending changes each category had at the previous run.
+            let seen = parking_lot::Mutex::new(std::collections::HashMap::<String, meridian_listing::PendingSeen>::new());
+            module = module.task(Task {
+                name: "listing_merge_quiet",
+                every: Duration::from_secs(config.merge_quiet_secs),
+                run: Arc::new(move || {
+                    let mut seen = seen.lock();
                     let mut merged = 0;
                     for app in merge_state.service.apps() {
                         if let Some(listing) = merge_state.service.app(&app) {
@@ -167,15 +173,9 @@ impl Capability for Listing {
                     }
                     Ok(if merged > 0 { format!("merged the pending changes of {merged} quiet categories") } else { String::new() })
                 }),
-            })
-            .task(Task {
-                name: "listing_first_pages",
-                every: config.cache_ttl(),
-                run: Arc::new(move || {
-                    let stored = refresh_first_pages(&pages_state);
-                    Ok(if stored > 0 { format!("rendered {stored} first pages") } else { String::new() })
-                }),
-            })
+            });
+        }
+        let module = module
             .service(Arc::new(FileLoader { state: state.clone() }))
             .erasure(Erasure::NoUserData { why: "the catalog, templates and behaviour counts per SKU; nothing per user" })
             .build()?;
