@@ -456,18 +456,19 @@ async fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> anyhow::Res
 
 const BENCH_MASTER_KEY: &str = "bench-master-key";
 
-/// Server flags of the benchmarks that load it on purpose: rate limits out of the way, and
-/// webhook receivers on loopback allowed (they run in the bench).
-const LOOSE_LIMITS: [&str; 8] = [
-    "--set",
-    "rate_limits.global_per_sec=10000000",
-    "--set",
-    "rate_limits.caller_per_sec=10000000",
-    "--set",
-    "rate_limits.user_per_sec=1000000",
-    "--set",
-    "notify.network.allow_loopback=true",
-];
+/// Server flags of the benchmarks that load it on purpose: rate limits out of the way.
+const NO_RATE_LIMITS: [&str; 6] = ["--set", "rate_limits.global_per_sec=10000000", "--set", "rate_limits.caller_per_sec=10000000", "--set", "rate_limits.user_per_sec=1000000"];
+
+/// [`NO_RATE_LIMITS`], and webhook receivers on loopback allowed (they run in the bench).
+fn loose_limits() -> Vec<&'static str> {
+    NO_RATE_LIMITS.into_iter().chain(["--set", "notify.network.allow_loopback=true"]).collect()
+}
+
+/// The value of the series `series` (its name and labels, as printed) in a Prometheus
+/// text exposition.
+fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
 
 /// Creates the app `bench` and returns a key with `scopes`.
 async fn bench_key(base: &str, scopes: &[&str]) -> anyhow::Result<String> {
@@ -656,13 +657,8 @@ fn history_bench(args: HistoryBenchArgs) -> anyhow::Result<()> {
             catalog_dir.to_str().unwrap_or_default(),
             "--set",
             &hot_setting,
-            "--set",
-            "rate_limits.global_per_sec=10000000",
-            "--set",
-            "rate_limits.caller_per_sec=10000000",
-            "--set",
-            "rate_limits.user_per_sec=1000000",
         ];
+        extra.extend(NO_RATE_LIMITS);
         if let Some(n) = &threads {
             extra.extend(["--worker-threads", n.as_str()]);
         }
@@ -924,7 +920,7 @@ fn actions_bench(args: ActionsBenchArgs) -> anyhow::Result<()> {
         let config = meridian_demo::DemoConfig { users: args.users, malformed_share: 0.0, days: 3, ..meridian_demo::DemoConfig::default() };
         let world = Arc::new(tokio::task::spawn_blocking(move || meridian_demo::DemoWorld::generate(&config)).await??);
         let config_file = actions_config_file(tmp.path(), args.processor_threads)?;
-        let extra: Vec<&str> = ["--config", config_file.to_str().unwrap_or_default()].into_iter().chain(LOOSE_LIMITS).collect();
+        let extra: Vec<&str> = ["--config", config_file.to_str().unwrap_or_default()].into_iter().chain(loose_limits()).collect();
         let (server, base) = start_server(&tmp.path().join("server"), &extra).await?;
         let key = bench_key(&base, &["write", "read", "admin"]).await?;
         let Fed { users, report, ingest_secs, processed_secs } = feed_world(&base, &key, &world, args.events, |_| true).await?;
@@ -1062,4 +1058,15 @@ fn actions_bench(args: ActionsBenchArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_metric_value_is_read_by_its_whole_series_name_and_labels() {
+        let text = "# TYPE meridian_alerts_streams gauge\nmeridian_alerts_streams_total 9\nmeridian_alerts_streams 332\nmeridian_source_batch_messages_sum{source=\"nats\"} 4100\nmeridian_source_batch_messages_sum{source=\"nats-2\"} 7\n";
+        assert_eq!(super::metric_value(text, "meridian_alerts_streams"), Some(332.0));
+        assert_eq!(super::metric_value(text, "meridian_source_batch_messages_sum{source=\"nats\"}"), Some(4100.0));
+        assert_eq!(super::metric_value(text, "meridian_alerts_missing"), None);
+    }
 }

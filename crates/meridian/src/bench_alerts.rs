@@ -175,7 +175,7 @@ async fn stream(base: &str, keys: &[String], by_app: &[Vec<Value>]) -> anyhow::R
 
 /// The benchmarks' loose limits, and room for 10,000 rules on one app.
 fn server_flags() -> Vec<&'static str> {
-    super::LOOSE_LIMITS.into_iter().chain(["--set", "alerts.max_rules_per_app=100000"]).collect()
+    super::loose_limits().into_iter().chain(["--set", "alerts.max_rules_per_app=100000"]).collect()
 }
 
 /// Creates `rules` over HTTP, 8 at a time.
@@ -303,7 +303,7 @@ pub(super) fn alerts_bench(args: AlertsBenchArgs) -> anyhow::Result<()> {
         // How many pane rings the rules share (rules counting the same thing over the same
         // windows share one).
         let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
-        let streams = metrics.lines().find(|l| l.starts_with("meridian_alerts_streams ")).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        let streams = super::metric_value(&metrics, "meridian_alerts_streams");
 
         // Window close → notification: each probe rule gets one event every other second
         // (fires, then resolves), among a steady stream of demo events that moves the

@@ -7,7 +7,7 @@
 //! 10,000,000-SKU category are `cargo run --release -p meridian-listing --example
 //! listing_bench`.
 
-use super::{bench_key, start_server, BENCH_MASTER_KEY, LOOSE_LIMITS};
+use super::{bench_key, loose_limits, start_server, BENCH_MASTER_KEY};
 use clap::Args;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -125,7 +125,7 @@ pub(super) fn run(args: ListingBenchArgs) -> anyhow::Result<()> {
             Some(dir) => tempfile::tempdir_in(dir)?,
             None => tempfile::tempdir()?,
         };
-        let (_server, base) = start_server(&tmp.path().join("server"), &LOOSE_LIMITS).await?;
+        let (_server, base) = start_server(&tmp.path().join("server"), &loose_limits()).await?;
         let key = bench_key(&base, &["read", "write"]).await?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
 

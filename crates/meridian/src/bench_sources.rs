@@ -128,7 +128,7 @@ async fn through_server(base: &str, spec: serde_json::Value, n: usize) -> anyhow
         if stored + duplicates + dead >= n as u64 {
             let rate = n as f64 / start.elapsed().as_secs_f64();
             let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
-            let series = |what: &str| metrics.lines().find(|l| l.starts_with(&format!("meridian_source_batch_messages_{what}{{source=\"{name}\"}}"))).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+            let series = |what: &str| super::metric_value(&metrics, &format!("meridian_source_batch_messages_{what}{{source=\"{name}\"}}"));
             if let (Some(sum), Some(count)) = (series("sum"), series("count")) {
                 eprintln!("{name}: {count} batches, {:.0} messages per batch on average", sum / count.max(1.0));
             }
